@@ -1,0 +1,13 @@
+"""Shared library for every Cinepulse service.
+
+Modules:
+    settings       one pydantic-settings base class and the component settings blocks
+    logging        structured JSON logging (structlog)
+    observability  /metrics, /healthz, /readyz for FastAPI apps and plain processes
+    events         the event envelope contract (ARCHITECTURE.md)
+    rules          transform_rules.json: models, loader, schema
+    topics         Kafka topic names
+    kafka, postgres, mongo  client factories
+"""
+
+__version__ = "0.1.0"

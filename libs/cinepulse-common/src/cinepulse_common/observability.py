@@ -1,0 +1,91 @@
+"""Metrics and health: the ``/metrics``, ``/healthz``, ``/readyz`` pattern every service uses.
+
+* ``/healthz`` - the process is alive (no dependency checks: a restart would not help them).
+* ``/readyz``  - every registered readiness check passes (Kafka reachable, database answers);
+  503 with the failing checks named otherwise, so a load balancer stops routing to it.
+* ``/metrics`` - Prometheus exposition of the default registry.
+
+FastAPI apps call :func:`add_health_routes`; processes without an HTTP server (batch jobs,
+consumers) call :func:`start_metrics_server`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, Gauge, Info, generate_latest, start_http_server
+
+ReadinessCheck = Callable[[], Awaitable[Any] | Any]
+
+BUILD_INFO = Info("cinepulse_build", "Build and service identity")
+STARTED_AT = Gauge("cinepulse_process_start_time_seconds", "Unix time the service started")
+
+
+def record_build_info(service: str, version: str) -> None:
+    BUILD_INFO.info({"service": service, "version": version})
+    STARTED_AT.set(time.time())
+
+
+async def run_checks(checks: Mapping[str, ReadinessCheck], timeout_s: float) -> dict[str, str]:
+    """Run each check with a deadline; return ``{name: "ok" | "error: ..."}``."""
+
+    async def one(check: ReadinessCheck) -> str:
+        try:
+            if inspect.iscoroutinefunction(check):
+                await asyncio.wait_for(check(), timeout_s)
+            else:
+                result = await asyncio.wait_for(asyncio.to_thread(check), timeout_s)
+                if inspect.isawaitable(result):
+                    await asyncio.wait_for(result, timeout_s)
+        except TimeoutError:
+            return f"error: no answer within {timeout_s:g}s"
+        except Exception as exc:  # a readiness check reports every failure as not-ready
+            return f"error: {type(exc).__name__}: {exc}"
+        return "ok"
+
+    names = list(checks)
+    results = await asyncio.gather(*(one(checks[n]) for n in names))
+    return dict(zip(names, results, strict=True))
+
+
+def health_router(
+    checks: Mapping[str, ReadinessCheck] | None = None, timeout_s: float = 2.0
+) -> APIRouter:
+    router = APIRouter(tags=["health"])
+    registered = dict(checks or {})
+
+    @router.get("/healthz", summary="Liveness: the process is up")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/readyz", summary="Readiness: every dependency answers")
+    async def readyz() -> JSONResponse:
+        results = await run_checks(registered, timeout_s)
+        ready = all(v == "ok" for v in results.values())
+        return JSONResponse(
+            {"status": "ok" if ready else "unavailable", "checks": results},
+            status_code=200 if ready else 503,
+        )
+
+    @router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+def add_health_routes(
+    app: FastAPI, checks: Mapping[str, ReadinessCheck] | None = None, timeout_s: float = 2.0
+) -> None:
+    app.include_router(health_router(checks, timeout_s))
+
+
+def start_metrics_server(port: int, addr: str = "0.0.0.0") -> None:  # noqa: S104 - in-pod
+    """Expose /metrics from a background thread (for jobs and consumers)."""
+    start_http_server(port, addr=addr)
