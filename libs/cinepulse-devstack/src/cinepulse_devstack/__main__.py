@@ -1,0 +1,3 @@
+from cinepulse_devstack.cli import main
+
+raise SystemExit(main())

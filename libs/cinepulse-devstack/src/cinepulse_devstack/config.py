@@ -1,0 +1,50 @@
+"""Local stack settings (``CINEPULSE_STACK_*``): where it lives, its ports and versions."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def repo_root() -> Path:
+    """The checkout this package runs from (editable install), else the working directory."""
+    for start in (Path(__file__).resolve(), Path.cwd().resolve()):
+        for d in (start, *start.parents):
+            if (d / "migrations").is_dir() and (d / "Makefile").is_file():
+                return d
+    return Path.cwd()
+
+
+def default_cache() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "cinepulse"
+
+
+class StackSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CINEPULSE_STACK_", extra="ignore")
+
+    root: Path = Field(default_factory=lambda: repo_root() / ".stack")
+    cache: Path = Field(default_factory=default_cache)
+    host: str = "127.0.0.1"
+
+    kafka_version: str = "3.9.1"
+    kafka_port: int = 19092
+    kafka_controller_port: int = 19093
+    kafka_heap: str = "768m"
+    kafka_partitions: int = 3
+
+    postgres_port: int = 15432
+    postgres_user: str = "cinepulse"
+    postgres_db: str = "cinepulse"
+
+    mongo_port: int = 27018
+    ferretdb_version: str = "v1.24.2"
+    ferretdb_debug_port: int = 18088
+
+    prometheus_port: int = 19090
+    prometheus_scrape_interval: str = "5s"
+
+    start_timeout_s: float = 120.0
