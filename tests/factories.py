@@ -1,0 +1,30 @@
+"""Small data factories shared by the tests."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import uuid4
+
+PAYLOADS: dict[str, dict[str, Any]] = {
+    "watch": {"position_seconds": 1200, "duration_seconds": 5400},
+    "rate": {"rating": 4.5},
+    "comment": {"text": "Loved every minute of it ❤️"},
+    "click": {"target": "trailer"},
+}
+
+
+def event(event_type: str = "rate", **overrides: Any) -> dict[str, Any]:
+    """A valid envelope as a frontend would send it (JSON-ready dict)."""
+    now = datetime.now(UTC)
+    data: dict[str, Any] = {
+        "event_id": str(uuid4()),
+        "event_type": event_type,
+        "user_id": "user-42",
+        "movie_id": 603,
+        "occurred_at": (now - timedelta(seconds=5)).isoformat(),
+        "session_id": "s-1",
+        "payload": dict(PAYLOADS.get(event_type, {})),
+    }
+    data.update(overrides)
+    return data

@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from cinepulse_common import topics
+from cinepulse_common.kafka import delete_topics, ensure_topics, make_admin
+from cinepulse_common.mongo import make_client
+from cinepulse_common.settings import KafkaSettings, MongoSettings, PostgresSettings
+from cinepulse_devstack import Stack
+from cinepulse_migrations.cli import upgrade
+from psycopg import sql
+
+TEMPLATE_DB = "cinepulse_test_template"
+
+
+def _uid() -> str:
+    return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Stack]:
+    """The real local stack: started for this session, or reused if it is already up.
+    Only what this session started is stopped at the end (CINEPULSE_KEEP_STACK=1 keeps it)."""
+    s = Stack()
+    started = s.up()
+    yield s
+    if started and not os.environ.get("CINEPULSE_KEEP_STACK"):
+        s.down(started)
+
+
+@pytest.fixture(scope="session")
+def migrated_template(stack: Stack) -> str:
+    """A database migrated to head once per session; tests clone it (fast file copy)."""
+    admin = stack.postgres.admin_dsn("postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(TEMPLATE_DB))
+        )
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(TEMPLATE_DB)))
+    upgrade(stack.postgres.admin_dsn(TEMPLATE_DB), "head")
+    return TEMPLATE_DB
+
+
+def _create_db(stack: Stack, template: str | None) -> Iterator[str]:
+    name = f"t_{_uid()}"
+    admin = stack.postgres.admin_dsn("postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        query = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+        if template:
+            query += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
+        conn.execute(query)
+    try:
+        yield stack.postgres.admin_dsn(name)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+@pytest.fixture
+def empty_pg_dsn(stack: Stack) -> Iterator[str]:
+    """A fresh, unmigrated database of this test's own."""
+    yield from _create_db(stack, None)
+
+
+@pytest.fixture
+def pg_settings(stack: Stack, migrated_template: str) -> Iterator[PostgresSettings]:
+    """A migrated database of this test's own."""
+    for dsn in _create_db(stack, migrated_template):
+        yield PostgresSettings(dsn=dsn)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def kafka_settings(stack: Stack) -> Iterator[KafkaSettings]:
+    """Kafka settings whose topic prefix is this test's own; the project topics exist."""
+    s = KafkaSettings(bootstrap_servers=stack.kafka.bootstrap, topic_prefix=f"t{_uid()}.")
+    admin = make_admin(s)
+    names = [s.topic(t) for t in topics.ALL_TOPICS]
+    ensure_topics(admin, names, partitions=3)
+    yield s
+    delete_topics(admin, names)
+
+
+@pytest.fixture
+def mongo_settings(stack: Stack) -> Iterator[MongoSettings]:
+    """A MongoDB database of this test's own."""
+    s = MongoSettings(url=stack.mongo.url, database=f"raw_t{_uid()}")  # type: ignore[arg-type]
+    yield s
+    with make_client(s) as client:
+        client.drop_database(s.database)

@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import pytest
+from cinepulse_common.settings import (
+    CinepulseSettings,
+    KafkaSettings,
+    PostgresSettings,
+    load_settings,
+)
+
+
+class DemoSettings(CinepulseSettings):
+    kafka: KafkaSettings
+    postgres: PostgresSettings
+
+
+def test_nested_values_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CINEPULSE_KAFKA__BOOTSTRAP_SERVERS", "k:9092")
+    monkeypatch.setenv("CINEPULSE_KAFKA__TOPIC_PREFIX", "dev.")
+    monkeypatch.setenv("CINEPULSE_POSTGRES__DSN", "postgresql://u:s3cr3t@db/cinepulse")
+    s = load_settings(DemoSettings)
+    assert s.kafka.topic("movie") == "dev.movie"
+    assert "s3cr3t" not in repr(s)
+
+
+def test_missing_required_values_exit_naming_each_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("CINEPULSE_POSTGRES__DSN", raising=False)
+    monkeypatch.delenv("CINEPULSE_KAFKA__BOOTSTRAP_SERVERS", raising=False)
+    with pytest.raises(SystemExit) as info:
+        load_settings(DemoSettings)
+    message = str(info.value)
+    assert "CINEPULSE_KAFKA" in message and "CINEPULSE_POSTGRES" in message
+    assert "Field required" in message
+
+
+@pytest.mark.parametrize("dsn", ["postgresql://u:changeme@db/x", "postgresql://u:password@db/x"])
+def test_placeholder_secrets_are_refused_in_production(
+    monkeypatch: pytest.MonkeyPatch, dsn: str
+) -> None:
+    monkeypatch.setenv("CINEPULSE_ENVIRONMENT", "production")
+    monkeypatch.setenv("CINEPULSE_KAFKA__BOOTSTRAP_SERVERS", "k:9092")
+    monkeypatch.setenv("CINEPULSE_POSTGRES__DSN", dsn)
+    with pytest.raises(SystemExit, match="placeholder password"):
+        load_settings(DemoSettings)
+    monkeypatch.setenv("CINEPULSE_ENVIRONMENT", "development")
+    assert load_settings(DemoSettings).environment == "development"
