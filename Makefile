@@ -1,0 +1,65 @@
+# Cinepulse: developer entry points. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+UV ?= uv
+RUN := $(UV) run --frozen --all-packages
+STACK := $(RUN) cinepulse-stack
+
+.PHONY: help setup up down status env migrate smoke demo test test-unit test-integration lint format schemas bench clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
+
+setup: ## install everything this machine needs (idempotent)
+	@bash scripts/setup.sh
+
+up: ## start the local stack (Kafka, PostgreSQL, MongoDB protocol, Prometheus) and migrate
+	@$(STACK) up
+	@$(STACK) migrate
+
+down: ## stop the local stack; nothing is left running
+	@$(STACK) down
+
+status: ## one line per component; exits non-zero if any is down
+	@$(STACK) status
+
+env: ## print the variables that point services at the local stack
+	@$(STACK) env
+
+migrate: ## apply the warehouse migrations to the local stack
+	@$(STACK) migrate
+
+smoke: ## one event through Kafka into PostgreSQL staging
+	@$(STACK) smoke
+
+demo: up smoke ## the end-to-end demo on sample data (grows with each service)
+	@$(STACK) status
+	@echo "Prometheus: $$($(STACK) env | sed -n 's/^export CINEPULSE_PROMETHEUS_URL=//p')"
+
+test: ## unit tests, then integration tests against the real local stack
+	$(RUN) pytest tests/unit -q
+	$(RUN) pytest tests/integration -q
+
+test-unit: ## unit tests only (nothing running needed)
+	$(RUN) pytest tests/unit -q
+
+test-integration: ## integration tests (starts or reuses the local stack)
+	$(RUN) pytest tests/integration -q
+
+lint: ## ruff (lint + format check) and mypy
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+	$(RUN) mypy libs migrations/src services
+
+format: ## apply ruff's fixes and formatting
+	$(RUN) ruff check --fix .
+	$(RUN) ruff format .
+
+schemas: ## regenerate transform_rules.schema.json from the rules models
+	$(RUN) python -m cinepulse_common.rules > libs/cinepulse-common/src/cinepulse_common/transform_rules.schema.json
+
+bench: ## run every benchmark; writes results/bench.md
+	$(RUN) python -m bench
+
+clean: down ## stop the stack and delete its state (.stack/); caches are kept
+	rm -rf .stack
