@@ -1,0 +1,121 @@
+"""Staging load into the real PostgreSQL: the idempotent upsert path
+(``INSERT ... ON CONFLICT (event_id) DO NOTHING``, what every loader uses so a replay writes
+nothing twice) against the sink ceiling, ``COPY`` of the same rows into the same table, in
+one run. The ratio says what idempotency costs at the sink."""
+
+from __future__ import annotations
+
+import statistics
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+from cinepulse_devstack import Stack
+from cinepulse_migrations.cli import upgrade
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from bench.report import Table
+
+N_ROWS = 20_000
+REPEATS = 3
+COLUMNS = [
+    "event_id",
+    "event_type",
+    "user_id",
+    "movie_id",
+    "occurred_at",
+    "payload",
+    "source_topic",
+    "source_partition",
+    "source_offset",
+    "source_flag",
+]
+
+
+def _rows() -> list[tuple[object, ...]]:
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    return [
+        (
+            uuid.uuid4(),
+            "rate",
+            f"user-{i % 610}",
+            1 + i % 3000,
+            t0 + timedelta(seconds=i),
+            Jsonb({"rating": 0.5 + (i % 10) / 2}),
+            "user_rating_log",
+            i % 3,
+            i,
+            "bench",
+        )
+        for i in range(N_ROWS)
+    ]
+
+
+def _copy(conn: psycopg.Connection, rows: list[tuple[object, ...]]) -> None:
+    with (
+        conn.cursor() as cur,
+        cur.copy(
+            sql.SQL("COPY stg_user_logs ({}) FROM STDIN").format(
+                sql.SQL(", ").join(map(sql.Identifier, COLUMNS))
+            )
+        ) as copy,
+    ):
+        for r in rows:
+            copy.write_row(r)
+
+
+def _upsert(conn: psycopg.Connection, rows: list[tuple[object, ...]]) -> None:
+    query = sql.SQL(
+        "INSERT INTO stg_user_logs ({}) VALUES ({}) ON CONFLICT (event_id) DO NOTHING"
+    ).format(
+        sql.SQL(", ").join(map(sql.Identifier, COLUMNS)),
+        sql.SQL(", ").join(sql.Placeholder() * len(COLUMNS)),
+    )
+    with conn.cursor() as cur:
+        cur.executemany(query, rows)
+
+
+def run(stack: Stack) -> Table:
+    db = "cinepulse_bench"
+    admin = stack.postgres.admin_dsn("postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db)))
+    dsn = stack.postgres.admin_dsn(db)
+    upgrade(dsn, "head")
+    rows = _rows()
+    timings: dict[str, list[float]] = {"copy": [], "upsert": [], "upsert replay": []}
+    with psycopg.connect(dsn) as conn:
+        for _ in range(REPEATS):  # interleaved, so drift hits both alike
+            for name, fn in (("copy", _copy), ("upsert", _upsert)):
+                conn.execute("TRUNCATE stg_user_logs CASCADE")
+                conn.commit()
+                t0 = time.perf_counter()
+                fn(conn, rows)
+                conn.commit()
+                timings[name].append(time.perf_counter() - t0)
+            t0 = time.perf_counter()  # the same rows again: every one a conflict
+            _upsert(conn, rows)
+            conn.commit()
+            timings["upsert replay"].append(time.perf_counter() - t0)
+            written = conn.execute("SELECT count(*) FROM stg_user_logs").fetchone()
+            assert written is not None and written[0] == N_ROWS, written
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(db)))
+
+    table = Table(
+        f"Staging load into PostgreSQL ({N_ROWS:,} events, median of {REPEATS})",
+        ["path", "rows/s", "seconds", "vs COPY ceiling"],
+    )
+    ceiling = N_ROWS / statistics.median(timings["copy"])
+    for name, ts in timings.items():
+        rate = N_ROWS / statistics.median(ts)
+        table.add(name, f"{rate:,.0f}", f"{statistics.median(ts):.2f}", f"{rate / ceiling:.2f}")
+    table.notes.append(
+        "copy: COPY FROM STDIN (the sink ceiling); upsert: psycopg executemany "
+        "(pipelined) INSERT ... ON CONFLICT (event_id) DO NOTHING; upsert replay: "
+        "the same rows again, all conflicts, nothing written"
+    )
+    return table
