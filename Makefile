@@ -1,7 +1,7 @@
 # Cinepulse: developer entry points. `make help` lists them.
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
-UV ?= uv
+UV ?= $(shell command -v uv || echo python3 -m uv)
 RUN := $(UV) run --frozen --all-packages
 STACK := $(RUN) cinepulse-stack
 

@@ -35,8 +35,10 @@ if ! command -v uv >/dev/null || [ "$(uv --version | awk '{print $2}')" != "$UV_
   step "pip install uv==$UV_VERSION"
   python3 -m pip install -q "uv==$UV_VERSION"
 fi
+UV=uv
+command -v uv >/dev/null || UV="python3 -m uv"
 step "uv sync --all-packages --frozen (Python deps at the versions in uv.lock)"
-uv sync --all-packages --frozen --quiet
+$UV sync --all-packages --frozen --quiet
 
 # -- local stack components ---------------------------------------------------------
 step "stack components: Kafka jars (Maven Central), FerretDB (Go module proxy), PostgreSQL, Prometheus"

@@ -30,27 +30,22 @@ async def connect_async(s: PostgresSettings, **kwargs: Any) -> psycopg.AsyncConn
     return await psycopg.AsyncConnection.connect(conninfo(s), **(_session_options(s) | kwargs))
 
 
+def _pool_options(s: PostgresSettings, **kwargs: Any) -> dict[str, Any]:
+    options = {
+        "min_size": s.pool_min_size,
+        "max_size": s.pool_max_size,
+        "kwargs": _session_options(s),
+    }
+    return options | kwargs
+
+
 def make_pool(s: PostgresSettings, **kwargs: Any) -> ConnectionPool:
-    return ConnectionPool(
-        conninfo(s),
-        min_size=s.pool_min_size,
-        max_size=s.pool_max_size,
-        kwargs=_session_options(s),
-        open=True,
-        **kwargs,
-    )
+    return ConnectionPool(conninfo(s), open=True, **_pool_options(s, **kwargs))
 
 
 def make_async_pool(s: PostgresSettings, **kwargs: Any) -> AsyncConnectionPool:
     """An unopened pool: ``await pool.open()`` in the app's lifespan."""
-    return AsyncConnectionPool(
-        conninfo(s),
-        min_size=s.pool_min_size,
-        max_size=s.pool_max_size,
-        kwargs=_session_options(s),
-        open=False,
-        **kwargs,
-    )
+    return AsyncConnectionPool(conninfo(s), open=False, **_pool_options(s, **kwargs))
 
 
 def check_postgres(s: PostgresSettings) -> None:

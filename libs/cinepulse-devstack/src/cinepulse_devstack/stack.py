@@ -61,13 +61,7 @@ class Stack:
             c.install()
             c.dir.mkdir(parents=True, exist_ok=True)
             if c.alive():
-                wait_until(
-                    c.probe,
-                    timeout_s=self.cfg.start_timeout_s,
-                    alive=c.alive,
-                    what=c.name,
-                    log=c.log_path,
-                )
+                self._wait_ready(c)
                 log.info("%s: already running (pid %s)", c.name, c.pid())
                 continue
             busy = [p for p in c.ports if port_open(self.cfg.host, p)]
@@ -79,13 +73,7 @@ class Stack:
             t0 = time.monotonic()
             log.info("%s: starting", c.name)
             c.start()
-            wait_until(
-                c.probe,
-                timeout_s=self.cfg.start_timeout_s,
-                alive=c.alive,
-                what=c.name,
-                log=c.log_path,
-            )
+            self._wait_ready(c)
             log.info(
                 "%s: ready on %s in %.1fs (pid %s)",
                 c.name,
@@ -97,6 +85,11 @@ class Stack:
         self._provision(names)
         self.write_env()
         return started
+
+    def _wait_ready(self, c: Component) -> None:
+        wait_until(
+            c.probe, timeout_s=self.cfg.start_timeout_s, alive=c.alive, what=c.name, log=c.log_path
+        )
 
     def _provision(self, names: list[str] | None) -> None:
         chosen = {c.name for c in self.select(names)}
