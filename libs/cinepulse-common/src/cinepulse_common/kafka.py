@@ -6,6 +6,7 @@ send never duplicates and an acknowledged record is on every in-sync replica.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from typing import Any
 
@@ -14,12 +15,16 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from cinepulse_common.settings import KafkaSettings
 
+#: librdkafka's own log lines go through Python logging (JSON in services), not raw stderr
+LIBRDKAFKA_LOGGER = logging.getLogger("librdkafka")
+
 
 def base_config(s: KafkaSettings) -> dict[str, Any]:
     cfg: dict[str, Any] = {
         "bootstrap.servers": s.bootstrap_servers,
         "client.id": s.client_id,
         "security.protocol": s.security_protocol,
+        "logger": LIBRDKAFKA_LOGGER,
     }
     if s.sasl_mechanism:
         cfg["sasl.mechanism"] = s.sasl_mechanism
