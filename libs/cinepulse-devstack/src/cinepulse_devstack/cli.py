@@ -44,6 +44,16 @@ def main(argv: list[str] | None = None) -> int:
     except StackError as exc:
         print(f"cinepulse-stack {args.cmd}: {exc}", file=sys.stderr)
         return 1
+    except Exception as exc:  # migrate/smoke failures: one line and a non-zero exit
+        print(f"cinepulse-stack {args.cmd} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+def _require_up(stack: Stack, names: list[str]) -> None:
+    down = [s for s in stack.status(names) if not s.ok]
+    if down:
+        detail = "; ".join(f"{s.name} {s.detail}" for s in down)
+        raise StackError(f"needs {', '.join(names)} running: {detail}. Run `make up` first.")
 
 
 def _dispatch(stack: Stack, args: argparse.Namespace) -> int:
@@ -71,11 +81,13 @@ def _dispatch(stack: Stack, args: argparse.Namespace) -> int:
         for k, v in sorted(stack.env().items()):
             print(f"export {k}={shlex.quote(v)}")
     elif args.cmd == "migrate":
+        _require_up(stack, ["postgres"])
         from cinepulse_migrations.cli import upgrade
 
         upgrade(stack.postgres.admin_dsn(), "head")
         print("migrations applied (head)")
     elif args.cmd == "smoke":
+        _require_up(stack, ["postgres", "kafka"])
         from cinepulse_common.settings import KafkaSettings, PostgresSettings
         from pydantic import SecretStr
 
