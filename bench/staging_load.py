@@ -79,11 +79,7 @@ def _upsert(conn: psycopg.Connection, rows: list[tuple[object, ...]]) -> None:
 
 def run(stack: Stack) -> Table:
     db = "cinepulse_bench"
-    admin = stack.postgres.admin_dsn("postgres")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db)))
-    dsn = stack.postgres.admin_dsn(db)
+    dsn = stack.postgres.create_database(db, replace=True)
     upgrade(dsn, "head")
     rows = _rows()
     timings: dict[str, list[float]] = {"copy": [], "upsert": [], "upsert replay": []}
@@ -102,8 +98,7 @@ def run(stack: Stack) -> Table:
             timings["upsert replay"].append(time.perf_counter() - t0)
             written = conn.execute("SELECT count(*) FROM stg_user_logs").fetchone()
             assert written is not None and written[0] == N_ROWS, written
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(db)))
+    stack.postgres.drop_database(db)
 
     table = Table(
         f"Staging load into PostgreSQL ({N_ROWS:,} events, median of {REPEATS})",

@@ -4,7 +4,6 @@ import os
 import uuid
 from collections.abc import Iterator
 
-import psycopg
 import pytest
 from cinepulse_common import topics
 from cinepulse_common.kafka import delete_topics, ensure_topics, make_admin
@@ -12,7 +11,6 @@ from cinepulse_common.mongo import make_client
 from cinepulse_common.settings import KafkaSettings, MongoSettings, PostgresSettings
 from cinepulse_devstack import Stack
 from cinepulse_migrations.cli import upgrade
-from psycopg import sql
 
 TEMPLATE_DB = "cinepulse_test_template"
 
@@ -35,31 +33,16 @@ def stack() -> Iterator[Stack]:
 @pytest.fixture(scope="session")
 def migrated_template(stack: Stack) -> str:
     """A database migrated to head once per session; tests clone it (fast file copy)."""
-    admin = stack.postgres.admin_dsn("postgres")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(TEMPLATE_DB))
-        )
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(TEMPLATE_DB)))
-    upgrade(stack.postgres.admin_dsn(TEMPLATE_DB), "head")
+    upgrade(stack.postgres.create_database(TEMPLATE_DB, replace=True), "head")
     return TEMPLATE_DB
 
 
 def _create_db(stack: Stack, template: str | None) -> Iterator[str]:
     name = f"t_{_uid()}"
-    admin = stack.postgres.admin_dsn("postgres")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        query = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
-        if template:
-            query += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
-        conn.execute(query)
     try:
-        yield stack.postgres.admin_dsn(name)
+        yield stack.postgres.create_database(name, template=template)
     finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+        stack.postgres.drop_database(name)
 
 
 @pytest.fixture

@@ -412,14 +412,39 @@ class Postgres(Component):
 
     def ensure_database(self, name: str) -> None:
         import psycopg
-        from psycopg import sql
 
         with psycopg.connect(self.admin_dsn("postgres"), autocommit=True) as conn:
             exists = conn.execute(
                 "SELECT 1 FROM pg_database WHERE datname = %s", (name,)
             ).fetchone()
-            if not exists:
-                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        if not exists:
+            self.create_database(name)
+
+    def create_database(
+        self, name: str, *, template: str | None = None, replace: bool = False
+    ) -> str:
+        """Create ``name`` (a copy of ``template`` if given; dropped first if ``replace``);
+        return its DSN."""
+        import psycopg
+        from psycopg import sql
+
+        if replace:
+            self.drop_database(name)
+        query = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+        if template:
+            query += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
+        with psycopg.connect(self.admin_dsn("postgres"), autocommit=True) as conn:
+            conn.execute(query)
+        return self.admin_dsn(name)
+
+    def drop_database(self, name: str) -> None:
+        import psycopg
+        from psycopg import sql
+
+        with psycopg.connect(self.admin_dsn("postgres"), autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
 
     def env(self) -> dict[str, str]:
         return {"CINEPULSE_POSTGRES__DSN": self.admin_dsn()}
