@@ -15,9 +15,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from cinepulse_devstack import Stack
-
 from bench.report import Table
+from cinepulse_devstack import Stack
 
 BENCHMARKS = ["bench.staging_load"]
 

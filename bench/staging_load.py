@@ -11,12 +11,12 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import psycopg
-from cinepulse_devstack import Stack
-from cinepulse_migrations.cli import upgrade
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from bench.report import Table
+from cinepulse_devstack import Stack
+from cinepulse_migrations.cli import upgrade
 
 N_ROWS = 20_000
 REPEATS = 3

@@ -5,6 +5,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+
 from cinepulse_common import topics
 from cinepulse_common.kafka import delete_topics, ensure_topics, make_admin
 from cinepulse_common.mongo import make_client

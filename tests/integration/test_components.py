@@ -7,6 +7,10 @@ from uuid import uuid4
 
 import httpx
 import pytest
+from confluent_kafka import TopicPartition
+from prometheus_client import CollectorRegistry, Counter, start_http_server
+from pymongo.errors import DuplicateKeyError
+
 from cinepulse_common.kafka import (
     check_kafka,
     ensure_topics,
@@ -18,9 +22,6 @@ from cinepulse_common.mongo import check_mongo, make_client, raw_database
 from cinepulse_common.postgres import check_postgres, connect
 from cinepulse_common.settings import KafkaSettings, MongoSettings, PostgresSettings
 from cinepulse_devstack import Stack
-from confluent_kafka import TopicPartition
-from prometheus_client import CollectorRegistry, Counter, start_http_server
-from pymongo.errors import DuplicateKeyError
 
 
 def test_stack_status_is_all_up(stack: Stack) -> None:

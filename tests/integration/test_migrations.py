@@ -7,6 +7,7 @@ from uuid import uuid4
 
 import psycopg
 import pytest
+
 from cinepulse_common.settings import PostgresSettings
 from cinepulse_migrations.cli import downgrade, main, upgrade
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import psycopg
+
 from cinepulse_common.settings import KafkaSettings, PostgresSettings
 from cinepulse_devstack.smoke import run_smoke
 

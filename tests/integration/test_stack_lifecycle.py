@@ -10,6 +10,7 @@ import socket
 from pathlib import Path
 
 import pytest
+
 from cinepulse_devstack import Stack, StackError, StackSettings
 
 

@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import yaml
+
 from cinepulse_devstack.components import Prometheus
 from cinepulse_devstack.config import StackSettings
 from cinepulse_devstack.procs import StackError, pid_alive, require_tool

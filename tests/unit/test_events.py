@@ -5,10 +5,10 @@ from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 import pytest
-from cinepulse_common.events import EventType, RateEvent, normalise_comment_text, parse_event
-from cinepulse_common.rules import load_rules
 from pydantic import ValidationError
 
+from cinepulse_common.events import EventType, RateEvent, normalise_comment_text, parse_event
+from cinepulse_common.rules import load_rules
 from tests.factories import event
 
 

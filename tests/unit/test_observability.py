@@ -4,11 +4,12 @@ import json
 import logging
 
 import pytest
-from cinepulse_common.logging import configure_logging, get_logger
-from cinepulse_common.observability import add_health_routes
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from prometheus_client import Counter
+
+from cinepulse_common.logging import configure_logging, get_logger
+from cinepulse_common.observability import add_health_routes
 
 DEMO_COUNTER = Counter("cinepulse_test_demo_total", "a counter only tests touch")
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from cinepulse_common.settings import (
     CinepulseSettings,
     KafkaSettings,

@@ -8,8 +8,9 @@ from importlib import resources
 
 from alembic import command
 from alembic.config import Config
-from cinepulse_common.settings import CinepulseSettings, PostgresSettings, load_settings
 from sqlalchemy.engine import make_url
+
+from cinepulse_common.settings import CinepulseSettings, PostgresSettings, load_settings
 
 
 class MigrateSettings(CinepulseSettings):

@@ -19,7 +19,18 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, Gauge, Info, generate_latest, start_http_server
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    generate_latest,
+    start_http_server,
+)
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 ReadinessCheck = Callable[[], Awaitable[Any] | Any]
 
@@ -89,3 +100,75 @@ def add_health_routes(
 def start_metrics_server(port: int, addr: str = "0.0.0.0") -> None:  # noqa: S104 - in-pod
     """Expose /metrics from a background thread (for jobs and consumers)."""
     start_http_server(port, addr=addr)
+
+
+class HttpMetrics:
+    """Per-service HTTP metrics: requests by route and status, latency, in-flight requests.
+
+    ``prefix`` names the service (``cinepulse_gateway``); the route label is the route
+    *template* (``/api/movies/{movie_id}``), never the raw path, so cardinality stays bounded.
+    """
+
+    def __init__(self, prefix: str, registry: CollectorRegistry = REGISTRY) -> None:
+        self.requests = Counter(
+            f"{prefix}_http_requests_total",
+            "HTTP requests answered, by route, method and status code",
+            ["route", "method", "status"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            f"{prefix}_http_request_duration_seconds",
+            "Time from request start to the end of the response, by route",
+            ["route", "method"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=registry,
+        )
+        self.in_flight = Gauge(
+            f"{prefix}_http_requests_in_flight",
+            "Requests being handled right now",
+            registry=registry,
+        )
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def observe(self, route: str, method: str, status: int, seconds: float) -> None:
+        key = (route, method, status)
+        pair = self._children.get(key)
+        if pair is None:  # label lookups take a lock: cache the children (hot path)
+            pair = self._children[key] = (
+                self.requests.labels(route, method, str(status)),
+                self.latency.labels(route, method),
+            )
+        pair[0].inc()
+        pair[1].observe(seconds)
+
+
+class HttpMetricsMiddleware:
+    """Pure ASGI middleware (no per-request task, unlike ``BaseHTTPMiddleware``)."""
+
+    def __init__(self, app: ASGIApp, metrics: HttpMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+        start = time.perf_counter()
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        self.metrics.in_flight.inc()
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            self.metrics.in_flight.dec()
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            self.metrics.observe(
+                template, scope.get("method", "GET"), status, time.perf_counter() - start
+            )

@@ -88,9 +88,9 @@ def _dispatch(stack: Stack, args: argparse.Namespace) -> int:
         print("migrations applied (head)")
     elif args.cmd == "smoke":
         _require_up(stack, ["postgres", "kafka"])
-        from cinepulse_common.settings import KafkaSettings, PostgresSettings
         from pydantic import SecretStr
 
+        from cinepulse_common.settings import KafkaSettings, PostgresSettings
         from cinepulse_devstack.smoke import run_smoke
 
         r = run_smoke(

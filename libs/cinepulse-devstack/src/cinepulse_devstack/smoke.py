@@ -11,12 +11,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
+from confluent_kafka import KafkaError, Message, TopicPartition
+
 from cinepulse_common.events import Event, parse_event
 from cinepulse_common.kafka import make_consumer, make_producer
 from cinepulse_common.postgres import connect
 from cinepulse_common.rules import active_rules
 from cinepulse_common.settings import KafkaSettings, PostgresSettings
-from confluent_kafka import KafkaError, Message, TopicPartition
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cinepulse_common import topics
-
 from cinepulse_devstack.components import Component, Kafka, Mongo, Postgres, Prometheus
 from cinepulse_devstack.config import StackSettings
 from cinepulse_devstack.procs import StackError, port_open, wait_until

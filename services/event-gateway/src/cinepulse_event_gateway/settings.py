@@ -1,9 +1,66 @@
-"""Settings of event-gateway (``CINEPULSE_*`` variables; nested blocks use ``__``)."""
+"""Settings of event-gateway (``CINEPULSE_*`` variables; nested blocks use ``__``).
+
+Examples: ``CINEPULSE_KAFKA__BOOTSTRAP_SERVERS=kafka:9092``,
+``CINEPULSE_AUTH__KEYS_PATH=/var/run/secrets/cinepulse/write-keys`` (a mounted Secret: one
+file per client, the file name is the client id and the content its key),
+``CINEPULSE_LIMITS__MAX_BATCH_EVENTS=500``, ``CINEPULSE_RATE_LIMIT=200/second``.
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field, SecretStr, model_validator
 
 from cinepulse_common.settings import CinepulseSettings, KafkaSettings
 
 
+class AuthSettings(BaseModel):
+    enabled: bool = Field(True, description="require a write key on every event request")
+    header: str = Field("X-Write-Key", description="request header carrying the write key")
+    keys: dict[str, SecretStr] = Field(
+        default_factory=dict, description="client id -> write key (JSON in the environment)"
+    )
+    keys_path: Path | None = Field(
+        None,
+        description="a mounted Secret: a directory with one file per client (name = client "
+        "id, content = key) or a JSON file {client: key}; re-read when it changes",
+    )
+    reload_interval_s: float = Field(10.0, ge=0, description="how often keys_path is re-checked")
+
+
+class LimitSettings(BaseModel):
+    max_batch_events: int = Field(500, ge=1, le=100_000)
+    max_body_bytes: int = Field(1 << 20, ge=1024, description="413 above this")
+    produce_timeout_s: float = Field(
+        5.0, gt=0, description="longest wait for Kafka's acknowledgement before answering 503"
+    )
+    retry_after_s: int = Field(5, ge=1, description="Retry-After sent with 503")
+    max_in_flight_messages: int = Field(
+        100_000, ge=1000, description="producer queue size; full queue answers 503"
+    )
+
+
 class EventGatewaySettings(CinepulseSettings):
     kafka: KafkaSettings
+    auth: AuthSettings = AuthSettings()
+    limits: LimitSettings = LimitSettings()
+    rate_limit: str | None = Field(
+        None,
+        description="per write key, e.g. '200/second' or '10000/minute' (events, not "
+        "requests; a batch counts each event); unset = no limit",
+    )
+    cors_origins: list[str] = Field(default_factory=list, description="allowed browser origins")
+    host: str = "0.0.0.0"  # noqa: S104 - listens inside its pod
+    port: int = Field(8080, ge=1, le=65535)
+
+    @model_validator(mode="after")
+    def _rate_limit_parses(self) -> EventGatewaySettings:
+        if self.rate_limit:
+            from limits import parse
+
+            try:
+                parse(self.rate_limit)
+            except ValueError as exc:
+                raise ValueError(f"rate_limit {self.rate_limit!r}: {exc}") from None
+        return self

@@ -1,0 +1,389 @@
+"""The event gateway: frontend events over HTTP into Kafka, answered after Kafka's ack.
+
+Request life cycle (``POST /api/events`` and ``POST /api/events/batch``):
+
+1. content type must be JSON (415), the body at most ``limits.max_body_bytes`` (413);
+2. the write key must match a client (401); the client's rate limit, if set, must allow
+   the number of events (429 with Retry-After);
+3. each event is validated against the envelope models and the transform rules (422 with
+   the field and the reason); the server stamps ``received_at`` and assigns ``event_id``
+   when the client sent none;
+4. the record goes to its topic (``transform_rules.json``: ``event_types.*.topic``) keyed
+   by ``user_id``; the answer is 202 only once Kafka acknowledged it (``acks=all``). No
+   acknowledgement within ``limits.produce_timeout_s``: 503 with Retry-After, and the
+   ``event_id`` to resend with - a repeated ``event_id`` is harmless downstream.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import pydantic_core
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
+from limits import RateLimitItem, parse
+from limits.storage import MemoryStorage
+from limits.strategies import SlidingWindowCounterRateLimiter
+from pydantic import ValidationError
+from starlette.responses import Response
+
+from cinepulse_common.events import EVENT_ADAPTER, Event, EventType
+from cinepulse_common.logging import get_logger
+from cinepulse_common.observability import HttpMetricsMiddleware, add_health_routes
+from cinepulse_common.rules import TransformRules, active_rules
+from cinepulse_event_gateway import metrics, openapi
+from cinepulse_event_gateway.keys import WriteKeyError, WriteKeys
+from cinepulse_event_gateway.models import (
+    Accepted,
+    BatchItem,
+    BatchResult,
+    FieldError,
+)
+from cinepulse_event_gateway.publisher import KafkaPublisher, Record
+from cinepulse_event_gateway.settings import EventGatewaySettings
+
+log = get_logger(__name__)
+
+JSON_TYPES = ("application/json",)
+
+
+class Gateway:
+    """Everything a request needs, built once at start-up."""
+
+    def __init__(
+        self,
+        settings: EventGatewaySettings,
+        rules: TransformRules,
+        publisher: KafkaPublisher,
+        keys: WriteKeys | None,
+    ) -> None:
+        self.settings = settings
+        self.rules = rules
+        self.publisher = publisher
+        self.keys = keys
+        self.context = {"rules": rules}
+        self.topics = {t: settings.kafka.topic(rules.topic_for(t)) for t in EventType}
+        self.limit: RateLimitItem | None = (
+            parse(settings.rate_limit) if settings.rate_limit else None
+        )
+        self.limiter = SlidingWindowCounterRateLimiter(MemoryStorage())
+
+    # --- request checks ---------------------------------------------------------------------
+    def authenticate(self, presented: str | None) -> str:
+        if self.keys is None:
+            return "anonymous"
+        client = self.keys.client_for(presented)
+        if client is None:
+            header = self.settings.auth.header
+            reason = f"missing {header} header" if not presented else f"invalid {header}"
+            raise HTTPException(401, reason, headers={"WWW-Authenticate": header})
+        return client
+
+    def rate_limit(self, client: str, cost: int) -> None:
+        if self.limit is None or cost == 0:
+            return
+        if cost > self.limit.amount:
+            raise HTTPException(
+                429, f"{cost} events exceed the rate limit of {self.limit} for one request"
+            )
+        if not self.limiter.hit(self.limit, client, cost=cost):
+            reset = self.limiter.get_window_stats(self.limit, client).reset_time
+            retry = max(1, math.ceil(reset - time.time()))
+            metrics.EVENTS_REJECTED.labels("unknown", "rate_limited").inc(cost)
+            raise HTTPException(
+                429,
+                f"rate limit {self.limit} exceeded for client {client!r}",
+                headers={"Retry-After": str(retry)},
+            )
+
+    async def read_body(self, request: Request) -> bytes:
+        ctype = request.headers.get("content-type", "")
+        media = ctype.split(";", 1)[0].strip().lower()
+        if media not in JSON_TYPES and not media.endswith("+json"):
+            raise HTTPException(
+                415, f"Content-Type must be application/json (got {ctype or 'none'!r})"
+            )
+        limit = self.settings.limits.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None:
+            if not declared.isdigit():
+                raise HTTPException(400, "Content-Length is not a number")
+            if int(declared) > limit:
+                raise HTTPException(413, f"body of {declared} bytes exceeds {limit} bytes")
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise HTTPException(413, f"body exceeds {limit} bytes")
+        return bytes(body)
+
+    # --- validation -------------------------------------------------------------------------
+    def validate(self, data: Any, received_at: datetime) -> Event:
+        if isinstance(data, bytes):
+            event = EVENT_ADAPTER.validate_json(data, context=self.context)
+        else:
+            event = EVENT_ADAPTER.validate_python(data, context=self.context)
+        return event.model_copy(update={"received_at": received_at})
+
+    def record(self, event: Event) -> Record:
+        return Record(
+            topic=self.topics[event.event_type],
+            key=event.kafka_key(),
+            value=EVENT_ADAPTER.dump_json(event),
+        )
+
+
+def field_errors(exc: ValidationError) -> tuple[str, list[FieldError]]:
+    """(event type or 'unknown', errors naming the field and the reason)."""
+    event_type = "unknown"
+    out = []
+    for err in exc.errors(include_url=False, include_input=False):
+        loc = list(err["loc"])
+        kind = err["type"]
+        if loc and loc[0] in EventType._value2member_map_:
+            event_type = str(loc.pop(0))
+        if kind in ("union_tag_invalid", "union_tag_not_found"):
+            field = "event_type"
+            reason = (
+                f"missing event_type; one of {', '.join(EventType)}"
+                if kind == "union_tag_not_found"
+                else f"unknown event_type; one of {', '.join(EventType)}"
+            )
+        elif kind in ("json_invalid", "json_type"):
+            field, reason = "body", f"malformed JSON: {err['msg']}"
+        else:
+            field = ".".join(str(p) for p in loc) or "body"
+            reason = err["msg"].removeprefix("Value error, ")
+        out.append(FieldError(field=field, reason=reason, type=kind))
+    return event_type, out
+
+
+def _error_type(errors: list[FieldError]) -> str:
+    return errors[0].type if errors else "invalid"
+
+
+def create_app(
+    settings: EventGatewaySettings,
+    *,
+    publisher: KafkaPublisher | None = None,
+    rules: TransformRules | None = None,
+) -> FastAPI:
+    rules = rules or active_rules()
+    keys = None
+    if settings.auth.enabled:
+        try:
+            keys = WriteKeys(
+                settings.auth.keys, settings.auth.keys_path, settings.auth.reload_interval_s
+            )
+        except WriteKeyError as exc:
+            raise SystemExit(f"event-gateway: cannot load write keys: {exc}") from None
+        if not keys.clients:
+            raise SystemExit(
+                "event-gateway: auth is enabled but no write key is configured; set "
+                "CINEPULSE_AUTH__KEYS_PATH (a mounted Secret) or CINEPULSE_AUTH__KEYS, "
+                "or CINEPULSE_AUTH__ENABLED=false for local development"
+            )
+    state: dict[str, Gateway] = {}
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        pub = publisher or KafkaPublisher(
+            settings.kafka,
+            queue_size=settings.limits.max_in_flight_messages,
+            ack_timeout_s=settings.limits.produce_timeout_s,
+        )
+        state["gw"] = Gateway(settings, rules, pub, keys)
+        log.info(
+            "event gateway ready",
+            topics=sorted(state["gw"].topics.values()),
+            clients=len(keys.clients) if keys else 0,
+            rate_limit=settings.rate_limit,
+        )
+        try:
+            yield
+        finally:
+            if publisher is None:
+                pub.close()
+
+    app = FastAPI(
+        title="Cinepulse event gateway",
+        version="1",
+        summary="Frontend user events (watch, rate, comment, click) into Kafka.",
+        description=openapi.DESCRIPTION,
+        lifespan=lifespan,
+    )
+    # the key is read straight from the headers (no dependency injection on the hot path);
+    # the OpenAPI declares it as an apiKey security scheme
+    header = settings.auth.header
+
+    def unavailable(detail: Any) -> JSONResponse:
+        return JSONResponse(
+            detail,
+            status_code=503,
+            headers={"Retry-After": str(settings.limits.retry_after_s)},
+        )
+
+    @app.post(
+        "/api/events",
+        status_code=202,
+        summary="Send one event",
+        response_model=Accepted,
+        responses=openapi.SINGLE_RESPONSES,
+        openapi_extra=openapi.single_body(),
+        tags=["events"],
+    )
+    async def post_event(request: Request) -> Response:
+        gw = state["gw"]
+        client = gw.authenticate(request.headers.get(header))
+        body = await gw.read_body(request)
+        gw.rate_limit(client, 1)
+        try:
+            event = gw.validate(body, datetime.now(UTC))
+        except ValidationError as exc:
+            etype, errors = field_errors(exc)
+            metrics.EVENTS_REJECTED.labels(etype, _error_type(errors)).inc()
+            return JSONResponse({"detail": [e.model_dump() for e in errors]}, status_code=422)
+        [err] = await gw.publisher.publish_many(
+            [gw.record(event)], settings.limits.produce_timeout_s
+        )
+        if err is not None:
+            metrics.EVENTS_REJECTED.labels(event.event_type.value, "kafka_unavailable").inc()
+            log.warning(
+                "event not acknowledged by Kafka", event_id=str(event.event_id), reason=err.reason
+            )
+            return unavailable(
+                {
+                    "detail": f"Kafka did not acknowledge the event: {err.reason}; "
+                    "retry with the same event_id",
+                    "event_id": str(event.event_id),
+                }
+            )
+        metrics.accepted(event.event_type)
+        return Response(
+            Accepted(event_id=event.event_id).model_dump_json(),
+            status_code=202,
+            media_type="application/json",
+        )
+
+    @app.post(
+        "/api/events/batch",
+        status_code=202,
+        summary="Send a batch of events (a JSON array)",
+        response_model=BatchResult,
+        responses=openapi.batch_responses(settings.limits.max_batch_events),
+        openapi_extra=openapi.batch_body(settings.limits.max_batch_events),
+        tags=["events"],
+    )
+    async def post_batch(request: Request) -> Response:
+        gw = state["gw"]
+        client = gw.authenticate(request.headers.get(header))
+        body = await gw.read_body(request)
+        try:
+            items = pydantic_core.from_json(body)
+        except ValueError as exc:
+            raise HTTPException(
+                422, [{"field": "body", "reason": f"malformed JSON: {exc}", "type": "json_invalid"}]
+            ) from None
+        if not isinstance(items, list):
+            raise HTTPException(
+                422,
+                [
+                    {
+                        "field": "body",
+                        "reason": "expected a JSON array of events",
+                        "type": "list_type",
+                    }
+                ],
+            )
+        limit = settings.limits.max_batch_events
+        if len(items) > limit:
+            raise HTTPException(413, f"batch of {len(items)} events exceeds {limit} events")
+        if not items:
+            raise HTTPException(
+                422, [{"field": "body", "reason": "the batch is empty", "type": "too_short"}]
+            )
+        gw.rate_limit(client, len(items))
+
+        now = datetime.now(UTC)
+        results: list[BatchItem] = []
+        valid: list[tuple[int, Event]] = []
+        for i, item in enumerate(items):
+            try:
+                event = gw.validate(item, now)
+            except ValidationError as exc:
+                etype, errors = field_errors(exc)
+                metrics.EVENTS_REJECTED.labels(etype, _error_type(errors)).inc()
+                results.append(BatchItem(index=i, status="rejected", errors=errors))
+                continue
+            valid.append((i, event))
+            results.append(BatchItem(index=i, status="accepted", event_id=event.event_id))
+
+        outcome = await gw.publisher.publish_many(
+            [gw.record(e) for _, e in valid], settings.limits.produce_timeout_s
+        )
+        not_acked = 0
+        for (i, event), err in zip(valid, outcome, strict=True):
+            if err is None:
+                metrics.accepted(event.event_type)
+                continue
+            not_acked += 1
+            metrics.EVENTS_REJECTED.labels(event.event_type.value, "kafka_unavailable").inc()
+            results[i] = BatchItem(
+                index=i, status="unavailable", event_id=event.event_id, reason=err.reason
+            )
+        summary = BatchResult.summarise(results)
+        payload = summary.model_dump_json(exclude_none=True)
+        if not_acked:
+            log.warning("batch partly unacknowledged by Kafka", unavailable=not_acked)
+            return Response(
+                payload,
+                status_code=503,
+                media_type="application/json",
+                headers={"Retry-After": str(settings.limits.retry_after_s)},
+            )
+        status = 422 if summary.accepted == 0 else 202
+        return Response(payload, status_code=status, media_type="application/json")
+
+    add_health_routes(app, {"kafka": lambda: _check_kafka(state)})
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["POST", "OPTIONS"],
+            allow_headers=[settings.auth.header, "Content-Type"],
+            max_age=600,
+        )
+    app.add_middleware(HttpMetricsMiddleware, metrics=metrics.HTTP)
+
+    def custom_openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                summary=app.summary,
+                description=app.description,
+                routes=app.routes,
+            )
+            openapi.add_event_schemas(schema)
+            if settings.auth.enabled:
+                openapi.add_write_key_scheme(schema, header)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = custom_openapi  # type: ignore[method-assign]
+    return app
+
+
+def _check_kafka(state: dict[str, Gateway]) -> None:
+    gw = state.get("gw")
+    if gw is None:
+        raise RuntimeError("not started")
+    metrics.PRODUCER_QUEUE.set(gw.publisher.queue_length())
+    gw.publisher.check()

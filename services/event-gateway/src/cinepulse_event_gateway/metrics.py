@@ -1,0 +1,47 @@
+"""Prometheus metrics of the event gateway (names start ``cinepulse_gateway_``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from cinepulse_common.observability import HttpMetrics
+
+HTTP = HttpMetrics("cinepulse_gateway")
+
+EVENTS_ACCEPTED = Counter(
+    "cinepulse_gateway_events_accepted_total",
+    "Events acknowledged by Kafka and answered as accepted, by event type",
+    ["event_type"],
+)
+EVENTS_REJECTED = Counter(
+    "cinepulse_gateway_events_rejected_total",
+    "Events not accepted, by event type and reason (validation error type, "
+    "kafka_unavailable, rate_limited, ...)",
+    ["event_type", "reason"],
+)
+PRODUCE_LATENCY = Histogram(
+    "cinepulse_gateway_produce_latency_seconds",
+    "Time from produce() to Kafka's acknowledgement (acks=all)",
+    buckets=(0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+KAFKA_ERRORS = Counter(
+    "cinepulse_gateway_kafka_errors_total",
+    "Kafka client errors (librdkafka error codes, QUEUE_FULL, ACK_TIMEOUT)",
+    ["code"],
+)
+PRODUCER_QUEUE = Gauge(
+    "cinepulse_gateway_producer_queue_messages",
+    "Records queued in the producer, not yet acknowledged",
+)
+
+_ACCEPTED_CHILDREN: dict[str, Any] = {}
+
+
+def accepted(event_type: str) -> None:
+    """Count one accepted event (label children cached: this is the hot path)."""
+    child = _ACCEPTED_CHILDREN.get(event_type)
+    if child is None:
+        child = _ACCEPTED_CHILDREN[event_type] = EVENTS_ACCEPTED.labels(event_type)
+    child.inc()

@@ -1,0 +1,164 @@
+"""OpenAPI pieces: the event schemas (from the envelope models), examples, responses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cinepulse_common.events import EVENT_ADAPTER
+from cinepulse_event_gateway.models import (
+    BatchResult,
+    Problem,
+    Unavailable,
+    ValidationFailed,
+)
+
+DESCRIPTION = """\
+Takes user events from the frontend and publishes them to Kafka (`user_watch_log`,
+`user_rating_log`, `user_comment_log`, `user_click_log`, keyed by `user_id`).
+
+* **202** means Kafka has acknowledged the event (`acks=all`): it will not be lost.
+* **503** (with `Retry-After`) means it was *not* acknowledged in time: resend it with the
+  same `event_id` (returned in the answer). A repeated `event_id` is harmless: everything
+  downstream dedupes on it.
+* `received_at` is stamped by the gateway; a value sent by the client is replaced.
+* Ranges and sets (rating steps, click targets, text length, clock skew) come from
+  `transform_rules.json`, the same rules Spark and the pandas fallback apply.
+"""
+
+EXAMPLES: dict[str, dict[str, Any]] = {
+    "watch": {
+        "summary": "watch progress",
+        "value": {
+            "event_id": "6f1c2b4e-3a51-4d2a-9a61-6c0f3f1b2a11",
+            "event_type": "watch",
+            "user_id": "u-1042",
+            "movie_id": 603,
+            "occurred_at": "2026-11-26T18:04:05Z",
+            "session_id": "s-77",
+            "payload": {"position_seconds": 1830.5, "duration_seconds": 8160},
+        },
+    },
+    "rate": {
+        "summary": "a rating",
+        "value": {
+            "event_type": "rate",
+            "user_id": "u-1042",
+            "movie_id": 603,
+            "occurred_at": "2026-11-26T18:10:00+01:00",
+            "payload": {"rating": 4.5},
+        },
+    },
+    "comment": {
+        "summary": "a comment (any Unicode)",
+        "value": {
+            "event_type": "comment",
+            "user_id": "u-7",
+            "movie_id": 27205,
+            "occurred_at": "2026-11-26T18:12:00Z",
+            "payload": {"text": "Loved the ending \u2014 wow \U0001f3ac"},
+        },
+    },
+    "click": {
+        "summary": "a click",
+        "value": {
+            "event_type": "click",
+            "user_id": "u-7",
+            "movie_id": 27205,
+            "occurred_at": "2026-11-26T18:12:30Z",
+            "payload": {"target": "trailer"},
+        },
+    },
+}
+
+_COMMON = {
+    401: {"model": Problem, "description": "missing or invalid write key"},
+    413: {"model": Problem, "description": "body (or batch) too large"},
+    415: {"model": Problem, "description": "Content-Type is not application/json"},
+    429: {"model": Problem, "description": "the client's rate limit is exhausted"},
+}
+
+SINGLE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **_COMMON,
+    400: {"model": Problem, "description": "malformed request headers"},
+    422: {"model": ValidationFailed, "description": "invalid event: the field and the reason"},
+    503: {"model": Unavailable, "description": "Kafka did not acknowledge in time; retry"},
+}
+
+
+def batch_responses(max_events: int) -> dict[int | str, dict[str, Any]]:
+    return {
+        **_COMMON,
+        400: {"model": Problem, "description": "malformed request headers"},
+        422: {
+            "model": BatchResult | ValidationFailed,  # type: ignore[dict-item]
+            "description": "the body is not an array of events, or every event was rejected",
+        },
+        503: {
+            "model": BatchResult,
+            "description": "some valid events were not acknowledged by Kafka: resend those "
+            "marked `unavailable` with their event_id",
+        },
+    }
+
+
+def single_body() -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {"$ref": "#/components/schemas/Event"},
+                    "examples": EXAMPLES,
+                }
+            },
+        }
+    }
+
+
+def batch_body(max_events: int) -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": True,
+            "description": f"1 to {max_events} events; each is accepted or rejected on its own",
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "array",
+                        "items": {"$ref": "#/components/schemas/Event"},
+                        "minItems": 1,
+                        "maxItems": max_events,
+                    },
+                    "example": [EXAMPLES["rate"]["value"], EXAMPLES["click"]["value"]],
+                }
+            },
+        }
+    }
+
+
+def add_event_schemas(schema: dict[str, Any]) -> None:
+    """Put the envelope's JSON Schema (one per event type) under components/schemas."""
+    event = EVENT_ADAPTER.json_schema(ref_template="#/components/schemas/{model}")
+    defs = event.pop("$defs", {})
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components.update(defs)
+    components["Event"] = event
+    for name in ("WatchEvent", "RateEvent", "CommentEvent", "ClickEvent"):
+        received = components.get(name, {}).get("properties", {}).get("received_at")
+        if received is not None:
+            received["description"] = "stamped by the gateway; a client's value is replaced"
+            received["readOnly"] = True
+
+
+def add_write_key_scheme(schema: dict[str, Any], header: str) -> None:
+    """Declare the write key header as an apiKey scheme on the event routes."""
+    schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
+    schemes["WriteKey"] = {
+        "type": "apiKey",
+        "in": "header",
+        "name": header,
+        "description": "the client's write key (a per-client secret, from a mounted Secret)",
+    }
+    for path, ops in schema.get("paths", {}).items():
+        if path.startswith("/api/events"):
+            for op in ops.values():
+                op["security"] = [{"WriteKey": []}]
