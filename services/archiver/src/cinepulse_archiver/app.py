@@ -1,0 +1,288 @@
+"""The faust app: archive every record to MongoDB, dead-letter the unusable, count live.
+
+Agents
+------
+``archive``  every user-event topic and ``movie``; takes records in batches
+             (``batch_size`` / ``batch_within_s``), writes them to MongoDB and only then
+             lets faust commit their offsets. A MongoDB outage stalls the agent (retried
+             with backoff, the lag grows) - it never skips a record. A record that
+             cannot be a document goes to the dead-letter topic, with the reason, before
+             its offset is committed.
+``count``    the user-event topics; per-minute tumbling windows (faust windowed tables,
+             changelogged in Kafka, so a restart resumes the counts) of events per type
+             and events per movie.
+
+Table keys carry the source partition (``rate@2``, ``603@0``): each key is written from one
+partition only, so its changelog recovers it exactly; reads sum over partitions. With
+several archiver replicas each holds the counts of its own partitions: the counter views
+say which partitions they cover.
+
+Web views (faust's web server): ``/healthz``, ``/readyz``, ``/metrics``,
+``/counters/events_per_minute?minutes=``, ``/counters/trending?minutes=&limit=``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import faust
+from faust.web import Request, Response, View
+from prometheus_client import generate_latest
+
+from cinepulse_archiver import metrics
+from cinepulse_archiver.documents import (
+    Source,
+    Unusable,
+    counter_keys,
+    dead_letter,
+    parse_value,
+    to_document,
+)
+from cinepulse_archiver.settings import ArchiverSettings
+from cinepulse_archiver.sink import MongoSink
+from cinepulse_common import topics
+from cinepulse_common.logging import get_logger
+
+log = get_logger(__name__)
+
+
+def broker_urls(bootstrap: str) -> list[str]:
+    return [f"kafka://{h.strip()}" for h in bootstrap.split(",") if h.strip()]
+
+
+def create_app(
+    settings: ArchiverSettings, loghandlers: list[logging.Handler] | None = None
+) -> faust.App:
+    """The faust app. ``loghandlers`` replace faust's coloured console logging (the CLI
+    passes the JSON handler of :func:`cinepulse_common.logging.configure_logging`)."""
+    k = settings.kafka
+    logging_options: dict[str, Any] = {}
+    if loghandlers is not None:
+        logging_options = {
+            "loghandlers": loghandlers,
+            "logging_config": {
+                "version": 1,
+                "disable_existing_loggers": False,
+                "root": {"level": settings.log_level, "handlers": []},
+            },
+        }
+    app = faust.App(
+        settings.app_id,
+        broker=broker_urls(k.bootstrap_servers),
+        broker_client_id=k.client_id,
+        store="memory://",
+        key_serializer="raw",
+        value_serializer="raw",
+        web_enabled=True,
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        web_in_thread=False,
+        datadir=str(settings.data_dir),
+        topic_replication_factor=settings.replication_factor,
+        topic_partitions=3,
+        producer_acks=-1,
+        consumer_auto_offset_reset="earliest",
+        table_cleanup_interval=30.0,
+        **logging_options,
+        # a crashed worker's partitions move on after this, not faust's default 60 s
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=max(1.0, settings.session_timeout_s / 4),
+    )
+
+    movie_topic_name = k.topic(topics.MOVIE)
+    source_names = [k.topic(t) for t in (*topics.USER_EVENT_TOPICS, topics.MOVIE)]
+    sources = app.topic(*source_names, key_type=bytes, value_type=bytes)
+    user_events = app.topic(
+        *(k.topic(t) for t in topics.USER_EVENT_TOPICS), key_type=bytes, value_type=bytes
+    )
+    dlq = app.topic(k.topic(topics.DEAD_LETTER), key_type=bytes, value_type=bytes)
+
+    sink = MongoSink(settings.mongo, settings.mongo_retry_max_s)
+    next_offset: dict[tuple[str, int], int] = {}
+
+    per_minute = app.Table(
+        "events_per_minute", default=int, key_type=str, value_type=int, partitions=None
+    ).tumbling(60, expires=timedelta(minutes=settings.counter_minutes), key_index=True)
+    per_movie = app.Table(
+        "movie_events_per_minute", default=int, key_type=str, value_type=int, partitions=None
+    ).tumbling(60, expires=timedelta(minutes=max(settings.trending_minutes, 60)), key_index=True)
+
+    async def send_dead_letter(source: Source, value: bytes | None, exc: Unusable) -> None:
+        fut = await dlq.send(
+            key=source.key,
+            value=dead_letter(source, value, str(exc), exc.code),
+            headers=[
+                ("x-reason", str(exc).encode()[:1000]),
+                ("x-source", source.doc_id.encode()),
+            ],
+        )
+        await fut  # delivered before the source offset can be committed
+        metrics.DEAD_LETTERED.labels(exc.code).inc()
+        log.warning("record dead-lettered", source=source.doc_id, reason=str(exc), code=exc.code)
+
+    @app.agent(sources, name="archive")
+    async def archive(stream: faust.StreamT[bytes]) -> None:
+        async for batch in stream.take_events(settings.batch_size, within=settings.batch_within_s):
+            started = time.perf_counter()
+            received_at = datetime.now(UTC)
+            docs: list[tuple[str, dict[str, Any]]] = []
+            origins: list[tuple[Source, bytes | None]] = []
+            for event in batch:
+                m = event.message
+                source = Source(m.topic, m.partition, m.offset, m.key, _ms(m.timestamp))
+                metrics.CONSUMED.labels(m.topic).inc()
+                try:
+                    docs.append(
+                        to_document(
+                            source, m.value, received_at, movie_topic=m.topic == movie_topic_name
+                        )
+                    )
+                    origins.append((source, m.value))
+                except Unusable as exc:
+                    await send_dead_letter(source, m.value, exc)
+            for index, reason in await sink.write(docs):
+                source, value = origins[index]
+                await send_dead_letter(source, value, Unusable(reason, "mongo_refused"))
+            for event in batch:
+                m = event.message
+                next_offset[(m.topic, m.partition)] = m.offset + 1
+            metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+            # leaving the loop body acks the batch: faust commits these offsets next
+
+    @app.agent(user_events, name="count")
+    async def count(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            try:
+                record = parse_value(event.value)
+            except Unusable:
+                continue  # the archive agent dead-letters it
+            event_type, movie_id = counter_keys(record)
+            p = event.message.partition
+            if event_type:
+                per_minute[f"{event_type}@{p}"] += 1
+            if movie_id is not None:
+                per_movie[f"{movie_id}@{p}"] += 1
+
+    @app.task
+    async def on_start() -> None:
+        await sink.ensure_indexes()
+        log.info("archiver started", sources=source_names, batch_size=settings.batch_size)
+
+    @app.timer(interval=5.0)
+    async def update_lag() -> None:
+        for tp in app.consumer.assignment():
+            if tp.topic not in source_names:
+                continue
+            try:
+                high = app.consumer.highwater(tp)
+            except Exception:  # noqa: S112 - not yet known right after an assignment
+                continue
+            if high is None:
+                continue
+            done = next_offset.get((tp.topic, tp.partition))
+            if done is None:
+                committed = (
+                    await app.consumer.committed(tp) if hasattr(app.consumer, "committed") else None
+                )
+                done = committed or 0
+            metrics.LAG.labels(tp.topic, str(tp.partition)).set(max(0, high - done))
+
+    def _partitions() -> list[int]:
+        return sorted(
+            {tp.partition for tp in app.consumer.assignment() if tp.topic in source_names}
+        )
+
+    @app.page("/healthz")
+    async def healthz(self: View, request: Request) -> Response:
+        return self.json({"status": "ok"})
+
+    @app.page("/readyz")
+    async def readyz(self: View, request: Request) -> Response:
+        checks: dict[str, str] = {}
+        try:
+            await sink.ping()
+            checks["mongo"] = "ok"
+        except Exception as exc:  # readiness reports any failure as not ready
+            checks["mongo"] = f"error: {type(exc).__name__}: {exc}"
+        checks["kafka"] = "ok" if app.consumer.assignment() else "error: no partition assigned"
+        ready = all(v == "ok" for v in checks.values())
+        return self.json(
+            {"status": "ok" if ready else "unavailable", "checks": checks},
+            status=200 if ready else 503,
+        )
+
+    @app.page("/metrics")
+    async def prometheus(self: View, request: Request) -> Response:
+        # aiohttp refuses a charset inside content_type; exposition format 0.0.4 is UTF-8
+        return self.bytes(generate_latest(), content_type="text/plain; version=0.0.4")
+
+    def _int_param(request: Request, name: str, default: int, hi: int) -> int:
+        raw = request.query.get(name)
+        if raw is None:
+            return default
+        if not raw.isdigit() or not 1 <= int(raw) <= hi:
+            raise ValueError(f"{name} must be an integer from 1 to {hi}")
+        return int(raw)
+
+    def _minute_start(ts: float) -> str:
+        return datetime.fromtimestamp(ts - ts % 60, UTC).isoformat()
+
+    @app.page("/counters/events_per_minute")
+    async def events_per_minute(self: View, request: Request) -> Response:
+        try:
+            minutes = _int_param(request, "minutes", 15, settings.counter_minutes)
+        except ValueError as exc:
+            return self.json({"detail": str(exc)}, status=422)
+        now = time.time()
+        keys = _index_keys(per_minute)
+        series = []
+        for i in range(minutes):
+            ts = now - 60 * i
+            window = per_minute.relative_to(ts)
+            counts: dict[str, int] = defaultdict(int)
+            for key in keys:
+                counts[key.rsplit("@", 1)[0]] += window[key].value()
+            series.append({"minute": _minute_start(ts), "counts": dict(counts)})
+        return self.json({"minutes": series, "partitions": _partitions()})
+
+    @app.page("/counters/trending")
+    async def trending(self: View, request: Request) -> Response:
+        try:
+            minutes = _int_param(
+                request, "minutes", settings.trending_minutes, max(settings.trending_minutes, 60)
+            )
+            limit = _int_param(request, "limit", 10, 1000)
+        except ValueError as exc:
+            return self.json({"detail": str(exc)}, status=422)
+        now = time.time()
+        keys = _index_keys(per_movie)
+        totals: dict[int, int] = defaultdict(int)
+        for i in range(minutes):
+            window = per_movie.relative_to(now - 60 * i)
+            for key in keys:
+                n = window[key].value()
+                if n:
+                    totals[int(key.rsplit("@", 1)[0])] += n
+        top = sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
+        return self.json(
+            {
+                "minutes": minutes,
+                "movies": [{"movie_id": m, "events": n} for m, n in top],
+                "partitions": _partitions(),
+            }
+        )
+
+    return app
+
+
+def _index_keys(table: Any) -> list[str]:
+    """Every key the windowed table has seen (its key index; ``keys()`` needs an event)."""
+    return list(table.key_index_table.keys())
+
+
+def _ms(timestamp: float | None) -> int | None:
+    return int(timestamp * 1000) if timestamp is not None else None

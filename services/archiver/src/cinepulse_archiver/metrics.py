@@ -1,0 +1,37 @@
+"""Prometheus metrics of the archiver (names start ``cinepulse_archiver_``)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+CONSUMED = Counter("cinepulse_archiver_consumed_total", "Kafka records read, by topic", ["topic"])
+WRITTEN = Counter(
+    "cinepulse_archiver_written_total",
+    "Documents newly written to MongoDB, by collection",
+    ["collection"],
+)
+DUPLICATES = Counter(
+    "cinepulse_archiver_duplicates_total",
+    "Records already archived (a redelivery after a restart): nothing written",
+    ["collection"],
+)
+DEAD_LETTERED = Counter(
+    "cinepulse_archiver_dead_lettered_total",
+    "Records sent to the dead-letter topic, by reason code",
+    ["code"],
+)
+MONGO_ERRORS = Counter(
+    "cinepulse_archiver_mongo_errors_total",
+    "Failed MongoDB writes (retried until they succeed)",
+    ["error"],
+)
+BATCH_SECONDS = Histogram(
+    "cinepulse_archiver_batch_seconds",
+    "Time to archive one batch (MongoDB write and dead letters)",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+LAG = Gauge(
+    "cinepulse_archiver_consumer_lag",
+    "Records in the partition not yet archived (high watermark - next offset)",
+    ["topic", "partition"],
+)

@@ -1,0 +1,41 @@
+"""Settings of the archiver (``CINEPULSE_*`` variables; nested blocks use ``__``).
+
+Examples: ``CINEPULSE_KAFKA__BOOTSTRAP_SERVERS=kafka:9092``,
+``CINEPULSE_MONGO__URL=mongodb://mongo:27017/``, ``CINEPULSE_BATCH_SIZE=500``,
+``CINEPULSE_TRENDING_MINUTES=15``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from cinepulse_common.settings import CinepulseSettings, KafkaSettings, MongoSettings
+
+
+class ArchiverSettings(CinepulseSettings):
+    kafka: KafkaSettings
+    mongo: MongoSettings
+    app_id: str = Field(
+        "cinepulse-archiver",
+        description="faust app id: the consumer group and the prefix of its table topics",
+    )
+    batch_size: int = Field(500, ge=1, le=10_000, description="records per MongoDB write")
+    batch_within_s: float = Field(0.5, gt=0, description="longest wait to fill a batch")
+    web_host: str = "0.0.0.0"  # noqa: S104 - listens inside its pod
+    web_port: int = Field(6066, ge=1, le=65535, description="/metrics, /healthz, counters")
+    counter_minutes: int = Field(
+        60, ge=1, le=1440, description="minutes of per-minute event counts kept"
+    )
+    trending_minutes: int = Field(
+        15, ge=1, le=1440, description="default look-back of /counters/trending"
+    )
+    replication_factor: int = Field(1, ge=1, description="of the table changelog topics")
+    data_dir: Path = Field(Path("/tmp/cinepulse-archiver"), description="faust's data dir")  # noqa: S108
+    session_timeout_s: float = Field(
+        10.0, ge=6, le=300, description="consumer group session timeout (crash detection)"
+    )
+    mongo_retry_max_s: float = Field(
+        30.0, gt=0, description="longest pause between MongoDB retries (it retries forever)"
+    )
