@@ -140,6 +140,10 @@ class Gateway:
         )
 
 
+#: fields checked by cross-field rules (events.py model validators)
+_CROSS_FIELD_NAMES = frozenset({"occurred_at", "position_seconds", "duration_seconds"})
+
+
 def field_errors(exc: ValidationError) -> tuple[str, list[FieldError]]:
     """(event type or 'unknown', errors naming the field and the reason)."""
     event_type = "unknown"
@@ -159,8 +163,13 @@ def field_errors(exc: ValidationError) -> tuple[str, list[FieldError]]:
         elif kind in ("json_invalid", "json_type"):
             field, reason = "body", f"malformed JSON: {err['msg']}"
         else:
-            field = ".".join(str(p) for p in loc) or "body"
             reason = err["msg"].removeprefix("Value error, ")
+            # a cross-field rule (model validator) has no field in its location: its
+            # message starts with the field it is about ("occurred_at is more than ...")
+            first = reason.split(" ", 1)[0]
+            if kind == "value_error" and first in _CROSS_FIELD_NAMES:
+                loc.append(first)
+            field = ".".join(str(p) for p in loc) or "body"
         out.append(FieldError(field=field, reason=reason, type=kind))
     return event_type, out
 

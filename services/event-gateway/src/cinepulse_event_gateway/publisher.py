@@ -134,6 +134,8 @@ class KafkaPublisher:
         Never raises for Kafka trouble: a record not acknowledged within ``timeout_s`` is
         reported as a retriable :class:`PublishError`.
         """
+        if not records:
+            return []
         loop = self._loop = asyncio.get_running_loop()
         futures = [self._enqueue(loop, r) for r in records]
         if len(futures) == 1:  # the common case, without asyncio.wait's bookkeeping
