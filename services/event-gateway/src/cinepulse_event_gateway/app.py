@@ -46,7 +46,7 @@ from cinepulse_event_gateway.models import (
     BatchResult,
     FieldError,
 )
-from cinepulse_event_gateway.publisher import KafkaPublisher, Record
+from cinepulse_event_gateway.publisher import KafkaPublisher, Publisher, Record
 from cinepulse_event_gateway.settings import EventGatewaySettings
 
 log = get_logger(__name__)
@@ -61,7 +61,7 @@ class Gateway:
         self,
         settings: EventGatewaySettings,
         rules: TransformRules,
-        publisher: KafkaPublisher,
+        publisher: Publisher,
         keys: WriteKeys | None,
     ) -> None:
         self.settings = settings
@@ -181,7 +181,7 @@ def _error_type(errors: list[FieldError]) -> str:
 def create_app(
     settings: EventGatewaySettings,
     *,
-    publisher: KafkaPublisher | None = None,
+    publisher: Publisher | None = None,
     rules: TransformRules | None = None,
 ) -> FastAPI:
     rules = rules or active_rules()
@@ -203,11 +203,16 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        pub = publisher or KafkaPublisher(
-            settings.kafka,
-            queue_size=settings.limits.max_in_flight_messages,
-            ack_timeout_s=settings.limits.produce_timeout_s,
-        )
+        owned: KafkaPublisher | None = None
+        pub: Publisher
+        if publisher is None:
+            pub = owned = KafkaPublisher(
+                settings.kafka,
+                queue_size=settings.limits.max_in_flight_messages,
+                ack_timeout_s=settings.limits.produce_timeout_s,
+            )
+        else:
+            pub = publisher
         state["gw"] = Gateway(settings, rules, pub, keys)
         log.info(
             "event gateway ready",
@@ -218,8 +223,8 @@ def create_app(
         try:
             yield
         finally:
-            if publisher is None:
-                pub.close()
+            if owned is not None:  # flush what is queued before the process ends
+                owned.close()
 
     app = FastAPI(
         title="Cinepulse event gateway",

@@ -70,7 +70,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     },
 }
 
-_COMMON = {
+_COMMON: dict[int | str, dict[str, Any]] = {
     401: {"model": Problem, "description": "missing or invalid write key"},
     413: {"model": Problem, "description": "body (or batch) too large"},
     415: {"model": Problem, "description": "Content-Type is not application/json"},
@@ -90,7 +90,7 @@ def batch_responses(max_events: int) -> dict[int | str, dict[str, Any]]:
         **_COMMON,
         400: {"model": Problem, "description": "malformed request headers"},
         422: {
-            "model": BatchResult | ValidationFailed,  # type: ignore[dict-item]
+            "model": BatchResult | ValidationFailed,
             "description": "the body is not an array of events, or every event was rejected",
         },
         503: {

@@ -15,6 +15,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, KafkaException, Message
 
@@ -42,21 +43,34 @@ class Record:
     value: bytes
 
 
+class Publisher(Protocol):
+    """What the app needs from a publisher (:class:`KafkaPublisher`, or a test double)."""
+
+    async def publish_many(
+        self, records: Sequence[Record], timeout_s: float
+    ) -> list[PublishError | None]: ...
+
+    def check(self, timeout_s: float = 2.0) -> None: ...
+
+    def queue_length(self) -> int: ...
+
+
 class KafkaPublisher:
     def __init__(self, settings: KafkaSettings, *, queue_size: int, ack_timeout_s: float) -> None:
         # librdkafka gives up on a record a little after the HTTP deadline: a record that was
         # answered with 503 may still land later (harmless: downstream dedupes on event_id)
         delivery_ms = int(max(ack_timeout_s * 2, 10.0) * 1000)
-        self._producer = make_producer(
-            settings,
-            **{
-                "queue.buffering.max.messages": queue_size,
-                "delivery.timeout.ms": delivery_ms,
-                "error_cb": self._on_error,
-                "socket.keepalive.enable": True,
-                "reconnect.backoff.max.ms": 1000,
-            },
-        )
+        self._config: dict[str, Any] = {
+            "queue.buffering.max.messages": queue_size,
+            "delivery.timeout.ms": delivery_ms,
+            "error_cb": self._on_error,
+            "socket.keepalive.enable": True,
+            "reconnect.backoff.max.ms": 1000,
+        }
+        self._settings = settings
+        self._producer = make_producer(settings, **self._config)
+        self._fatal: KafkaError | None = None
+        self.producers_replaced = 0
         self._settled: deque[tuple[asyncio.Future[None], KafkaError | None, float]] = deque()
         self._wakeup_pending = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -69,14 +83,30 @@ class KafkaPublisher:
     def _on_error(self, err: KafkaError) -> None:
         metrics.KAFKA_ERRORS.labels(err.name()).inc()
         self.last_error = f"{err.name()}: {err.str()}"
+        if err.fatal():
+            # an idempotent producer that hit a fatal error (e.g. out-of-order sequence)
+            # refuses every later record: the poll loop replaces it
+            self._fatal = err
         if err.code() == KafkaError._ALL_BROKERS_DOWN or err.fatal():
             log.error("kafka error", code=err.name(), reason=err.str(), fatal=err.fatal())
         else:
             log.warning("kafka error", code=err.name(), reason=err.str())
 
+    def _replace_producer(self) -> None:
+        old = self._producer
+        self._producer = make_producer(self._settings, **self._config)
+        self._fatal = None
+        self.producers_replaced += 1
+        log.error("Kafka producer replaced after a fatal error", replaced=self.producers_replaced)
+        # the old producer's records fail (503: the clients resend them with their event_id)
+        old.purge()
+        old.flush(1.0)
+
     def _poll_loop(self) -> None:
         while not self._stop.is_set():
             self._producer.poll(0.05)
+            if self._fatal is not None:
+                self._replace_producer()
             if self._settled and not self._wakeup_pending and self._loop is not None:
                 self._wakeup_pending = True
                 try:
