@@ -151,7 +151,10 @@ class _Envelope(_Model):
     @model_validator(mode="after")
     def _timing(self, info: ValidationInfo) -> _Envelope:
         t = _rules(info).time
-        reference = self.received_at or datetime.now(UTC)
+        # the reference is the server's clock: the gateway passes its received_at in the
+        # context; a client's own received_at never decides this check
+        ctx = info.context if isinstance(info.context, dict) else {}
+        reference = ctx.get("received_at") or self.received_at or datetime.now(UTC)
         if self.occurred_at > reference + timedelta(seconds=t.max_future_skew_seconds):
             raise ValueError(f"occurred_at is more than {t.max_future_skew_seconds}s in the future")
         if self.occurred_at < reference - timedelta(days=t.max_event_age_days):

@@ -117,7 +117,8 @@ def to_document(
         doc["movie_id"] = _int(record.get("movie_id"))
     try:  # what BSON cannot hold (integers beyond 64 bits, ...) would fail the whole batch
         bson.encode(doc)
-    except (InvalidDocument, OverflowError) as exc:
+    except (InvalidDocument, OverflowError, UnicodeEncodeError, ValueError) as exc:
+        # e.g. a lone surrogate ("\ud800") is valid JSON but not encodable UTF-8
         raise Unusable(f"cannot be stored as a MongoDB document: {exc}", "not_storable") from None
     return collection, doc
 

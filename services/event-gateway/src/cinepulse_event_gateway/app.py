@@ -68,7 +68,6 @@ class Gateway:
         self.rules = rules
         self.publisher = publisher
         self.keys = keys
-        self.context = {"rules": rules}
         self.topics = {t: settings.kafka.topic(rules.topic_for(t)) for t in EventType}
         self.limit: RateLimitItem | None = (
             parse(settings.rate_limit) if settings.rate_limit else None
@@ -126,10 +125,11 @@ class Gateway:
 
     # --- validation -------------------------------------------------------------------------
     def validate(self, data: Any, received_at: datetime) -> Event:
+        context = {"rules": self.rules, "received_at": received_at}
         if isinstance(data, bytes):
-            event = EVENT_ADAPTER.validate_json(data, context=self.context)
+            event = EVENT_ADAPTER.validate_json(data, context=context)
         else:
-            event = EVENT_ADAPTER.validate_python(data, context=self.context)
+            event = EVENT_ADAPTER.validate_python(data, context=context)
         return event.model_copy(update={"received_at": received_at})
 
     def record(self, event: Event) -> Record:

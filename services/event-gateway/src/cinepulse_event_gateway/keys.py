@@ -60,7 +60,9 @@ class WriteKeys:
         path: Path | None = None,
         reload_interval_s: float = 10.0,
     ) -> None:
-        self._static = {c: k.get_secret_value() for c, k in (keys or {}).items()}
+        # only digests are kept: SecretStr values are hashed here and never stored
+        self._static = {c: _digest(k.get_secret_value()) for c, k in (keys or {}).items()}
+        self._static_empty = [c for c, k in (keys or {}).items() if not k.get_secret_value()]
         self._path = path
         self._interval = reload_interval_s
         self._lock = threading.Lock()
@@ -86,22 +88,24 @@ class WriteKeys:
 
     def _load(self, initial: bool = False) -> None:
         merged = dict(self._static)
+        empty = list(self._static_empty)
         if self._path is not None:
             try:
-                merged |= read_keys_path(self._path)
+                from_path = read_keys_path(self._path)
             except (WriteKeyError, OSError) as exc:
                 if initial:
                     raise WriteKeyError(str(exc)) from None
                 log.error("write keys not reloaded; keeping the previous set", error=str(exc))
                 return
-        empty = [c for c, k in merged.items() if not k]
+            empty += [c for c, k in from_path.items() if not k]
+            merged |= {c: _digest(k) for c, k in from_path.items() if k}
         if empty:
-            msg = f"empty write key for client(s): {', '.join(empty)}"
+            msg = f"empty write key for client(s): {', '.join(sorted(set(empty)))}"
             if initial:
                 raise WriteKeyError(msg)
             log.error("write keys not reloaded; keeping the previous set", error=msg)
             return
-        self._digests = [(c, _digest(k)) for c, k in sorted(merged.items())]
+        self._digests = sorted(merged.items())
         self._stamp = self._path_stamp()
         if not initial:
             log.info("write keys reloaded", clients=len(self._digests))
