@@ -5,7 +5,7 @@ UV ?= $(shell command -v uv || echo python3 -m uv)
 RUN := $(UV) run --frozen --all-packages
 STACK := $(RUN) cinepulse-stack
 
-.PHONY: help setup up down status env migrate smoke demo test test-unit test-integration lint format schemas bench clean
+.PHONY: help setup up down status env migrate smoke services demo test test-unit test-integration lint format schemas bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -17,7 +17,7 @@ up: ## start the local stack (Kafka, PostgreSQL, MongoDB protocol, Prometheus) a
 	@$(STACK) up
 	@$(STACK) migrate
 
-down: ## stop the local stack; nothing is left running
+down: ## stop the services and the local stack; nothing is left running
 	@$(STACK) down
 
 status: ## one line per component; exits non-zero if any is down
@@ -32,8 +32,13 @@ migrate: ## apply the warehouse migrations to the local stack
 smoke: ## one event through Kafka into PostgreSQL staging
 	@$(STACK) smoke
 
-demo: up smoke ## the end-to-end demo on sample data (grows with each service)
+services: up ## start the services (event gateway, archiver) next to the stack
+	@$(STACK) up --services
+
+demo: up smoke services ## the end-to-end demo on sample data (grows with each service)
+	@$(STACK) send-events --count 2000
 	@$(STACK) status
+	@echo "Gateway API docs: http://127.0.0.1:18080/docs   live counters: http://127.0.0.1:16066/counters/trending"
 	@echo "Prometheus: $$($(STACK) env | sed -n 's/^export CINEPULSE_PROMETHEUS_URL=//p')"
 
 test: ## unit tests, then integration tests against the real local stack

@@ -3,11 +3,13 @@ Prometheus) as processes on loopback, all state under ``.stack/``.
 
   cinepulse-stack install         fetch/build every component (cached in ~/.cache/cinepulse)
   cinepulse-stack up [NAME...]    start what is not running, wait until each answers
+                  [--services]    ... and the services (event-gateway, archiver)
   cinepulse-stack status          one line per component; exit 1 if any is down
   cinepulse-stack down [NAME...]  stop; nothing is left running
   cinepulse-stack env             print `export ...` lines for services and tools
   cinepulse-stack migrate         apply the warehouse migrations to the stack's database
   cinepulse-stack smoke           one event through Kafka into PostgreSQL staging
+  cinepulse-stack send-events     synthetic events through the gateway; where they landed
   cinepulse-stack versions        the version of every component
 """
 
@@ -29,7 +31,17 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     for name in ("install", "up", "down", "status"):
         p = sub.add_parser(name)
-        p.add_argument("components", nargs="*", help="kafka, postgres, mongo, prometheus")
+        p.add_argument(
+            "components",
+            nargs="*",
+            help="kafka, postgres, mongo, prometheus, event-gateway, archiver",
+        )
+        if name == "up":
+            p.add_argument("--services", action="store_true", help="also start the services")
+    send = sub.add_parser("send-events")
+    send.add_argument("--count", type=int, default=2000, help="events to send (default 2000)")
+    send.add_argument("--rate", type=float, default=2000.0, help="events per second")
+    send.add_argument("--seed", type=int, default=42)
     sub.add_parser("env")
     sub.add_parser("migrate")
     sub.add_parser("smoke")
@@ -53,7 +65,9 @@ def _require_up(stack: Stack, names: list[str]) -> None:
     down = [s for s in stack.status(names) if not s.ok]
     if down:
         detail = "; ".join(f"{s.name} {s.detail}" for s in down)
-        raise StackError(f"needs {', '.join(names)} running: {detail}. Run `make up` first.")
+        raise StackError(
+            f"needs {', '.join(names)} running: {detail}. Run `make up` first (services: `cinepulse-stack up --services`)."
+        )
 
 
 def _dispatch(stack: Stack, args: argparse.Namespace) -> int:
@@ -63,6 +77,8 @@ def _dispatch(stack: Stack, args: argparse.Namespace) -> int:
     elif args.cmd == "up":
         t0 = time.monotonic()
         started = stack.up(names)
+        if args.services:
+            started += stack.up([s.name for s in stack.services])
         print(
             f"stack up in {time.monotonic() - t0:.1f}s "
             f"(started: {', '.join(started) or 'none, all were running'}); "
@@ -73,10 +89,15 @@ def _dispatch(stack: Stack, args: argparse.Namespace) -> int:
         print("stack down")
     elif args.cmd == "status":
         statuses = stack.status(names)
+        if not names:  # services count when they were started (they have a pid file)
+            started_services = [s.name for s in stack.services if s.pidfile.exists()]
+            statuses += stack.status(started_services) if started_services else []
         width = max(len(s.name) for s in statuses)
         for s in statuses:
             print(f"{s.name:<{width}}  {s.detail}")
         return 0 if all(s.ok for s in statuses) else 1
+    elif args.cmd == "send-events":
+        return _send_events(stack, args)
     elif args.cmd == "env":
         for k, v in sorted(stack.env().items()):
             print(f"export {k}={shlex.quote(v)}")
@@ -104,6 +125,47 @@ def _dispatch(stack: Stack, args: argparse.Namespace) -> int:
     elif args.cmd == "versions":
         for name, version in stack.versions().items():
             print(f"{name}: {version}")
+    return 0
+
+
+def _send_events(stack: Stack, args: argparse.Namespace) -> int:
+    _require_up(stack, ["kafka", "mongo", "event-gateway", "archiver"])
+    from pydantic import SecretStr
+
+    from cinepulse_common.settings import MongoSettings
+    from cinepulse_devstack.demo_events import send_events, wait_archived
+
+    print(f"sending {args.count} synthetic events to {stack.gateway.url} ...", file=sys.stderr)
+    r = send_events(
+        stack.gateway.url,
+        stack.gateway.demo_key(),
+        args.count,
+        rate_per_s=args.rate,
+        seed=args.seed,
+    )
+    mongo = MongoSettings(url=SecretStr(stack.mongo.url))
+    archived, waited = wait_archived(mongo, r.accepted_ids)
+    rows = [
+        ("events sent", r.sent),
+        ("acknowledged by the gateway (in Kafka)", r.accepted),
+        ("rejected as invalid", r.rejected),
+        ("not acknowledged (503)", r.unavailable),
+        ("acknowledged and archived in MongoDB", archived),
+    ]
+    width = max(len(k) for k, _ in rows)
+    print(f"\n{'':-<{width + 10}}")
+    for k, v in rows:
+        print(f"{k:<{width}}  {v:>8}")
+    print(f"{'':-<{width + 10}}")
+    print(
+        f"sent in {r.seconds:.1f}s ({r.sent / max(r.seconds, 1e-9):,.0f} events/s); "
+        f"archived within {waited:.1f}s after the last answer"
+    )
+    print(f"live counters: {stack.archiver.url}/counters/trending")
+    lost = r.accepted - archived
+    if lost:
+        print(f"{lost} acknowledged events are not in MongoDB", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -45,6 +45,8 @@ class StackSettings(BaseSettings):
     ferretdb_debug_port: int = 18088
 
     prometheus_port: int = 19090
+    gateway_port: int = 18080
+    archiver_port: int = 16066
     prometheus_scrape_interval: str = "5s"
 
     start_timeout_s: float = 120.0

@@ -11,6 +11,7 @@ from cinepulse_common import topics
 from cinepulse_devstack.components import Component, Kafka, Mongo, Postgres, Prometheus
 from cinepulse_devstack.config import StackSettings
 from cinepulse_devstack.procs import StackError, port_open, wait_until
+from cinepulse_devstack.services import Archiver, EventGateway
 
 __all__ = ["ComponentStatus", "Stack", "StackError"]
 
@@ -33,15 +34,21 @@ class Stack:
         self.prometheus = Prometheus(self.cfg)
         # start order; stop is the reverse
         self.components: list[Component] = [self.postgres, self.kafka, self.mongo, self.prometheus]
+        # Cinepulse's own services: started only when asked for (by name or --services)
+        self.gateway = EventGateway(self.cfg, self.infra_env, self.prometheus)
+        self.archiver = Archiver(self.cfg, self.infra_env, self.prometheus)
+        self.services: list[Component] = [self.gateway, self.archiver]
 
     def select(self, names: list[str] | None) -> list[Component]:
+        """The named components and services, in start order; none named: the components."""
         if not names:
             return self.components
-        known = {c.name: c for c in self.components}
+        everything = [*self.components, *self.services]
+        known = {c.name for c in everything}
         unknown = [n for n in names if n not in known]
         if unknown:
             raise StackError(f"unknown component(s) {unknown}; known: {sorted(known)}")
-        return [c for c in self.components if c.name in names]
+        return [c for c in everything if c.name in names]
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -104,7 +111,9 @@ class Stack:
                 log.info("kafka: created topics %s", ", ".join(created))
 
     def down(self, names: list[str] | None = None) -> None:
-        for c in reversed(self.select(names)):
+        """Stop the named ones; none named: every service, then every component."""
+        chosen = self.select(names) if names else [*self.components, *self.services]
+        for c in reversed(chosen):
             if c.alive():
                 log.info("%s: stopping (pid %s)", c.name, c.pid())
                 c.stop()
@@ -137,6 +146,10 @@ class Stack:
     # ------------------------------------------------------------------ environment
 
     def env(self) -> dict[str, str]:
+        return self.infra_env()
+
+    def infra_env(self) -> dict[str, str]:
+        """The variables a service needs to reach the stack's components."""
         env: dict[str, str] = {}
         for c in self.components:
             env.update(c.env())

@@ -12,8 +12,8 @@ Agents
              changelogged in Kafka, so a restart resumes the counts) of events per type
              and events per movie.
 
-Table keys carry the source partition (``rate@2``, ``603@0``): each key is written from one
-partition only, so its changelog recovers it exactly; reads sum over partitions. With
+Table keys carry the changelog partition they are written to (``rate@2``, ``603@0``): a key
+is only ever written from, and recovered from, one partition; reads sum over all keys. With
 several archiver replicas each holds the counts of its own partitions: the counter views
 say which partitions they cover.
 
@@ -23,11 +23,13 @@ Web views (faust's web server): ``/healthz``, ``/readyz``, ``/metrics``,
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 import faust
 from faust.web import Request, Response, View
@@ -128,45 +130,78 @@ def create_app(
     @app.agent(sources, name="archive")
     async def archive(stream: Any) -> None:  # faust.Stream (its stubs lack take_events)
         async for batch in stream.take_events(settings.batch_size, within=settings.batch_within_s):
-            started = time.perf_counter()
-            received_at = datetime.now(UTC)
-            docs: list[tuple[str, dict[str, Any]]] = []
-            origins: list[tuple[Source, bytes | None]] = []
-            for event in batch:
-                m = event.message
-                source = Source(m.topic, m.partition, m.offset, m.key, _ms(m.timestamp))
-                metrics.CONSUMED.labels(m.topic).inc()
-                try:
-                    docs.append(
-                        to_document(
-                            source, m.value, received_at, movie_topic=m.topic == movie_topic_name
-                        )
+            try:
+                await archive_batch(batch)
+            except asyncio.CancelledError as exc:
+                # stopping in the middle of a batch: leave without acking it either
+                _die("stopped during a batch; exiting without committing it", exc, code=0)
+            except BaseException as exc:
+                # take_events acks a batch even when its body raises, and faust would then
+                # commit offsets of records never archived. Exit at once instead (no
+                # commit): the restarted worker reads the batch again.
+                _die("archiving a batch failed; exiting so that nothing is committed", exc)
+
+    async def archive_batch(batch: list[Any]) -> None:
+        started = time.perf_counter()
+        received_at = datetime.now(UTC)
+        docs: list[tuple[str, dict[str, Any]]] = []
+        origins: list[tuple[Source, bytes | None]] = []
+        for event in batch:
+            m = event.message
+            source = Source(m.topic, m.partition, m.offset, m.key, _ms(m.timestamp))
+            metrics.CONSUMED.labels(m.topic).inc()
+            try:
+                docs.append(
+                    to_document(
+                        source, m.value, received_at, movie_topic=m.topic == movie_topic_name
                     )
-                    origins.append((source, m.value))
-                except Unusable as exc:
-                    await send_dead_letter(source, m.value, exc)
-            for index, reason in await sink.write(docs):
-                source, value = origins[index]
-                await send_dead_letter(source, value, Unusable(reason, "mongo_refused"))
-            for event in batch:
-                m = event.message
-                next_offset[(m.topic, m.partition)] = m.offset + 1
-            metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
-            # leaving the loop body acks the batch: faust commits these offsets next
+                )
+                origins.append((source, m.value))
+            except Unusable as exc:
+                await send_dead_letter(source, m.value, exc)
+        for index, reason in await sink.write(docs):
+            source, value = origins[index]
+            await send_dead_letter(source, value, Unusable(reason, "mongo_refused"))
+        for event in batch:
+            m = event.message
+            next_offset[(m.topic, m.partition)] = m.offset + 1
+        metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+        # returning acks the batch: faust commits these offsets next
 
     @app.agent(user_events, name="count")
     async def count(stream: Any) -> None:
-        async for event in stream.events():
+        # Increments are summed per batch and applied once per (key, minute): one changelog
+        # record per distinct key and minute instead of one per event.
+        async for batch in stream.take_events(settings.batch_size, within=settings.batch_within_s):
+            # faust writes a table change to the changelog partition of the *current* event
+            # (here: the batch's last); the key carries that partition, so a key is only
+            # ever written to - and recovered from - one changelog partition.
+            last = batch[-1]
+            p = last.message.partition
+            by_type: Counter[tuple[str, float]] = Counter()
+            by_movie: Counter[tuple[int, float]] = Counter()
+            for event in batch:
+                try:
+                    record = parse_value(event.value)
+                except Unusable:
+                    continue  # the archive agent dead-letters it
+                event_type, movie_id = counter_keys(record)
+                ts = event.message.timestamp
+                minute = ts - ts % 60 + 30  # a point inside the record's 1-minute window
+                if event_type:
+                    by_type[(event_type, minute)] += 1
+                if movie_id is not None:
+                    by_movie[(movie_id, minute)] += 1
+            # take_events' body runs without a current event; table writes need one (its
+            # partition picks the changelog partition): make it the batch's last event
+            stream._set_current_event(last)
             try:
-                record = parse_value(event.value)
-            except Unusable:
-                continue  # the archive agent dead-letters it
-            event_type, movie_id = counter_keys(record)
-            p = event.message.partition
-            if event_type:
-                per_minute[f"{event_type}@{p}"] += 1
-            if movie_id is not None:
-                per_movie[f"{movie_id}@{p}"] += 1
+                for (event_type, minute), n in by_type.items():
+                    per_minute.relative_to(minute)[f"{event_type}@{p}"] += n
+                for (movie_id, minute), n in by_movie.items():
+                    per_movie.relative_to(minute)[f"{movie_id}@{p}"] += n
+            finally:
+                stream._set_current_event(None)
 
     @app.task
     async def on_start() -> None:
@@ -278,6 +313,15 @@ def create_app(
         )
 
     return app
+
+
+def _die(message: str, exc: BaseException, code: int = 70) -> NoReturn:
+    if code:
+        log.critical(message, error=f"{type(exc).__name__}: {exc}", exc_info=exc)
+    else:
+        log.warning(message)
+    logging.shutdown()
+    os._exit(code)
 
 
 def _index_keys(table: Any) -> list[str]:
