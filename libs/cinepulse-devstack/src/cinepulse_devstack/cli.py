@@ -65,9 +65,9 @@ def _require_up(stack: Stack, names: list[str]) -> None:
     down = [s for s in stack.status(names) if not s.ok]
     if down:
         detail = "; ".join(f"{s.name} {s.detail}" for s in down)
-        raise StackError(
-            f"needs {', '.join(names)} running: {detail}. Run `make up` first (services: `cinepulse-stack up --services`)."
-        )
+        services = {c.name for c in stack.services}
+        fix = "`make services`" if services & set(names) else "`make up`"
+        raise StackError(f"needs {', '.join(names)} running: {detail}. Run {fix} first.")
 
 
 def _dispatch(stack: Stack, args: argparse.Namespace) -> int:

@@ -136,7 +136,8 @@ class Gateway:
         return Record(
             topic=self.topics[event.event_type],
             key=event.kafka_key(),
-            value=EVENT_ADAPTER.dump_json(event),
+            # the model's own serializer: no union dispatch as with EVENT_ADAPTER.dump_json
+            value=event.__pydantic_serializer__.to_json(event),
         )
 
 

@@ -1,8 +1,8 @@
 """Publish records to Kafka and await the broker's acknowledgement from asyncio.
 
-confluent-kafka's producer is thread-based: ``produce()`` only queues; the delivery report
-(the acknowledgement under ``acks=all``) arrives in a callback run by ``poll()``. One
-background thread polls; each callback resolves an asyncio future on the event loop, so a
+confluent-kafka's ``produce()`` only queues; the delivery report (the acknowledgement under
+``acks=all``) arrives in a callback run by ``poll()``. The event loop itself polls (every
+millisecond while records are in flight); each callback resolves an asyncio future, so a
 request handler can ``await`` the acknowledgement with a deadline.
 """
 
@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
 import time
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -71,21 +69,18 @@ class KafkaPublisher:
         self._producer = make_producer(settings, **self._config)
         self._fatal: KafkaError | None = None
         self.producers_replaced = 0
-        self._settled: deque[tuple[asyncio.Future[None], KafkaError | None, float]] = deque()
-        self._wakeup_pending = False
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll_loop, name="kafka-poll", daemon=True)
-        self._thread.start()
+        self._poll_handle: asyncio.TimerHandle | None = None
+        self._poll_due = 0.0
         self.last_error: str | None = None
 
-    # --- librdkafka callbacks (poll thread) -------------------------------------------------
+    # --- librdkafka callbacks (run inside poll(), on the event loop) ------------------------
     def _on_error(self, err: KafkaError) -> None:
         metrics.KAFKA_ERRORS.labels(err.name()).inc()
         self.last_error = f"{err.name()}: {err.str()}"
         if err.fatal():
             # an idempotent producer that hit a fatal error (e.g. out-of-order sequence)
-            # refuses every later record: the poll loop replaces it
+            # refuses every later record: the next poll replaces it
             self._fatal = err
         if err.code() == KafkaError._ALL_BROKERS_DOWN or err.fatal():
             log.error("kafka error", code=err.name(), reason=err.str(), fatal=err.fatal())
@@ -102,28 +97,45 @@ class KafkaPublisher:
         old.purge()
         old.flush(1.0)
 
-    def _poll_loop(self) -> None:
-        while not self._stop.is_set():
-            self._producer.poll(0.05)
-            if self._fatal is not None:
-                self._replace_producer()
-            if self._settled and not self._wakeup_pending and self._loop is not None:
-                self._wakeup_pending = True
-                try:
-                    self._loop.call_soon_threadsafe(self._settle)
-                except RuntimeError:  # the loop is closed: shutting down
-                    return
+    # --- polling on the event loop ------------------------------------------------------------
+    # Delivery reports are served by poll(0) called from the event loop itself: every
+    # POLL_INTERVAL_S while records await their acknowledgement, every IDLE_POLL_S otherwise
+    # (error callbacks). No poll thread: no GIL hand-offs and no cross-thread wake-ups.
+    POLL_INTERVAL_S = 0.001
+    IDLE_POLL_S = 1.0
 
-    # --- asyncio side -----------------------------------------------------------------------
+    def _poll(self) -> None:
+        self._poll_handle = None
+        self._producer.poll(0)
+        if self._fatal is not None:
+            self._replace_producer()
+        self._schedule_poll(self.POLL_INTERVAL_S if len(self._producer) else self.IDLE_POLL_S)
+
+    def _schedule_poll(self, delay: float) -> None:
+        loop = self._loop
+        if loop is None:
+            return
+        due = loop.time() + delay
+        if self._poll_handle is not None:
+            if self._poll_due <= due:
+                return
+            self._poll_handle.cancel()
+        self._poll_due = due
+        self._poll_handle = loop.call_at(due, self._poll)
+
     def _enqueue(self, loop: asyncio.AbstractEventLoop, record: Record) -> asyncio.Future[None]:
         fut: asyncio.Future[None] = loop.create_future()
         started = time.perf_counter()
-        settled = self._settled  # a deque: append and popleft are thread-safe
 
         def on_delivery(err: KafkaError | None, _msg: Message) -> None:
-            # runs in the poll thread: only record the outcome; the poll loop hands the
-            # whole batch of outcomes to the event loop in one wake-up
-            settled.append((fut, err, started))
+            if fut.done():  # cancelled after the HTTP deadline
+                return
+            if err is None:
+                metrics.PRODUCE_LATENCY.observe(time.perf_counter() - started)
+                fut.set_result(None)
+            else:
+                metrics.KAFKA_ERRORS.labels(err.name()).inc()
+                fut.set_exception(PublishError(f"{err.name()}: {err.str()}", err.retriable()))
 
         try:
             self._producer.produce(
@@ -138,24 +150,6 @@ class KafkaPublisher:
             fut.set_exception(PublishError(f"{err.name()}: {err.str()}", err.retriable()))
         return fut
 
-    def _settle(self) -> None:
-        """On the event loop: resolve the futures of every delivery report received."""
-        self._wakeup_pending = False
-        settled = self._settled
-        now = time.perf_counter()
-        observe = metrics.PRODUCE_LATENCY.observe
-        while settled:
-            fut, err, started = settled.popleft()
-            if err is None:
-                observe(now - started)
-                if not fut.done():  # cancelled after the HTTP deadline
-                    fut.set_result(None)
-            else:
-                metrics.KAFKA_ERRORS.labels(err.name()).inc()
-                if not fut.done():
-                    fut.set_exception(PublishError(f"{err.name()}: {err.str()}", err.retriable()))
-        # a report appended after the loop ended makes the poll thread schedule another run
-
     async def publish_many(
         self, records: Sequence[Record], timeout_s: float
     ) -> list[PublishError | None]:
@@ -168,10 +162,12 @@ class KafkaPublisher:
             return []
         loop = self._loop = asyncio.get_running_loop()
         futures = [self._enqueue(loop, r) for r in records]
-        if len(futures) == 1:  # the common case, without asyncio.wait's bookkeeping
-            with contextlib.suppress(TimeoutError, PublishError):
-                async with asyncio.timeout(timeout_s):
-                    await futures[0]  # cancelled by the timeout
+        self._schedule_poll(self.POLL_INTERVAL_S)
+        if len(futures) == 1:  # the common case: a bare timer, no asyncio.wait bookkeeping
+            timer = loop.call_later(timeout_s, futures[0].cancel)
+            with contextlib.suppress(asyncio.CancelledError, PublishError):
+                await futures[0]
+            timer.cancel()
         else:
             await asyncio.wait(futures, timeout=timeout_s)
         results: list[PublishError | None] = []
@@ -198,10 +194,11 @@ class KafkaPublisher:
         return len(self._producer)
 
     def close(self, timeout_s: float = 10.0) -> int:
-        """Flush what is queued (bounded), stop the poll thread; returns records left."""
+        """Flush what is queued (bounded) and stop polling; returns records left."""
+        if self._poll_handle is not None:
+            self._poll_handle.cancel()
+            self._poll_handle = None
         left = self._producer.flush(timeout_s)
-        self._stop.set()
-        self._thread.join(timeout=2)
         if left:
             log.error("records still unacknowledged at shutdown", count=left)
         return int(left)
