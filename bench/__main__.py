@@ -18,7 +18,7 @@ from pathlib import Path
 from bench.report import Table
 from cinepulse_devstack import Stack
 
-BENCHMARKS = ["bench.staging_load"]
+BENCHMARKS = ["bench.staging_load", "bench.gateway"]
 
 
 def machine() -> str:
@@ -29,14 +29,21 @@ def machine() -> str:
     )
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bench [NAME...]``: every benchmark, or those whose module name contains
+    one of the NAMEs (``python -m bench gateway``)."""
+    wanted = sys.argv[1:] if argv is None else argv
+    chosen = [b for b in BENCHMARKS if not wanted or any(w in b for w in wanted)]
+    if not chosen:
+        print(f"no benchmark matches {wanted}; known: {', '.join(BENCHMARKS)}", file=sys.stderr)
+        return 2
     stack = Stack()
     started = stack.up()
     out = Path("results")
     out.mkdir(exist_ok=True)
     tables: list[Table] = []
     try:
-        for name in BENCHMARKS:
+        for name in chosen:
             t0 = time.monotonic()
             print(f"[bench] {name} ...", file=sys.stderr, flush=True)
             tables.append(importlib.import_module(name).run(stack))
