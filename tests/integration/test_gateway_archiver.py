@@ -325,3 +325,20 @@ def test_gateway_rejects_without_a_valid_key_and_reports_readiness(gateway: Serv
             "event_id"
         ]
     )
+
+
+def test_movie_records_are_archived_to_raw_movies(
+    archiver: ServiceProcess, kafka_settings: KafkaSettings, mongo_settings: MongoSettings
+) -> None:
+    producer = make_producer(kafka_settings)
+    movie = {"id": 603, "title": "The Matrix", "genres": [{"id": 878, "name": "Science Fiction"}]}
+    for _ in range(2):  # the same movie published twice: two records, two documents
+        producer.produce(
+            kafka_settings.topic(topics.MOVIE), key=b"603", value=json.dumps(movie).encode()
+        )
+    assert producer.flush(10) == 0
+    docs = wait_for_docs(mongo_settings, 2, collection="movies")
+    assert len(docs) == 2
+    assert {d["movie_id"] for d in docs} == {603}
+    assert all(d["record"] == movie and d["source"] == "kafka" for d in docs)
+    assert len({d["_id"] for d in docs}) == 2
