@@ -35,8 +35,16 @@ def service_env(**values: str) -> dict[str, str]:
 class ServiceProcess:
     """``python -m <module>`` in its own process group, with its log in ``log``."""
 
-    def __init__(self, module: str, env: Mapping[str, str], port: int, log: Path) -> None:
+    def __init__(
+        self,
+        module: str,
+        env: Mapping[str, str],
+        port: int,
+        log: Path,
+        args: list[str] | None = None,
+    ) -> None:
         self.module = module
+        self.module_args = list(args or [])
         self.env = dict(env)
         self.port = port
         self.log = log
@@ -49,7 +57,7 @@ class ServiceProcess:
     def start(self, ready_path: str = "/healthz", timeout_s: float = 90.0) -> ServiceProcess:
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", self.module],
+                [sys.executable, "-m", self.module, *self.module_args],
                 env=self.env,
                 stdout=out,
                 stderr=subprocess.STDOUT,

@@ -69,10 +69,23 @@ log = logging.getLogger("cinepulse.tmdb_offline")
 DATASETS_ENV = "CINEPULSE_DATASETS"
 
 
+#: where the shared data sets are looked for when $CINEPULSE_DATASETS is unset: next to the
+#: repository (``../shared/datasets``), else this workplace's shared folder (a CI clone may
+#: live elsewhere)
+FALLBACK_DATASETS = (Path("/work/shared/datasets"),)
+
+
 def datasets_root() -> Path:
-    """``$CINEPULSE_DATASETS``, else ``<repo>/../shared/datasets``."""
+    """``$CINEPULSE_DATASETS``, else ``<repo>/../shared/datasets`` if it exists, else the
+    first of :data:`FALLBACK_DATASETS` that exists (else the first choice, for the error)."""
     env = os.environ.get(DATASETS_ENV)
-    return Path(env) if env else repo_root().parent / "shared" / "datasets"
+    if env:
+        return Path(env)
+    beside = repo_root().parent / "shared" / "datasets"
+    for candidate in (beside, *FALLBACK_DATASETS):
+        if candidate.is_dir():
+            return candidate
+    return beside
 
 
 DEFAULT_CSV = datasets_root() / "tmdb-5000" / "tmdb_5000_movies.csv"
