@@ -19,6 +19,7 @@ command -v mvn >/dev/null || need_pkgs+=(maven)
 [ -x /usr/lib/postgresql/15/bin/initdb ] || need_pkgs+=(postgresql-15 postgresql-client-15)
 command -v prometheus >/dev/null || need_pkgs+=(prometheus)
 command -v promtool >/dev/null || need_pkgs+=(prometheus)
+command -v prometheus-pushgateway >/dev/null || need_pkgs+=(prometheus-pushgateway)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   step "apt-get install ${need_pkgs[*]}"
   $SUDO apt-get update -qq
@@ -26,7 +27,7 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
     "${need_pkgs[@]}" >/dev/null
 else
-  step "system packages present (java, mvn, postgresql-15, prometheus)"
+  step "system packages present (java, mvn, postgresql-15, prometheus, pushgateway)"
 fi
 command -v go >/dev/null || { echo "Go 1.22+ is needed to build FerretDB: install it from go.dev or your distribution" >&2; exit 1; }
 

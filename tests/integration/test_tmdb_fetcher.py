@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import json
+import shutil
 import subprocess
 import sys
 import time
@@ -273,3 +275,77 @@ def test_an_invalid_token_fails_fast_with_a_clear_message(
     assert proc.returncode == EXIT_AUTH, proc.stderr[-2000:]
     assert "invalid TMDB token" in proc.stderr
     assert time.monotonic() - started < 20
+
+
+def test_dry_run_fetches_and_writes_nothing(
+    settings: TmdbFetcherSettings, admin: httpx.Client
+) -> None:
+    ids = some_ids(admin, 10)
+    args = argparse.Namespace(mode="ids", ids=ids, dry_run=True)
+    code, fetcher = asyncio.run(run(settings, args))
+    assert code == EXIT_OK and fetcher.counts.fetched == 10
+    assert stg(settings.postgres) == {}
+    assert raw_docs(settings.mongo) == []
+    assert kafka_records(settings.kafka) == 0
+    stats = admin.get("/stats").json()["requests"]
+    assert sum(stats["/3/movie/{movie_id}"].values()) == 10
+
+
+def test_the_cli_prints_a_summary_and_pushes_metrics_to_a_pushgateway(
+    tmdb: ServiceProcess,
+    admin: httpx.Client,
+    kafka_settings: KafkaSettings,
+    pg_settings: PostgresSettings,
+    mongo_settings: MongoSettings,
+    tmp_path: Path,
+) -> None:
+    binary = shutil.which("prometheus-pushgateway")
+    if binary is None:
+        pytest.skip("prometheus-pushgateway is not installed (make setup installs it)")
+    port = free_port()
+    gateway = subprocess.Popen(
+        [binary, f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/-/ready", timeout=1).raise_for_status()
+                break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        ids = some_ids(admin, 3)
+        env = service_env(
+            CINEPULSE_KAFKA__BOOTSTRAP_SERVERS=kafka_settings.bootstrap_servers,
+            CINEPULSE_KAFKA__TOPIC_PREFIX=kafka_settings.topic_prefix,
+            CINEPULSE_POSTGRES__DSN=pg_settings.dsn.get_secret_value(),
+            CINEPULSE_MONGO__URL=mongo_settings.url.get_secret_value(),
+            CINEPULSE_MONGO__DATABASE=mongo_settings.database,
+            CINEPULSE_TMDB__BASE_URL=tmdb.url,
+            CINEPULSE_TMDB__TOKEN=TOKEN,
+            CINEPULSE_PUSHGATEWAY_URL=f"http://127.0.0.1:{port}",
+        )
+        proc = subprocess.run(
+            [sys.executable, "-m", "cinepulse_tmdb_fetcher", "ids", *map(str, ids)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert proc.returncode == EXIT_OK, proc.stderr[-2000:]
+        assert "tmdb-fetcher ids:" in proc.stderr and "updated" in proc.stderr
+        summary = json.loads(proc.stdout.strip().splitlines()[-1])
+        assert summary["updated"] == 3 and summary["exit_code"] == 0
+        pushed = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        line = next(
+            ln
+            for ln in pushed.splitlines()
+            if ln.startswith("cinepulse_tmdb_movies_total") and 'outcome="updated"' in ln
+        )
+        assert 'job="cinepulse-tmdb-fetcher"' in line and line.endswith(" 3")
+    finally:
+        gateway.terminate()
+        gateway.wait(10)
