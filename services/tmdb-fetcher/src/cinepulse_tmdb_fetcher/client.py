@@ -59,8 +59,10 @@ class TmdbClient:
             limits=httpx.Limits(max_connections=settings.concurrency),
         )
         self._slots = asyncio.Semaphore(settings.concurrency)
-        # a bucket of one second: at most rate_per_s requests in any second
-        self._limiter = AsyncLimiter(settings.rate_per_s, 1.0)
+        # a leaky bucket: at most rate_per_s requests in any second (below one per second:
+        # one request per 1/rate seconds; AsyncLimiter refuses a capacity under 1)
+        rate = settings.rate_per_s
+        self._limiter = AsyncLimiter(rate, 1.0) if rate >= 1 else AsyncLimiter(1, 1.0 / rate)
         self.rate_wait_s = 0.0
         self.backoff_wait_s = 0.0
 
@@ -130,6 +132,9 @@ class TmdbClient:
                         None,
                         f"timed out after {self.settings.timeout_s:g}s",
                     )
+                    metrics.REQUESTS.labels(endpoint, "error").inc()
+                except httpx.DecodingError as exc:  # a corrupt compressed body
+                    reason, retry_after, last = "malformed", None, f"undecodable body: {exc}"
                     metrics.REQUESTS.labels(endpoint, "error").inc()
                 except httpx.TransportError as exc:
                     reason, retry_after, last = "connection", None, f"{type(exc).__name__}: {exc}"

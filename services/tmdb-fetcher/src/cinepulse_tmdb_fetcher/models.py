@@ -1,8 +1,8 @@
 """TMDB's movie details (``/3/movie/{id}?append_to_response=keywords,credits``), read
 tolerantly, and the normalised movie Cinepulse publishes (topic ``movie``, ``stg_movies``).
 
-TMDB sends ``null`` for many fields and ``""`` for an unknown release date; those are
-*repaired* (empty lists, ``None``). A body without a usable ``id`` or title, or with wrong
+TMDB sends ``null`` for many fields: null lists are *repaired* (empty lists, counted) and
+an unknown release date (``""``, TMDB's normal answer) becomes ``None``. A body without a usable ``id`` or title, or with wrong
 types, is *malformed*: counted and skipped, never a crash. Unknown extra fields are ignored.
 """
 
@@ -123,6 +123,10 @@ def normalise(body: dict[str, Any]) -> tuple[Movie, list[str]]:
         repairs.append("title")
     keywords_raw = (d.keywords or {}).get("keywords") or []
     cast_raw = (d.credits or {}).get("cast") or []
+    if not isinstance(keywords_raw, list):
+        raise Malformed(f"keywords.keywords: expected a list, got {type(keywords_raw).__name__}")
+    if not isinstance(cast_raw, list):
+        raise Malformed(f"credits.cast: expected a list, got {type(cast_raw).__name__}")
     try:
         keywords = [Named.model_validate(k) for k in keywords_raw]
         cast = [CastMember.model_validate(c) for c in cast_raw[:20]]

@@ -51,9 +51,12 @@ class TmdbSettings(BaseModel):
         def read(value: SecretStr | None, path: Path | None) -> str | None:
             if path is not None:
                 try:
-                    return path.read_text(encoding="utf-8").strip() or None
+                    text = path.read_text(encoding="utf-8").strip()
                 except OSError as exc:
                     raise ValueError(f"cannot read TMDB credential {path}: {exc}") from None
+                if not text:
+                    raise ValueError(f"TMDB credential file {path} is empty")
+                return text
             return value.get_secret_value() if value else None
 
         return read(self.token, self.token_file), read(self.api_key, self.api_key_file)
