@@ -38,3 +38,12 @@ def test_pid_alive() -> None:
     assert pid_alive(os.getpid())
     assert not pid_alive(None)
     assert not pid_alive(2**22 + 12345)
+
+
+def test_kafka_cluster_ids_never_read_as_an_option() -> None:
+    from cinepulse_devstack.components import kafka_cluster_id
+
+    ids = {kafka_cluster_id() for _ in range(2000)}
+    assert len(ids) == 2000
+    assert not any(i.startswith("-") for i in ids)
+    assert all(len(i) == 22 for i in ids)

@@ -91,6 +91,15 @@ class Component(ABC):
 # --------------------------------------------------------------------------- Kafka
 
 
+def kafka_cluster_id() -> str:
+    """A random KRaft cluster id (base64url of a UUID) that does not start with "-": one that
+    does reads as an option to the storage tool (as Kafka's own ``Uuid.randomUuid`` avoids)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 class Kafka(Component):
     """Apache Kafka, one node in KRaft mode (broker + controller), jars from Maven Central."""
 
@@ -198,10 +207,14 @@ class Kafka(Component):
     def start(self) -> None:
         server = self._write_config()
         if not (self.dir / "data" / "meta.properties").exists():
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+            cluster_id = kafka_cluster_id()
             run(
                 self._java(
-                    "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(server)
+                    "kafka.tools.StorageTool",
+                    "format",
+                    f"--cluster-id={cluster_id}",
+                    "-c",
+                    str(server),
                 ),
                 what="formatting Kafka's KRaft storage",
             )
