@@ -10,6 +10,7 @@ Prometheus) as processes on loopback, all state under ``.stack/``.
   cinepulse-stack migrate         apply the warehouse migrations to the stack's database
   cinepulse-stack smoke           one event through Kafka into PostgreSQL staging
   cinepulse-stack send-events     synthetic events through the gateway; where they landed
+  cinepulse-stack load-movies     tmdb-fetcher full load from the offline TMDB server
   cinepulse-stack versions        the version of every component
 """
 
@@ -38,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         if name == "up":
             p.add_argument("--services", action="store_true", help="also start the services")
+    movies = sub.add_parser("load-movies")
+    movies.add_argument("--rate", type=float, default=200.0, help="TMDB requests per second")
     send = sub.add_parser("send-events")
     send.add_argument("--count", type=int, default=2000, help="events to send (default 2000)")
     send.add_argument("--rate", type=float, default=2000.0, help="events per second")
@@ -77,8 +80,8 @@ def _dispatch(stack: Stack, args: argparse.Namespace) -> int:
     elif args.cmd == "up":
         t0 = time.monotonic()
         started = stack.up(names)
-        if args.services:
-            started += stack.up([s.name for s in stack.services])
+        if args.services:  # the product's services (the offline TMDB is started by name)
+            started += stack.up([stack.gateway.name, stack.archiver.name])
         print(
             f"stack up in {time.monotonic() - t0:.1f}s "
             f"(started: {', '.join(started) or 'none, all were running'}); "
@@ -98,6 +101,8 @@ def _dispatch(stack: Stack, args: argparse.Namespace) -> int:
         return 0 if all(s.ok for s in statuses) else 1
     elif args.cmd == "send-events":
         return _send_events(stack, args)
+    elif args.cmd == "load-movies":
+        return _load_movies(stack, args)
     elif args.cmd == "env":
         for k, v in sorted(stack.env().items()):
             print(f"export {k}={shlex.quote(v)}")
@@ -126,6 +131,25 @@ def _dispatch(stack: Stack, args: argparse.Namespace) -> int:
         for name, version in stack.versions().items():
             print(f"{name}: {version}")
     return 0
+
+
+def _load_movies(stack: Stack, args: argparse.Namespace) -> int:
+    """The fetcher's own CLI (as Airflow runs it), pointed at the offline TMDB server."""
+    import os
+    import subprocess
+
+    _require_up(stack, ["postgres", "kafka", "mongo", "tmdb-offline"])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CINEPULSE_")}
+    env |= stack.infra_env() | {
+        "CINEPULSE_TMDB__BASE_URL": stack.tmdb_offline.url,
+        "CINEPULSE_TMDB__TOKEN": stack.tmdb_offline.token,
+        "CINEPULSE_TMDB__RATE_PER_S": str(args.rate),
+        "CINEPULSE_LOG_JSON": "false",
+    }
+    print(f"loading TMDB metadata from {stack.tmdb_offline.url} ...", file=sys.stderr)
+    return subprocess.run(
+        [sys.executable, "-m", "cinepulse_tmdb_fetcher", "full"], env=env, check=False
+    ).returncode
 
 
 def _send_events(stack: Stack, args: argparse.Namespace) -> int:

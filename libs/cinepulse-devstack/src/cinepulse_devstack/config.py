@@ -47,6 +47,7 @@ class StackSettings(BaseSettings):
     prometheus_port: int = 19090
     gateway_port: int = 18080
     archiver_port: int = 16066
+    tmdb_offline_port: int = 18300
     prometheus_scrape_interval: str = "5s"
 
     start_timeout_s: float = 120.0

@@ -24,6 +24,8 @@ EnvProvider = Callable[[], dict[str, str]]
 class PythonService(Component):
     module: str
     health_path = "/readyz"
+    #: registered with Prometheus (it serves /metrics)
+    scraped = True
 
     def __init__(self, cfg: StackSettings, stack_env: EnvProvider, prometheus: Prometheus) -> None:
         super().__init__(cfg)
@@ -58,11 +60,16 @@ class PythonService(Component):
     def service_env(self) -> dict[str, str]:
         return {}
 
+    def args(self) -> list[str]:
+        return []
+
     def start(self) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CINEPULSE_")}
         env |= self._stack_env() | {"CINEPULSE_ENVIRONMENT": "development"} | self.service_env()
-        spawn([sys.executable, "-m", self.module], log=self.log_path, pidfile=self.pidfile, env=env)
-        self._prometheus.register_target(self.name, self.port)
+        cmd = [sys.executable, "-m", self.module, *self.args()]
+        spawn(cmd, log=self.log_path, pidfile=self.pidfile, env=env)
+        if self.scraped:
+            self._prometheus.register_target(self.name, self.port)
 
     def probe(self) -> None:
         httpx.get(self.url + self.health_path, timeout=2.0).raise_for_status()
@@ -117,3 +124,24 @@ class Archiver(PythonService):
             "CINEPULSE_WEB_HOST": self.cfg.host,
             "CINEPULSE_DATA_DIR": str(self.dir / "data"),
         }
+
+
+class TmdbOffline(PythonService):
+    """The offline TMDB server (a demo and test tool): the fetcher's base URL in the demo."""
+
+    name = "tmdb-offline"
+    module = "cinepulse_devstack.tmdb_offline"
+    health_path = "/__admin/stats"
+    scraped = False
+    token = "offline-read-token"  # noqa: S105 - the offline server's fixed demo credential
+
+    @property
+    def port(self) -> int:
+        return self.cfg.tmdb_offline_port
+
+    @property
+    def distribution(self) -> str:
+        return "cinepulse-devstack"
+
+    def args(self) -> list[str]:
+        return ["--host", self.cfg.host, "--port", str(self.port), "--token", self.token]
