@@ -45,4 +45,7 @@ $UV sync --all-packages --frozen --quiet
 step "stack components: Kafka jars (Maven Central), FerretDB (Go module proxy), PostgreSQL, Prometheus"
 .venv/bin/cinepulse-stack install
 
+step "Spark's Kafka connector and PostgreSQL JDBC jars (Maven Central)"
+.venv/bin/python -m cinepulse_spark_jobs.jars
+
 step "done in $((SECONDS - t0))s"

@@ -2,9 +2,29 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from pydantic import Field
+
 from cinepulse_common.settings import CinepulseSettings, KafkaSettings, PostgresSettings
+
+
+def _default_jars_dir() -> Path:
+    from cinepulse_spark_jobs.jars import default_dir
+
+    return default_dir(Path.home() / ".cache" / "cinepulse")
 
 
 class SparkJobsSettings(CinepulseSettings):
     kafka: KafkaSettings
     postgres: PostgresSettings
+    master: str = Field("local[2]", description="Spark master (the operator sets its own)")
+    jars_dir: Path = Field(
+        default_factory=_default_jars_dir,
+        description="the Kafka connector and JDBC jars (image: baked in; local: make setup)",
+    )
+    checkpoint_dir: Path = Field(
+        Path("/var/lib/cinepulse/checkpoints"),
+        description="streaming checkpoints, one sub-folder per query (a PVC in the cluster)",
+    )
+    shuffle_partitions: int = Field(4, ge=1)
