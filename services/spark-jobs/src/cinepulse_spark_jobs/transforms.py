@@ -87,7 +87,8 @@ def _ts(column: str) -> Column:
 
 
 def _checks(rules: TransformRules) -> Iterable[tuple[Column, Column]]:
-    """(condition that breaks a rule, reason), in the envelope models' order."""
+    """(condition that breaks a rule, reason), in the envelope models' order. The reason
+    starts with the field it is about; :func:`rule_code` derives the short code from it."""
     ids = rules.identifiers
     t = rules.time
     r = rules.rating
@@ -101,9 +102,10 @@ def _checks(rules: TransformRules) -> Iterable[tuple[Column, Column]]:
     rating = F.col(f"{p}.rating")
     step = F.lit(r.step).cast(T.DecimalType(38, 18))
 
+    # json_object_keys is null for text that is not a JSON object
     yield (
-        F.col("raw").isNull() | etype.isNull() & F.col("event_id").isNull(),
-        F.lit("not a JSON event envelope"),
+        F.col("raw").isNull() | F.json_object_keys(F.col("raw")).isNull(),
+        F.lit("not a JSON object"),
     )
     yield etype.isNull(), F.lit(f"missing event_type; one of {', '.join(types)}")
     yield ~etype.isin(types), F.concat(F.lit("unknown event_type "), etype)
@@ -198,15 +200,46 @@ def _checks(rules: TransformRules) -> Iterable[tuple[Column, Column]]:
     yield is_click & ~F.col(f"{p}.target").isin(targets), F.lit("unknown click target")
 
 
+def rule_code(reason: Column) -> Column:
+    """A short, stable code for a reason: its first word (the field or the check)."""
+    return F.regexp_extract(reason, r"^([A-Za-z_.]+)", 1)
+
+
 def validate_events(events: DataFrame, rules: TransformRules) -> DataFrame:
-    """``events`` plus ``quarantine_reason``: the first broken rule, or null."""
+    """``events`` plus ``quarantine_reason`` (the first broken rule, or null) and
+    ``quarantine_rule`` (its short code)."""
     from cinepulse_spark_jobs.udfs import comment_length
 
     with_len = events.withColumn("_comment_length", comment_length(rules)(F.col("payload.text")))
     reason: Column = F.lit(None).cast("string")
     for broken, why in reversed(list(_checks(rules))):
         reason = F.when(F.coalesce(broken, F.lit(False)), why).otherwise(reason)
-    return with_len.withColumn("quarantine_reason", reason).drop("_comment_length")
+    return (
+        with_len.withColumn("quarantine_reason", reason)
+        .withColumn(
+            "quarantine_rule",
+            F.when(F.col("quarantine_reason").isNotNull(), rule_code(F.col("quarantine_reason"))),
+        )
+        .drop("_comment_length")
+    )
+
+
+def assign_event_ids(events: DataFrame) -> DataFrame:
+    """A record without an ``event_id`` gets one derived from where it was read (UUID v5 of
+    ``topic:partition:offset``): a replay of the same record gets the same id."""
+    from cinepulse_spark_jobs.udfs import source_uuid
+
+    return events.withColumn(
+        "event_id",
+        F.coalesce(
+            F.col("event_id"), source_uuid(F.col("topic"), F.col("partition"), F.col("offset"))
+        ),
+    )
+
+
+def deduplicate_events(events: DataFrame) -> DataFrame:
+    """One row per ``event_id`` (the rules' dedup key) within what is processed together."""
+    return events.dropDuplicates(["event_id"])
 
 
 def split_valid(validated: DataFrame) -> tuple[DataFrame, DataFrame]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 
 from pyspark.sql import Column
@@ -19,3 +20,14 @@ def comment_length(rules: TransformRules) -> Callable[[Column], Column]:
         return None if text is None else len(normalise_comment_text(text, rules))
 
     return F.udf(length, T.IntegerType())
+
+
+#: namespace of the ids derived for records that came without one
+SOURCE_NAMESPACE = uuid.UUID("6f0c1e7a-63c9-5b35-9a47-3c2f8f6a2d10")
+
+
+def _source_uuid(topic: str | None, partition: int | None, offset: int | None) -> str:
+    return str(uuid.uuid5(SOURCE_NAMESPACE, f"{topic}:{partition}:{offset}"))
+
+
+source_uuid = F.udf(_source_uuid, T.StringType())
