@@ -10,10 +10,11 @@ from cinepulse_spark_jobs.settings import SparkJobsSettings
 
 def make_spark(settings: SparkJobsSettings, app_name: str) -> SparkSession:
     jars = ",".join(str(p) for p in needed_jars(settings.jars_dir))
+    builder = SparkSession.builder.appName(app_name)
+    if settings.master:  # empty under spark-submit (the operator sets the master)
+        builder = builder.master(settings.master)
     builder = (
-        SparkSession.builder.appName(app_name)
-        .master(settings.master)
-        .config("spark.jars", jars)
+        builder.config("spark.jars", jars)
         .config("spark.sql.shuffle.partitions", str(settings.shuffle_partitions))
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.ui.enabled", "false")

@@ -18,7 +18,9 @@ def _default_jars_dir() -> Path:
 class SparkJobsSettings(CinepulseSettings):
     kafka: KafkaSettings
     postgres: PostgresSettings
-    master: str = Field("local[2]", description="Spark master (the operator sets its own)")
+    master: str = Field(
+        "local[2]", description="Spark master; empty under spark-submit (the operator's)"
+    )
     jars_dir: Path = Field(
         default_factory=_default_jars_dir,
         description="the Kafka connector and JDBC jars (image: baked in; local: make setup)",
