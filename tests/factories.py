@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import uuid4
@@ -28,3 +29,17 @@ def event(event_type: str = "rate", **overrides: Any) -> dict[str, Any]:
     }
     data.update(overrides)
     return data
+
+
+def with_field(base: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    """A deep copy of ``base`` with the dotted field set (``...`` deletes it)."""
+    data = json.loads(json.dumps(base))
+    *parents, last = path.split(".")
+    node = data
+    for p in parents:
+        node = node[p]
+    if value is ...:
+        del node[last]
+    else:
+        node[last] = value
+    return data  # type: ignore[no-any-return]

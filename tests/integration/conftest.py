@@ -3,6 +3,8 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -77,3 +79,41 @@ def mongo_settings(stack: Stack) -> Iterator[MongoSettings]:
     yield s
     with make_client(s) as client:
         client.drop_database(s.database)
+
+
+@pytest.fixture(scope="session")
+def spark_jars() -> list[str]:
+    """The Spark jars (Kafka source, JDBC), or [] when make setup has not resolved them."""
+    try:
+        from cinepulse_spark_jobs.jars import JarsError, default_dir, needed_jars
+    except ImportError:
+        return []
+    try:
+        return [str(p) for p in needed_jars(default_dir(Path.home() / ".cache" / "cinepulse"))]
+    except JarsError:
+        return []
+
+
+@pytest.fixture(scope="session")
+def spark(spark_jars: list[str]) -> Iterator[Any]:
+    """One local Spark session for the whole test session (with the jars when present)."""
+    pyspark_sql = pytest.importorskip("pyspark.sql")
+    builder = (
+        pyspark_sql.SparkSession.builder.master("local[2]")
+        .appName("cinepulse-tests")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.sql.session.timeZone", "UTC")
+    )
+    if spark_jars:
+        builder = builder.config("spark.jars", ",".join(spark_jars))
+    session = builder.getOrCreate()
+    yield session
+    session.stop()
+
+
+@pytest.fixture
+def spark_with_jars(spark: Any, spark_jars: list[str]) -> Any:
+    if not spark_jars:
+        pytest.skip("the Spark jars are not resolved (make setup)")
+    return spark

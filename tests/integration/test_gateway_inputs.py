@@ -23,7 +23,7 @@ from cinepulse_common import topics
 from cinepulse_common.kafka import delete_topics, ensure_topics, make_admin
 from cinepulse_common.settings import KafkaSettings
 from cinepulse_devstack import Stack
-from tests.factories import event
+from tests.factories import event, with_field
 from tests.integration.services import ServiceProcess, free_port
 from tests.integration.test_gateway_archiver import HEADERS, gateway_env
 
@@ -46,17 +46,8 @@ def gateway(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 
 
 def _with(path: str, value: Any, base: dict[str, Any] | None = None) -> dict[str, Any]:
-    """``event()`` with the dotted field set (``...`` deletes it)."""
-    data = base or event("rate")
-    *parents, last = path.split(".")
-    node = data
-    for p in parents:
-        node = node[p]
-    if value is ...:
-        del node[last]
-    else:
-        node[last] = value
-    return data
+    """``event("rate")`` (or ``base``) with the dotted field set (``...`` deletes it)."""
+    return with_field(base or event("rate"), path, value)
 
 
 FUTURE = (datetime.now(UTC) + timedelta(days=2)).isoformat()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,29 +20,6 @@ from tests.factories import event
 pytestmark = pytest.mark.integration
 
 pytest.importorskip("pyspark")
-
-
-@pytest.fixture(scope="module")
-def spark() -> Iterator[Any]:
-    from cinepulse_spark_jobs.jars import JarsError, default_dir, needed_jars
-
-    try:
-        jars = needed_jars(default_dir(Path.home() / ".cache" / "cinepulse"))
-    except JarsError as exc:
-        pytest.skip(str(exc))
-    from pyspark.sql import SparkSession
-
-    session = (
-        SparkSession.builder.master("local[2]")
-        .appName("staging-test")
-        .config("spark.jars", ",".join(map(str, jars)))
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.shuffle.partitions", "2")
-        .config("spark.sql.session.timeZone", "UTC")
-        .getOrCreate()
-    )
-    yield session
-    session.stop()
 
 
 TOPIC_OF = {
@@ -67,7 +43,10 @@ def _counts(pg: PostgresSettings) -> dict[str, Any]:
 
 
 def test_events_are_staged_once_and_violations_quarantined_even_on_replay(
-    spark: Any, kafka_settings: KafkaSettings, pg_settings: PostgresSettings, tmp_path: Path
+    spark_with_jars: Any,
+    kafka_settings: KafkaSettings,
+    pg_settings: PostgresSettings,
+    tmp_path: Path,
 ) -> None:
     from cinepulse_spark_jobs.settings import SparkJobsSettings
     from cinepulse_spark_jobs.staging import start_staging_stream
@@ -98,7 +77,7 @@ def test_events_are_staged_once_and_violations_quarantined_even_on_replay(
     rules = active_rules()
 
     def run_once() -> None:
-        query = start_staging_stream(spark, settings, rules, available_now=True)
+        query = start_staging_stream(spark_with_jars, settings, rules, available_now=True)
         query.awaitTermination(240)
         assert query.exception() is None
 

@@ -9,7 +9,6 @@ both, so a record is never accepted by one path and quarantined by the other.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,40 +17,11 @@ from pydantic import ValidationError
 
 from cinepulse_common.events import parse_event
 from cinepulse_common.rules import active_rules
-from tests.factories import event
+from tests.factories import event, with_field
 
 pytestmark = pytest.mark.integration
 
 pyspark = pytest.importorskip("pyspark")
-
-
-@pytest.fixture(scope="module")
-def spark() -> Iterator[Any]:
-    from pyspark.sql import SparkSession
-
-    session = (
-        SparkSession.builder.master("local[2]")
-        .appName("transforms-test")
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.shuffle.partitions", "2")
-        .config("spark.sql.session.timeZone", "UTC")
-        .getOrCreate()
-    )
-    yield session
-    session.stop()
-
-
-def _with(base: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
-    data = json.loads(json.dumps(base))
-    *parents, last = path.split(".")
-    node = data
-    for p in parents:
-        node = node[p]
-    if value is ...:
-        del node[last]
-    else:
-        node[last] = value
-    return data
 
 
 def corpus() -> list[tuple[str, str]]:
@@ -64,52 +34,56 @@ def corpus() -> list[tuple[str, str]]:
         "valid watch": watch,
         "valid comment": comment,
         "valid click": click,
-        "valid click alias": _with(click, "payload.target", "thumbnail"),
-        "valid rating 0.5": _with(rate, "payload.rating", 0.5),
-        "valid rating 5": _with(rate, "payload.rating", 5),
-        "valid without event_id": _with(rate, "event_id", ...),
-        "valid without session": _with(rate, "session_id", ...),
-        "valid position within tolerance": _with(
+        "valid click alias": with_field(click, "payload.target", "thumbnail"),
+        "valid rating 0.5": with_field(rate, "payload.rating", 0.5),
+        "valid rating 5": with_field(rate, "payload.rating", 5),
+        "valid without event_id": with_field(rate, "event_id", ...),
+        "valid without session": with_field(rate, "session_id", ...),
+        "valid position within tolerance": with_field(
             watch, "payload", {"position_seconds": 5403, "duration_seconds": 5400}
         ),
-        "valid unicode comment": _with(comment, "payload.text", "e\u0301le\u0301gant \U0001f3ac"),
-        "rating off step": _with(rate, "payload.rating", 4.3),
-        "rating tiny off step": _with(rate, "payload.rating", 4.50001),
-        "rating too high": _with(rate, "payload.rating", 5.5),
-        "rating zero": _with(rate, "payload.rating", 0),
-        "rating missing": _with(rate, "payload", {}),
-        "unknown type": _with(rate, "event_type", "purchase"),
-        "missing type": _with(rate, "event_type", ...),
-        "bad event_id": _with(rate, "event_id", "nope"),
-        "missing user": _with(rate, "user_id", ...),
-        "user with space": _with(rate, "user_id", "a b"),
-        "user too long": _with(rate, "user_id", "u" * 129),
-        "movie zero": _with(rate, "movie_id", 0),
-        "movie too big": _with(rate, "movie_id", 2**31),
-        "missing movie": _with(rate, "movie_id", ...),
-        "future": _with(rate, "occurred_at", (now + timedelta(hours=1)).isoformat()),
-        "naive time": _with(rate, "occurred_at", "2026-01-01T10:00:00"),
-        "not a time": _with(rate, "occurred_at", "yesterday"),
-        "negative position": _with(
+        "valid unicode comment": with_field(
+            comment, "payload.text", "e\u0301le\u0301gant \U0001f3ac"
+        ),
+        "rating off step": with_field(rate, "payload.rating", 4.3),
+        "rating tiny off step": with_field(rate, "payload.rating", 4.50001),
+        "rating too high": with_field(rate, "payload.rating", 5.5),
+        "rating zero": with_field(rate, "payload.rating", 0),
+        "rating missing": with_field(rate, "payload", {}),
+        "unknown type": with_field(rate, "event_type", "purchase"),
+        "missing type": with_field(rate, "event_type", ...),
+        "bad event_id": with_field(rate, "event_id", "nope"),
+        "missing user": with_field(rate, "user_id", ...),
+        "user with space": with_field(rate, "user_id", "a b"),
+        "user too long": with_field(rate, "user_id", "u" * 129),
+        "movie zero": with_field(rate, "movie_id", 0),
+        "movie too big": with_field(rate, "movie_id", 2**31),
+        "missing movie": with_field(rate, "movie_id", ...),
+        "future": with_field(rate, "occurred_at", (now + timedelta(hours=1)).isoformat()),
+        "naive time": with_field(rate, "occurred_at", "2026-01-01T10:00:00"),
+        "not a time": with_field(rate, "occurred_at", "yesterday"),
+        "negative position": with_field(
             watch, "payload", {"position_seconds": -1, "duration_seconds": 60}
         ),
-        "zero duration": _with(watch, "payload", {"position_seconds": 0, "duration_seconds": 0}),
-        "position beyond": _with(
+        "zero duration": with_field(
+            watch, "payload", {"position_seconds": 0, "duration_seconds": 0}
+        ),
+        "position beyond": with_field(
             watch, "payload", {"position_seconds": 999, "duration_seconds": 60}
         ),
-        "duration too long": _with(
+        "duration too long": with_field(
             watch, "payload", {"position_seconds": 1, "duration_seconds": 90000}
         ),
-        "empty comment": _with(comment, "payload.text", "   "),
-        "long comment": _with(comment, "payload.text", "x" * 5001),
-        "valid: 5,200 code points, 2,600 characters after NFC": _with(
+        "empty comment": with_field(comment, "payload.text", "   "),
+        "long comment": with_field(comment, "payload.text", "x" * 5001),
+        "valid: 5,200 code points, 2,600 characters after NFC": with_field(
             comment, "payload.text", "e\u0301" * 2600
         ),
-        "unknown target": _with(click, "payload.target", "buy"),
-        "missing payload": _with(rate, "payload", ...),
-        "extra field": _with(rate, "coupon", "FREE"),
-        "extra payload field": _with(rate, "payload.text", "hi"),
-        "session too long": _with(rate, "session_id", "s" * 129),
+        "unknown target": with_field(click, "payload.target", "buy"),
+        "missing payload": with_field(rate, "payload", ...),
+        "extra field": with_field(rate, "coupon", "FREE"),
+        "extra payload field": with_field(rate, "payload.text", "hi"),
+        "session too long": with_field(rate, "session_id", "s" * 129),
     }
     out = [(name, json.dumps(data)) for name, data in cases.items()]
     out += [("not json", "{broken"), ("json array", "[1, 2]")]
