@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from cinepulse_common import topics
 from cinepulse_common.kafka import make_producer
@@ -71,10 +72,20 @@ def test_events_are_staged_once_and_violations_quarantined_even_on_replay(
     producer.produce(kafka_settings.topic(topics.USER_CLICK_LOG), key=b"x", value=b"{not json")
     assert producer.flush(10) == 0
 
+    from cinepulse_spark_jobs.metrics import MetricsListener
+
     settings = SparkJobsSettings(
         kafka=kafka_settings, postgres=pg_settings, checkpoint_dir=tmp_path / "checkpoints"
     )
     rules = active_rules()
+    listener = MetricsListener()
+    spark_with_jars.streams.addListener(listener)
+
+    def sample(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, {"query": "staging", **labels}) or 0.0
+
+    rows_before = sample("cinepulse_spark_rows_total", table="stg_user_logs")
+    rating_before = sample("cinepulse_spark_quarantined_total", rule="rating")
 
     def run_once() -> None:
         query = start_staging_stream(spark_with_jars, settings, rules, available_now=True)
@@ -87,6 +98,11 @@ def test_events_are_staged_once_and_violations_quarantined_even_on_replay(
     assert first["flags"] == {"spark"}
     assert sum(first["quarantine"].values()) == 4  # 3 rule breaches and the unparseable one
     assert {"rating", "unknown", "payload.position_seconds", "not"} <= set(first["quarantine"])
+    # metrics: rows offered (110: the resent duplicates are deduplicated within the batch
+    # or hit ON CONFLICT), quarantine by rule, and the query's heartbeat from the listener
+    assert sample("cinepulse_spark_rows_total", table="stg_user_logs") - rows_before >= 100
+    assert sample("cinepulse_spark_quarantined_total", rule="rating") - rating_before == 1
+    assert sample("cinepulse_spark_last_progress_timestamp_seconds") > 0
 
     run_once()  # same checkpoint: nothing new to read
     assert _counts(pg_settings) == first
@@ -94,6 +110,7 @@ def test_events_are_staged_once_and_violations_quarantined_even_on_replay(
     shutil.rmtree(tmp_path / "checkpoints")
     run_once()  # no checkpoint: every record again from the earliest offset
     assert _counts(pg_settings) == first
+    spark_with_jars.streams.removeListener(listener)
 
 
 def _stg_ids(pg: PostgresSettings) -> list[str]:
@@ -111,9 +128,13 @@ def test_the_streaming_job_killed_mid_stream_resumes_from_its_checkpoint(
     import threading
     import time
 
-    from tests.integration.services import service_env
+    import httpx
 
+    from tests.integration.services import free_port, service_env
+
+    metrics_port = free_port()
     env = service_env(
+        CINEPULSE_METRICS_PORT=str(metrics_port),
         CINEPULSE_KAFKA__BOOTSTRAP_SERVERS=kafka_settings.bootstrap_servers,
         CINEPULSE_KAFKA__TOPIC_PREFIX=kafka_settings.topic_prefix,
         CINEPULSE_POSTGRES__DSN=pg_settings.dsn.get_secret_value(),
@@ -158,6 +179,9 @@ def test_the_streaming_job_killed_mid_stream_resumes_from_its_checkpoint(
             assert time.monotonic() < deadline, (tmp_path / "spark-1.log").read_text()[-3000:]
             assert first.poll() is None, (tmp_path / "spark-1.log").read_text()[-3000:]
             time.sleep(0.5)
+        exported = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
+        assert 'cinepulse_spark_rows_total{query="staging",table="stg_user_logs"}' in exported
+        assert "cinepulse_spark_last_progress_timestamp_seconds" in exported
         os.killpg(first.pid, signal.SIGKILL)  # the driver and its JVM, mid-stream
         first.wait(30)
         staged_at_kill = len(_stg_ids(pg_settings))

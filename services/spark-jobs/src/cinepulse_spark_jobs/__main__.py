@@ -45,6 +45,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cinepulse-spark-jobs: {exc}", file=sys.stderr)
         return 2
     spark.sparkContext.setLogLevel("WARN")
+    from cinepulse_common.observability import start_metrics_server
+    from cinepulse_spark_jobs.metrics import MetricsListener
+
+    spark.streams.addListener(MetricsListener())
+    if settings.metrics_port:
+        start_metrics_server(settings.metrics_port)
     query = start_staging_stream(spark, settings, active_rules(), available_now=args.available_now)
     log.info("query started", job=args.job, checkpoint=str(settings.checkpoint_dir))
 

@@ -30,3 +30,4 @@ class SparkJobsSettings(CinepulseSettings):
         description="streaming checkpoints, one sub-folder per query (a PVC in the cluster)",
     )
     shuffle_partitions: int = Field(4, ge=1)
+    metrics_port: int = Field(9108, ge=0, le=65535, description="/metrics of the driver; 0: off")

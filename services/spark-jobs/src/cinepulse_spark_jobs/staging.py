@@ -9,6 +9,7 @@ nothing twice. The checkpoint (one folder per query) makes a restart resume.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
@@ -21,6 +22,7 @@ from cinepulse_common import topics
 from cinepulse_common.logging import get_logger
 from cinepulse_common.postgres import connect
 from cinepulse_common.rules import TransformRules
+from cinepulse_spark_jobs import metrics
 from cinepulse_spark_jobs.settings import SparkJobsSettings
 from cinepulse_spark_jobs.transforms import (
     assign_event_ids,
@@ -33,6 +35,7 @@ from cinepulse_spark_jobs.transforms import (
 log = get_logger(__name__)
 
 SOURCE_FLAG = "spark"
+QUERY = "staging"
 
 STG = """
 INSERT INTO stg_user_logs (event_id, event_type, user_id, movie_id, occurred_at, received_at,
@@ -126,6 +129,12 @@ def write_batch(
             cur.executemany(COMMENTS, comments)
         if quarantine:
             cur.executemany(QUARANTINE, quarantine)
+    # counted once the transaction committed
+    metrics.ROWS.labels(QUERY, "stg_user_logs").inc(len(stg))
+    metrics.ROWS.labels(QUERY, "stg_comments").inc(len(comments))
+    metrics.ROWS.labels(QUERY, "quarantine").inc(len(quarantine))
+    for rule, n in Counter(q[6] for q in quarantine).items():
+        metrics.QUARANTINED.labels(QUERY, rule).inc(n)
     return len(stg), len(quarantine)
 
 
@@ -172,7 +181,7 @@ def start_staging_stream(
     )
     writer = (
         parse_events(source)
-        .writeStream.queryName("staging")
+        .writeStream.queryName(QUERY)
         .option("checkpointLocation", str(settings.checkpoint_dir / "staging"))
         .foreachBatch(lambda df, batch_id: process_batch(df, batch_id, settings, rules))
     )

@@ -16,7 +16,7 @@ from cinepulse_common.rules import TransformRules
 def comment_length(rules: TransformRules) -> Callable[[Column], Column]:
     """Length of a comment after the rules' normalisation (the envelope's own function)."""
 
-    def length(text: str | None) -> int | None:
+    def length(text):  # no type hints: pyspark would read them as a pandas UDF kind
         return None if text is None else len(normalise_comment_text(text, rules))
 
     return F.udf(length, T.IntegerType())
@@ -26,7 +26,7 @@ def comment_length(rules: TransformRules) -> Callable[[Column], Column]:
 SOURCE_NAMESPACE = uuid.UUID("6f0c1e7a-63c9-5b35-9a47-3c2f8f6a2d10")
 
 
-def _source_uuid(topic: str | None, partition: int | None, offset: int | None) -> str:
+def _source_uuid(topic, partition, offset):  # no type hints (see above)
     return str(uuid.uuid5(SOURCE_NAMESPACE, f"{topic}:{partition}:{offset}"))
 
 
