@@ -87,6 +87,30 @@ def fetch(settings: TmdbFetcherSettings, mode: str, *ids: int) -> tuple[int, Fet
     return asyncio.run(run(settings, args))
 
 
+def run_cli(
+    settings: TmdbFetcherSettings, *args: str, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """The fetcher's CLI in its own process, configured like ``settings`` (+ ``env``)."""
+    variables = service_env(
+        CINEPULSE_KAFKA__BOOTSTRAP_SERVERS=settings.kafka.bootstrap_servers,
+        CINEPULSE_KAFKA__TOPIC_PREFIX=settings.kafka.topic_prefix,
+        CINEPULSE_POSTGRES__DSN=settings.postgres.dsn.get_secret_value(),
+        CINEPULSE_MONGO__URL=settings.mongo.url.get_secret_value(),
+        CINEPULSE_MONGO__DATABASE=settings.mongo.database,
+        CINEPULSE_TMDB__BASE_URL=settings.tmdb.base_url,
+        CINEPULSE_TMDB__TOKEN=TOKEN,
+        **env,
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "cinepulse_tmdb_fetcher", *args],
+        env=variables,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
 def kafka_records(kafka: KafkaSettings) -> int:
     consumer = make_consumer(kafka, group_id=f"t-{time.monotonic_ns()}")
     try:
@@ -249,29 +273,11 @@ def test_a_crash_mid_run_resumes_with_no_duplicate_and_no_gap(
 
 
 def test_an_invalid_token_fails_fast_with_a_clear_message(
-    tmdb: ServiceProcess,
-    kafka_settings: KafkaSettings,
-    pg_settings: PostgresSettings,
-    mongo_settings: MongoSettings,
-    tmp_path: Path,
+    settings: TmdbFetcherSettings, tmp_path: Path
 ) -> None:
-    env = service_env(
-        CINEPULSE_KAFKA__BOOTSTRAP_SERVERS=kafka_settings.bootstrap_servers,
-        CINEPULSE_POSTGRES__DSN=pg_settings.dsn.get_secret_value(),
-        CINEPULSE_MONGO__URL=mongo_settings.url.get_secret_value(),
-        CINEPULSE_TMDB__BASE_URL=tmdb.url,
-        CINEPULSE_TMDB__TOKEN_FILE=str(tmp_path / "token"),
-    )
     (tmp_path / "token").write_text("not-the-token\n")
     started = time.monotonic()
-    proc = subprocess.run(
-        [sys.executable, "-m", "cinepulse_tmdb_fetcher", "ids", "550"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    proc = run_cli(settings, "ids", "550", CINEPULSE_TMDB__TOKEN_FILE=str(tmp_path / "token"))
     assert proc.returncode == EXIT_AUTH, proc.stderr[-2000:]
     assert "invalid TMDB token" in proc.stderr
     assert time.monotonic() - started < 20
@@ -292,12 +298,7 @@ def test_dry_run_fetches_and_writes_nothing(
 
 
 def test_the_cli_prints_a_summary_and_pushes_metrics_to_a_pushgateway(
-    tmdb: ServiceProcess,
-    admin: httpx.Client,
-    kafka_settings: KafkaSettings,
-    pg_settings: PostgresSettings,
-    mongo_settings: MongoSettings,
-    tmp_path: Path,
+    settings: TmdbFetcherSettings, admin: httpx.Client
 ) -> None:
     binary = shutil.which("prometheus-pushgateway")
     if binary is None:
@@ -317,23 +318,8 @@ def test_the_cli_prints_a_summary_and_pushes_metrics_to_a_pushgateway(
             except httpx.HTTPError:
                 time.sleep(0.2)
         ids = some_ids(admin, 3)
-        env = service_env(
-            CINEPULSE_KAFKA__BOOTSTRAP_SERVERS=kafka_settings.bootstrap_servers,
-            CINEPULSE_KAFKA__TOPIC_PREFIX=kafka_settings.topic_prefix,
-            CINEPULSE_POSTGRES__DSN=pg_settings.dsn.get_secret_value(),
-            CINEPULSE_MONGO__URL=mongo_settings.url.get_secret_value(),
-            CINEPULSE_MONGO__DATABASE=mongo_settings.database,
-            CINEPULSE_TMDB__BASE_URL=tmdb.url,
-            CINEPULSE_TMDB__TOKEN=TOKEN,
-            CINEPULSE_PUSHGATEWAY_URL=f"http://127.0.0.1:{port}",
-        )
-        proc = subprocess.run(
-            [sys.executable, "-m", "cinepulse_tmdb_fetcher", "ids", *map(str, ids)],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
+        proc = run_cli(
+            settings, "ids", *map(str, ids), CINEPULSE_PUSHGATEWAY_URL=f"http://127.0.0.1:{port}"
         )
         assert proc.returncode == EXIT_OK, proc.stderr[-2000:]
         assert "tmdb-fetcher ids:" in proc.stderr and "updated" in proc.stderr

@@ -25,6 +25,7 @@ from pathlib import Path
 import httpx
 import yaml
 
+from cinepulse_common.maven import MavenError, copy_dependencies
 from cinepulse_devstack.config import StackSettings
 from cinepulse_devstack.procs import (
     StackError,
@@ -126,7 +127,7 @@ class Kafka(Component):
         if marker.exists():
             return
         require_tool("java", "install a JRE 17: apt-get install openjdk-17-jre-headless")
-        mvn = require_tool("mvn", "install Maven: apt-get install maven")
+        require_tool("mvn", "install Maven: apt-get install maven")
         self.libs.parent.mkdir(parents=True, exist_ok=True)
         pom = self.libs.parent / "pom.xml"
         pom.write_text(
@@ -136,20 +137,13 @@ class Kafka(Component):
             .replace("${kafka.version}", self.cfg.kafka_version)
         )
         log.info("kafka: resolving kafka_2.13:%s jars from Maven Central", self.cfg.kafka_version)
-        run(
-            [
-                mvn,
-                "-B",
-                "-q",
-                "-f",
-                str(pom),
-                "dependency:copy-dependencies",
-                "-DincludeScope=runtime",
-                f"-DoutputDirectory={self.libs}",
-            ],
-            what="downloading the Kafka jars with Maven",
-            hint="Maven Central must be reachable",
-        )
+        try:
+            copy_dependencies(pom, self.libs)
+        except MavenError as exc:
+            raise StackError(
+                f"downloading the Kafka jars with Maven failed (Maven Central must be "
+                f"reachable): {exc}"
+            ) from None
         marker.write_text(self.cfg.kafka_version)
 
     def _write_config(self) -> Path:

@@ -7,11 +7,11 @@ Central's host; resolving once with Maven and passing ``spark.jars`` works offli
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
 
 import pyspark
+
+from cinepulse_common.maven import MavenError, copy_dependencies
 
 SPARK_VERSION = pyspark.__version__
 POSTGRES_JDBC_VERSION = "42.7.4"
@@ -68,9 +68,6 @@ def ensure_jars(directory: Path) -> list[Path]:
     """Resolve the jars into ``directory`` once (cached: a marker file says it is complete)."""
     marker = directory / ".complete"
     if not marker.exists():
-        mvn = shutil.which("mvn")
-        if mvn is None:
-            raise JarsError("mvn not found: install Maven (apt-get install maven)")
         directory.mkdir(parents=True, exist_ok=True)
         deps = "\n".join(
             f"    <dependency><groupId>{g}</groupId><artifactId>{a}</artifactId>"
@@ -79,24 +76,10 @@ def ensure_jars(directory: Path) -> list[Path]:
         )
         pom = directory / "pom.xml"
         pom.write_text(POM.format(deps=deps))
-        proc = subprocess.run(
-            [
-                mvn,
-                "-B",
-                "-q",
-                "-f",
-                str(pom),
-                "dependency:copy-dependencies",
-                "-DincludeScope=runtime",
-                f"-DoutputDirectory={directory}",
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if proc.returncode != 0:
-            tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
-            raise JarsError(f"resolving the Spark jars with Maven failed:\n{tail}")
+        try:
+            copy_dependencies(pom, directory)
+        except MavenError as exc:
+            raise JarsError(f"resolving the Spark jars failed: {exc}") from None
         marker.write_text("ok\n")
     return needed_jars(directory)
 
