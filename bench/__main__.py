@@ -18,7 +18,7 @@ from pathlib import Path
 from bench.report import Table
 from cinepulse_devstack import Stack
 
-BENCHMARKS = ["bench.staging_load", "bench.gateway", "bench.tmdb_fetch"]
+BENCHMARKS = ["bench.staging_load", "bench.gateway", "bench.tmdb_fetch", "bench.emotion"]
 
 
 def machine() -> str:

@@ -48,4 +48,7 @@ step "stack components: Kafka jars (Maven Central), FerretDB (Go module proxy), 
 step "Spark's Kafka connector and PostgreSQL JDBC jars (Maven Central)"
 .venv/bin/python -m cinepulse_spark_jobs.jars
 
+step "emotion classifier: trained from GoEmotions into ~/.cache/cinepulse/models (skipped when present)"
+.venv/bin/python -m cinepulse_common.emotion train
+
 step "done in $((SECONDS - t0))s"

@@ -8,6 +8,8 @@ Modules:
     rules          transform_rules.json: models, loader, schema
     topics         Kafka topic names
     kafka, postgres, mongo  client factories
+    paths          the checkout, the download cache, the shared data sets
+    emotion        the emotion + sentiment classifier for comment text (extra: [emotion])
 """
 
 __version__ = "0.1.0"

@@ -2,25 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-
-def repo_root() -> Path:
-    """The checkout this package runs from (editable install), else the working directory."""
-    for start in (Path(__file__).resolve(), Path.cwd().resolve()):
-        for d in (start, *start.parents):
-            if (d / "migrations").is_dir() and (d / "Makefile").is_file():
-                return d
-    return Path.cwd()
-
-
-def default_cache() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "cinepulse"
+from cinepulse_common.paths import default_cache, repo_root
 
 
 class StackSettings(BaseSettings):

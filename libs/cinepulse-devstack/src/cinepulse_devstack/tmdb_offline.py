@@ -45,7 +45,6 @@ import csv
 import json
 import logging
 import math
-import os
 import re
 import sys
 import time
@@ -62,31 +61,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from cinepulse_devstack.config import repo_root
+from cinepulse_common.paths import DATASETS_ENV, datasets_root
 
 log = logging.getLogger("cinepulse.tmdb_offline")
-
-DATASETS_ENV = "CINEPULSE_DATASETS"
-
-
-#: where the shared data sets are looked for when $CINEPULSE_DATASETS is unset: next to the
-#: repository (``../shared/datasets``), else this workplace's shared folder (a CI clone may
-#: live elsewhere)
-FALLBACK_DATASETS = (Path("/work/shared/datasets"),)
-
-
-def datasets_root() -> Path:
-    """``$CINEPULSE_DATASETS``, else ``<repo>/../shared/datasets`` if it exists, else the
-    first of :data:`FALLBACK_DATASETS` that exists (else the first choice, for the error)."""
-    env = os.environ.get(DATASETS_ENV)
-    if env:
-        return Path(env)
-    beside = repo_root().parent / "shared" / "datasets"
-    for candidate in (beside, *FALLBACK_DATASETS):
-        if candidate.is_dir():
-            return candidate
-    return beside
-
 
 DEFAULT_CSV = datasets_root() / "tmdb-5000" / "tmdb_5000_movies.csv"
 DEFAULT_OPENAPI = datasets_root() / "tmdb-api" / "tmdb-api-openapi.json"
