@@ -39,7 +39,7 @@ fi
 UV=uv
 command -v uv >/dev/null || UV="python3 -m uv"
 step "uv sync --all-packages --frozen (Python deps at the versions in uv.lock)"
-$UV sync --all-packages --frozen --quiet
+$UV sync --all-packages --frozen --quiet --compile-bytecode
 
 # -- local stack components ---------------------------------------------------------
 step "stack components: Kafka jars (Maven Central), FerretDB (Go module proxy), PostgreSQL, Prometheus"

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -98,6 +99,8 @@ def spark_jars() -> list[str]:
 def spark(spark_jars: list[str]) -> Iterator[Any]:
     """One local Spark session for the whole test session (with the jars when present)."""
     pyspark_sql = pytest.importorskip("pyspark.sql")
+    # the Python workers run this interpreter (the project's venv), not whatever `python3` is
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = (
         pyspark_sql.SparkSession.builder.master("local[2]")
         .appName("cinepulse-tests")

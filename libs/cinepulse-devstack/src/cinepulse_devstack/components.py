@@ -362,6 +362,8 @@ class Postgres(Component):
                 f"-c unix_socket_directories={sock}",
                 "-c max_connections=200",
                 "-c shared_buffers=256MB",
+                # commit times per row: the freshness benchmark reads them
+                "-c track_commit_timestamp=on",
                 "-c log_min_messages=warning",
             ]
         )

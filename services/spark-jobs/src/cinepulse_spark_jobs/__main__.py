@@ -1,18 +1,23 @@
 """``cinepulse-spark-jobs``: the Spark jobs' entry point (the SparkApplication's main file).
 
-  cinepulse-spark-jobs staging                 stream Kafka user events into staging
-  cinepulse-spark-jobs staging --available-now read what is there, write it, stop
+  cinepulse-spark-jobs stream                    both streaming queries (events, movies)
+  cinepulse-spark-jobs stream --query events     one of them
+  cinepulse-spark-jobs stream --available-now    read what is there, write it, stop
+  cinepulse-spark-jobs aggregate                 daily aggregates of the dates that changed
+  cinepulse-spark-jobs aggregate --from 2026-11-01 --to 2026-11-26
 
 Configuration: CINEPULSE_* variables (Kafka, PostgreSQL, CINEPULSE_CHECKPOINT_DIR,
-CINEPULSE_MASTER, CINEPULSE_JARS_DIR). Exit codes: 0 stopped cleanly, 1 the query failed,
-2 bad configuration.
+CINEPULSE_MASTER, CINEPULSE_JARS_DIR). Exit codes: 0 stopped cleanly, 1 a query or the job
+failed, 2 bad arguments or configuration.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
+from datetime import date
 
 from cinepulse_common.logging import configure_logging, get_logger
 from cinepulse_common.rules import active_rules
@@ -23,21 +28,38 @@ from cinepulse_spark_jobs.settings import SparkJobsSettings
 log = get_logger("cinepulse_spark_jobs")
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cinepulse-spark-jobs",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="job", required=True)
-    staging = sub.add_parser("staging", help="Kafka user events into staging and quarantine")
-    staging.add_argument("--available-now", action="store_true", help="process the backlog, stop")
+    stream = sub.add_parser("stream", help="Kafka into the star schema (streaming)")
+    stream.add_argument(
+        "--query",
+        choices=["events", "movies", "all"],
+        default="all",
+        help="which query to run (default: both, in one driver)",
+    )
+    stream.add_argument("--available-now", action="store_true", help="process the backlog, stop")
+    agg = sub.add_parser("aggregate", help="the daily aggregates the api reads (batch)")
+    agg.add_argument("--from", dest="date_from", type=date.fromisoformat, help="first day")
+    agg.add_argument("--to", dest="date_to", type=date.fromisoformat, help="last day")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
     args = parser.parse_args(argv)
+    if args.job == "aggregate" and (args.date_from is None) != (args.date_to is None):
+        parser.error("--from and --to go together (or neither: the dates that changed)")
+    if args.job == "aggregate" and args.date_from and args.date_from > args.date_to:
+        parser.error(f"--from {args.date_from} is after --to {args.date_to}")
 
     settings = load_settings(SparkJobsSettings)
     configure_logging("spark-jobs", settings.log_level, settings.log_json)
     from cinepulse_spark_jobs.session import make_spark
-    from cinepulse_spark_jobs.staging import start_staging_stream
 
     try:
         spark = make_spark(settings, f"cinepulse-{args.job}")
@@ -45,28 +67,62 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cinepulse-spark-jobs: {exc}", file=sys.stderr)
         return 2
     spark.sparkContext.setLogLevel("WARN")
+    if args.job == "aggregate":
+        from cinepulse_spark_jobs.aggregates import run_aggregates
+
+        try:
+            summary = run_aggregates(spark, settings, args.date_from, args.date_to)
+        except Exception as exc:
+            log.error("aggregates failed", error=str(exc)[:2000])
+            print(f"cinepulse-spark-jobs aggregate: failed: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            spark.stop()
+        print(summary.line())
+        return 0
+    return _stream(spark, settings, args.query, args.available_now)
+
+
+def _stream(spark: object, settings: SparkJobsSettings, which: str, available_now: bool) -> int:
     from cinepulse_common.observability import start_metrics_server
     from cinepulse_spark_jobs.metrics import MetricsListener
+    from cinepulse_spark_jobs.stream import QUERIES, start_stream
 
-    spark.streams.addListener(MetricsListener())
+    spark.streams.addListener(MetricsListener())  # type: ignore[attr-defined]
     if settings.metrics_port:
         start_metrics_server(settings.metrics_port)
-    query = start_staging_stream(spark, settings, active_rules(), available_now=args.available_now)
-    log.info("query started", job=args.job, checkpoint=str(settings.checkpoint_dir))
+    rules = active_rules()
+    names = QUERIES if which == "all" else (which,)
+    queries = [
+        start_stream(spark, settings, rules, name, available_now=available_now)  # type: ignore[arg-type]
+        for name in names
+    ]
+    log.info("queries started", queries=list(names), checkpoint=str(settings.checkpoint_dir))
 
     def stop(signum: int, _frame: object) -> None:
-        log.info("stopping the query", signal=signum)
-        query.stop()
+        log.info("stopping the queries", signal=signum)
+        for q in queries:
+            q.stop()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    query.awaitTermination()
-    error = query.exception()
-    spark.stop()
-    if error is not None:
-        log.error("query failed", error=str(error)[:2000])
-        return 1
-    return 0
+    failed = False
+    manager = spark.streams  # type: ignore[attr-defined]
+    while any(q.isActive for q in queries) and not failed:
+        # a failed query raises here; its exception is read below
+        with contextlib.suppress(Exception):
+            manager.awaitAnyTermination()
+        manager.resetTerminated()
+        for q in queries:
+            error = None if q.isActive else q.exception()
+            if error is not None:
+                # one query failing stops the driver: the operator restarts it (Always)
+                log.error("query failed", query=q.name, error=str(error)[:2000])
+                failed = True
+    for q in queries:
+        q.stop()
+    spark.stop()  # type: ignore[attr-defined]
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

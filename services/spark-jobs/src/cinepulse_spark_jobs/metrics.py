@@ -16,11 +16,16 @@ from pyspark.sql.streaming import StreamingQueryListener
 
 ROWS = Counter(
     "cinepulse_spark_rows_total",
-    "Rows offered to a table by a micro-batch (replayed rows hit ON CONFLICT DO NOTHING)",
+    "Rows inserted into a table by micro-batches (a replayed row inserts nothing)",
     ["query", "table"],
 )
 QUARANTINED = Counter(
     "cinepulse_spark_quarantined_total", "Records quarantined, by rule", ["query", "rule"]
+)
+LATE = Counter(
+    "cinepulse_spark_late_events_total",
+    "Valid events that arrived later than the rules' late-data tolerance (still modelled)",
+    ["query"],
 )
 BATCH_SECONDS = Histogram(
     "cinepulse_spark_batch_duration_seconds",

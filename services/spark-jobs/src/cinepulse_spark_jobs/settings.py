@@ -29,5 +29,20 @@ class SparkJobsSettings(CinepulseSettings):
         Path("/var/lib/cinepulse/checkpoints"),
         description="streaming checkpoints, one sub-folder per query (a PVC in the cluster)",
     )
-    shuffle_partitions: int = Field(4, ge=1)
+    shuffle_partitions: int = Field(2, ge=1)
+    batch_partitions: int = Field(
+        2, ge=1, description="partitions a micro-batch is coalesced to (about the cores)"
+    )
+    max_offsets_per_trigger: int = Field(
+        50_000, ge=1, description="records read per micro-batch at most (bounds its memory)"
+    )
+    aggregate_margin_s: float = Field(
+        900,
+        ge=0,
+        description="aggregates: facts ingested this long before the last run started are "
+        "looked at again (a writer's transaction open across that start commits later)",
+    )
+    trigger_interval_s: float = Field(
+        0, ge=0, description="seconds between micro-batches; 0: start the next one at once"
+    )
     metrics_port: int = Field(9108, ge=0, le=65535, description="/metrics of the driver; 0: off")

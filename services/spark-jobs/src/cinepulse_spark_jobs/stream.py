@@ -1,0 +1,237 @@
+"""The streaming queries: Kafka -> PostgreSQL star schema, with ``foreachBatch``.
+
+* ``events``: the user-event topics -> staging, ``dim_user``/``dim_date``, the four facts
+  and the quarantine.
+* ``movies``: the ``movie`` topic -> ``dim_movie`` (SCD type 1), genres, keywords,
+  companies and their bridges.
+
+Each micro-batch is transformed by :mod:`cinepulse_spark_jobs.transforms` and written by the
+shared load step (:mod:`cinepulse_common.warehouse`) in **one PostgreSQL transaction** with
+idempotent keys (``event_id``; the quarantine's source position; the movie id), so a
+micro-batch replayed after a crash, or every record again after the checkpoint is deleted,
+writes nothing twice. Each query has its own checkpoint folder under ``checkpoint_dir``; a
+restart resumes from it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+from psycopg import sql
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.streaming import StreamingQuery
+
+from cinepulse_common import topics
+from cinepulse_common.logging import get_logger
+from cinepulse_common.postgres import connect
+from cinepulse_common.rules import TransformRules
+from cinepulse_common.validation import UUID_PATTERN
+from cinepulse_common.warehouse import (
+    QUARANTINE_COLUMNS,
+    ensure_batch_tables,
+    load_events,
+    load_events_from_tables,
+    load_movies,
+)
+from cinepulse_spark_jobs import metrics
+from cinepulse_spark_jobs.session import jdbc_options
+from cinepulse_spark_jobs.settings import SparkJobsSettings
+from cinepulse_spark_jobs.transforms import (
+    assign_event_ids,
+    deduplicate_events,
+    full_match,
+    label_comments,
+    latest_movies,
+    model_events,
+    model_movies,
+    normalise_event_types,
+    normalise_events,
+    parse_events,
+    parse_movies,
+    split_valid,
+    validate_events,
+    validate_movies,
+)
+
+log = get_logger(__name__)
+
+SOURCE_FLAG = "spark"
+#: the events query's landing tables (``spark_batch_events``, ``spark_batch_quarantine``)
+LANDING = "spark_batch"
+EVENTS, MOVIES = "events", "movies"
+QUERIES = (EVENTS, MOVIES)
+
+
+def transform_events(
+    batch: DataFrame, rules: TransformRules, *, cache: bool = False
+) -> tuple[DataFrame, DataFrame]:
+    """Parsed Kafka records -> (modelled events, quarantined records), the whole
+    transform: the pandas fallback runs functions of the same names in the same order.
+    ``cache``: keep the validated rows in memory, so the two outputs share one validation
+    pass (the caller unpersists them with :func:`uncache`)."""
+    validated = validate_events(normalise_event_types(assign_event_ids(batch), rules), rules)
+    if cache:
+        validated = validated.persist()
+    valid, quarantined = split_valid(validated)
+    modelled = label_comments(normalise_events(deduplicate_events(valid, rules), rules))
+    return modelled, quarantined
+
+
+def _quarantine_rows(quarantined: DataFrame) -> DataFrame:
+    return quarantined.select(
+        # only a real UUID reaches the uuid column (anything else would fail the load)
+        F.when(full_match(F.col("event_id"), UUID_PATTERN), F.col("event_id")).alias("event_id"),
+        F.col("event_type"),
+        F.col("topic").alias("source_topic"),
+        F.col("partition").alias("source_partition"),
+        F.col("offset").alias("source_offset"),
+        F.coalesce(F.col("raw"), F.lit("")).alias("raw"),
+        F.coalesce(F.col("quarantine_rule"), F.lit("invalid")).alias("rule"),
+        F.col("quarantine_reason").alias("reason"),
+    )
+
+
+def _record(query: str, written: dict[str, int], rules_seen: Counter[str]) -> None:
+    for table, n in written.items():
+        metrics.ROWS.labels(query, table).inc(n)
+    for rule, n in rules_seen.items():
+        metrics.QUARANTINED.labels(query, rule).inc(n)
+
+
+def process_events_batch(
+    batch: DataFrame, batch_id: int, settings: SparkJobsSettings, rules: TransformRules
+) -> dict[str, int]:
+    started = time.monotonic()
+    # a micro-batch spans every partition of four topics; a few larger tasks cost less than
+    # many small ones (each Python UDF stage pays per task)
+    batch = batch.coalesce(settings.batch_partitions)
+    modelled, quarantined = transform_events(batch, rules, cache=True)
+    # 1. land the batch over JDBC from the executors (no round trip through the driver's
+    # Python) into UNLOGGED landing tables, emptied first: a replayed batch lands again
+    with connect(settings.postgres, autocommit=True) as conn:
+        landing = ensure_batch_tables(conn, LANDING)
+        conn.execute(sql.SQL("TRUNCATE {}, {}").format(*map(sql.Identifier, landing)))
+    jdbc = jdbc_options(settings.postgres)
+    jdbc["url"] += "?stringtype=unspecified&reWriteBatchedInserts=true"
+    for frame, table in (
+        (model_events(modelled, "is_late"), landing[0]),
+        (_quarantine_rows(quarantined).select(*QUARANTINE_COLUMNS), landing[1]),
+    ):
+        frame.write.format("jdbc").options(**jdbc).option("dbtable", table).option(
+            "batchsize", "10000"
+        ).mode("append").save()
+    t_landed = time.monotonic()
+    batch.sparkSession.catalog.clearCache()
+    # 2. one transaction: staging, dimensions, facts, quarantine (idempotent keys)
+    with connect(settings.postgres) as conn:
+        written = load_events_from_tables(conn, LANDING, source_flag=SOURCE_FLAG)
+    t_load = time.monotonic()
+    late = written.pop("late", 0)
+    rules_seen = Counter(
+        {k.split(":", 1)[1]: written.pop(k) for k in [k for k in written if ":" in k]}
+    )
+    _record(EVENTS, written, rules_seen)
+    metrics.LATE.labels(EVENTS).inc(late)
+    log.info(
+        "events batch written",
+        batch_id=batch_id,
+        seconds=round(time.monotonic() - started, 3),
+        spark_s=round(t_landed - started, 3),
+        load_s=round(t_load - t_landed, 3),
+        quarantined=sum(rules_seen.values()),
+        late=late,
+        **written,
+    )
+    return written
+
+
+def process_movies_batch(
+    batch: DataFrame, batch_id: int, settings: SparkJobsSettings, rules: TransformRules
+) -> dict[str, int]:
+    validated = validate_movies(batch)
+    valid, quarantined = split_valid(validated)
+    rows = model_movies(latest_movies(valid), rules)
+    movies = [tuple(r) for r in rows.collect()]
+    held = [
+        tuple(r)
+        for r in _quarantine_rows(
+            quarantined.withColumn("event_id", F.lit(None).cast("string")).withColumn(
+                "event_type", F.lit(None).cast("string")
+            )
+        )
+        .select(*QUARANTINE_COLUMNS)
+        .collect()
+    ]
+    rules_seen = Counter(str(q[QUARANTINE_COLUMNS.index("rule")]) for q in held)
+    with connect(settings.postgres) as conn:
+        written = load_movies(conn, movies, source_flag=SOURCE_FLAG)
+        written |= load_events(conn, (), held, source_flag=SOURCE_FLAG)
+    _record(MOVIES, written, rules_seen)
+    log.info("movies batch written", batch_id=batch_id, **written)
+    return written
+
+
+def _source(
+    spark: SparkSession, settings: SparkJobsSettings, names: list[str], max_offsets: int
+) -> DataFrame:
+    k = settings.kafka
+    return (
+        spark.readStream.format("kafka")
+        .option("kafka.bootstrap.servers", k.bootstrap_servers)
+        .option("subscribe", ",".join(k.topic(t) for t in names))
+        .option("startingOffsets", "earliest")
+        .option("maxOffsetsPerTrigger", str(max_offsets))
+        .option("failOnDataLoss", "false")
+        .load()
+    )
+
+
+def start_stream(
+    spark: SparkSession,
+    settings: SparkJobsSettings,
+    rules: TransformRules,
+    query: str = EVENTS,
+    *,
+    available_now: bool = False,
+    max_offsets_per_trigger: int | None = None,
+) -> StreamingQuery:
+    """Start one query (``events`` or ``movies``); its checkpoint is
+    ``checkpoint_dir/<query>``."""
+    if query == EVENTS:
+        parsed = parse_events(
+            _source(
+                spark,
+                settings,
+                list(topics.USER_EVENT_TOPICS),
+                max_offsets_per_trigger or settings.max_offsets_per_trigger,
+            )
+        )
+        process = process_events_batch
+    elif query == MOVIES:
+        parsed = parse_movies(
+            _source(
+                spark,
+                settings,
+                [topics.MOVIE],
+                max_offsets_per_trigger or settings.max_offsets_per_trigger,
+            )
+        )
+        process = process_movies_batch
+    else:
+        raise ValueError(f"unknown query {query!r}; one of {', '.join(QUERIES)}")
+
+    def each(df: DataFrame, batch_id: int) -> None:
+        process(df, batch_id, settings, rules)
+
+    writer = (
+        parsed.writeStream.queryName(query)
+        .option("checkpointLocation", str(settings.checkpoint_dir / query))
+        .foreachBatch(each)
+    )
+    if available_now:
+        writer = writer.trigger(availableNow=True)
+    elif settings.trigger_interval_s:
+        writer = writer.trigger(processingTime=f"{settings.trigger_interval_s} seconds")
+    return writer.start()
