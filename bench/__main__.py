@@ -18,7 +18,14 @@ from pathlib import Path
 from bench.report import Table
 from cinepulse_devstack import Stack
 
-BENCHMARKS = ["bench.staging_load", "bench.gateway", "bench.tmdb_fetch", "bench.emotion"]
+BENCHMARKS = [
+    "bench.staging_load",
+    "bench.gateway",
+    "bench.tmdb_fetch",
+    "bench.emotion",
+    "bench.spark_stream",
+    "bench.fallback",
+]
 
 
 def machine() -> str:

@@ -233,10 +233,11 @@ def _freshness(stack: Stack, kafka: KafkaSettings, dsn: str, workdir: Path) -> d
         serve("spark", spark_cmd, 0, env, workdir) as spark,
     ):
         url = gateway.url + "/api/events/batch"
-        # warm-up: until the stream has written a first batch end to end
-        deadline = time.monotonic() + 240
+        # warm-up: one event, until the stream has written it end to end (the JVM, the
+        # Python workers and the classifier are started by then)
+        deadline = time.monotonic() + 300
         warm_ids: set[str] = set()
-        while True:
+        while not warm_ids:
             if spark.proc.poll() is not None:
                 raise RuntimeError(f"the streaming job exited:\n{spark.log.read_text()[-3000:]}")
             try:
@@ -244,9 +245,10 @@ def _freshness(stack: Stack, kafka: KafkaSettings, dsn: str, workdir: Path) -> d
                 if resp.status_code == 202:
                     warm_ids.update(r["event_id"] for r in resp.json()["results"])
             except httpx.HTTPError:
-                pass
-            if warm_ids and warm_ids <= set(_visible(dsn)):
-                break
+                time.sleep(1)
+        while not warm_ids <= set(_visible(dsn)):
+            if spark.proc.poll() is not None:
+                raise RuntimeError(f"the streaming job exited:\n{spark.log.read_text()[-3000:]}")
             if time.monotonic() > deadline:
                 raise RuntimeError(f"no fact appeared:\n{spark.log.read_text()[-3000:]}")
             time.sleep(1)

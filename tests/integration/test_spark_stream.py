@@ -108,11 +108,14 @@ def test_events_become_facts_once_and_violations_are_quarantined_even_on_replay(
         event("rate", movie_id=0),
         event("rate", occurred_at="2999-01-01T00:00:00Z"),
         event("dance"),
+        event("comment", payload={"text": "nice\x00 film"}),  # PostgreSQL cannot store NUL
+        event("click", session_id="s\x00"),
     ]
     legacy["event_type"] = "view"
     _produce(kafka_settings, [*valid, *checked, *duplicates, *bad])
     producer = make_producer(kafka_settings)
     producer.produce(kafka_settings.topic(topics.USER_CLICK_LOG), key=b"x", value=b"{not json")
+    producer.produce(kafka_settings.topic(topics.USER_CLICK_LOG), key=b"x", value=b"\x00{}")
     assert producer.flush(10) == 0
 
     settings = SparkJobsSettings(
@@ -144,10 +147,18 @@ def test_events_become_facts_once_and_violations_are_quarantined_even_on_replay(
         "fact_click": 27,
     }
     assert first["flags"] == {"spark"}
-    assert sum(first["quarantine"].values()) == len(bad) + 1  # and the unparseable record
-    assert {"rating", "unknown", "payload.position_seconds", "text", "user_id", "movie_id"} <= set(
-        first["quarantine"]
-    )
+    # and the two unparseable records (one with a NUL byte, stored escaped)
+    assert sum(first["quarantine"].values()) == len(bad) + 2
+    assert {
+        "rating",
+        "unknown",
+        "payload.position_seconds",
+        "text",
+        "user_id",
+        "movie_id",
+        "payload.text",
+        "session_id",
+    } <= set(first["quarantine"])
     assert sample("cinepulse_spark_rows_total", table="fact_rating") - rows_before == 27
     assert sample("cinepulse_spark_quarantined_total", rule="rating") - rating_before == 1
     assert sample("cinepulse_spark_late_events_total") - late_before == 1

@@ -84,6 +84,8 @@ def corpus() -> list[tuple[str, str]]:
         "extra field": with_field(rate, "coupon", "FREE"),
         "extra payload field": with_field(rate, "payload.text", "hi"),
         "session too long": with_field(rate, "session_id", "s" * 129),
+        "NUL in the session": with_field(rate, "session_id", "s\x001"),
+        "NUL in a comment": with_field(comment, "payload.text", "nice\x00 film"),
     }
     out = [(name, json.dumps(data)) for name, data in cases.items()]
     out += [("not json", "{broken"), ("json array", "[1, 2]")]

@@ -102,3 +102,19 @@ def test_rules_passed_in_context_take_precedence() -> None:
 def test_comment_normalisation_uses_the_rules() -> None:
     rules = load_rules()
     assert normalise_comment_text("  e\u0301  tout   bon \n", rules) == "\u00e9 tout bon"
+
+
+@pytest.mark.parametrize(
+    ("data", "loc"),
+    [
+        (event("comment", payload={"text": "nice\x00 film"}), "text"),
+        (event("rate", session_id="s\x00"), "session_id"),
+    ],
+)
+def test_a_nul_character_is_refused_where_postgresql_could_not_store_it(
+    data: dict, loc: str
+) -> None:
+    with pytest.raises(ValidationError) as exc:
+        parse_event(data)
+    (error,) = exc.value.errors()
+    assert error["loc"][-1] == loc and "NUL" in error["msg"]

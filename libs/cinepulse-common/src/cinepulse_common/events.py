@@ -101,6 +101,8 @@ class CommentPayload(_Model):
     @classmethod
     def _length(cls, v: str, info: ValidationInfo) -> str:
         rules = _rules(info)
+        if "\x00" in v:  # PostgreSQL cannot store it (the transforms refuse it too)
+            raise ValueError("contains a NUL character (U+0000)")
         n = len(normalise_comment_text(v, rules))
         if not rules.comment.min_length <= n <= rules.comment.max_length:
             raise ValueError(
@@ -138,6 +140,13 @@ class _Envelope(_Model):
             raise ValueError(f"user_id is longer than {r.user_id_max_length} characters")
         if not re.fullmatch(r.user_id_pattern, v):
             raise ValueError(f"user_id must match {r.user_id_pattern}")
+        return v
+
+    @field_validator("session_id")
+    @classmethod
+    def _session_id(cls, v: str | None) -> str | None:
+        if v is not None and "\x00" in v:  # PostgreSQL cannot store it
+            raise ValueError("contains a NUL character (U+0000)")
         return v
 
     @field_validator("movie_id")

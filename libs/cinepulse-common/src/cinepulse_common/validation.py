@@ -68,6 +68,7 @@ EVENT_CHECKS: tuple[str, ...] = (
     "user_id_too_long",
     "user_id_pattern",
     "session_id_too_long",
+    "session_id_nul",
     "movie_id_missing",
     "movie_id_range",
     "occurred_at_format",
@@ -83,10 +84,14 @@ EVENT_CHECKS: tuple[str, ...] = (
     "rating_required",
     "rating_range",
     "text_required",
+    "text_nul",
     "text_length",
     "target_required",
     "target_unknown",
 )
+#: PostgreSQL's text and jsonb cannot hold U+0000: a text carrying it is refused up front
+#: (a load that failed on it would fail again on every replay)
+NUL = "\x00"
 #: checks whose reason is followed by the value of a column (as the engine read it)
 REASON_WITH_VALUE: dict[str, str] = {"unknown_event_type": "event_type"}
 
@@ -107,6 +112,7 @@ def event_reasons(rules: TransformRules) -> dict[str, str]:
         "user_id_too_long": f"user_id is longer than {ids.user_id_max_length} characters",
         "user_id_pattern": f"user_id must match {ids.user_id_pattern}",
         "session_id_too_long": f"session_id is longer than {SESSION_ID_MAX} characters",
+        "session_id_nul": "session_id: contains a NUL character (U+0000)",
         "movie_id_missing": "movie_id: missing",
         "movie_id_range": f"movie_id must be {ids.movie_id_min} to {ids.movie_id_max}",
         "occurred_at_format": "occurred_at: not an RFC 3339 timestamp with an offset",
@@ -122,6 +128,7 @@ def event_reasons(rules: TransformRules) -> dict[str, str]:
         "rating_required": "payload.rating: required",
         "rating_range": f"rating must be {r.min} to {r.max} in steps of {r.step}",
         "text_required": "payload.text: required",
+        "text_nul": "payload.text: contains a NUL character (U+0000)",
         "text_length": (
             f"text must be {c.min_length} to {c.max_length} characters after normalisation"
         ),

@@ -87,7 +87,8 @@ def _quarantine_rows(quarantined: DataFrame) -> DataFrame:
         F.col("topic").alias("source_topic"),
         F.col("partition").alias("source_partition"),
         F.col("offset").alias("source_offset"),
-        F.coalesce(F.col("raw"), F.lit("")).alias("raw"),
+        # the record as read, with any NUL escaped (PostgreSQL text cannot hold one)
+        F.regexp_replace(F.coalesce(F.col("raw"), F.lit("")), "\\x00", "\\\\u0000").alias("raw"),
         F.coalesce(F.col("quarantine_rule"), F.lit("invalid")).alias("rule"),
         F.col("quarantine_reason").alias("reason"),
     )

@@ -40,6 +40,7 @@ from cinepulse_common.rules import TransformRules
 from cinepulse_common.validation import (
     ENVELOPE_FIELDS,
     EVENT_CHECKS,
+    NUL,
     PAYLOAD_FIELDS,
     REASON_WITH_VALUE,
     RFC3339_PATTERN,
@@ -142,6 +143,7 @@ def _checks(rules: TransformRules) -> Iterable[tuple[str, Column]]:
     yield "user_id_too_long", F.length("user_id") > ids.user_id_max_length
     yield "user_id_pattern", ~full_match(F.col("user_id"), ids.user_id_pattern)
     yield "session_id_too_long", F.length("session_id") > SESSION_ID_MAX
+    yield "session_id_nul", F.col("session_id").contains(NUL)
     yield "movie_id_missing", F.col("movie_id").isNull()
     yield "movie_id_range", ~F.col("movie_id").between(ids.movie_id_min, ids.movie_id_max)
     # the pattern admits what is no instant (Feb 30, 24:00, +18:01): unparseable breaks it too
@@ -189,6 +191,7 @@ def _checks(rules: TransformRules) -> Iterable[tuple[str, Column]]:
     is_comment = etype == "comment"
     text_len = F.col("_comment_length")
     yield "text_required", is_comment & F.col(f"{p}.text").isNull()
+    yield "text_nul", is_comment & F.col(f"{p}.text").contains(NUL)
     yield (
         "text_length",
         is_comment & ~text_len.between(rules.comment.min_length, rules.comment.max_length),

@@ -1,0 +1,181 @@
+"""``cinepulse-fallback``: the pandas fallback of the Spark path, its promotion, and replays.
+
+  cinepulse-fallback run --from 2026-11-26T08:00Z --to 2026-11-26T10:00Z [--chunk-size N]
+      raw events that *arrived* (archiver's received_at) in [from, to) -> fallback schema
+  cinepulse-fallback runs [--limit N]
+      the latest runs (fallback and replay), their status and promotions
+  cinepulse-fallback promote RUN_ID [--dry-run] [--by NAME]
+      one succeeded fallback run -> the main facts (Spark's facts stay); --dry-run counts
+  cinepulse-fallback replay --from ... --to ... [--chunk-size N]
+      reprocess raw events straight into the main tables (after a bug fix); idempotent
+
+Times are ISO 8601; one without an offset is UTC. Progress goes to stderr, one JSON summary
+line to stdout. Configuration: CINEPULSE_POSTGRES__DSN, CINEPULSE_MONGO__URL (and
+CINEPULSE_MONGO__DATABASE, CINEPULSE_CHUNK_SIZE, CINEPULSE_PUSHGATEWAY_URL, ...).
+
+Exit codes: 0 done; 1 the run failed (recorded as failed, nothing of it visible);
+2 bad arguments or configuration; 3 unknown run, or a run that cannot be promoted;
+4 MongoDB or PostgreSQL unreachable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from pymongo.errors import PyMongoError
+
+from cinepulse_common.logging import configure_logging, get_logger
+from cinepulse_common.mongo import check_mongo
+from cinepulse_common.postgres import check_postgres
+from cinepulse_common.rules import RulesError, active_rules
+from cinepulse_common.settings import load_settings
+from cinepulse_pandas_fallback import metrics
+from cinepulse_pandas_fallback.settings import PandasFallbackSettings
+
+log = get_logger("cinepulse_pandas_fallback")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_RUN, EXIT_UNREACHABLE = 0, 1, 2, 3, 4
+
+
+def _instant(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO 8601 date or time (e.g. 2026-11-26T08:00:00Z)"
+        ) from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cinepulse-fallback",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, help_ in (
+        ("run", "a fallback run into the fallback schema"),
+        ("replay", "reprocess raw events into the main tables"),
+    ):
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("--from", dest="start", type=_instant, required=True, help="arrived at >=")
+        p.add_argument("--to", dest="end", type=_instant, required=True, help="arrived before")
+        p.add_argument("--chunk-size", type=int, help="documents per chunk (memory bound)")
+        p.add_argument("--by", help="who asked for it (default: the OS user)")
+    promote = sub.add_parser("promote", help="promote a succeeded run into the main facts")
+    promote.add_argument("run_id")
+    promote.add_argument("--dry-run", action="store_true", help="count, change nothing")
+    promote.add_argument("--by", help="who promotes it (default: the OS user)")
+    runs = sub.add_parser("runs", help="list the latest runs")
+    runs.add_argument("--limit", type=int, default=20)
+    return parser
+
+
+def _reachable(settings: PandasFallbackSettings, mongo: bool) -> str | None:
+    """Why PostgreSQL (or MongoDB) cannot be used, or None."""
+    try:
+        check_postgres(settings.postgres)
+    except psycopg.Error as exc:
+        return f"PostgreSQL unreachable: {str(exc).strip().splitlines()[0]}"
+    if mongo:
+        try:
+            check_mongo(settings.mongo)
+        except PyMongoError as exc:
+            return f"MongoDB unreachable: {str(exc).split(',')[0]}"
+    return None
+
+
+def _print_json(data: dict[str, Any]) -> None:
+    print(json.dumps(data, default=str))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command in ("run", "replay"):
+        if args.end <= args.start:
+            parser.error(
+                f"--from {args.start.isoformat()} is not before --to {args.end.isoformat()}"
+            )
+        if args.chunk_size is not None and args.chunk_size < 1:
+            parser.error("--chunk-size must be at least 1")
+    if args.command == "runs" and args.limit < 1:
+        parser.error("--limit must be at least 1")
+    settings = load_settings(PandasFallbackSettings)
+    configure_logging("pandas-fallback", settings.log_level, settings.log_json)
+    prog = "cinepulse-fallback"
+    problem = _reachable(settings, mongo=args.command in ("run", "replay"))
+    if problem:
+        print(f"{prog}: {problem}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+
+    if args.command == "runs":
+        from cinepulse_pandas_fallback.runs import list_runs
+
+        for run in list_runs(settings.postgres, args.limit):
+            _print_json(run)
+        return EXIT_OK
+
+    if args.command == "promote":
+        from cinepulse_pandas_fallback.runs import NotPromotable, RunNotFound, promote
+
+        try:
+            result = promote(
+                settings.postgres,
+                args.run_id,
+                by=args.by or getpass.getuser(),
+                dry_run=args.dry_run,
+            )
+        except (RunNotFound, NotPromotable) as exc:
+            print(f"{prog} promote: {exc}", file=sys.stderr)
+            return EXIT_RUN
+        print(result.table(), file=sys.stderr)
+        _print_json(
+            {
+                "run_id": result.run_id,
+                "dry_run": result.dry_run,
+                "promoted_by": result.promoted_by,
+                "promoted_at": result.promoted_at,
+                "rows": result.rows,
+            }
+        )
+        return EXIT_OK
+
+    from cinepulse_pandas_fallback.job import Kind, RunFailed, run_window
+
+    try:
+        rules = active_rules()
+    except RulesError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    kind: Kind = "fallback" if args.command == "run" else "replay"
+    try:
+        summary = run_window(
+            settings,
+            rules,
+            args.start,
+            args.end,
+            kind=kind,
+            requested_by=args.by or getpass.getuser(),
+            chunk_size=args.chunk_size,
+        )
+        code = EXIT_OK
+    except RunFailed as exc:
+        summary = exc.summary
+        print(f"{prog} {args.command}: {exc}", file=sys.stderr)
+        code = EXIT_FAILED
+    _print_json(summary.as_dict())
+    if settings.pushgateway_url:
+        metrics.push(settings.pushgateway_url, kind)
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,302 @@
+"""A fallback run or a replay: MongoDB raw events of a window -> transform(rules) -> the shared
+load step, chunk by chunk, committed whole or not at all.
+
+* ``fallback`` (when Spark is down): written apart, into the ``fallback`` schema with
+  ``source_flag = 'pandas'`` and the run's id; never merged until an admin promotes the run.
+* ``replay`` (the recovery path after a bug fix): written into the main tables with
+  ``source_flag = 'replay'``; what is already there stays (every key is idempotent), so a
+  replay inserts what is missing and running it twice inserts nothing the second time.
+
+Each run is a row of ``fallback.runs``, committed as ``running`` first. Every chunk is then
+written inside **one** PostgreSQL transaction that ends by marking the run ``succeeded``: a
+run that fails (an error, a lost connection, a kill) rolls back every row it wrote and is
+marked ``failed`` (a killed one stays ``running``, with no rows), so nothing is ever
+half-visible and only a succeeded run can be promoted. A replay holds its rows' locks until
+it commits: give a large range in several replays (each is atomic).
+
+An event whose copies fall in different chunks is written once: before a chunk is loaded,
+events an earlier chunk (or, for a replay, anything) already wrote are dropped, as Spark's
+dedup drops them within a batch.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import secrets
+import sys
+import time
+from collections import Counter
+from contextlib import closing
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal, TextIO
+
+import pandas as pd
+import psycopg
+
+from cinepulse_common.logging import get_logger
+from cinepulse_common.mongo import make_client, raw_database
+from cinepulse_common.postgres import connect
+from cinepulse_common.rules import TransformRules
+from cinepulse_common.validation import NUL, UUID_PATTERN
+from cinepulse_common.warehouse import (
+    QUARANTINE_COLUMNS,
+    existing_event_ids,
+    load_events,
+)
+from cinepulse_pandas_fallback import metrics
+from cinepulse_pandas_fallback.settings import PandasFallbackSettings
+from cinepulse_pandas_fallback.source import read_chunks
+from cinepulse_pandas_fallback.transforms import (
+    assign_event_ids,
+    deduplicate_events,
+    full_match,
+    label_comments,
+    model_events,
+    normalise_event_types,
+    normalise_events,
+    parse_events,
+    split_valid,
+    validate_events,
+)
+
+log = get_logger(__name__)
+
+Kind = Literal["fallback", "replay"]
+SOURCE_FLAG: dict[str, str] = {"fallback": "pandas", "replay": "replay"}
+SCHEMA: dict[str, str] = {"fallback": "fallback", "replay": "public"}
+
+
+def transform_events(
+    documents: pd.DataFrame, rules: TransformRules, now: datetime | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Archived documents -> (modelled events, quarantined records), the whole transform:
+    the functions of Spark's ``transform_events``, by the same names, in the same order."""
+    validated = validate_events(
+        normalise_event_types(assign_event_ids(parse_events(documents)), rules), rules, now
+    )
+    valid, quarantined = split_valid(validated)
+    modelled = label_comments(normalise_events(deduplicate_events(valid, rules), rules))
+    return modelled, quarantined
+
+
+_is_uuid = full_match(UUID_PATTERN)
+
+
+def quarantine_rows(quarantined: pd.DataFrame) -> pd.DataFrame:
+    """The quarantine's columns, in the load step's order (as Spark's stream writes them)."""
+    return pd.DataFrame(
+        {
+            # only a real UUID reaches the uuid column
+            "event_id": [
+                e if e is not None and _is_uuid(e) else None for e in quarantined["event_id"]
+            ],
+            "event_type": quarantined["event_type"].tolist(),
+            "source_topic": quarantined["topic"].tolist(),
+            "source_partition": quarantined["partition"].tolist(),
+            "source_offset": quarantined["offset"].tolist(),
+            # the record as read, with any NUL escaped (PostgreSQL text cannot hold one)
+            "raw": [(r or "").replace(NUL, "\\u0000") for r in quarantined["raw"]],
+            "rule": [r or "invalid" for r in quarantined["quarantine_rule"]],
+            "reason": quarantined["quarantine_reason"].tolist(),
+        },
+        columns=list(QUARANTINE_COLUMNS),
+        dtype=object,
+    )
+
+
+def _rows(frame: pd.DataFrame) -> list[tuple[Any, ...]]:
+    return list(frame.itertuples(index=False, name=None))
+
+
+class RunFailed(RuntimeError):
+    """The run failed and was recorded as failed (nothing of it is visible)."""
+
+    def __init__(self, summary: RunSummary, cause: BaseException) -> None:
+        super().__init__(f"run {summary.run_id} failed: {cause}")
+        self.summary = summary
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    kind: str
+    window_start: datetime
+    window_end: datetime
+    status: str = "running"
+    events_read: int = 0
+    chunks: int = 0
+    seconds: float = 0.0
+    late: int = 0
+    #: where the time went: waiting for MongoDB, transforming, writing to PostgreSQL
+    read_s: float = 0.0
+    transform_s: float = 0.0
+    load_s: float = 0.0
+    written: Counter[str] = field(default_factory=Counter)
+    quarantined: Counter[str] = field(default_factory=Counter)
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "kind": self.kind,
+            "status": self.status,
+            "window_start": self.window_start.isoformat(),
+            "window_end": self.window_end.isoformat(),
+            "events_read": self.events_read,
+            "chunks": self.chunks,
+            "seconds": round(self.seconds, 3),
+            "events_per_s": round(self.events_read / self.seconds, 1) if self.seconds else None,
+            "late": self.late,
+            "read_s": round(self.read_s, 3),
+            "transform_s": round(self.transform_s, 3),
+            "load_s": round(self.load_s, 3),
+            "rows": dict(sorted(self.written.items())),
+            "quarantined": dict(sorted(self.quarantined.items())),
+            "error": self.error,
+        }
+
+
+def new_run_id(kind: str, now: datetime | None = None) -> str:
+    return f"{kind}-{(now or datetime.now(UTC)):%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
+
+
+def _record_start(conn: psycopg.Connection[Any], s: RunSummary, by: str) -> None:
+    with conn.transaction():
+        conn.execute(
+            "INSERT INTO fallback.runs (run_id, kind, window_start, window_end, status,"
+            " requested_by) VALUES (%s, %s, %s, %s, 'running', %s)",
+            (s.run_id, s.kind, s.window_start, s.window_end, by),
+        )
+
+
+def _record_end(conn: psycopg.Connection[Any], s: RunSummary) -> None:
+    conn.execute(
+        "UPDATE fallback.runs SET status = %s, rows_written = %s, events_read = %s,"
+        " error = %s, finished_at = now() WHERE run_id = %s",
+        (
+            s.status,
+            json.dumps({**dict(s.written), "quarantined_by_rule": dict(s.quarantined)}),
+            s.events_read,
+            s.error,
+            s.run_id,
+        ),
+    )
+
+
+def _progress(s: RunSummary, out: TextIO | None, started: float) -> None:
+    if out is None:
+        return
+    took = time.monotonic() - started
+    rate = s.events_read / took if took > 0 else 0.0
+    facts = sum(n for t, n in s.written.items() if t.startswith("fact_"))
+    print(
+        f"[cinepulse-fallback] {s.run_id}: chunk {s.chunks}, {s.events_read:,} events read"
+        f" ({rate:,.0f}/s), {facts:,} facts, {sum(s.quarantined.values()):,} quarantined"
+        f" (read {s.read_s:.1f} s, transform {s.transform_s:.1f} s, load {s.load_s:.1f} s)",
+        file=out,
+        flush=True,
+    )
+
+
+def run_window(
+    settings: PandasFallbackSettings,
+    rules: TransformRules,
+    start: datetime,
+    end: datetime,
+    *,
+    kind: Kind = "fallback",
+    requested_by: str | None = None,
+    chunk_size: int | None = None,
+    progress: TextIO | None = sys.stderr,
+) -> RunSummary:
+    """One run over the documents that arrived in ``[start, end)``; raises
+    :class:`RunFailed` (after recording the run as failed) if anything goes wrong."""
+    if end <= start:
+        raise ValueError(
+            f"the window is empty: {start.isoformat()} is not before {end.isoformat()}"
+        )
+    size = chunk_size or settings.chunk_size
+    schema, flag = SCHEMA[kind], SOURCE_FLAG[kind]
+    summary = RunSummary(new_run_id(kind), kind, start, end)
+    started = time.monotonic()
+    with make_client(settings.mongo) as client, connect(settings.postgres) as conn:
+        collection = raw_database(client, settings.mongo)[settings.collection]
+        _record_start(conn, summary, requested_by or getpass.getuser())
+        log.info("run started", run_id=summary.run_id, kind=kind, start=str(start), end=str(end))
+        try:
+            chunks = read_chunks(collection, start, end, size)
+            with conn.transaction(), closing(chunks):
+                while True:
+                    waited = time.monotonic()
+                    documents = next(chunks, None)
+                    summary.read_s += time.monotonic() - waited
+                    if documents is None:
+                        break
+                    _write_chunk(conn, documents, rules, summary, schema, flag)
+                    _progress(summary, progress, started)
+                summary.status = "succeeded"
+                summary.seconds = time.monotonic() - started
+                _record_end(conn, summary)
+        except Exception as exc:
+            summary.status, summary.error = "failed", f"{type(exc).__name__}: {exc}"[:2000]
+            summary.seconds = time.monotonic() - started
+            try:
+                with conn.transaction():
+                    _record_end(conn, summary)
+            except psycopg.Error as record_exc:  # e.g. PostgreSQL itself went away
+                log.error("run failure not recorded", run_id=summary.run_id, error=str(record_exc))
+            _observe(summary)
+            log.error("run failed", run_id=summary.run_id, error=summary.error)
+            raise RunFailed(summary, exc) from exc
+    _observe(summary)
+    log.info("run succeeded", **summary.as_dict())
+    return summary
+
+
+def _write_chunk(
+    conn: psycopg.Connection[Any],
+    documents: pd.DataFrame,
+    rules: TransformRules,
+    summary: RunSummary,
+    schema: str,
+    flag: str,
+) -> None:
+    summary.chunks += 1
+    summary.events_read += len(documents)
+    t0 = time.monotonic()
+    modelled, quarantined = transform_events(documents, rules)
+    t1 = time.monotonic()
+    summary.transform_s += t1 - t0
+    run_id = summary.run_id if schema != "public" else None
+    seen = existing_event_ids(conn, modelled["event_id"].tolist(), schema=schema, run_id=run_id)
+    if seen:
+        modelled = modelled[~modelled["event_id"].isin(seen)]
+    events = model_events(modelled, "is_late")
+    held = quarantine_rows(quarantined)
+    written = load_events(
+        conn,
+        _rows(events.drop(columns="is_late")),
+        _rows(held),
+        source_flag=flag,
+        schema=schema,
+        run_id=run_id,
+    )
+    summary.load_s += time.monotonic() - t1
+    summary.written.update(written)
+    summary.late += int(events["is_late"].sum())
+    summary.quarantined.update(held["rule"].tolist())
+
+
+def _observe(s: RunSummary) -> None:
+    metrics.EVENTS_READ.inc(s.events_read)
+    metrics.DURATION.set(s.seconds)
+    metrics.LAST_STATUS.set(1 if s.status == "succeeded" else 0)
+    if s.status == "succeeded":
+        for table, n in s.written.items():
+            metrics.ROWS.labels(table).inc(n)
+        for rule, n in s.quarantined.items():
+            metrics.QUARANTINED.labels(rule).inc(n)
+        metrics.LATE.inc(s.late)
+        metrics.LAST_SUCCESS.set(time.time())
