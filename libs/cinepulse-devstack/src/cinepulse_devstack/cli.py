@@ -176,6 +176,12 @@ def _send_events(stack: Stack, args: argparse.Namespace) -> int:
         ("not acknowledged (503)", r.unavailable),
         ("acknowledged and archived in MongoDB", archived),
     ]
+    modelled = None
+    if stack.spark_stream.pidfile.exists():  # the streaming job runs: wait for the facts
+        from cinepulse_devstack.demo_events import wait_modelled
+
+        modelled, modelled_s = wait_modelled(stack.postgres.admin_dsn(), r.accepted_ids)
+        rows.append(("acknowledged and modelled into facts (Spark)", modelled))
     width = max(len(k) for k, _ in rows)
     print(f"\n{'':-<{width + 10}}")
     for k, v in rows:
@@ -185,10 +191,15 @@ def _send_events(stack: Stack, args: argparse.Namespace) -> int:
         f"sent in {r.seconds:.1f}s ({r.sent / max(r.seconds, 1e-9):,.0f} events/s); "
         f"archived within {waited:.1f}s after the last answer"
     )
+    if modelled is not None:
+        print(f"facts visible within {modelled_s:.1f}s after archiving")
     print(f"live counters: {stack.archiver.url}/counters/trending")
     lost = r.accepted - archived
     if lost:
         print(f"{lost} acknowledged events are not in MongoDB", file=sys.stderr)
+        return 1
+    if modelled is not None and modelled < r.accepted:
+        print(f"{r.accepted - modelled} acknowledged events are not facts yet", file=sys.stderr)
         return 1
     return 0
 

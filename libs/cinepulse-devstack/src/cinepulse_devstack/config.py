@@ -35,6 +35,7 @@ class StackSettings(BaseSettings):
     gateway_port: int = 18080
     archiver_port: int = 16066
     tmdb_offline_port: int = 18300
+    spark_metrics_port: int = 19108
     prometheus_scrape_interval: str = "5s"
 
     start_timeout_s: float = 120.0

@@ -136,3 +136,28 @@ def wait_archived(
             break
         time.sleep(1.0)
     return archived, time.monotonic() - started
+
+
+def count_modelled(dsn: str, event_ids: list[str]) -> int:
+    """How many of the ids are facts in the star schema (any of the four fact tables)."""
+    import psycopg
+
+    union = " UNION ALL ".join(
+        f"SELECT event_id FROM {t} WHERE event_id = ANY(%(ids)s::uuid[])"
+        for t in ("fact_watch", "fact_rating", "fact_comment", "fact_click")
+    )
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(f"SELECT count(*) FROM ({union}) AS f", {"ids": event_ids}).fetchone()
+    return int(row[0]) if row else 0
+
+
+def wait_modelled(dsn: str, event_ids: list[str], timeout_s: float = 180.0) -> tuple[int, float]:
+    """Wait until every id is a fact (or the timeout); returns (modelled, seconds)."""
+    started = time.monotonic()
+    modelled = 0
+    while time.monotonic() - started < timeout_s:
+        modelled = count_modelled(dsn, event_ids)
+        if modelled >= len(event_ids):
+            break
+        time.sleep(1.0)
+    return modelled, time.monotonic() - started

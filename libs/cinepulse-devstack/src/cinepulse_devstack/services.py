@@ -145,3 +145,29 @@ class TmdbOffline(PythonService):
 
     def args(self) -> list[str]:
         return ["--host", self.cfg.host, "--port", str(self.port), "--token", self.token]
+
+
+class SparkStream(PythonService):
+    """The Spark streaming job (both queries, ``local[2]``): Kafka into the star schema. Its
+    driver serves ``/metrics``; the checkpoints live in the stack's folder."""
+
+    name = "spark-stream"
+    module = "cinepulse_spark_jobs"
+    health_path = "/metrics"
+
+    @property
+    def port(self) -> int:
+        return self.cfg.spark_metrics_port
+
+    @property
+    def distribution(self) -> str:
+        return "cinepulse-spark-jobs"
+
+    def args(self) -> list[str]:
+        return ["stream"]
+
+    def service_env(self) -> dict[str, str]:
+        return {
+            "CINEPULSE_METRICS_PORT": str(self.port),
+            "CINEPULSE_CHECKPOINT_DIR": str(self.dir / "checkpoints"),
+        }

@@ -11,7 +11,7 @@ from cinepulse_common import topics
 from cinepulse_devstack.components import Component, Kafka, Mongo, Postgres, Prometheus
 from cinepulse_devstack.config import StackSettings
 from cinepulse_devstack.procs import StackError, port_open, wait_until
-from cinepulse_devstack.services import Archiver, EventGateway, TmdbOffline
+from cinepulse_devstack.services import Archiver, EventGateway, SparkStream, TmdbOffline
 
 __all__ = ["ComponentStatus", "Stack", "StackError"]
 
@@ -38,7 +38,13 @@ class Stack:
         self.gateway = EventGateway(self.cfg, self.infra_env, self.prometheus)
         self.archiver = Archiver(self.cfg, self.infra_env, self.prometheus)
         self.tmdb_offline = TmdbOffline(self.cfg, self.infra_env, self.prometheus)
-        self.services: list[Component] = [self.gateway, self.archiver, self.tmdb_offline]
+        self.spark_stream = SparkStream(self.cfg, self.infra_env, self.prometheus)
+        self.services: list[Component] = [
+            self.gateway,
+            self.archiver,
+            self.tmdb_offline,
+            self.spark_stream,
+        ]
 
     def select(self, names: list[str] | None) -> list[Component]:
         """The named components and services, in start order; none named: the components."""
