@@ -232,10 +232,12 @@ def run_aggregates(
 ) -> Summary:
     started = time.monotonic()
     with connect(settings.postgres, autocommit=True) as conn:
-        run_id = conn.execute(
+        row = conn.execute(
             "INSERT INTO agg_runs (job, date_from, date_to) VALUES (%s, %s, %s) RETURNING run_id",
             (JOB, date_from, date_to),
-        ).fetchone()[0]
+        ).fetchone()
+        assert row is not None
+        run_id = int(row[0])
         try:
             margin = timedelta(seconds=settings.aggregate_margin_s)
             keys = changed_dates(conn, date_from, date_to, margin)

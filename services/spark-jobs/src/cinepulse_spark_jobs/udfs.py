@@ -26,7 +26,7 @@ def normalise_comment(rules: TransformRules) -> Callable[[Column], Column]:
         out[present] = [normalise_comment_text(t, rules) for t in texts[present]]
         return out
 
-    return F.pandas_udf(normalise, T.StringType())  # type: ignore[call-overload,no-any-return]
+    return F.pandas_udf(normalise, T.StringType())  # type: ignore[call-overload]
 
 
 def source_uuid(topic: Column, partition: Column, offset: Column) -> Column:
