@@ -11,6 +11,7 @@ import random
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -124,18 +125,24 @@ def count_archived(mongo: MongoSettings, event_ids: list[str]) -> int:
     return found
 
 
+def wait_for(count: Callable[[], int], total: int, timeout_s: float) -> tuple[int, float]:
+    """Poll ``count()`` each second until it reaches ``total`` (or the timeout); returns
+    (the last count, seconds waited)."""
+    started = time.monotonic()
+    n = 0
+    while time.monotonic() - started < timeout_s:
+        n = count()
+        if n >= total:
+            break
+        time.sleep(1.0)
+    return n, time.monotonic() - started
+
+
 def wait_archived(
     mongo: MongoSettings, event_ids: list[str], timeout_s: float = 120.0
 ) -> tuple[int, float]:
     """Wait until every id is archived (or the timeout); returns (archived, seconds)."""
-    started = time.monotonic()
-    archived = 0
-    while time.monotonic() - started < timeout_s:
-        archived = count_archived(mongo, event_ids)
-        if archived >= len(event_ids):
-            break
-        time.sleep(1.0)
-    return archived, time.monotonic() - started
+    return wait_for(lambda: count_archived(mongo, event_ids), len(event_ids), timeout_s)
 
 
 def count_modelled(dsn: str, event_ids: list[str]) -> int:
@@ -153,11 +160,4 @@ def count_modelled(dsn: str, event_ids: list[str]) -> int:
 
 def wait_modelled(dsn: str, event_ids: list[str], timeout_s: float = 180.0) -> tuple[int, float]:
     """Wait until every id is a fact (or the timeout); returns (modelled, seconds)."""
-    started = time.monotonic()
-    modelled = 0
-    while time.monotonic() - started < timeout_s:
-        modelled = count_modelled(dsn, event_ids)
-        if modelled >= len(event_ids):
-            break
-        time.sleep(1.0)
-    return modelled, time.monotonic() - started
+    return wait_for(lambda: count_modelled(dsn, event_ids), len(event_ids), timeout_s)
