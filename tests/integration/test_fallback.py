@@ -460,3 +460,22 @@ def test_the_command_line(pg_settings: PostgresSettings, mongo_settings: MongoSe
     assert no_pg.returncode == 4 and "PostgreSQL unreachable" in no_pg.stderr
     no_mongo = _cli(dsn, "mongodb://127.0.0.1:1/", db, "run", *window)
     assert no_mongo.returncode == 4 and "MongoDB unreachable" in no_mongo.stderr
+
+
+def test_a_run_whose_process_died_is_marked_failed(
+    pg_settings: PostgresSettings, mongo_settings: MongoSettings
+) -> None:
+    dsn, url = pg_settings.dsn.get_secret_value(), mongo_settings.url.get_secret_value()
+    with connect(pg_settings) as conn:
+        for run_id, hours in (("fallback-dead", 7), ("fallback-busy", 1)):
+            conn.execute(
+                "INSERT INTO fallback.runs (run_id, window_start, window_end, status, started_at)"
+                " VALUES (%s, %s, %s, 'running', now() - make_interval(hours => %s))",
+                (run_id, WINDOW[0], WINDOW[1], hours),
+            )
+    listed = _cli(dsn, url, mongo_settings.database, "runs")
+    assert listed.returncode == 0 and "fallback-dead was abandoned" in listed.stderr
+    runs = {r["run_id"]: r for r in map(json.loads, listed.stdout.splitlines())}
+    assert runs["fallback-dead"]["status"] == "failed"
+    assert runs["fallback-dead"]["error"].startswith("abandoned")
+    assert runs["fallback-busy"]["status"] == "running"  # within the default 6 hours

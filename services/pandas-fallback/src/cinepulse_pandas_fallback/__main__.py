@@ -116,6 +116,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{prog}: {problem}", file=sys.stderr)
         return EXIT_UNREACHABLE
 
+    from cinepulse_pandas_fallback.runs import expire_abandoned
+
+    for run_id in expire_abandoned(settings.postgres, settings.abandoned_after_s):
+        print(
+            f"{prog}: run {run_id} was abandoned (its process died); marked failed", file=sys.stderr
+        )
+
     if args.command == "runs":
         from cinepulse_pandas_fallback.runs import list_runs
 

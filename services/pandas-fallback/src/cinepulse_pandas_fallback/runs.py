@@ -113,6 +113,22 @@ RUN_COLUMNS = (
 )
 
 
+def expire_abandoned(pg: PostgresSettings, after_s: float) -> list[str]:
+    """Mark failed the runs still 'running' ``after_s`` seconds after they started: their
+    process died (a run writes its rows and its success in one transaction, so it left no
+    rows). Returns their ids. A run that was only slow and commits later still ends as
+    'succeeded' (its own final update)."""
+    with connect(pg) as conn:
+        rows = conn.execute(
+            "UPDATE fallback.runs SET status = 'failed', finished_at = now(),"
+            " error = 'abandoned: still running ' || %s::text || ' s after it started'"
+            " WHERE status = 'running' AND started_at < now() - make_interval(secs => %s)"
+            " RETURNING run_id",
+            (int(after_s), after_s),
+        ).fetchall()
+    return [r[0] for r in rows]
+
+
 def list_runs(pg: PostgresSettings, limit: int = 20) -> list[dict[str, Any]]:
     """The latest runs, newest first, with their promotions (who, when)."""
     with connect(pg) as conn:

@@ -17,3 +17,9 @@ class PandasFallbackSettings(CinepulseSettings):
         20_000, ge=1, description="raw events read, transformed and written together (memory)"
     )
     pushgateway_url: str | None = Field(None, description="Prometheus Pushgateway, if any")
+    abandoned_after_s: float = Field(
+        6 * 3600,
+        gt=0,
+        description="a run still 'running' this long after it started is marked failed "
+        "(its process died: a run commits whole, so it left no rows)",
+    )
