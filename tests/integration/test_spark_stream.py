@@ -275,11 +275,21 @@ def test_the_streaming_job_killed_mid_stream_resumes_from_its_checkpoint(
         done.set()
 
     first = start(1)
+    # warm-up first (JVM, Python workers, the classifier): then the kill lands mid-feed even
+    # on a loaded machine, where the job's start can outlast a feed started with it
+    warm = [event("rate", user_id="warm-up") for _ in range(20)]
+    _produce(kafka_settings, warm)
+    sent.extend(ev["event_id"] for ev in warm)
+    deadline = time.monotonic() + 240
+    while len(_stg_ids(pg_settings)) < len(warm):
+        assert time.monotonic() < deadline, (tmp_path / "spark-1.log").read_text()[-3000:]
+        assert first.poll() is None, (tmp_path / "spark-1.log").read_text()[-3000:]
+        time.sleep(0.5)
     feeder = threading.Thread(target=produce, daemon=True)
     feeder.start()
     try:
         deadline = time.monotonic() + 150
-        while len(_stg_ids(pg_settings)) < 300:
+        while len(_stg_ids(pg_settings)) < len(warm) + 300:
             assert time.monotonic() < deadline, (tmp_path / "spark-1.log").read_text()[-3000:]
             assert first.poll() is None, (tmp_path / "spark-1.log").read_text()[-3000:]
             time.sleep(0.5)
