@@ -1,0 +1,121 @@
+"""The SQL behind each endpoint (read-only; every statement runs under the session's
+``statement_timeout`` from :class:`~cinepulse_common.settings.PostgresSettings`)."""
+
+from __future__ import annotations
+
+#: genre ids whose name matches, case-insensitively
+GENRE_IDS = "SELECT genre_id FROM dim_genre WHERE lower(name) = lower(%(genre)s)"
+
+#: Bayesian average over the window ``[date_from, date_to]`` of ``agg_movie_daily``:
+#: score = v/(v+m)*R + m/(v+m)*C, where v = the movie's ratings in the window, R their mean,
+#: C = the mean of every rating in the window (all movies, whatever the genre filter) and
+#: m = the prior weight. Only movies known to ``dim_movie`` are ranked. One row always comes
+#: back (``total``), with the page's columns NULL when the page is empty.
+TOP_MOVIES = """
+WITH win AS (
+    SELECT movie_id, sum(ratings)::bigint AS v, sum(rating_sum)::float8 AS s
+    FROM agg_movie_daily
+    WHERE date_key BETWEEN %(date_from)s AND %(date_to)s
+    GROUP BY movie_id
+    HAVING sum(ratings) > 0
+), prior AS (
+    SELECT sum(s) / sum(v) AS c FROM win
+), ranked AS (
+    SELECT w.movie_id, m.title, m.release_date, w.v AS ratings, w.s / w.v AS mean_rating,
+           w.v / (w.v + %(m)s::float8) * (w.s / w.v)
+             + %(m)s::float8 / (w.v + %(m)s::float8) * p.c AS score
+    FROM win AS w
+    CROSS JOIN prior AS p
+    JOIN dim_movie AS m ON m.movie_id = w.movie_id
+    WHERE w.v >= %(min_votes)s
+      AND (%(genre_ids)s::int[] IS NULL OR EXISTS (
+          SELECT 1 FROM bridge_movie_genre AS b
+          WHERE b.movie_id = w.movie_id AND b.genre_id = ANY(%(genre_ids)s::int[])))
+)
+SELECT t.total, r.movie_id, r.title, r.release_date, r.ratings, r.mean_rating, r.score
+FROM (SELECT count(*) AS total FROM ranked) AS t
+LEFT JOIN LATERAL (
+    SELECT * FROM ranked
+    ORDER BY score DESC, ratings DESC, movie_id
+    LIMIT %(limit)s OFFSET %(offset)s
+) AS r ON true
+"""
+
+MOVIE = """
+SELECT movie_id, imdb_id, title, original_title, original_language, overview, tagline,
+       status, release_date, runtime_minutes, budget, revenue, popularity,
+       vote_average::float8 AS vote_average, vote_count, poster_path, adult, updated_at
+FROM dim_movie WHERE movie_id = %(movie_id)s
+"""
+
+MOVIE_GENRES = """
+SELECT g.genre_id, g.name
+FROM bridge_movie_genre AS b JOIN dim_genre AS g USING (genre_id)
+WHERE b.movie_id = %(movie_id)s
+ORDER BY g.name
+"""
+
+MOVIE_TOTALS = """
+SELECT coalesce(sum(ratings), 0)::bigint AS ratings,
+       (sum(rating_sum) / nullif(sum(ratings), 0))::float8 AS mean_rating,
+       coalesce(sum(watches), 0)::bigint AS watches,
+       coalesce(sum(completed_watches), 0)::bigint AS completed_watches,
+       coalesce(sum(watch_seconds), 0)::float8 AS watch_seconds,
+       coalesce(sum(comments), 0)::bigint AS comments,
+       coalesce(sum(clicks), 0)::bigint AS clicks
+FROM agg_movie_daily WHERE movie_id = %(movie_id)s
+"""
+
+USER_EXISTS = "SELECT 1 FROM dim_user WHERE user_id = %(user_id)s"
+
+USER_COUNTS = """
+SELECT 'watch' AS event_type, count(*) AS n, max(occurred_at) AS last
+  FROM fact_watch WHERE user_id = %(user_id)s
+UNION ALL
+SELECT 'rate', count(*), max(occurred_at) FROM fact_rating WHERE user_id = %(user_id)s
+UNION ALL
+SELECT 'comment', count(*), max(occurred_at) FROM fact_comment WHERE user_id = %(user_id)s
+UNION ALL
+SELECT 'click', count(*), max(occurred_at) FROM fact_click WHERE user_id = %(user_id)s
+"""
+
+USER_WATCH_SECONDS = """
+SELECT coalesce(sum(least(position_seconds, duration_seconds)), 0)::float8 AS seconds
+FROM fact_watch WHERE user_id = %(user_id)s
+"""
+
+USER_RATINGS = """
+SELECT rating::float8, count(*) FROM fact_rating WHERE user_id = %(user_id)s
+GROUP BY rating ORDER BY rating
+"""
+
+#: every event of the user counts once for each genre of its movie
+USER_GENRES = """
+WITH events AS (
+    SELECT movie_id FROM fact_watch WHERE user_id = %(user_id)s
+    UNION ALL SELECT movie_id FROM fact_rating WHERE user_id = %(user_id)s
+    UNION ALL SELECT movie_id FROM fact_comment WHERE user_id = %(user_id)s
+    UNION ALL SELECT movie_id FROM fact_click WHERE user_id = %(user_id)s
+)
+SELECT g.name, count(*) AS events
+FROM events AS e
+JOIN bridge_movie_genre AS b ON b.movie_id = e.movie_id
+JOIN dim_genre AS g ON g.genre_id = b.genre_id
+GROUP BY g.name
+ORDER BY events DESC, g.name
+LIMIT 3
+"""
+
+#: ``bucket`` is one of day, week (ISO, starting Monday), month: ``date_trunc``'s units
+EMOTION_TRENDS = """
+SELECT date_trunc(%(bucket)s::text, d.date)::date AS bucket_start, a.emotion,
+       sum(a.comments)::bigint AS comments, sum(a.sentiment_sum)::float8 AS sentiment_sum
+FROM agg_emotion_daily AS a
+JOIN dim_date AS d ON d.date_key = a.date_key
+WHERE (%(movie_id)s::bigint IS NULL OR a.movie_id = %(movie_id)s::bigint)
+  AND (%(genre_ids)s::int[] IS NULL OR EXISTS (
+      SELECT 1 FROM bridge_movie_genre AS b
+      WHERE b.movie_id = a.movie_id AND b.genre_id = ANY(%(genre_ids)s::int[])))
+GROUP BY 1, 2
+ORDER BY 1, 2
+"""
