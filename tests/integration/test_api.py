@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -122,8 +123,8 @@ T0 = datetime(2026, 11, 18, 9, 0, tzinfo=UTC)
 LAST = datetime(2026, 11, 19, 21, 30, tzinfo=UTC)
 
 
-@pytest.fixture
-def client(pg_settings: PostgresSettings) -> Iterator[TestClient]:
+def fill_warehouse(pg_settings: PostgresSettings) -> None:
+    """The movies, events and aggregates every test here (and the schema fuzzing) reads."""
     with connect(pg_settings) as conn:
         load_movies(
             conn,
@@ -165,6 +166,11 @@ def client(pg_settings: PostgresSettings) -> Iterator[TestClient]:
         _emotion(conn, date(2026, 11, 17), 3, "joy", 1, 0.4)
         _emotion(conn, date(2026, 11, 24), 2, "anger", 2, -1.0)
         _emotion(conn, date(2026, 12, 1), 5, "neutral", 4, 0.0)
+
+
+@pytest.fixture
+def client(pg_settings: PostgresSettings) -> Iterator[TestClient]:
+    fill_warehouse(pg_settings)
     settings = ApiSettings(postgres=pg_settings, log_json=False)
     with TestClient(create_app(settings, today=lambda: TODAY)) as c:
         yield c
@@ -324,3 +330,57 @@ def test_health_readiness_and_metrics(client: TestClient) -> None:
         'cinepulse_api_http_requests_total{method="GET",route="/api/movies/{movie_id}",'
         'status="200"}' in metrics
     )
+
+
+def test_trending_joins_live_counters_with_titles(pg_settings: PostgresSettings) -> None:
+    fill_warehouse(pg_settings)
+    archiver: dict[str, Any] = {"answer": None, "requests": []}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        archiver["requests"].append(request)
+        if isinstance(archiver["answer"], Exception):
+            raise archiver["answer"]
+        return httpx.Response(200, json=archiver["answer"])
+
+    archiver["answer"] = {
+        "minutes": 15,
+        "movies": [
+            {"movie_id": 2, "events": 9},
+            {"movie_id": 99, "events": 4},  # not (yet) in dim_movie
+            {"movie_id": 1, "events": 4},
+        ],
+        "partitions": [{"topic": "cinepulse.user-events.rate", "partition": 0}],
+    }
+    settings = ApiSettings(postgres=pg_settings, log_json=False)
+    app = create_app(settings, archiver_transport=httpx.MockTransport(handler))
+    with TestClient(app) as client:
+        r = client.get("/api/trending", params={"limit": 3})
+        assert r.status_code == 200, r.text
+        assert r.headers["cache-control"] == "public, max-age=5"
+        assert r.json() == {
+            "minutes": 15,
+            "limit": 3,
+            "items": [
+                {"movie_id": 2, "title": "Beta", "events": 9},
+                {"movie_id": 99, "title": None, "events": 4},
+                {"movie_id": 1, "title": "Alpha", "events": 4},
+            ],
+        }
+        assert archiver["requests"][0].url.path == "/counters/trending"
+        assert archiver["requests"][0].url.params["limit"] == "3"
+        # the default limit is 10; never more items than asked for
+        assert client.get("/api/trending").json()["limit"] == 10
+        assert archiver["requests"][1].url.params["limit"] == "10"
+        assert len(client.get("/api/trending", params={"limit": 2}).json()["items"]) == 2
+
+        archiver["answer"] = httpx.ConnectError("connection refused")
+        r = client.get("/api/trending")
+        assert r.status_code == 503
+        assert r.headers["retry-after"] == "5"
+        assert "archiver cannot be reached" in r.json()["detail"]
+        archiver["answer"] = httpx.ReadTimeout("timed out")
+        r = client.get("/api/trending")
+        assert r.status_code == 503 and r.headers["retry-after"] == "5"
+        assert "did not answer within 1s" in r.json()["detail"]
+        # the database side is unaffected
+        assert client.get("/api/movies/1").status_code == 200

@@ -11,6 +11,11 @@
 * ``GET /api/user_stats/{user_id}`` - one user's activity, straight from the facts.
 * ``GET /api/emotion_trends`` - comments per emotion and mean sentiment per day/week/month,
   for a movie, a genre or everything, from ``agg_emotion_daily``.
+* ``GET /api/trending`` - the movies with the most events in the last minutes, live from the
+  archiver's ``/counters/trending`` (``CINEPULSE_ARCHIVER_URL``), with their ``dim_movie``
+  titles (``null`` for a movie the warehouse does not know yet). The archiver down, failing or
+  slower than ``CINEPULSE_ARCHIVER_TIMEOUT_S``: 503 with ``Retry-After``; an answer that
+  makes no sense: 502. Answered with ``Cache-Control: public, max-age=5``.
 
 Errors: 404 with a message naming what was not found; 422 ``{"detail": [{"field", "reason",
 "type"}]}`` naming each bad query or path parameter. Read endpoints answer with
@@ -24,12 +29,13 @@ from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
+import httpx
 from fastapi import FastAPI, HTTPException, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
-from pydantic import BaseModel
+from pydantic import AfterValidator, BaseModel, ValidationError
 
 from cinepulse_api import __version__, queries
 from cinepulse_api.metrics import HTTP
@@ -45,6 +51,10 @@ Bucket = Literal["day", "week", "month"]
 #: days in each window, today included (``all``: no bound)
 WINDOW_DAYS: dict[str, int | None] = {"day": 1, "week": 7, "month": 30, "all": None}
 MAX_BIGINT = 2**63 - 1
+#: Cache-Control max-age of /api/trending (live counters: short)
+TRENDING_MAX_AGE_S = 5
+#: Retry-After of a 503 from /api/trending (seconds)
+TRENDING_RETRY_AFTER_S = 5
 
 
 # --- response models -------------------------------------------------------------------------
@@ -141,7 +151,41 @@ class EmotionTrends(BaseModel):
     buckets: list[EmotionBucket]
 
 
+class TrendingMovie(BaseModel):
+    movie_id: int
+    title: str | None
+    events: int
+
+
+class Trending(BaseModel):
+    minutes: int
+    limit: int
+    items: list[TrendingMovie]
+
+
+class _ArchiverCount(BaseModel):
+    movie_id: int
+    events: int
+
+
+class _ArchiverTrending(BaseModel):
+    """What the archiver's ``/counters/trending`` answers (other fields ignored)."""
+
+    minutes: int
+    movies: list[_ArchiverCount]
+
+
 # --- helpers ---------------------------------------------------------------------------------
+def _no_nul(value: str) -> str:
+    # PostgreSQL text cannot hold NUL: refuse it here (422) rather than fail in the query
+    if "\x00" in value:
+        raise ValueError("must not contain NUL (\\x00) characters")
+    return value
+
+
+NoNul = AfterValidator(_no_nul)
+
+
 def date_key(d: date) -> int:
     return d.year * 10_000 + d.month * 100 + d.day
 
@@ -159,12 +203,67 @@ def _rating_label(rating: float) -> str:
 
 
 class Api:
-    """What a request needs: the pool (opened in the lifespan) and the settings."""
+    """What a request needs: the pool and the archiver client (both opened in the lifespan)
+    and the settings."""
 
-    def __init__(self, settings: ApiSettings, today: Callable[[], date]) -> None:
+    def __init__(
+        self,
+        settings: ApiSettings,
+        today: Callable[[], date],
+        archiver_transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         self.settings = settings
         self.today = today
         self.pool: AsyncConnectionPool = make_async_pool(settings.postgres)
+        self.archiver_transport = archiver_transport
+        self.archiver: httpx.AsyncClient | None = None
+
+    def open_archiver(self) -> httpx.AsyncClient:
+        self.archiver = httpx.AsyncClient(
+            base_url=self.settings.archiver_url,
+            timeout=self.settings.archiver_timeout_s,
+            transport=self.archiver_transport,
+        )
+        return self.archiver
+
+    async def archiver_trending(self, limit: int) -> _ArchiverTrending:
+        """The archiver's live counters; HTTPException 503 (down, slow, failing) or 502
+        (an answer that is not the expected JSON)."""
+        unavailable = {"Retry-After": str(TRENDING_RETRY_AFTER_S)}
+        if self.archiver is None:  # only outside the lifespan
+            raise HTTPException(503, "the archiver client is not open", headers=unavailable)
+        try:
+            r = await self.archiver.get("/counters/trending", params={"limit": limit})
+        except httpx.TimeoutException as exc:
+            log.warning("archiver timed out", url=self.settings.archiver_url, error=repr(exc))
+            raise HTTPException(
+                503,
+                "trending is unavailable: the archiver did not answer within "
+                f"{self.settings.archiver_timeout_s:g}s",
+                headers=unavailable,
+            ) from exc
+        except httpx.HTTPError as exc:
+            log.warning("archiver unreachable", url=self.settings.archiver_url, error=repr(exc))
+            raise HTTPException(
+                503,
+                f"trending is unavailable: the archiver cannot be reached ({type(exc).__name__})",
+                headers=unavailable,
+            ) from exc
+        if r.status_code >= 500:
+            log.warning("archiver failed", status=r.status_code)
+            raise HTTPException(
+                503,
+                f"trending is unavailable: the archiver answered {r.status_code}",
+                headers=unavailable,
+            )
+        if r.status_code != 200:
+            log.error("archiver refused the request", status=r.status_code, body=r.text[:200])
+            raise HTTPException(502, f"the archiver answered {r.status_code}")
+        try:
+            return _ArchiverTrending.model_validate_json(r.content)
+        except ValidationError as exc:
+            log.error("unexpected archiver answer", body=r.text[:200])
+            raise HTTPException(502, "the archiver's answer is not the expected JSON") from exc
 
     async def fetch(self, query: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
@@ -195,9 +294,15 @@ def _field_errors(exc: RequestValidationError) -> list[dict[str, str]]:
     return out
 
 
-def create_app(settings: ApiSettings, *, today: Callable[[], date] | None = None) -> FastAPI:
-    """``today`` (UTC by default) ends the windows of /api/top_movies; tests pin it."""
-    api = Api(settings, today or (lambda: datetime.now(UTC).date()))
+def create_app(
+    settings: ApiSettings,
+    *,
+    today: Callable[[], date] | None = None,
+    archiver_transport: httpx.AsyncBaseTransport | None = None,
+) -> FastAPI:
+    """``today`` (UTC by default) ends the windows of /api/top_movies; tests pin it.
+    ``archiver_transport`` replaces the network under the archiver client (tests)."""
+    api = Api(settings, today or (lambda: datetime.now(UTC).date()), archiver_transport)
     cache_control = f"public, max-age={settings.cache_max_age_s}"
 
     @asynccontextmanager
@@ -207,14 +312,16 @@ def create_app(settings: ApiSettings, *, today: Callable[[], date] | None = None
         await api.pool.open(wait=False)
         log.info("api ready", version=__version__, pool_max=settings.postgres.pool_max_size)
         try:
-            yield
+            async with api.open_archiver():
+                yield
         finally:
+            api.archiver = None
             await api.pool.close()
 
     app = FastAPI(
         title="Cinepulse API",
         version="1",
-        summary="Top movies, movie details, user statistics and emotion trends.",
+        summary="Top movies, movie details, user statistics, emotion trends and trending.",
         description=__doc__,
         lifespan=lifespan,
     )
@@ -229,7 +336,7 @@ def create_app(settings: ApiSettings, *, today: Callable[[], date] | None = None
         window: Annotated[Window, Query(description="day, week (7 days), month (30), all")] = (
             "week"
         ),
-        genre: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
+        genre: Annotated[str | None, Query(min_length=1, max_length=100), NoNul] = None,
         min_votes: Annotated[
             int, Query(ge=1, le=1_000_000_000, description="fewest ratings in the window")
         ] = 1,
@@ -291,7 +398,7 @@ def create_app(settings: ApiSettings, *, today: Callable[[], date] | None = None
 
     @app.get("/api/user_stats/{user_id}", response_model=UserStats, tags=["users"])
     async def user_stats(
-        response: Response, user_id: Annotated[str, Path(min_length=1, max_length=128)]
+        response: Response, user_id: Annotated[str, Path(min_length=1, max_length=128), NoNul]
     ) -> UserStats:
         """One user's activity: events by type, watch time, ratings, favourite genres."""
         params = {"user_id": user_id}
@@ -318,7 +425,7 @@ def create_app(settings: ApiSettings, *, today: Callable[[], date] | None = None
     async def emotion_trends(
         response: Response,
         movie_id: Annotated[int | None, Query(ge=1, le=MAX_BIGINT)] = None,
-        genre: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
+        genre: Annotated[str | None, Query(min_length=1, max_length=100), NoNul] = None,
         bucket: Annotated[Bucket, Query(description="day, week (ISO), month")] = "day",
     ) -> EmotionTrends:
         """Comments per emotion and mean sentiment per bucket, for a movie, a genre or all."""
@@ -359,6 +466,37 @@ def create_app(settings: ApiSettings, *, today: Callable[[], date] | None = None
             )
         response.headers["Cache-Control"] = cache_control
         return EmotionTrends(movie_id=movie_id, genre=genre, bucket=bucket, buckets=out)
+
+    @app.get(
+        "/api/trending",
+        response_model=Trending,
+        tags=["movies"],
+        responses={
+            502: {"description": "the archiver's answer made no sense"},
+            503: {"description": "the archiver is down, failing or too slow (Retry-After)"},
+        },
+    )
+    async def trending(
+        response: Response, limit: Annotated[int, Query(ge=1, le=100)] = 10
+    ) -> Trending:
+        """The movies with the most events in the last minutes (live, from the archiver),
+        with their titles; ``title`` is null for a movie not yet in the warehouse."""
+        counts = await api.archiver_trending(limit)
+        movies = counts.movies[:limit]
+        titles: dict[int, str] = {}
+        if movies:
+            ids = [m.movie_id for m in movies if 0 < m.movie_id <= MAX_BIGINT]
+            rows = await api.fetch(queries.MOVIE_TITLES, {"ids": ids})
+            titles = {r["movie_id"]: r["title"] for r in rows}
+        response.headers["Cache-Control"] = f"public, max-age={TRENDING_MAX_AGE_S}"
+        return Trending(
+            minutes=counts.minutes,
+            limit=limit,
+            items=[
+                TrendingMovie(movie_id=m.movie_id, title=titles.get(m.movie_id), events=m.events)
+                for m in movies
+            ],
+        )
 
     add_health_routes(app, {"postgres": api.check}, timeout_s=settings.readiness_timeout_s)
     app.add_middleware(HttpMetricsMiddleware, metrics=HTTP)

@@ -119,3 +119,6 @@ WHERE (%(movie_id)s::bigint IS NULL OR a.movie_id = %(movie_id)s::bigint)
 GROUP BY 1, 2
 ORDER BY 1, 2
 """
+
+#: titles of the given movies; movies unknown to ``dim_movie`` are simply missing
+MOVIE_TITLES = "SELECT movie_id, title FROM dim_movie WHERE movie_id = ANY(%(ids)s::bigint[])"

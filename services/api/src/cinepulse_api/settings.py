@@ -1,7 +1,8 @@
 """Settings of api (``CINEPULSE_*`` variables; nested blocks use ``__``).
 
 Examples: ``CINEPULSE_POSTGRES__DSN=postgresql://cinepulse:...@postgres:5432/cinepulse``,
-``CINEPULSE_POSTGRES__STATEMENT_TIMEOUT_MS=5000``, ``CINEPULSE_BAYES_PRIOR_VOTES=25``.
+``CINEPULSE_POSTGRES__STATEMENT_TIMEOUT_MS=5000``, ``CINEPULSE_BAYES_PRIOR_VOTES=25``,
+``CINEPULSE_ARCHIVER_URL=http://archiver:6066``.
 """
 
 from __future__ import annotations
@@ -25,3 +26,10 @@ class ApiSettings(CinepulseSettings):
         60, ge=0, description="Cache-Control max-age of the read endpoints (seconds)"
     )
     readiness_timeout_s: float = Field(2.0, gt=0, description="deadline of the /readyz check")
+    archiver_url: str = Field(
+        "http://127.0.0.1:6066",
+        description="base URL of the archiver, whose /counters/trending feeds /api/trending",
+    )
+    archiver_timeout_s: float = Field(
+        1.0, gt=0, le=30, description="deadline of each request to the archiver (seconds)"
+    )
