@@ -20,6 +20,10 @@ command -v mvn >/dev/null || need_pkgs+=(maven)
 command -v prometheus >/dev/null || need_pkgs+=(prometheus)
 command -v promtool >/dev/null || need_pkgs+=(prometheus)
 command -v prometheus-pushgateway >/dev/null || need_pkgs+=(prometheus-pushgateway)
+# the explorer's browser test (headless Chromium driven by Selenium); lightfm's build (gcc, OpenMP)
+command -v chromium >/dev/null || need_pkgs+=(chromium)
+command -v chromedriver >/dev/null || need_pkgs+=(chromium-driver)
+command -v gcc >/dev/null || need_pkgs+=(gcc libgomp1 python3-dev)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   step "apt-get install ${need_pkgs[*]}"
   $SUDO apt-get update -qq
@@ -27,7 +31,7 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
     "${need_pkgs[@]}" >/dev/null
 else
-  step "system packages present (java, mvn, postgresql-15, prometheus, pushgateway)"
+  step "system packages present (java, mvn, postgresql-15, prometheus, pushgateway, chromium, gcc)"
 fi
 command -v go >/dev/null || { echo "Go 1.22+ is needed to build FerretDB: install it from go.dev or your distribution" >&2; exit 1; }
 
@@ -40,6 +44,31 @@ UV=uv
 command -v uv >/dev/null || UV="python3 -m uv"
 step "uv sync --all-packages --frozen (Python deps at the versions in uv.lock)"
 $UV sync --all-packages --frozen --quiet --compile-bytecode
+
+# -- lightfm: built outside uv (its sdist fails under PEP 517) ------------------------
+# lightfm 1.17's setup.py sets an attribute on __builtins__, which only works when pip runs
+# it as a script (pip<25 --no-use-pep517); the wheel is built once, with OpenMP, into the
+# cache and installed into .venv after every sync (uv sync removes what uv.lock lacks).
+LIGHTFM_VERSION="1.17"
+CACHE="${CINEPULSE_CACHE:-$HOME/.cache/cinepulse}"
+WHEELS="$CACHE/wheels"
+if ! ls "$WHEELS"/lightfm-"$LIGHTFM_VERSION"-*.whl >/dev/null 2>&1; then
+  step "build lightfm==$LIGHTFM_VERSION (pip<25 --no-use-pep517, OpenMP) into $WHEELS"
+  BUILD_VENV="$CACHE/lightfm-build-venv"
+  rm -rf "$BUILD_VENV"
+  python3 -m venv "$BUILD_VENV"
+  "$BUILD_VENV/bin/pip" install -q "pip==24.3.1" "setuptools==80.9.0" "wheel==0.45.1"
+  mkdir -p "$WHEELS"
+  "$BUILD_VENV/bin/pip" wheel -q --no-deps --no-use-pep517 --no-build-isolation \
+    "lightfm==$LIGHTFM_VERSION" -w "$WHEELS"
+  rm -rf "$BUILD_VENV"
+fi
+if ! .venv/bin/python -c "import lightfm" 2>/dev/null; then
+  step "install lightfm==$LIGHTFM_VERSION into .venv (from $WHEELS)"
+  $UV pip install --quiet --python .venv/bin/python --no-deps "$WHEELS"/lightfm-"$LIGHTFM_VERSION"-*.whl
+else
+  step "lightfm==$LIGHTFM_VERSION present"
+fi
 
 # -- local stack components ---------------------------------------------------------
 step "stack components: Kafka jars (Maven Central), FerretDB (Go module proxy), PostgreSQL, Prometheus"
