@@ -24,12 +24,12 @@ import argparse
 import getpass
 import json
 import sys
-from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
 from pymongo.errors import PyMongoError
 
+from cinepulse_common.jobs import instant
 from cinepulse_common.logging import configure_logging, get_logger
 from cinepulse_common.mongo import check_mongo
 from cinepulse_common.postgres import check_postgres
@@ -41,16 +41,6 @@ from cinepulse_pandas_fallback.settings import PandasFallbackSettings
 log = get_logger("cinepulse_pandas_fallback")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_RUN, EXIT_UNREACHABLE = 0, 1, 2, 3, 4
-
-
-def _instant(text: str) -> datetime:
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not an ISO 8601 date or time (e.g. 2026-11-26T08:00:00Z)"
-        ) from None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -65,8 +55,8 @@ def _parser() -> argparse.ArgumentParser:
         ("replay", "reprocess raw events into the main tables"),
     ):
         p = sub.add_parser(name, help=help_)
-        p.add_argument("--from", dest="start", type=_instant, required=True, help="arrived at >=")
-        p.add_argument("--to", dest="end", type=_instant, required=True, help="arrived before")
+        p.add_argument("--from", dest="start", type=instant, required=True, help="arrived at >=")
+        p.add_argument("--to", dest="end", type=instant, required=True, help="arrived before")
         p.add_argument("--chunk-size", type=int, help="documents per chunk (memory bound)")
         p.add_argument("--by", help="who asked for it (default: the OS user)")
     promote = sub.add_parser("promote", help="promote a succeeded run into the main facts")

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from cinepulse_common.logging import get_logger
-
-log = get_logger(__name__)
+from cinepulse_common.jobs import push_metrics
 
 REGISTRY = CollectorRegistry()
 
@@ -48,11 +46,4 @@ LAST_SUCCESS = Gauge(
 
 
 def push(url: str, kind: str) -> None:
-    from prometheus_client import push_to_gateway
-
-    try:
-        push_to_gateway(
-            url, job="cinepulse-pandas-fallback", grouping_key={"kind": kind}, registry=REGISTRY
-        )
-    except OSError as exc:  # the summary line is printed either way
-        log.warning("metrics not pushed", pushgateway=url, error=str(exc))
+    push_metrics(url, "cinepulse-pandas-fallback", REGISTRY, {"kind": kind})

@@ -20,6 +20,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from cinepulse_common.jobs import push_metrics
 from cinepulse_common.logging import configure_logging, get_logger
 from cinepulse_common.observability import record_build_info
 from cinepulse_common.settings import load_settings
@@ -118,17 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     print(summary(args.mode, fetcher.counts, seconds, extra), file=sys.stderr)
     print(json.dumps({"mode": args.mode, **fetcher.counts.as_dict(), **extra}))
     if settings.pushgateway_url:
-        push(settings.pushgateway_url)
+        push_metrics(settings.pushgateway_url, "cinepulse-tmdb-fetcher", metrics.REGISTRY)
     return code
-
-
-def push(url: str) -> None:
-    from prometheus_client import push_to_gateway
-
-    try:
-        push_to_gateway(url, job="cinepulse-tmdb-fetcher", registry=metrics.REGISTRY)
-    except OSError as exc:  # the summary is printed either way
-        log.warning("metrics not pushed", pushgateway=url, error=str(exc))
 
 
 if __name__ == "__main__":
