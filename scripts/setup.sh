@@ -77,6 +77,21 @@ step "stack components: Kafka jars (Maven Central), FerretDB (Go module proxy), 
 step "Spark's Kafka connector and PostgreSQL JDBC jars (Maven Central)"
 .venv/bin/python -m cinepulse_spark_jobs.jars
 
+# -- chart tools: helm, kubeconform, kube-score from the Go module proxy (built once) --------
+GOBIN_DIR="$CACHE/bin"
+mkdir -p "$GOBIN_DIR"
+for tool in helm.sh/helm/v3/cmd/helm@v3.19.5 \
+            github.com/yannh/kubeconform/cmd/kubeconform@v0.7.0 \
+            github.com/zegl/kube-score/cmd/kube-score@v1.20.0; do
+  name="$(basename "${tool%@*}")"
+  version="${tool#*@}"
+  if [ ! -x "$GOBIN_DIR/$name" ] || [ "$(cat "$GOBIN_DIR/.$name.version" 2>/dev/null)" != "$version" ]; then
+    step "go install $tool into $GOBIN_DIR (chart checks)"
+    GOBIN="$GOBIN_DIR" go install "$tool"
+    echo "$version" > "$GOBIN_DIR/.$name.version"
+  fi
+done
+
 step "emotion classifier: trained from GoEmotions into ~/.cache/cinepulse/models (skipped when present)"
 .venv/bin/python -m cinepulse_common.emotion train
 
