@@ -32,7 +32,7 @@ from typing import Any
 
 import psycopg
 
-from bench.gateway import _clean_env
+from bench.loadgen import clean_env
 from bench.report import Table
 from bench.spark_stream import FACTS, PARTITIONS, TOPIC_OF, make_event
 from cinepulse_archiver.documents import Source, to_document
@@ -177,7 +177,7 @@ def run(stack: Stack) -> Table:
             upgrade(dsns[name], "head")
         with tempfile.TemporaryDirectory(prefix="bench-fb-") as tmp:
             workdir = Path(tmp)
-            base = _clean_env(
+            base = clean_env(
                 stack.env()
                 | {
                     "CINEPULSE_LOG_LEVEL": "WARNING",

@@ -9,33 +9,28 @@
 * (c) the gateway, one event per request (``POST /api/events``);
 * (d) the gateway, 100 events per request (``POST /api/events/batch``).
 
-HTTP load comes from ``hey`` (a Go binary, its own process); its CPU time is measured next
-to the server's so the table says whether the generator was the bottleneck. Every topic
+HTTP load comes from ``hey`` (a Go binary, its own process; :mod:`bench.loadgen`); its CPU
+time is measured next to the server's so the table says whether the generator was the
+bottleneck. Every topic
 lives under a prefix unique to the run and is deleted at the end.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import math
 import multiprocessing as mp
 import os
-import re
 import resource
 import secrets
-import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -45,16 +40,23 @@ from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 from fastapi import FastAPI, Request
 from starlette.responses import Response
 
+from bench.loadgen import (
+    Server,
+    Trial,
+    clean_env,
+    free_port,
+    hey,
+    hey_binary,
+    median,
+    serve,
+)
 from bench.report import Table
 from cinepulse_common import topics
 from cinepulse_common.kafka import delete_topics, ensure_topics, make_admin, make_consumer
 from cinepulse_common.settings import KafkaSettings
-from cinepulse_devstack import Stack, StackError
-from cinepulse_devstack.config import repo_root
-from cinepulse_devstack.procs import run as run_step
+from cinepulse_devstack import Stack
 from cinepulse_devstack.procs import tail
 
-HEY_VERSION = "v0.1.4"
 ROUNDS = 3  # trials per path; the median is reported
 WARMUP_S = 2
 TRIAL_S = 8
@@ -70,8 +72,6 @@ TARGET_P99_MS = 50.0
 #: the steady-load trial: events/s the gateway is offered, spread over this many clients
 STEADY_RATE = 1000
 STEADY_CONCURRENCY = 16
-
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 # --------------------------------------------------------------------------- (a) HTTP ceiling
 
@@ -254,63 +254,6 @@ def kafka_trial(bootstrap: str, topic: str, events: list[dict[str, Any]]) -> Tri
 # --------------------------------------------------------------------------- processes
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def proc_cpu(pid: int | None) -> float:
-    """CPU seconds (user + system, all threads) used so far by a running process; NaN when
-    it is gone (a broker restarted under the benchmark shows up as NaN, not a crash)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
-
-
-def machine_busy_cpu() -> float:
-    """CPU seconds every core spent busy since boot (``/proc/stat``): everything running."""
-    ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = ticks[3] + ticks[4]  # idle, iowait; guest time is already counted in user
-    return (sum(ticks[:8]) - idle) / CLOCK_TICKS
-
-
-@dataclass
-class Server:
-    name: str
-    proc: subprocess.Popen[bytes]
-    url: str
-    log: Path
-
-
-@contextlib.contextmanager
-def serve(
-    name: str, cmd: list[str], port: int, env: dict[str, str], logdir: Path
-) -> Iterator[Server]:
-    """Run a server process for the duration of the block; always stopped at the end."""
-    log = logdir / f"{name}.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            cmd,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            cwd=repo_root(),
-        )
-    try:
-        yield Server(name, proc, f"http://127.0.0.1:{port}", log)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(25)  # the gateway flushes its producer on the way out
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-
-
 def post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
     req = urllib.request.Request(  # noqa: S310 - a local http URL
         url, data=body, method="POST", headers={"Content-Type": "application/json", **headers}
@@ -339,116 +282,6 @@ def wait_ready(server: Server, path: str, body: bytes, headers: dict[str, str]) 
     raise RuntimeError(f"{server.name} did not answer within 60s:\n{tail(server.log)}")
 
 
-# --------------------------------------------------------------------------- hey
-
-
-def hey_binary(stack: Stack) -> str:
-    """``hey`` from the project cache, built with ``go install`` the first time."""
-    gobin = stack.cfg.cache / "bin"
-    hey = gobin / "hey"
-    if not hey.exists():
-        go = shutil.which("go") or "/usr/local/go/bin/go"
-        if not Path(go).exists():
-            raise StackError("go not found (needed once to build hey): install Go 1.21+")
-        gobin.mkdir(parents=True, exist_ok=True)
-        run_step(
-            [go, "install", f"github.com/rakyll/hey@{HEY_VERSION}"],
-            what=f"go install github.com/rakyll/hey@{HEY_VERSION}",
-            env=os.environ | {"GOBIN": str(gobin)},
-        )
-    return str(hey)
-
-
-@dataclass
-class Trial:
-    events_s: float
-    p50_ms: float
-    p99_ms: float
-    ok: int  # events acknowledged (202s x events per request, or producer acks)
-    failures: dict[str, int] = field(default_factory=dict)  # non-202 statuses and errors
-    client_cores: float = 0.0  # the load generator's CPU, in cores
-    server_cores: float = 0.0
-    broker_cores: float = 0.0
-    other_cores: float = 0.0  # the rest of the machine during the trial
-
-
-_STATUS = re.compile(r"^\s*\[(\d{3})\]\s+(\d+) responses", re.M)
-_ERROR = re.compile(r"^\s*\[(\d+)\]\s+(.+)$", re.M)
-
-
-def parse_hey(out: str, per_request: int) -> Trial:
-    """Requests/sec, p50/p99 and status codes from hey's text summary."""
-    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    p50 = re.search(r"^\s*50% in ([\d.]+) secs", out, re.M)
-    p99 = re.search(r"^\s*99% in ([\d.]+) secs", out, re.M)
-    if not (rps and p50 and p99):
-        raise RuntimeError(f"cannot parse hey's output:\n{out}")
-    codes = {int(c): int(n) for c, n in _STATUS.findall(out)}
-    failures = {f"HTTP {c}": n for c, n in codes.items() if c != 202}
-    if "Error distribution:" in out:
-        errors = out.split("Error distribution:", 1)[1]
-        failures |= {msg.strip()[:120]: int(n) for n, msg in _ERROR.findall(errors)}
-    return Trial(
-        events_s=float(rps[1]) * per_request,
-        p50_ms=float(p50[1]) * 1000,
-        p99_ms=float(p99[1]) * 1000,
-        ok=codes.get(202, 0) * per_request,
-        failures=failures,
-    )
-
-
-def hey(
-    binary: str,
-    server: Server,
-    path: str,
-    body_file: Path,
-    headers: dict[str, str],
-    *,
-    seconds: int,
-    concurrency: int,
-    per_request: int,
-    broker_pid: int | None,
-    qps: float | None = None,
-) -> Trial:
-    """One hey run; the generator's, the server's and the broker's CPU measured around it.
-    ``qps``: requests per second *per worker* (a steady load below saturation)."""
-    cmd = [binary, "-z", f"{seconds}s", "-c", str(concurrency), "-m", "POST"]
-    if qps is not None:
-        cmd += ["-q", f"{qps:g}"]
-    cmd += ["-T", "application/json", "-D", str(body_file)]
-    for k, v in headers.items():
-        cmd += ["-H", f"{k}: {v}"]
-    cmd.append(server.url + path)
-    server_cpu0, broker_cpu0 = proc_cpu(server.proc.pid), proc_cpu(broker_pid)
-    busy0 = machine_busy_cpu()
-    t0 = time.perf_counter()
-    with tempfile.TemporaryFile() as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
-        try:
-            # wait4 hands back the child's own resource usage (RUSAGE_CHILDREN would mix in
-            # every other child reaped meanwhile)
-            _, status, usage = os.wait4(proc.pid, 0)
-        except BaseException:  # interrupted: do not leave hey running
-            proc.kill()
-            proc.wait()
-            raise
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        wall = time.perf_counter() - t0
-        out.seek(0)
-        text = out.read().decode(errors="replace")
-    if proc.returncode != 0:
-        raise RuntimeError(f"hey exited {proc.returncode}:\n{text}")
-    trial = parse_hey(text, per_request)
-    trial.client_cores = (usage.ru_utime + usage.ru_stime) / wall
-    trial.server_cores = (proc_cpu(server.proc.pid) - server_cpu0) / wall
-    trial.broker_cores = (proc_cpu(broker_pid) - broker_cpu0) / wall
-    busy = (machine_busy_cpu() - busy0) / wall
-    # whatever else ran meanwhile (other test runs, services)
-    measured = (trial.client_cores, trial.server_cores, trial.broker_cores)
-    trial.other_cores = busy - sum(c for c in measured if not math.isnan(c))
-    return trial
-
-
 # --------------------------------------------------------------------------- Kafka offsets
 
 
@@ -465,16 +298,6 @@ def topic_records(settings: KafkaSettings, topic: str) -> int:
 
 
 # --------------------------------------------------------------------------- the benchmark
-
-
-def _median(trials: list[Trial], attr: str) -> float:
-    return statistics.median(getattr(t, attr) for t in trials)
-
-
-def _clean_env(extra: dict[str, str]) -> dict[str, str]:
-    """This process's environment without any CINEPULSE_* variable (no stray rate limit or
-    key path reaches the servers), plus ``extra``."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("CINEPULSE_")} | extra
 
 
 @dataclass
@@ -540,7 +363,7 @@ def run(stack: Stack) -> Table:
     single = json.dumps(rate_event("u-1042", now)).encode()
     batch_list = batch_events(now)
     batch = json.dumps(batch_list).encode()
-    env = _clean_env(
+    env = clean_env(
         stack.env()
         | {
             "CINEPULSE_KAFKA__TOPIC_PREFIX": prefix,
@@ -656,20 +479,20 @@ def _table(
         "s": f"(c') gateway POST /api/events at a steady {STEADY_RATE:,} events/s, "
         f"c={STEADY_CONCURRENCY}",
     }
-    rate = {k: _median(ts, "events_s") for k, ts in trials.items()}
+    rate = {k: median(ts, "events_s") for k, ts in trials.items()}
     ceiling = {"a": "a", "c": "a", "b": "b", "d": "b"}
     ceiling["s"] = "a"
     for k in ("a", "c", "b", "d", "s"):
         table.add(
             names[k],
             f"{rate[k]:,.0f}",
-            f"{_median(trials[k], 'p50_ms'):.1f}",
-            f"{_median(trials[k], 'p99_ms'):.1f}",
+            f"{median(trials[k], 'p50_ms'):.1f}",
+            f"{median(trials[k], 'p99_ms'):.1f}",
             f"{rate[k] / rate[ceiling[k]]:.2f}",
             f"{statistics.median(t.events_s / t.server_cores for t in trials[k]):,.0f}",
         )
     c_a, d_b = rate["c"] / rate["a"], rate["d"] / rate["b"]
-    p99s = {k: _median(trials[k], "p99_ms") for k in ("c", "d", "s")}
+    p99s = {k: median(trials[k], "p99_ms") for k in ("c", "d", "s")}
 
     def verdict(ok: bool) -> str:
         return "met" if ok else "MISSED"
@@ -684,13 +507,13 @@ def _table(
     for k in ("a", "c", "d"):
         ts = trials[k]
         table.notes.append(
-            f"CPU ({k}, cores, medians): hey {_median(ts, 'client_cores'):.2f} while the "
-            f"server used {_median(ts, 'server_cores'):.2f}, the Kafka broker "
-            f"{_median(ts, 'broker_cores'):.2f} and the rest of the machine "
-            f"{_median(ts, 'other_cores'):.2f}"
+            f"CPU ({k}, cores, medians): hey {median(ts, 'client_cores'):.2f} while the "
+            f"server used {median(ts, 'server_cores'):.2f}, the Kafka broker "
+            f"{median(ts, 'broker_cores'):.2f} and the rest of the machine "
+            f"{median(ts, 'other_cores'):.2f}"
         )
     table.notes.append(
-        f"CPU (b): the producer process used {_median(trials['b'], 'server_cores'):.2f} "
+        f"CPU (b): the producer process used {median(trials['b'], 'server_cores'):.2f} "
         "cores; its latency is produce() to delivery callback while producing flat out "
         "(librdkafka's linger.ms=5 batching and queueing included)"
     )

@@ -30,7 +30,7 @@ from typing import Any
 import httpx
 import psycopg
 
-from bench.gateway import _clean_env, free_port, serve
+from bench.loadgen import clean_env, free_port, serve
 from bench.report import Table
 from cinepulse_common import topics
 from cinepulse_common.kafka import delete_topics, ensure_topics, make_admin, make_producer
@@ -214,7 +214,7 @@ def _visible(dsn: str) -> dict[str, float]:
 def _freshness(stack: Stack, kafka: KafkaSettings, dsn: str, workdir: Path) -> dict[str, Any]:
     key = secrets.token_urlsafe(24)
     headers = {"X-Write-Key": key}
-    env = _clean_env(
+    env = clean_env(
         stack.env()
         | {
             "CINEPULSE_KAFKA__TOPIC_PREFIX": kafka.topic_prefix,

@@ -168,11 +168,17 @@ def fill_warehouse(pg_settings: PostgresSettings) -> None:
         _emotion(conn, date(2026, 12, 1), 5, "neutral", 4, 0.0)
 
 
+#: an internal client (reads any user's data), as the tests here call the api
+INTERNAL_KEY = "it-internal-key"
+TEST_AUTH: dict[str, Any] = {"keys": {"it": INTERNAL_KEY}, "roles": {"it": "internal"}}
+
+
 @pytest.fixture
 def client(pg_settings: PostgresSettings) -> Iterator[TestClient]:
     fill_warehouse(pg_settings)
-    settings = ApiSettings(postgres=pg_settings, log_json=False)
+    settings = ApiSettings(postgres=pg_settings, log_json=False, auth=TEST_AUTH)
     with TestClient(create_app(settings, today=lambda: TODAY)) as c:
+        c.headers["X-API-Key"] = INTERNAL_KEY
         yield c
 
 
@@ -351,7 +357,7 @@ def test_trending_joins_live_counters_with_titles(pg_settings: PostgresSettings)
         ],
         "partitions": [{"topic": "cinepulse.user-events.rate", "partition": 0}],
     }
-    settings = ApiSettings(postgres=pg_settings, log_json=False)
+    settings = ApiSettings(postgres=pg_settings, log_json=False, auth=TEST_AUTH)
     app = create_app(settings, archiver_transport=httpx.MockTransport(handler))
     with TestClient(app) as client:
         r = client.get("/api/trending", params={"limit": 3})

@@ -1,7 +1,9 @@
 """Fuzzing the api's OpenAPI with schemathesis: the real app (uvicorn, in a thread of this
 process) over a real, migrated PostgreSQL holding the data of ``test_api``; the archiver
-behind /api/trending is a mock transport. Every GET operation must answer without a server
-error (5xx), whatever the generated parameters."""
+behind /api/trending is a mock transport. Every GET operation, called as an internal client
+(``X-API-Key``), must answer without a server error (5xx), with a documented status code,
+content type and headers, and a body that conforms to the documented schema of that status
+(the 422 and 404 bodies included), whatever the generated parameters."""
 
 from __future__ import annotations
 
@@ -16,15 +18,22 @@ import pytest
 import schemathesis
 import uvicorn
 from hypothesis import HealthCheck, settings
+from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import content_type_conformance
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    negative_data_rejection,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from cinepulse_api.app import create_app
 from cinepulse_api.settings import ApiSettings
 from cinepulse_common.settings import PostgresSettings
 from cinepulse_devstack import Stack
 from tests.integration.services import free_port
-from tests.integration.test_api import TODAY, fill_warehouse
+from tests.integration.test_api import INTERNAL_KEY, TEST_AUTH, TODAY, fill_warehouse
 
 pytestmark = pytest.mark.integration
 
@@ -43,7 +52,7 @@ def api_url(stack: Stack, migrated_template: str) -> Iterator[str]:
     try:
         fill_warehouse(pg)
         app = create_app(
-            ApiSettings(postgres=pg, log_json=False),
+            ApiSettings(postgres=pg, log_json=False, auth=TEST_AUTH),
             today=lambda: TODAY,
             archiver_transport=httpx.MockTransport(_archiver),
         )
@@ -73,12 +82,28 @@ schema = schemathesis.pytest.from_fixture("api_schema")
 
 @pytest.fixture(scope="module")
 def api_schema(api_url: str) -> Any:
-    return schemathesis.openapi.from_url(api_url + "/openapi.json").include(method="GET")
+    spec = schemathesis.openapi.from_url(api_url + "/openapi.json").include(method="GET")
+    # valid and invalid parameters alike: the 422 bodies are checked against their schema too;
+    # the credential is the test's own (an internal client), not generated
+    spec.config.generation.update(
+        modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE], with_security_parameters=False
+    )
+    return spec
 
 
 @schema.parametrize()
 @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
-def test_fuzzing_the_api_finds_no_server_error(case: Any, api_url: str) -> None:
+def test_fuzzing_the_api_conforms_to_its_schema(case: Any, api_url: str) -> None:
     case.call_and_validate(
-        base_url=api_url, checks=[not_a_server_error, content_type_conformance], timeout=10
+        base_url=api_url,
+        headers={"X-API-Key": INTERNAL_KEY},
+        checks=[
+            not_a_server_error,
+            status_code_conformance,
+            content_type_conformance,
+            response_headers_conformance,
+            response_schema_conformance,
+            negative_data_rejection,
+        ],
+        timeout=10,
     )

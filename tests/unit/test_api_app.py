@@ -1,28 +1,47 @@
 """The api without a database: parameter validation (422 naming the field), liveness,
-readiness failing when PostgreSQL does not answer, /api/trending when the archiver is down,
-slow or odd (a mock transport), window bounds and settings."""
+readiness failing when PostgreSQL does not answer (and 503 from a read), /api/trending when
+the archiver is down, slow or odd (a mock transport), access rules that answer before any
+query (401/403), user tokens, ETag matching, the OpenAPI document, window bounds and
+settings. The access rules with data behind them are in tests/integration/test_api_access.py."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from datetime import date
+from pathlib import Path
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from cinepulse_api.app import create_app, window_bounds
+from cinepulse_api.access import UserTokenError, sign_user_token, verify_user_token
+from cinepulse_api.app import AnswerCache, Encoded, create_app, etag_matches, etag_of, window_bounds
 from cinepulse_api.settings import ApiSettings
 from cinepulse_common.settings import PostgresSettings
 
 # nothing listens on port 9: the pool never gets a connection
 NO_DB = PostgresSettings(dsn="postgresql://u:p@127.0.0.1:9/none?connect_timeout=1")
+SECRET = "s" * 32
+AUTH = {
+    "keys": {"explorer": "internal-key", "web": "frontend-key", "partner": "partner-key"},
+    "roles": {"explorer": "internal", "web": "frontend"},
+    "user_token_secret": SECRET,
+}
+NOW = 1_800_000_000.0
+
+
+def _app(**overrides: object) -> TestClient:
+    settings = ApiSettings.model_validate(
+        {"postgres": NO_DB, "readiness_timeout_s": 0.5, "db_pool_timeout_s": 0.5, "auth": AUTH}
+        | overrides
+    )
+    return TestClient(create_app(settings, clock=lambda: NOW))
 
 
 @pytest.fixture
 def client() -> Iterator[TestClient]:
-    settings = ApiSettings(postgres=NO_DB, readiness_timeout_s=0.5)
-    with TestClient(create_app(settings)) as c:
+    with _app() as c:
+        c.headers["X-API-Key"] = "internal-key"
         yield c
 
 
@@ -136,3 +155,291 @@ def test_settings_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     s = ApiSettings()
     assert (s.port, s.bayes_prior_votes, s.cache_max_age_s) == (8000, 10.0, 60)
     assert (s.archiver_url, s.archiver_timeout_s) == ("http://127.0.0.1:6066", 1.0)
+    assert s.auth.enabled and s.auth.public_aggregates and s.auth.header == "X-API-Key"
+    assert s.auth.user_token_secret is None and s.db_pool_timeout_s == 5.0
+
+
+# --- access: the answers that come before any query ----------------------------------------
+def _token(user: str, ttl: int = 600, secret: str = SECRET) -> str:
+    return sign_user_token(secret, user, ttl, now=NOW)
+
+
+@pytest.mark.parametrize(
+    ("headers", "status", "reason"),
+    [
+        ({}, 401, "missing X-API-Key header"),
+        ({"X-API-Key": "nope"}, 401, "invalid X-API-Key (no client has this key)"),
+        ({"X-API-Key": "frontend-key"}, 401, "client 'web' (role frontend) must send X-User-Token"),
+        # a client without a listed role is a frontend: the least privileged
+        ({"X-API-Key": "partner-key"}, 401, "client 'partner' (role frontend) must send"),
+        (
+            {"X-API-Key": "frontend-key", "X-User-Token": _token("someone-else")},
+            403,
+            "the X-User-Token is for another user; client 'web' (role frontend) may read only",
+        ),
+        (
+            {"X-API-Key": "frontend-key", "X-User-Token": _token("critic", ttl=-1)},
+            401,
+            "invalid X-User-Token: expired",
+        ),
+        (
+            {"X-API-Key": "frontend-key", "X-User-Token": _token("critic", secret="x" * 32)},
+            401,
+            "invalid X-User-Token: bad signature",
+        ),
+        (
+            {"X-API-Key": "frontend-key", "X-User-Token": _token("critic", ttl=86_400)},
+            401,
+            "invalid X-User-Token: expires more than 3600s ahead",
+        ),
+        (
+            {"X-API-Key": "frontend-key", "X-User-Token": "garbage"},
+            401,
+            "invalid X-User-Token: malformed token",
+        ),
+        # a user token alone is not a credential
+        ({"X-User-Token": _token("critic")}, 401, "missing X-API-Key header"),
+    ],
+    ids=[
+        "no-key",
+        "bad-key",
+        "frontend-no-token",
+        "unlisted-client-is-frontend",
+        "other-users-token",
+        "expired",
+        "forged",
+        "too-long-lived",
+        "malformed",
+        "token-without-key",
+    ],
+)
+def test_per_user_data_is_refused_before_any_query(
+    headers: dict[str, str], status: int, reason: str
+) -> None:
+    with _app() as c:
+        r = c.get("/api/user_stats/critic", headers=headers)
+    assert r.status_code == status, r.text
+    assert r.json()["detail"].startswith(reason), r.json()
+    if status == 401:
+        assert r.headers["www-authenticate"] in ("X-API-Key", "X-User-Token")
+    assert "etag" not in r.headers
+
+
+def test_a_frontend_reads_no_user_without_a_token_secret() -> None:
+    auth = {k: v for k, v in AUTH.items() if k != "user_token_secret"}
+    with _app(auth=auth) as c:
+        r = c.get(
+            "/api/user_stats/critic",
+            headers={"X-API-Key": "frontend-key", "X-User-Token": _token("critic")},
+        )
+    assert r.status_code == 403
+    assert "no user token secret is configured" in r.json()["detail"]
+
+
+def test_aggregates_need_a_key_when_not_public() -> None:
+    with _app(auth=AUTH | {"public_aggregates": False}) as c:
+        for path in ("/api/top_movies", "/api/movies/1", "/api/emotion_trends", "/api/trending"):
+            r = c.get(path)
+            assert r.status_code == 401, path
+            assert r.json() == {"detail": "missing X-API-Key header"}
+            assert c.get(path, headers={"X-API-Key": "bad"}).status_code == 401
+        # health and metrics stay open
+        assert c.get("/healthz").status_code == 200
+        assert c.get("/metrics").status_code == 200
+
+
+def test_a_database_that_does_not_answer_is_503_with_retry_after(client: TestClient) -> None:
+    r = client.get("/api/movies/1")
+    assert r.status_code == 503
+    assert r.headers["retry-after"] == "5"
+    assert r.json() == {"detail": "the database is unavailable (PoolTimeout); retry later"}
+
+
+def test_user_tokens_round_trip_and_refuse_tampering() -> None:
+    token = sign_user_token(SECRET, "u-1042", 300, now=NOW)
+    assert verify_user_token(SECRET, token, 3600, now=NOW) == "u-1042"
+    header, claims, sig = token.split(".")
+    # a standard JWT: any HS256 library reads it
+    import base64
+    import json
+
+    def part(p: str) -> dict[str, object]:
+        return json.loads(base64.urlsafe_b64decode(p + "=" * (-len(p) % 4)))
+
+    assert part(header) == {"alg": "HS256", "typ": "JWT"}
+    assert part(claims) == {"sub": "u-1042", "exp": int(NOW) + 300, "aud": "cinepulse-api"}
+
+    def b64(d: dict[str, object]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(d).encode()).rstrip(b"=").decode()
+
+    forged = f"{header}.{b64({'sub': 'admin', 'exp': NOW + 300, 'aud': 'cinepulse-api'})}.{sig}"
+    none_alg = f"{b64({'alg': 'none'})}.{claims}."
+    for bad, reason in [
+        (forged, "bad signature"),
+        (none_alg, "bad signature"),
+        (token + "x", "bad signature"),
+        ("a.b", "malformed"),
+        ("é.é.é", "malformed"),
+    ]:
+        with pytest.raises(UserTokenError, match=reason):
+            verify_user_token(SECRET, bad, 3600, now=NOW)
+    with pytest.raises(UserTokenError, match="expired"):
+        verify_user_token(SECRET, token, 3600, now=NOW + 300)
+    with pytest.raises(UserTokenError, match="bad signature"):
+        verify_user_token("t" * 32, token, 3600, now=NOW)
+
+
+def test_a_correctly_signed_token_with_wrong_claims_is_refused() -> None:
+    import base64
+    import hashlib
+    import hmac
+    import json
+
+    def signed(header: dict[str, object], claims: object) -> str:
+        def b64(d: object) -> str:
+            return base64.urlsafe_b64encode(json.dumps(d).encode()).rstrip(b"=").decode()
+
+        signing_input = f"{b64(header)}.{b64(claims)}"
+        sig = hmac.new(SECRET.encode(), signing_input.encode(), hashlib.sha256).digest()
+        return f"{signing_input}.{base64.urlsafe_b64encode(sig).rstrip(b'=').decode()}"
+
+    hs256 = {"alg": "HS256", "typ": "JWT"}
+    good = {"sub": "u", "exp": NOW + 60, "aud": "cinepulse-api"}
+    assert verify_user_token(SECRET, signed(hs256, good), 3600, now=NOW) == "u"
+    assert (
+        verify_user_token(
+            SECRET, signed(hs256, good | {"aud": ["x", "cinepulse-api"]}), 60, now=NOW
+        )
+        == "u"
+    )
+    for header, claims, reason in [
+        ({"alg": "HS512"}, good, "unsupported algorithm"),
+        (hs256, ["u"], "malformed claims"),
+        (hs256, good | {"sub": ""}, "no sub"),
+        (hs256, good | {"aud": "other"}, "aud must be"),
+        (hs256, {"sub": "u", "aud": "cinepulse-api"}, "no exp"),
+        (hs256, good | {"exp": True}, "no exp"),
+    ]:
+        with pytest.raises(UserTokenError, match=reason):
+            verify_user_token(SECRET, signed(header, claims), 3600, now=NOW)
+
+
+def test_auth_settings_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="at least 32 bytes"):
+        ApiSettings(postgres=NO_DB, auth={"user_token_secret": "short"})  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match=r"auth\.enabled=false is for development"):
+        ApiSettings(postgres=NO_DB, environment="production", auth={"enabled": False})  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="roles"):
+        ApiSettings(postgres=NO_DB, auth={"roles": {"x": "admin"}})  # type: ignore[arg-type]
+    monkeypatch.setenv("CINEPULSE_POSTGRES__DSN", "postgresql://u:p@db/x")
+    monkeypatch.setenv("CINEPULSE_AUTH__KEYS", '{"explorer": "k1"}')
+    monkeypatch.setenv("CINEPULSE_AUTH__ROLES", '{"explorer": "internal"}')
+    monkeypatch.setenv("CINEPULSE_AUTH__PUBLIC_AGGREGATES", "false")
+    s = ApiSettings()
+    assert s.auth.roles == {"explorer": "internal"} and not s.auth.public_aggregates
+    assert s.auth.keys["explorer"].get_secret_value() == "k1"
+
+
+def test_a_bad_key_source_stops_the_api_at_start(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="cannot load API keys"):
+        create_app(ApiSettings(postgres=NO_DB, auth={"keys_path": tmp_path / "missing"}))  # type: ignore[arg-type]
+
+
+def test_auth_disabled_opens_per_user_data() -> None:
+    with _app(auth={"enabled": False}) as c:
+        # no credential needed: the request reaches the (missing) database
+        assert c.get("/api/user_stats/critic").status_code == 503
+        spec = c.get("/openapi.json").json()
+    assert "securitySchemes" not in spec.get("components", {})
+    assert "401" not in spec["paths"]["/api/user_stats/{user_id}"]["get"]["responses"]
+
+
+# --- ETag ------------------------------------------------------------------------------------
+def test_etag_is_strong_and_if_none_match_compares_weakly() -> None:
+    tag = etag_of(b'{"a":1}')
+    assert tag.startswith('"') and tag.endswith('"') and tag == etag_of(b'{"a":1}')
+    assert tag != etag_of(b'{"a":2}')
+    assert etag_matches(tag, tag)
+    assert etag_matches(f'"other", W/{tag}', tag)
+    assert etag_matches("*", tag)
+    assert not etag_matches(None, tag)
+    assert not etag_matches('"other"', tag)
+    assert not etag_matches(tag[1:-1], tag)  # unquoted is not the same tag
+
+
+# --- OpenAPI ---------------------------------------------------------------------------------
+def test_openapi_documents_every_answer_with_examples(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    schemas = spec["components"]["schemas"]
+    for name in ("TopMovies", "Movie", "UserStats", "EmotionTrends", "Trending"):
+        assert schemas[name]["examples"], name
+    assert schemas["ErrorMessage"]["examples"] and schemas["ValidationErrors"]["examples"]
+    assert "HTTPValidationError" not in schemas  # FastAPI's 422 shape is not what we answer
+    for path, item in spec["paths"].items():
+        if not path.startswith("/api/"):
+            continue
+        answers = item["get"]["responses"]
+        assert {"200", "304", "422", "503"} <= set(answers), path
+        assert answers["422"]["content"]["application/json"]["schema"] == {
+            "$ref": "#/components/schemas/ValidationErrors"
+        }
+        assert set(answers["200"]["headers"]) == {"ETag", "Cache-Control"}
+    user = spec["paths"]["/api/user_stats/{user_id}"]["get"]
+    assert {"401", "403", "404"} <= set(user["responses"])
+    assert user["security"] == [{"ApiKey": [], "UserToken": []}, {"ApiKey": []}]
+    assert "security" not in spec["paths"]["/api/top_movies"]["get"]  # public
+    assert spec["components"]["securitySchemes"]["ApiKey"]["name"] == "X-API-Key"
+    assert spec["components"]["securitySchemes"]["UserToken"]["name"] == "X-User-Token"
+
+
+def test_openapi_with_keyed_aggregates() -> None:
+    with _app(auth=AUTH | {"public_aggregates": False}) as c:
+        spec = c.get("/openapi.json").json()
+    op = spec["paths"]["/api/top_movies"]["get"]
+    assert op["security"] == [{"ApiKey": []}]
+    assert "401" in op["responses"]
+
+
+def test_the_answer_cache_expires_and_keeps_the_most_recent() -> None:
+    now = [0.0]
+    cache = AnswerCache(ttl_s=10, entries=2, clock=lambda: now[0])
+    a, b, c = (Encoded(x, etag_of(x)) for x in (b"a", b"b", b"c"))
+    cache.put(("a",), a)
+    cache.put(("b",), b)
+    assert cache.get(("a",)) is a  # now the most recently used
+    cache.put(("c",), c)  # evicts b, the least recently used
+    assert cache.get(("b",)) is None and cache.get(("a",)) is a and cache.get(("c",)) is c
+    now[0] = 10.0
+    assert cache.get(("a",)) is None  # expired
+    off = AnswerCache(ttl_s=0, entries=2, clock=lambda: now[0])
+    assert off.put(("a",), a) is a and off.get(("a",)) is None
+
+
+def test_concurrent_misses_share_one_computation() -> None:
+    import asyncio
+
+    cache = AnswerCache(ttl_s=10, entries=8, clock=lambda: 0.0)
+    calls = []
+
+    async def compute() -> Encoded:
+        calls.append(1)
+        await asyncio.sleep(0.01)
+        return Encoded(b"x", etag_of(b"x"))
+
+    async def failing() -> Encoded:
+        calls.append(1)
+        await asyncio.sleep(0.01)
+        raise RuntimeError("boom")
+
+    async def main() -> None:
+        got = await asyncio.gather(*(cache.get_or_compute(("k",), compute) for _ in range(10)))
+        assert len(calls) == 1 and {g.body for g in got} == {b"x"}
+        results = await asyncio.gather(
+            *(cache.get_or_compute(("f",), failing) for _ in range(3)), return_exceptions=True
+        )
+        assert len(calls) == 2 and all(isinstance(r, RuntimeError) for r in results)
+        assert cache.get(("f",)) is None  # a failure is not kept
+
+    asyncio.run(main())

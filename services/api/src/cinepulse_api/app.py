@@ -17,31 +17,56 @@
   slower than ``CINEPULSE_ARCHIVER_TIMEOUT_S``: 503 with ``Retry-After``; an answer that
   makes no sense: 502. Answered with ``Cache-Control: public, max-age=5``.
 
+Access (:mod:`cinepulse_api.access`): aggregates are public unless
+``CINEPULSE_AUTH__PUBLIC_AGGREGATES=false``; per-user data needs an API key (``X-API-Key``)
+of an ``internal`` client, or of a ``frontend`` client with a user token (``X-User-Token``)
+for that very user. 401 names the missing or bad credential, 403 what the caller may not read.
+
+Caching: every 200 carries an ``ETag`` (a strong validator over the body) and a
+``Cache-Control``: ``public, max-age=60`` for aggregates (``CINEPULSE_CACHE_MAX_AGE_S``;
+``private`` when aggregates need a key), ``private, max-age=60`` with ``Vary`` on the
+credentials for per-user answers. A request whose ``If-None-Match`` holds that ETag gets 304
+with no body (the ETag is over the answer, not the data's version). The api keeps each
+aggregate answer ``CINEPULSE_ANSWER_CACHE_S`` (10 s; requests missing the same answer at once
+share one query): aggregates change only when the aggregates job runs. Per-user answers are
+computed for every request, in one query.
+
 Errors: 404 with a message naming what was not found; 422 ``{"detail": [{"field", "reason",
-"type"}]}`` naming each bad query or path parameter. Read endpoints answer with
-``Cache-Control: public, max-age=60`` (``CINEPULSE_CACHE_MAX_AGE_S``).
+"type"}]}`` naming each bad query or path parameter; 503 with ``Retry-After`` when the
+database does not answer in time (pool exhausted, statement timeout, connection lost). Every
+error body is in the OpenAPI document.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import asyncio
+import hashlib
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import httpx
-from fastapi import FastAPI, HTTPException, Path, Query, Request, Response
+import psycopg
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from psycopg.rows import dict_row
-from psycopg_pool import AsyncConnectionPool
-from pydantic import AfterValidator, BaseModel, ValidationError
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 
 from cinepulse_api import __version__, queries
-from cinepulse_api.metrics import HTTP
+from cinepulse_api.access import UNRESTRICTED, Access, Caller
+from cinepulse_api.metrics import DB_ERRORS, DB_POOL_WAIT_SECONDS, DB_QUERY_SECONDS, HTTP
 from cinepulse_api.settings import ApiSettings
+from cinepulse_common.apikeys import ApiKeyError, ApiKeys
+from cinepulse_common.http_errors import add_validation_handler
 from cinepulse_common.logging import get_logger
 from cinepulse_common.observability import HttpMetricsMiddleware, add_health_routes
+from cinepulse_common.openapi import customise_openapi
 from cinepulse_common.postgres import make_async_pool
 
 log = get_logger(__name__)
@@ -55,10 +80,79 @@ MAX_BIGINT = 2**63 - 1
 TRENDING_MAX_AGE_S = 5
 #: Retry-After of a 503 from /api/trending (seconds)
 TRENDING_RETRY_AFTER_S = 5
+#: Retry-After of a 503 when the database does not answer (seconds)
+DB_RETRY_AFTER_S = 5
+
+
+def _examples(*examples: dict[str, Any]) -> ConfigDict:
+    return ConfigDict(json_schema_extra={"examples": list(examples)})
+
+
+# --- error bodies ----------------------------------------------------------------------------
+class ErrorMessage(BaseModel):
+    """401, 403, 404, 502, 503: what went wrong, in one sentence."""
+
+    model_config = _examples({"detail": "unknown movie 99"})
+    detail: str
+
+
+class FieldError(BaseModel):
+    model_config = _examples(
+        {"field": "limit", "reason": "Input should be less than or equal to 100", "type": "x"}
+    )
+    field: str
+    reason: str
+    type: str
+
+
+class ValidationErrors(BaseModel):
+    """422: each bad query or path parameter, named."""
+
+    model_config = _examples(
+        {
+            "detail": [
+                {
+                    "field": "limit",
+                    "reason": "Input should be less than or equal to 100",
+                    "type": "less_than_equal",
+                }
+            ]
+        }
+    )
+    detail: list[FieldError]
 
 
 # --- response models -------------------------------------------------------------------------
+EXAMPLE_TOP_MOVIE: dict[str, Any] = {
+    "movie_id": 603,
+    "title": "The Matrix",
+    "release_date": "1999-03-30",
+    "ratings": 20,
+    "mean_rating": 4.5,
+    "score": 4.354,
+}
+EXAMPLE_TOTALS: dict[str, Any] = {
+    "ratings": 20,
+    "mean_rating": 4.5,
+    "watches": 4,
+    "completed_watches": 3,
+    "watch_seconds": 21600.0,
+    "comments": 2,
+    "clicks": 9,
+}
+EXAMPLE_BUCKET: dict[str, Any] = {
+    "start": "2026-11-16",
+    "comments": 3,
+    "mean_sentiment": 0.367,
+    "emotions": {
+        "joy": {"comments": 2, "mean_sentiment": 0.8},
+        "sadness": {"comments": 1, "mean_sentiment": -0.5},
+    },
+}
+
+
 class TopMovie(BaseModel):
+    model_config = _examples(EXAMPLE_TOP_MOVIE)
     movie_id: int
     title: str
     release_date: date | None
@@ -68,6 +162,19 @@ class TopMovie(BaseModel):
 
 
 class TopMovies(BaseModel):
+    model_config = _examples(
+        {
+            "window": "week",
+            "genre": None,
+            "min_votes": 1,
+            "prior_votes": 10.0,
+            "mean_rating": 4.06,
+            "items": [EXAMPLE_TOP_MOVIE],
+            "limit": 20,
+            "offset": 0,
+            "total": 1,
+        }
+    )
     window: Window
     genre: str | None
     min_votes: int
@@ -80,11 +187,13 @@ class TopMovies(BaseModel):
 
 
 class Genre(BaseModel):
+    model_config = _examples({"genre_id": 878, "name": "Science Fiction"})
     genre_id: int
     name: str
 
 
 class MovieTotals(BaseModel):
+    model_config = _examples(EXAMPLE_TOTALS)
     ratings: int
     mean_rating: float | None
     watches: int
@@ -95,6 +204,31 @@ class MovieTotals(BaseModel):
 
 
 class Movie(BaseModel):
+    model_config = _examples(
+        {
+            "movie_id": 603,
+            "imdb_id": "tt0133093",
+            "title": "The Matrix",
+            "original_title": "The Matrix",
+            "original_language": "en",
+            "overview": "Set in the 22nd century, The Matrix tells the story of a computer "
+            "hacker who joins a group of underground insurgents.",
+            "tagline": "Welcome to the Real World.",
+            "status": "Released",
+            "release_date": "1999-03-30",
+            "runtime_minutes": 136,
+            "budget": 63000000,
+            "revenue": 463517383,
+            "popularity": 104.3,
+            "vote_average": 7.9,
+            "vote_count": 8907,
+            "poster_path": "/f89U3ADr1oiB1s9GkdPOEpXUk5H.jpg",
+            "adult": False,
+            "updated_at": "2026-11-20T08:00:00Z",
+            "genres": [{"genre_id": 28, "name": "Action"}],
+            "totals": EXAMPLE_TOTALS,
+        }
+    )
     movie_id: int
     imdb_id: str | None
     title: str
@@ -118,11 +252,23 @@ class Movie(BaseModel):
 
 
 class GenreCount(BaseModel):
+    model_config = _examples({"genre": "Drama", "events": 6})
     genre: str
     events: int
 
 
 class UserStats(BaseModel):
+    model_config = _examples(
+        {
+            "user_id": "u-1042",
+            "events": {"watch": 2, "rate": 4, "comment": 1, "click": 3},
+            "total_events": 10,
+            "watch_seconds": 9400.0,
+            "rating_distribution": {"3.0": 1, "4.5": 2, "5.0": 1},
+            "favourite_genres": [{"genre": "Drama", "events": 6}],
+            "last_activity": "2026-11-19T21:30:00Z",
+        }
+    )
     user_id: str
     events: dict[str, int]
     total_events: int
@@ -133,11 +279,13 @@ class UserStats(BaseModel):
 
 
 class EmotionCount(BaseModel):
+    model_config = _examples({"comments": 2, "mean_sentiment": 0.8})
     comments: int
     mean_sentiment: float
 
 
 class EmotionBucket(BaseModel):
+    model_config = _examples(EXAMPLE_BUCKET)
     start: date
     comments: int
     mean_sentiment: float
@@ -145,6 +293,14 @@ class EmotionBucket(BaseModel):
 
 
 class EmotionTrends(BaseModel):
+    model_config = _examples(
+        {
+            "movie_id": 603,
+            "genre": None,
+            "bucket": "week",
+            "buckets": [EXAMPLE_BUCKET],
+        }
+    )
     movie_id: int | None
     genre: str | None
     bucket: Bucket
@@ -152,12 +308,23 @@ class EmotionTrends(BaseModel):
 
 
 class TrendingMovie(BaseModel):
+    model_config = _examples({"movie_id": 603, "title": "The Matrix", "events": 9})
     movie_id: int
     title: str | None
     events: int
 
 
 class Trending(BaseModel):
+    model_config = _examples(
+        {
+            "minutes": 15,
+            "limit": 10,
+            "items": [
+                {"movie_id": 603, "title": "The Matrix", "events": 9},
+                {"movie_id": 99, "title": None, "events": 4},
+            ],
+        }
+    )
     minutes: int
     limit: int
     items: list[TrendingMovie]
@@ -202,6 +369,18 @@ def _rating_label(rating: float) -> str:
     return f"{rating:.1f}"
 
 
+async def _read_only_session(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Every statement is its own read-only transaction: no BEGIN and ROLLBACK round trips
+    around each query (the pool rolls back a connection returned inside a transaction), and
+    the api cannot write even by mistake."""
+    await conn.set_autocommit(True)
+    await conn.execute("SET default_transaction_read_only = on")
+
+
+#: the query histogram's children by query name (a label lookup takes a lock: hot path)
+_QUERY_TIMERS: dict[str, Any] = {}
+
+
 class Api:
     """What a request needs: the pool and the archiver client (both opened in the lifespan)
     and the settings."""
@@ -214,7 +393,9 @@ class Api:
     ) -> None:
         self.settings = settings
         self.today = today
-        self.pool: AsyncConnectionPool = make_async_pool(settings.postgres)
+        self.pool: AsyncConnectionPool = make_async_pool(
+            settings.postgres, timeout=settings.db_pool_timeout_s, configure=_read_only_session
+        )
         self.archiver_transport = archiver_transport
         self.archiver: httpx.AsyncClient | None = None
 
@@ -265,15 +446,45 @@ class Api:
             log.error("unexpected archiver answer", body=r.text[:200])
             raise HTTPException(502, "the archiver's answer is not the expected JSON") from exc
 
-    async def fetch(self, query: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-        async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(query, params)
-            return await cur.fetchall()
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """A pooled connection; the wait for it is measured."""
+        start = time.perf_counter()
+        async with self.pool.connection() as conn:
+            DB_POOL_WAIT_SECONDS.observe(time.perf_counter() - start)
+            yield conn
 
-    async def genre_ids(self, genre: str | None) -> list[int] | None:
+    async def fetch(
+        self,
+        query: queries.Query,
+        params: dict[str, Any],
+        conn: psycopg.AsyncConnection[Any] | None = None,
+    ) -> list[dict[str, Any]]:
+        """The rows of one query (on ``conn``, or a pooled connection of its own), timed
+        into ``cinepulse_api_db_query_duration_seconds{query=<name>}``."""
+        if conn is None:
+            async with self.connection() as own:
+                return await self.fetch(query, params, own)
+        timer = _QUERY_TIMERS.get(query.name)
+        if timer is None:
+            timer = _QUERY_TIMERS[query.name] = DB_QUERY_SECONDS.labels(query.name)
+        start = time.perf_counter()
+        try:
+            async with conn.cursor(row_factory=dict_row) as cur:
+                await cur.execute(query.sql, params)
+                return await cur.fetchall()
+        except psycopg.Error as exc:
+            DB_ERRORS.labels(query.name, type(exc).__name__).inc()
+            raise
+        finally:
+            timer.observe(time.perf_counter() - start)
+
+    async def genre_ids(
+        self, genre: str | None, conn: psycopg.AsyncConnection[Any] | None = None
+    ) -> list[int] | None:
         if genre is None:
             return None
-        rows = await self.fetch(queries.GENRE_IDS, {"genre": genre})
+        rows = await self.fetch(queries.GENRE_IDS, {"genre": genre}, conn)
         if not rows:
             raise HTTPException(404, f"unknown genre {genre!r}")
         return [r["genre_id"] for r in rows]
@@ -283,15 +494,228 @@ class Api:
             await conn.execute("SELECT 1")
 
 
-def _field_errors(exc: RequestValidationError) -> list[dict[str, str]]:
-    out = []
-    for err in exc.errors():
-        loc = [str(p) for p in err.get("loc", ())]
-        if loc and loc[0] in ("query", "path", "header", "body"):
-            loc = loc[1:]
-        reason = str(err.get("msg", "invalid")).removeprefix("Value error, ")
-        out.append({"field": ".".join(loc) or "request", "reason": reason, "type": err["type"]})
+# --- caching ---------------------------------------------------------------------------------
+def etag_of(body: bytes) -> str:
+    """A strong validator: the same bytes, the same tag."""
+    return '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"'
+
+
+def etag_matches(if_none_match: str | None, etag: str) -> bool:
+    """RFC 9110 If-None-Match: ``*`` or any listed tag, compared weakly (``W/`` ignored)."""
+    if not if_none_match:
+        return False
+    if if_none_match.strip() == "*":
+        return True
+    return any(c.strip().removeprefix("W/") == etag for c in if_none_match.split(","))
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """An answer's JSON body and its ETag."""
+
+    body: bytes
+    etag: str
+
+    @classmethod
+    def of(cls, model: BaseModel) -> Encoded:
+        body = model.__pydantic_serializer__.to_json(model)
+        return cls(body, etag_of(body))
+
+
+class AnswerCache:
+    """Encoded aggregate answers, kept ``ttl_s`` seconds (LRU, at most ``entries``).
+
+    The aggregates change only when the aggregates job runs (every 30 minutes), and answers
+    already say ``max-age`` to every cache on the way; keeping the answer here for a few
+    seconds saves recomputing a ranking over every day of ``agg_movie_daily`` per request.
+    Per-user answers are never kept."""
+
+    def __init__(self, ttl_s: float, entries: int, clock: Callable[[], float]) -> None:
+        self.ttl_s = ttl_s
+        self.entries = entries
+        self.clock = clock
+        self._items: OrderedDict[tuple[Any, ...], tuple[float, Encoded]] = OrderedDict()
+        self._pending: dict[tuple[Any, ...], asyncio.Future[Encoded]] = {}
+
+    def get(self, key: tuple[Any, ...]) -> Encoded | None:
+        item = self._items.get(key)
+        if item is None:
+            return None
+        if self.clock() >= item[0]:
+            del self._items[key]
+            return None
+        self._items.move_to_end(key)
+        return item[1]
+
+    async def get_or_compute(
+        self, key: tuple[Any, ...], compute: Callable[[], Awaitable[Encoded]]
+    ) -> Encoded:
+        """The kept answer, or ``compute()``'s (kept); requests that miss the same key at
+        the same time share one computation instead of each running the query."""
+        found = self.get(key)
+        if found is not None:
+            return found
+        pending = self._pending.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        task = asyncio.ensure_future(compute())
+        self._pending[key] = task
+        try:
+            return self.put(key, await asyncio.shield(task))
+        finally:
+            self._pending.pop(key, None)
+
+    def put(self, key: tuple[Any, ...], value: Encoded) -> Encoded:
+        if self.ttl_s > 0:
+            self._items[key] = (self.clock() + self.ttl_s, value)
+            self._items.move_to_end(key)
+            while len(self._items) > self.entries:
+                self._items.popitem(last=False)
+        return value
+
+
+def cached_answer(
+    request: Request, answer: BaseModel | Encoded, cache_control: str, vary: str | None = None
+) -> Response:
+    """The answer as JSON with ``ETag`` and ``Cache-Control``; 304 without a body when the
+    request's ``If-None-Match`` holds the tag."""
+    encoded = answer if isinstance(answer, Encoded) else Encoded.of(answer)
+    headers = {"ETag": encoded.etag, "Cache-Control": cache_control}
+    if vary:
+        headers["Vary"] = vary
+    if etag_matches(request.headers.get("if-none-match"), encoded.etag):
+        return Response(status_code=304, headers=headers)
+    return Response(encoded.body, media_type="application/json", headers=headers)
+
+
+# --- OpenAPI: the answers each operation may give --------------------------------------------
+_HEADER_DOCS = {
+    "ETag": {"description": "strong validator of the body", "schema": {"type": "string"}},
+    "Cache-Control": {
+        "description": "public (aggregates) or private (per-user), max-age in seconds",
+        "schema": {"type": "string"},
+    },
+}
+_ERRORS: dict[int, tuple[str, str]] = {
+    401: (
+        "a credential is missing, unknown, malformed or expired (WWW-Authenticate names it)",
+        "missing X-API-Key header",
+    ),
+    403: (
+        "the caller's role does not allow this (another user's data)",
+        "the X-User-Token is for another user; client 'web' (role frontend) may read only "
+        "that user's data",
+    ),
+    404: ("what the request names does not exist", "unknown movie 99"),
+    502: ("the archiver's answer made no sense", "the archiver's answer is not the expected JSON"),
+    503: (
+        "a dependency is down or too slow; retry after Retry-After seconds",
+        "the database is unavailable (PoolTimeout); retry later",
+    ),
+}
+
+
+def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI ``responses`` of a read operation: 200's headers, 304, 422 and ``codes``."""
+    out: dict[int | str, dict[str, Any]] = {
+        200: {"headers": _HEADER_DOCS},
+        304: {"description": "Not modified: If-None-Match holds the current ETag (no body)"},
+        422: {"model": ValidationErrors, "description": "a query or path parameter is invalid"},
+    }
+    for code in codes:
+        description, example = _ERRORS[code]
+        out[code] = {
+            "model": ErrorMessage,
+            "description": description,
+            "content": {"application/json": {"example": {"detail": example}}},
+        }
     return out
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """A per-user request's caller (identified by its key) and the user token it sent."""
+
+    caller: Caller
+    user_token: str | None
+
+
+async def user_credentials(request: Request) -> Credentials:
+    """The caller of a per-user request (401 without a known key) and its user token."""
+    access: Access = request.app.state.access
+    if not access.enabled:
+        return Credentials(UNRESTRICTED, None)
+    headers = request.headers
+    return Credentials(
+        access.identify(headers.get(access.key_header)), headers.get(access.token_header)
+    )
+
+
+async def aggregate_reader(request: Request) -> None:
+    """Aggregates: open when public, else 401 without a known key."""
+    access: Access = request.app.state.access
+    access.aggregate_reader(request.headers.get(access.key_header))
+
+
+USER_PATHS = ("/api/user_stats/{user_id}",)
+
+
+def add_security(spec: dict[str, Any], access: Access) -> None:
+    """The key and user-token schemes, and which operation needs what (the dependencies read
+    the headers themselves, as their names are settings)."""
+    schemes = spec.setdefault("components", {}).setdefault("securitySchemes", {})
+    schemes["ApiKey"] = {
+        "type": "apiKey",
+        "in": "header",
+        "name": access.key_header,
+        "description": "the client's API key; per-user endpoints always need one, aggregates "
+        "only when CINEPULSE_AUTH__PUBLIC_AGGREGATES=false. An internal client reads any "
+        "user's data; a frontend client needs a user token too",
+    }
+    schemes["UserToken"] = {
+        "type": "apiKey",
+        "in": "header",
+        "name": access.token_header,
+        "description": "a frontend client's user token: a JWT signed with HS256 (the secret "
+        "shared with the frontend's backend) with the claims sub (the user id), exp and "
+        "aud = cinepulse-api; it lets the client read that user's data only",
+    }
+    for path, item in spec["paths"].items():
+        if not path.startswith("/api/"):
+            continue
+        op = item["get"]
+        if path in USER_PATHS:
+            op["security"] = [{"ApiKey": [], "UserToken": []}, {"ApiKey": []}]
+        elif not access.public_aggregates:
+            op["security"] = [{"ApiKey": []}]
+
+
+def build_access(settings: ApiSettings) -> Access:
+    auth = settings.auth
+    keys = None
+    if auth.enabled:
+        try:
+            keys = ApiKeys.from_settings(auth)
+        except ApiKeyError as exc:
+            raise SystemExit(f"api: cannot load API keys: {exc}") from None
+        unknown = sorted(set(auth.roles) - set(keys.clients))
+        if unknown:
+            log.warning("roles given for clients without a key", clients=unknown)
+        if not keys.clients:
+            log.warning(
+                "no API key is configured: per-user endpoints answer 401 to everyone "
+                "(CINEPULSE_AUTH__KEYS_PATH or CINEPULSE_AUTH__KEYS)"
+            )
+    secret = auth.user_token_secret
+    return Access(
+        keys,
+        roles=auth.roles,
+        public_aggregates=auth.public_aggregates,
+        key_header=auth.header,
+        token_header=auth.user_token_header,
+        token_secret=secret.get_secret_value() if secret else None,
+        token_max_ttl_s=auth.user_token_max_ttl_s,
+    )
 
 
 def create_app(
@@ -299,18 +723,52 @@ def create_app(
     *,
     today: Callable[[], date] | None = None,
     archiver_transport: httpx.AsyncBaseTransport | None = None,
+    clock: Callable[[], float] | None = None,
 ) -> FastAPI:
     """``today`` (UTC by default) ends the windows of /api/top_movies; tests pin it.
-    ``archiver_transport`` replaces the network under the archiver client (tests)."""
+    ``archiver_transport`` replaces the network under the archiver client (tests);
+    ``clock`` (Unix seconds) is what user tokens' expiry is checked against (tests)."""
     api = Api(settings, today or (lambda: datetime.now(UTC).date()), archiver_transport)
-    cache_control = f"public, max-age={settings.cache_max_age_s}"
+    access = build_access(settings)
+    if clock is not None:
+        access.clock = clock
+    auth = settings.auth
+    cache = AnswerCache(settings.answer_cache_s, settings.answer_cache_entries, time.monotonic)
+    max_age = settings.cache_max_age_s
+    # aggregates are the same for everyone; when they need a key, no shared cache keeps them
+    shared = "public" if not access.enabled or access.public_aggregates else "private"
+    aggregate_cache = f"{shared}, max-age={max_age}"
+    trending_cache = f"{shared}, max-age={TRENDING_MAX_AGE_S}"
+    private_cache = f"private, max-age={max_age}"
+    private_vary = f"{auth.header}, {auth.user_token_header}"
+
+    open_aggregates = not access.enabled or access.public_aggregates
+    aggregate_errors: tuple[int, ...] = () if open_aggregates else (401,)
+    user_errors: tuple[int, ...] = (401, 403) if access.enabled else ()
+
+    def aggregate_get(path: str, model: type[BaseModel], tags: list[str], *codes: int) -> Any:
+        """``app.get`` of an aggregate read: public or keyed, documented answers."""
+        return app.get(
+            path,
+            response_model=model,
+            tags=list(tags),
+            responses=responses(*aggregate_errors, *codes),
+            dependencies=[Depends(aggregate_reader)],
+        )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         # not waiting for a connection: a database that is down makes /readyz fail, and
         # the pool keeps trying in the background
         await api.pool.open(wait=False)
-        log.info("api ready", version=__version__, pool_max=settings.postgres.pool_max_size)
+        log.info(
+            "api ready",
+            version=__version__,
+            pool_max=settings.postgres.pool_max_size,
+            auth=access.enabled,
+            public_aggregates=access.public_aggregates,
+            clients=len(access.keys.clients) if access.keys else 0,
+        )
         try:
             async with api.open_archiver():
                 yield
@@ -325,14 +783,27 @@ def create_app(
         description=__doc__,
         lifespan=lifespan,
     )
+    app.state.access = access
+    app.state.api = api
 
-    @app.exception_handler(RequestValidationError)
-    async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"detail": _field_errors(exc)}, status_code=422)
+    add_validation_handler(app)
 
-    @app.get("/api/top_movies", response_model=TopMovies, tags=["movies"])
+    async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("database unavailable", path=request.url.path, error=repr(exc))
+        return JSONResponse(
+            {"detail": f"the database is unavailable ({type(exc).__name__}); retry later"},
+            status_code=503,
+            headers={"Retry-After": str(DB_RETRY_AFTER_S)},
+        )
+
+    # a pool that cannot hand out a connection in time, a statement timeout
+    # (QueryCanceled), a lost connection: the caller may retry, nothing is wrong with it
+    app.add_exception_handler(PoolTimeout, _database_unavailable)
+    app.add_exception_handler(psycopg.OperationalError, _database_unavailable)
+
+    @aggregate_get("/api/top_movies", TopMovies, ["movies"], 404, 503)
     async def top_movies(
-        response: Response,
+        request: Request,
         window: Annotated[Window, Query(description="day, week (7 days), month (30), all")] = (
             "week"
         ),
@@ -342,92 +813,104 @@ def create_app(
         ] = 1,
         limit: Annotated[int, Query(ge=1, le=100)] = 20,
         offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
-    ) -> TopMovies:
+    ) -> Response:
         """Movies ranked by the Bayesian average of their ratings in the window."""
-        genre_ids = await api.genre_ids(genre)
         date_from, date_to = window_bounds(window, api.today())
-        rows = await api.fetch(
-            queries.TOP_MOVIES,
-            {
-                "date_from": date_from,
-                "date_to": date_to,
-                "m": settings.bayes_prior_votes,
-                "min_votes": min_votes,
-                "genre_ids": genre_ids,
-                "limit": limit,
-                "offset": offset,
-            },
-        )
-        prior = await api.fetch(
-            "SELECT (sum(rating_sum) / nullif(sum(ratings), 0))::float8 AS c "
-            "FROM agg_movie_daily WHERE date_key BETWEEN %(date_from)s AND %(date_to)s",
-            {"date_from": date_from, "date_to": date_to},
-        )
-        response.headers["Cache-Control"] = cache_control
-        return TopMovies(
-            window=window,
-            genre=genre,
-            min_votes=min_votes,
-            prior_votes=settings.bayes_prior_votes,
-            mean_rating=prior[0]["c"],
-            items=[TopMovie.model_validate(r) for r in rows if r["movie_id"] is not None],
-            limit=limit,
-            offset=offset,
-            total=rows[0]["total"],
-        )
+        key = ("top_movies", date_from, date_to, genre, min_votes, limit, offset)
 
-    @app.get("/api/movies/{movie_id}", response_model=Movie, tags=["movies"])
+        async def compute() -> Encoded:
+            async with api.connection() as conn:
+                genre_ids = await api.genre_ids(genre, conn)
+                rows = await api.fetch(
+                    queries.TOP_MOVIES,
+                    {
+                        "date_from": date_from,
+                        "date_to": date_to,
+                        "m": settings.bayes_prior_votes,
+                        "min_votes": min_votes,
+                        "genre_ids": genre_ids,
+                        "limit": limit,
+                        "offset": offset,
+                    },
+                    conn,
+                )
+            return Encoded.of(
+                TopMovies(
+                    window=window,
+                    genre=genre,
+                    min_votes=min_votes,
+                    prior_votes=settings.bayes_prior_votes,
+                    mean_rating=rows[0]["c"],
+                    items=[TopMovie.model_validate(r) for r in rows if r["movie_id"] is not None],
+                    limit=limit,
+                    offset=offset,
+                    total=rows[0]["total"],
+                )
+            )
+
+        return cached_answer(request, await cache.get_or_compute(key, compute), aggregate_cache)
+
+    @aggregate_get("/api/movies/{movie_id}", Movie, ["movies"], 404, 503)
     async def movie(
-        response: Response, movie_id: Annotated[int, Path(ge=1, le=MAX_BIGINT)]
-    ) -> Movie:
+        request: Request, movie_id: Annotated[int, Path(ge=1, le=MAX_BIGINT)]
+    ) -> Response:
         """One movie (``dim_movie``), its genres and its all-time aggregates."""
-        params = {"movie_id": movie_id}
-        rows = await api.fetch(queries.MOVIE, params)
-        if not rows:
-            raise HTTPException(404, f"unknown movie {movie_id}")
-        genres = await api.fetch(queries.MOVIE_GENRES, params)
-        [totals] = await api.fetch(queries.MOVIE_TOTALS, params)
-        response.headers["Cache-Control"] = cache_control
-        return Movie.model_validate(
-            {
-                **rows[0],
-                "genres": genres,
-                "totals": totals,
-            }
-        )
+        key = ("movie", movie_id)
 
-    @app.get("/api/user_stats/{user_id}", response_model=UserStats, tags=["users"])
+        async def compute() -> Encoded:
+            params = {"movie_id": movie_id}
+            async with api.connection() as conn:
+                rows = await api.fetch(queries.MOVIE, params, conn)
+                if not rows:
+                    raise HTTPException(404, f"unknown movie {movie_id}")
+                genres = await api.fetch(queries.MOVIE_GENRES, params, conn)
+                [totals] = await api.fetch(queries.MOVIE_TOTALS, params, conn)
+            return Encoded.of(Movie.model_validate({**rows[0], "genres": genres, "totals": totals}))
+
+        return cached_answer(request, await cache.get_or_compute(key, compute), aggregate_cache)
+
+    @app.get(
+        "/api/user_stats/{user_id}",
+        response_model=UserStats,
+        tags=["users"],
+        responses=responses(*user_errors, 404, 503),
+    )
     async def user_stats(
-        response: Response, user_id: Annotated[str, Path(min_length=1, max_length=128), NoNul]
-    ) -> UserStats:
-        """One user's activity: events by type, watch time, ratings, favourite genres."""
-        params = {"user_id": user_id}
-        if not await api.fetch(queries.USER_EXISTS, params):
+        request: Request,
+        user_id: Annotated[str, Path(min_length=1, max_length=128), NoNul],
+        credentials: Annotated[Credentials, Depends(user_credentials)],
+    ) -> Response:
+        """One user's activity: events by type, watch time, ratings, favourite genres.
+
+        Private: an ``internal`` client reads any user; a ``frontend`` client only the user
+        its ``X-User-Token`` was signed for."""
+        access.authorize_user(credentials.caller, user_id, credentials.user_token)
+        [row] = await api.fetch(queries.USER_STATS, {"user_id": user_id})
+        if not row["known"]:
             raise HTTPException(404, f"unknown user {user_id!r} (no events)")
-        counts = await api.fetch(queries.USER_COUNTS, params)
-        [seconds] = await api.fetch(queries.USER_WATCH_SECONDS, params)
-        ratings = await api.fetch(queries.USER_RATINGS, params)
-        genres = await api.fetch(queries.USER_GENRES, params)
-        lasts = [r["last"] for r in counts if r["last"] is not None]
-        events = {r["event_type"]: int(r["n"]) for r in counts}
-        response.headers["Cache-Control"] = cache_control
-        return UserStats(
+        events = {k: int(n) for k, n in row["events"].items()}
+        answer = UserStats(
             user_id=user_id,
             events=events,
             total_events=sum(events.values()),
-            watch_seconds=seconds["seconds"],
-            rating_distribution={_rating_label(r["rating"]): int(r["count"]) for r in ratings},
-            favourite_genres=[GenreCount(genre=g["name"], events=g["events"]) for g in genres],
-            last_activity=max(lasts, default=None),
+            watch_seconds=row["watch_seconds"],
+            rating_distribution={
+                _rating_label(r["rating"]): int(r["count"]) for r in row["ratings"]
+            },
+            favourite_genres=[
+                GenreCount(genre=g["name"], events=g["events"]) for g in row["genres"]
+            ],
+            last_activity=row["last_activity"],
         )
+        return cached_answer(request, answer, private_cache, private_vary)
 
-    @app.get("/api/emotion_trends", response_model=EmotionTrends, tags=["emotions"])
+    @aggregate_get("/api/emotion_trends", EmotionTrends, ["emotions"], 404, 503)
     async def emotion_trends(
-        response: Response,
+        request: Request,
         movie_id: Annotated[int | None, Query(ge=1, le=MAX_BIGINT)] = None,
         genre: Annotated[str | None, Query(min_length=1, max_length=100), NoNul] = None,
         bucket: Annotated[Bucket, Query(description="day, week (ISO), month")] = "day",
-    ) -> EmotionTrends:
+    ) -> Response:
         """Comments per emotion and mean sentiment per bucket, for a movie, a genre or all."""
         if movie_id is not None and genre is not None:
             raise RequestValidationError(
@@ -439,48 +922,50 @@ def create_app(
                     }
                 ]
             )
-        genre_ids = await api.genre_ids(genre)
-        rows = await api.fetch(
-            queries.EMOTION_TRENDS, {"bucket": bucket, "movie_id": movie_id, "genre_ids": genre_ids}
-        )
-        buckets: dict[date, dict[str, tuple[int, float]]] = {}
-        for r in rows:
-            buckets.setdefault(r["bucket_start"], {})[r["emotion"]] = (
-                int(r["comments"]),
-                float(r["sentiment_sum"]),
-            )
-        out = []
-        for start, emotions in buckets.items():
-            comments = sum(n for n, _ in emotions.values())
-            sentiment = sum(s for _, s in emotions.values())
-            out.append(
-                EmotionBucket(
-                    start=start,
-                    comments=comments,
-                    mean_sentiment=sentiment / comments,
-                    emotions={
-                        e: EmotionCount(comments=n, mean_sentiment=s / n)
-                        for e, (n, s) in emotions.items()
-                    },
-                )
-            )
-        response.headers["Cache-Control"] = cache_control
-        return EmotionTrends(movie_id=movie_id, genre=genre, bucket=bucket, buckets=out)
+        key = ("emotion_trends", movie_id, genre, bucket)
 
-    @app.get(
-        "/api/trending",
-        response_model=Trending,
-        tags=["movies"],
-        responses={
-            502: {"description": "the archiver's answer made no sense"},
-            503: {"description": "the archiver is down, failing or too slow (Retry-After)"},
-        },
-    )
+        async def compute() -> Encoded:
+            async with api.connection() as conn:
+                genre_ids = await api.genre_ids(genre, conn)
+                rows = await api.fetch(
+                    queries.EMOTION_TRENDS,
+                    {"bucket": bucket, "movie_id": movie_id, "genre_ids": genre_ids},
+                    conn,
+                )
+            buckets: dict[date, dict[str, tuple[int, float]]] = {}
+            for r in rows:
+                buckets.setdefault(r["bucket_start"], {})[r["emotion"]] = (
+                    int(r["comments"]),
+                    float(r["sentiment_sum"]),
+                )
+            out = []
+            for start, emotions in buckets.items():
+                comments = sum(n for n, _ in emotions.values())
+                sentiment = sum(s for _, s in emotions.values())
+                out.append(
+                    EmotionBucket(
+                        start=start,
+                        comments=comments,
+                        mean_sentiment=sentiment / comments,
+                        emotions={
+                            e: EmotionCount(comments=n, mean_sentiment=s / n)
+                            for e, (n, s) in emotions.items()
+                        },
+                    )
+                )
+            return Encoded.of(
+                EmotionTrends(movie_id=movie_id, genre=genre, bucket=bucket, buckets=out)
+            )
+
+        return cached_answer(request, await cache.get_or_compute(key, compute), aggregate_cache)
+
+    @aggregate_get("/api/trending", Trending, ["movies"], 502, 503)
     async def trending(
-        response: Response, limit: Annotated[int, Query(ge=1, le=100)] = 10
-    ) -> Trending:
+        request: Request, limit: Annotated[int, Query(ge=1, le=100)] = 10
+    ) -> Response:
         """The movies with the most events in the last minutes (live, from the archiver),
-        with their titles; ``title`` is null for a movie not yet in the warehouse."""
+        with their titles; ``title`` is null for a movie not yet in the warehouse. 503 with
+        ``Retry-After`` when the archiver is down or slow."""
         counts = await api.archiver_trending(limit)
         movies = counts.movies[:limit]
         titles: dict[int, str] = {}
@@ -488,8 +973,7 @@ def create_app(
             ids = [m.movie_id for m in movies if 0 < m.movie_id <= MAX_BIGINT]
             rows = await api.fetch(queries.MOVIE_TITLES, {"ids": ids})
             titles = {r["movie_id"]: r["title"] for r in rows}
-        response.headers["Cache-Control"] = f"public, max-age={TRENDING_MAX_AGE_S}"
-        return Trending(
+        answer = Trending(
             minutes=counts.minutes,
             limit=limit,
             items=[
@@ -497,7 +981,11 @@ def create_app(
                 for m in movies
             ],
         )
+        return cached_answer(request, answer, trending_cache)
 
     add_health_routes(app, {"postgres": api.check}, timeout_s=settings.readiness_timeout_s)
     app.add_middleware(HttpMetricsMiddleware, metrics=HTTP)
+
+    if access.enabled:
+        customise_openapi(app, lambda spec: add_security(spec, access))
     return app

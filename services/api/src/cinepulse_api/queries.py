@@ -1,17 +1,31 @@
 """The SQL behind each endpoint (read-only; every statement runs under the session's
-``statement_timeout`` from :class:`~cinepulse_common.settings.PostgresSettings`)."""
+``statement_timeout`` from :class:`~cinepulse_common.settings.PostgresSettings`). Each query
+has a name: the ``query`` label of the database metrics."""
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
+
+class Query(NamedTuple):
+    name: str
+    sql: str
+
+
 #: genre ids whose name matches, case-insensitively
-GENRE_IDS = "SELECT genre_id FROM dim_genre WHERE lower(name) = lower(%(genre)s)"
+GENRE_IDS = Query(
+    "genre_ids", "SELECT genre_id FROM dim_genre WHERE lower(name) = lower(%(genre)s)"
+)
 
 #: Bayesian average over the window ``[date_from, date_to]`` of ``agg_movie_daily``:
 #: score = v/(v+m)*R + m/(v+m)*C, where v = the movie's ratings in the window, R their mean,
 #: C = the mean of every rating in the window (all movies, whatever the genre filter) and
 #: m = the prior weight. Only movies known to ``dim_movie`` are ranked. One row always comes
-#: back (``total``), with the page's columns NULL when the page is empty.
-TOP_MOVIES = """
+#: back (``total`` and ``c``, NULL when the window has no rating), with the page's columns
+#: NULL when the page is empty.
+TOP_MOVIES = Query(
+    "top_movies",
+    """
 WITH win AS (
     SELECT movie_id, sum(ratings)::bigint AS v, sum(rating_sum)::float8 AS s
     FROM agg_movie_daily
@@ -32,30 +46,40 @@ WITH win AS (
           SELECT 1 FROM bridge_movie_genre AS b
           WHERE b.movie_id = w.movie_id AND b.genre_id = ANY(%(genre_ids)s::int[])))
 )
-SELECT t.total, r.movie_id, r.title, r.release_date, r.ratings, r.mean_rating, r.score
+SELECT t.total, (SELECT c FROM prior)::float8 AS c,
+       r.movie_id, r.title, r.release_date, r.ratings, r.mean_rating, r.score
 FROM (SELECT count(*) AS total FROM ranked) AS t
 LEFT JOIN LATERAL (
     SELECT * FROM ranked
     ORDER BY score DESC, ratings DESC, movie_id
     LIMIT %(limit)s OFFSET %(offset)s
 ) AS r ON true
-"""
+""",
+)
 
-MOVIE = """
+MOVIE = Query(
+    "movie",
+    """
 SELECT movie_id, imdb_id, title, original_title, original_language, overview, tagline,
        status, release_date, runtime_minutes, budget, revenue, popularity,
        vote_average::float8 AS vote_average, vote_count, poster_path, adult, updated_at
 FROM dim_movie WHERE movie_id = %(movie_id)s
-"""
+""",
+)
 
-MOVIE_GENRES = """
+MOVIE_GENRES = Query(
+    "movie_genres",
+    """
 SELECT g.genre_id, g.name
 FROM bridge_movie_genre AS b JOIN dim_genre AS g USING (genre_id)
 WHERE b.movie_id = %(movie_id)s
 ORDER BY g.name
-"""
+""",
+)
 
-MOVIE_TOTALS = """
+MOVIE_TOTALS = Query(
+    "movie_totals",
+    """
 SELECT coalesce(sum(ratings), 0)::bigint AS ratings,
        (sum(rating_sum) / nullif(sum(ratings), 0))::float8 AS mean_rating,
        coalesce(sum(watches), 0)::bigint AS watches,
@@ -64,50 +88,59 @@ SELECT coalesce(sum(ratings), 0)::bigint AS ratings,
        coalesce(sum(comments), 0)::bigint AS comments,
        coalesce(sum(clicks), 0)::bigint AS clicks
 FROM agg_movie_daily WHERE movie_id = %(movie_id)s
-"""
+""",
+)
 
-USER_EXISTS = "SELECT 1 FROM dim_user WHERE user_id = %(user_id)s"
-
-USER_COUNTS = """
-SELECT 'watch' AS event_type, count(*) AS n, max(occurred_at) AS last
-  FROM fact_watch WHERE user_id = %(user_id)s
-UNION ALL
-SELECT 'rate', count(*), max(occurred_at) FROM fact_rating WHERE user_id = %(user_id)s
-UNION ALL
-SELECT 'comment', count(*), max(occurred_at) FROM fact_comment WHERE user_id = %(user_id)s
-UNION ALL
-SELECT 'click', count(*), max(occurred_at) FROM fact_click WHERE user_id = %(user_id)s
-"""
-
-USER_WATCH_SECONDS = """
-SELECT coalesce(sum(least(position_seconds, duration_seconds)), 0)::float8 AS seconds
-FROM fact_watch WHERE user_id = %(user_id)s
-"""
-
-USER_RATINGS = """
-SELECT rating::float8, count(*) FROM fact_rating WHERE user_id = %(user_id)s
-GROUP BY rating ORDER BY rating
-"""
-
-#: every event of the user counts once for each genre of its movie
-USER_GENRES = """
-WITH events AS (
+#: one user's activity in one statement (one round trip): ``known`` (in ``dim_user``),
+#: ``events`` ({event type: count}), ``last_activity``, ``watch_seconds`` (positions capped at
+#: the duration), ``ratings`` ([{rating, count}] by rating) and ``genres`` (the three genres
+#: with the most events; every event counts once for each genre of its movie)
+USER_STATS = Query(
+    "user_stats",
+    """
+WITH counts AS (
+    SELECT 'watch' AS event_type, count(*) AS n, max(occurred_at) AS last
+      FROM fact_watch WHERE user_id = %(user_id)s
+    UNION ALL
+    SELECT 'rate', count(*), max(occurred_at) FROM fact_rating WHERE user_id = %(user_id)s
+    UNION ALL
+    SELECT 'comment', count(*), max(occurred_at) FROM fact_comment WHERE user_id = %(user_id)s
+    UNION ALL
+    SELECT 'click', count(*), max(occurred_at) FROM fact_click WHERE user_id = %(user_id)s
+), events AS (
     SELECT movie_id FROM fact_watch WHERE user_id = %(user_id)s
     UNION ALL SELECT movie_id FROM fact_rating WHERE user_id = %(user_id)s
     UNION ALL SELECT movie_id FROM fact_comment WHERE user_id = %(user_id)s
     UNION ALL SELECT movie_id FROM fact_click WHERE user_id = %(user_id)s
+), genres AS (
+    SELECT g.name, count(*) AS events
+    FROM events AS e
+    JOIN bridge_movie_genre AS b ON b.movie_id = e.movie_id
+    JOIN dim_genre AS g ON g.genre_id = b.genre_id
+    GROUP BY g.name
+    ORDER BY events DESC, g.name
+    LIMIT 3
+), ratings AS (
+    SELECT rating::float8 AS rating, count(*) AS count
+    FROM fact_rating WHERE user_id = %(user_id)s
+    GROUP BY rating
 )
-SELECT g.name, count(*) AS events
-FROM events AS e
-JOIN bridge_movie_genre AS b ON b.movie_id = e.movie_id
-JOIN dim_genre AS g ON g.genre_id = b.genre_id
-GROUP BY g.name
-ORDER BY events DESC, g.name
-LIMIT 3
-"""
+SELECT
+    EXISTS (SELECT 1 FROM dim_user WHERE user_id = %(user_id)s) AS known,
+    (SELECT json_object_agg(event_type, n) FROM counts) AS events,
+    (SELECT max(last) FROM counts) AS last_activity,
+    (SELECT coalesce(sum(least(position_seconds, duration_seconds)), 0)::float8
+       FROM fact_watch WHERE user_id = %(user_id)s) AS watch_seconds,
+    (SELECT coalesce(json_agg(r ORDER BY r.rating), '[]') FROM ratings AS r) AS ratings,
+    (SELECT coalesce(json_agg(g ORDER BY g.events DESC, g.name), '[]') FROM genres AS g)
+      AS genres
+""",
+)
 
 #: ``bucket`` is one of day, week (ISO, starting Monday), month: ``date_trunc``'s units
-EMOTION_TRENDS = """
+EMOTION_TRENDS = Query(
+    "emotion_trends",
+    """
 SELECT date_trunc(%(bucket)s::text, d.date)::date AS bucket_start, a.emotion,
        sum(a.comments)::bigint AS comments, sum(a.sentiment_sum)::float8 AS sentiment_sum
 FROM agg_emotion_daily AS a
@@ -118,7 +151,10 @@ WHERE (%(movie_id)s::bigint IS NULL OR a.movie_id = %(movie_id)s::bigint)
       WHERE b.movie_id = a.movie_id AND b.genre_id = ANY(%(genre_ids)s::int[])))
 GROUP BY 1, 2
 ORDER BY 1, 2
-"""
+""",
+)
 
 #: titles of the given movies; movies unknown to ``dim_movie`` are simply missing
-MOVIE_TITLES = "SELECT movie_id, title FROM dim_movie WHERE movie_id = ANY(%(ids)s::bigint[])"
+MOVIE_TITLES = Query(
+    "movie_titles", "SELECT movie_id, title FROM dim_movie WHERE movie_id = ANY(%(ids)s::bigint[])"
+)

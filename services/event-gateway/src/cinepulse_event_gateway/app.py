@@ -26,7 +26,6 @@ from typing import Any
 import pydantic_core
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from limits import RateLimitItem, parse
 from limits.storage import MemoryStorage
@@ -34,12 +33,13 @@ from limits.strategies import SlidingWindowCounterRateLimiter
 from pydantic import ValidationError
 from starlette.responses import Response
 
+from cinepulse_common.apikeys import ApiKeyError, ApiKeys
 from cinepulse_common.events import EVENT_ADAPTER, Event, EventType
 from cinepulse_common.logging import get_logger
 from cinepulse_common.observability import HttpMetricsMiddleware, add_health_routes
+from cinepulse_common.openapi import OpenApiEdit, customise_openapi
 from cinepulse_common.rules import TransformRules, active_rules
 from cinepulse_event_gateway import metrics, openapi
-from cinepulse_event_gateway.keys import WriteKeyError, WriteKeys
 from cinepulse_event_gateway.models import (
     Accepted,
     BatchItem,
@@ -62,7 +62,7 @@ class Gateway:
         settings: EventGatewaySettings,
         rules: TransformRules,
         publisher: Publisher,
-        keys: WriteKeys | None,
+        keys: ApiKeys | None,
     ) -> None:
         self.settings = settings
         self.rules = rules
@@ -189,10 +189,8 @@ def create_app(
     keys = None
     if settings.auth.enabled:
         try:
-            keys = WriteKeys(
-                settings.auth.keys, settings.auth.keys_path, settings.auth.reload_interval_s
-            )
-        except WriteKeyError as exc:
+            keys = ApiKeys.from_settings(settings.auth, kind="write key")
+        except ApiKeyError as exc:
             raise SystemExit(f"event-gateway: cannot load write keys: {exc}") from None
         if not keys.clients:
             raise SystemExit(
@@ -377,22 +375,10 @@ def create_app(
         )
     app.add_middleware(HttpMetricsMiddleware, metrics=metrics.HTTP)
 
-    def custom_openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schema = get_openapi(
-                title=app.title,
-                version=app.version,
-                summary=app.summary,
-                description=app.description,
-                routes=app.routes,
-            )
-            openapi.add_event_schemas(schema)
-            if settings.auth.enabled:
-                openapi.add_write_key_scheme(schema, header)
-            app.openapi_schema = schema
-        return app.openapi_schema
-
-    app.openapi = custom_openapi  # type: ignore[method-assign]
+    edits: list[OpenApiEdit] = [openapi.add_event_schemas]
+    if settings.auth.enabled:
+        edits.append(lambda spec: openapi.add_write_key_scheme(spec, header))
+    customise_openapi(app, *edits)
     return app
 
 

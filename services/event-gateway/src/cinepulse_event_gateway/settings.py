@@ -8,25 +8,17 @@ file per client, the file name is the client id and the content its key),
 
 from __future__ import annotations
 
-from pathlib import Path
+from pydantic import BaseModel, Field, model_validator
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
-
+from cinepulse_common.apikeys import ApiKeySettings
 from cinepulse_common.settings import CinepulseSettings, KafkaSettings
 
 
-class AuthSettings(BaseModel):
+class AuthSettings(ApiKeySettings):
+    """The write keys (``keys``, ``keys_path``: see :class:`ApiKeySettings`)."""
+
     enabled: bool = Field(True, description="require a write key on every event request")
     header: str = Field("X-Write-Key", description="request header carrying the write key")
-    keys: dict[str, SecretStr] = Field(
-        default_factory=dict, description="client id -> write key (JSON in the environment)"
-    )
-    keys_path: Path | None = Field(
-        None,
-        description="a mounted Secret: a directory with one file per client (name = client "
-        "id, content = key) or a JSON file {client: key}; re-read when it changes",
-    )
-    reload_interval_s: float = Field(10.0, ge=0, description="how often keys_path is re-checked")
 
 
 class LimitSettings(BaseModel):

@@ -1,4 +1,5 @@
-"""Write keys of the event gateway: sources (env mapping, directory, JSON file) and reload."""
+"""The shared API key store (``cinepulse_common.apikeys``; the gateway's write keys, the api's
+read keys): sources (env mapping, directory, JSON file), reload, constant-time lookup."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from cinepulse_event_gateway.keys import WriteKeyError, WriteKeys, read_keys_path
+from cinepulse_common.apikeys import ApiKeyError, ApiKeys, ApiKeySettings, read_keys_path
 
 
 def _secrets(**keys: str) -> dict[str, SecretStr]:
@@ -24,14 +25,14 @@ def _bump(path: Path, seconds: float = 10.0) -> None:
 
 # --- sources ----------------------------------------------------------------------------------
 def test_keys_from_the_environment_mapping() -> None:
-    keys = WriteKeys(_secrets(web="k1", ios="k2"))
+    keys = ApiKeys(_secrets(web="k1", ios="k2"))
     assert sorted(keys.clients) == ["ios", "web"]
     assert keys.client_for("k1") == "web"
     assert keys.client_for("k2") == "ios"
 
 
 def test_keys_are_not_kept_in_the_clear() -> None:
-    keys = WriteKeys(_secrets(web="super-secret-key"))
+    keys = ApiKeys(_secrets(web="super-secret-key"))
     assert "super-secret-key" not in repr(vars(keys))
 
 
@@ -40,7 +41,7 @@ def test_keys_from_a_directory_one_file_per_client(tmp_path: Path) -> None:
     (tmp_path / "ios").write_text("k2", encoding="utf-8")
     (tmp_path / ".hidden").write_text("k3", encoding="utf-8")
     assert read_keys_path(tmp_path) == {"ios": "k2", "web": "k1"}
-    keys = WriteKeys(path=tmp_path)
+    keys = ApiKeys(path=tmp_path)
     assert sorted(keys.clients) == ["ios", "web"]
     assert keys.client_for("k1") == "web"
     assert keys.client_for("k1\n") is None
@@ -59,7 +60,7 @@ def test_a_kubernetes_secret_volume_layout_is_read(tmp_path: Path) -> None:
     # a stray sub-directory is not a key either
     (tmp_path / "nested").mkdir()
     assert read_keys_path(tmp_path) == {"android": "k2", "web": "k1"}
-    keys = WriteKeys(path=tmp_path)
+    keys = ApiKeys(path=tmp_path)
     assert keys.client_for("k2") == "android"
 
 
@@ -67,13 +68,13 @@ def test_keys_from_a_json_file(tmp_path: Path) -> None:
     f = tmp_path / "keys.json"
     f.write_text(json.dumps({"web": "k1", "ios": "k2"}), encoding="utf-8")
     assert read_keys_path(f) == {"web": "k1", "ios": "k2"}
-    assert WriteKeys(path=f).client_for("k2") == "ios"
+    assert ApiKeys(path=f).client_for("k2") == "ios"
 
 
 def test_path_keys_are_merged_with_the_environment_and_win(tmp_path: Path) -> None:
     f = tmp_path / "keys.json"
     f.write_text(json.dumps({"web": "from-file"}), encoding="utf-8")
-    keys = WriteKeys(_secrets(web="from-env", ios="k2"), f)
+    keys = ApiKeys(_secrets(web="from-env", ios="k2"), f)
     assert keys.client_for("from-file") == "web"
     assert keys.client_for("from-env") is None
     assert keys.client_for("k2") == "ios"
@@ -82,12 +83,12 @@ def test_path_keys_are_merged_with_the_environment_and_win(tmp_path: Path) -> No
 def test_a_malformed_json_file_names_the_path(tmp_path: Path) -> None:
     f = tmp_path / "keys.json"
     f.write_text('{"web": "k1",', encoding="utf-8")
-    with pytest.raises(WriteKeyError) as info:
+    with pytest.raises(ApiKeyError) as info:
         read_keys_path(f)
     assert str(f) in str(info.value)
     assert "not valid JSON" in str(info.value)
-    with pytest.raises(WriteKeyError, match=str(f)):
-        WriteKeys(path=f)
+    with pytest.raises(ApiKeyError, match=str(f)):
+        ApiKeys(path=f)
 
 
 @pytest.mark.parametrize("content", ['["k1"]', '{"web": 1}', '{"web": null}', '"k1"'])
@@ -96,37 +97,50 @@ def test_a_json_file_that_is_not_an_object_of_strings_is_refused(
 ) -> None:
     f = tmp_path / "keys.json"
     f.write_text(content, encoding="utf-8")
-    with pytest.raises(WriteKeyError, match="expected a JSON object"):
-        WriteKeys(path=f)
+    with pytest.raises(ApiKeyError, match="expected a JSON object"):
+        ApiKeys(path=f)
 
 
 def test_a_missing_path_is_refused(tmp_path: Path) -> None:
     missing = tmp_path / "nope"
-    with pytest.raises(WriteKeyError, match="no such file or directory"):
-        WriteKeys(path=missing)
+    with pytest.raises(ApiKeyError, match="no such file or directory"):
+        ApiKeys(path=missing)
 
 
 def test_an_empty_key_is_refused_from_the_environment() -> None:
-    with pytest.raises(WriteKeyError, match="empty write key for client"):
-        WriteKeys(_secrets(web="k1", ios=""))
+    with pytest.raises(ApiKeyError, match="empty API key for client"):
+        ApiKeys(_secrets(web="k1", ios=""))
+    # a service names its keys (the gateway: write keys)
+    with pytest.raises(ApiKeyError, match="empty write key for client"):
+        ApiKeys(_secrets(web="k1", ios=""), kind="write key")
+
+
+def test_keys_from_settings(tmp_path: Path) -> None:
+    f = tmp_path / "keys.json"
+    f.write_text(json.dumps({"web": "k1"}), encoding="utf-8")
+    s = ApiKeySettings.model_validate(
+        {"keys": {"ios": "k2"}, "keys_path": str(f), "reload_interval_s": 0}
+    )
+    keys = ApiKeys.from_settings(s)
+    assert (keys.client_for("k1"), keys.client_for("k2")) == ("web", "ios")
 
 
 def test_an_empty_key_file_is_refused(tmp_path: Path) -> None:
     (tmp_path / "web").write_text("k1", encoding="utf-8")
     (tmp_path / "ios").write_text("  \n", encoding="utf-8")  # blank after strip
-    with pytest.raises(WriteKeyError, match="ios"):
-        WriteKeys(path=tmp_path)
+    with pytest.raises(ApiKeyError, match="ios"):
+        ApiKeys(path=tmp_path)
 
 
 def test_an_empty_key_in_a_json_file_is_refused(tmp_path: Path) -> None:
     f = tmp_path / "keys.json"
     f.write_text(json.dumps({"web": ""}), encoding="utf-8")
-    with pytest.raises(WriteKeyError, match="web"):
-        WriteKeys(path=f)
+    with pytest.raises(ApiKeyError, match="web"):
+        ApiKeys(path=f)
 
 
 def test_no_keys_at_all_is_an_empty_set() -> None:
-    keys = WriteKeys()
+    keys = ApiKeys()
     assert keys.clients == []
     assert keys.client_for("anything") is None
 
@@ -134,12 +148,12 @@ def test_no_keys_at_all_is_an_empty_set() -> None:
 # --- client_for -------------------------------------------------------------------------------
 @pytest.mark.parametrize("presented", [None, "", "k", "k1 ", "K1", "k1k1", "k2\x00"])
 def test_client_for_returns_none_for_missing_empty_or_wrong_keys(presented: str | None) -> None:
-    keys = WriteKeys(_secrets(web="k1", ios="k2"))
+    keys = ApiKeys(_secrets(web="k1", ios="k2"))
     assert keys.client_for(presented) is None
 
 
 def test_client_for_handles_non_ascii_keys() -> None:
-    keys = WriteKeys(_secrets(web="clé-🔑"))
+    keys = ApiKeys(_secrets(web="clé-🔑"))
     assert keys.client_for("clé-🔑") == "web"
     assert keys.client_for("cle-🔑") is None
 
@@ -147,7 +161,7 @@ def test_client_for_handles_non_ascii_keys() -> None:
 # --- reload -----------------------------------------------------------------------------------
 def test_a_new_file_in_the_directory_is_picked_up(tmp_path: Path) -> None:
     (tmp_path / "web").write_text("k1", encoding="utf-8")
-    keys = WriteKeys(path=tmp_path, reload_interval_s=0)
+    keys = ApiKeys(path=tmp_path, reload_interval_s=0)
     assert keys.client_for("k2") is None
 
     (tmp_path / "ios").write_text("k2", encoding="utf-8")
@@ -159,7 +173,7 @@ def test_a_new_file_in_the_directory_is_picked_up(tmp_path: Path) -> None:
 
 def test_a_rotated_key_replaces_the_old_one(tmp_path: Path) -> None:
     (tmp_path / "web").write_text("old", encoding="utf-8")
-    keys = WriteKeys(path=tmp_path, reload_interval_s=0)
+    keys = ApiKeys(path=tmp_path, reload_interval_s=0)
     assert keys.client_for("old") == "web"
     (tmp_path / "web").write_text("new", encoding="utf-8")
     _bump(tmp_path / "web")
@@ -170,7 +184,7 @@ def test_a_rotated_key_replaces_the_old_one(tmp_path: Path) -> None:
 def test_a_removed_file_revokes_the_client(tmp_path: Path) -> None:
     (tmp_path / "web").write_text("k1", encoding="utf-8")
     (tmp_path / "ios").write_text("k2", encoding="utf-8")
-    keys = WriteKeys(path=tmp_path, reload_interval_s=0)
+    keys = ApiKeys(path=tmp_path, reload_interval_s=0)
     (tmp_path / "ios").unlink()
     _bump(tmp_path)
     assert keys.client_for("k2") is None
@@ -180,7 +194,7 @@ def test_a_removed_file_revokes_the_client(tmp_path: Path) -> None:
 def test_a_json_file_is_reloaded(tmp_path: Path) -> None:
     f = tmp_path / "keys.json"
     f.write_text(json.dumps({"web": "k1"}), encoding="utf-8")
-    keys = WriteKeys(path=f, reload_interval_s=0)
+    keys = ApiKeys(path=f, reload_interval_s=0)
     f.write_text(json.dumps({"web": "k1", "ios": "k2"}), encoding="utf-8")
     _bump(f)
     assert keys.client_for("k2") == "ios"
@@ -188,7 +202,7 @@ def test_a_json_file_is_reloaded(tmp_path: Path) -> None:
 
 def test_no_reload_before_the_interval(tmp_path: Path) -> None:
     (tmp_path / "web").write_text("k1", encoding="utf-8")
-    keys = WriteKeys(path=tmp_path, reload_interval_s=3600)
+    keys = ApiKeys(path=tmp_path, reload_interval_s=3600)
     assert keys.client_for("k1") == "web"  # the first check happens (and records the time)
     (tmp_path / "ios").write_text("k2", encoding="utf-8")
     _bump(tmp_path / "ios")
@@ -197,7 +211,7 @@ def test_no_reload_before_the_interval(tmp_path: Path) -> None:
 
 def test_a_broken_reload_keeps_the_previous_keys(tmp_path: Path) -> None:
     (tmp_path / "web").write_text("k1", encoding="utf-8")
-    keys = WriteKeys(path=tmp_path, reload_interval_s=0)
+    keys = ApiKeys(path=tmp_path, reload_interval_s=0)
 
     (tmp_path / "ios").write_text("", encoding="utf-8")  # an empty key: refused
     _bump(tmp_path / "ios")
@@ -214,7 +228,7 @@ def test_a_broken_reload_keeps_the_previous_keys(tmp_path: Path) -> None:
 def test_a_malformed_json_reload_keeps_the_previous_keys(tmp_path: Path) -> None:
     f = tmp_path / "keys.json"
     f.write_text(json.dumps({"web": "k1"}), encoding="utf-8")
-    keys = WriteKeys(path=f, reload_interval_s=0)
+    keys = ApiKeys(path=f, reload_interval_s=0)
     f.write_text("{not json", encoding="utf-8")
     _bump(f)
     assert keys.client_for("k1") == "web"
@@ -223,6 +237,6 @@ def test_a_malformed_json_reload_keeps_the_previous_keys(tmp_path: Path) -> None
 def test_a_vanished_path_keeps_the_previous_keys(tmp_path: Path) -> None:
     f = tmp_path / "keys.json"
     f.write_text(json.dumps({"web": "k1"}), encoding="utf-8")
-    keys = WriteKeys(path=f, reload_interval_s=0)
+    keys = ApiKeys(path=f, reload_interval_s=0)
     f.unlink()
     assert keys.client_for("k1") == "web"

@@ -1,0 +1,215 @@
+"""Who may read what: API keys with a role per client, and signed user tokens.
+
+* **Aggregates** (top movies, movies, emotion trends, trending): public by default
+  (``CINEPULSE_AUTH__PUBLIC_AGGREGATES=true``); when false, every request needs a valid key.
+* **Per-user data** (``/api/user_stats/{user_id}``): always a valid key (header
+  ``X-API-Key``; keys from ``CINEPULSE_AUTH__KEYS_PATH`` / ``CINEPULSE_AUTH__KEYS``, the
+  shared :mod:`cinepulse_common.apikeys` store), and the client's role decides
+  (``CINEPULSE_AUTH__ROLES``, ``{client: role}``; a client not listed is ``frontend``):
+
+  * ``internal`` (a trusted service: the explorer, the recommender) reads any user;
+  * ``frontend`` (the web app's backend) must also send ``X-User-Token``, a token for the
+    signed-in user, and reads only that user. The token is a JWT (RFC 7519) signed with
+    HS256 using ``CINEPULSE_AUTH__USER_TOKEN_SECRET``, a secret shared with the frontend's
+    backend, with the claims ``sub`` (the user id), ``exp`` (expiry, Unix seconds; at most
+    ``CINEPULSE_AUTH__USER_TOKEN_MAX_TTL_S`` ahead) and ``aud`` = ``cinepulse-api``. Any JWT
+    library can mint one; :func:`sign_user_token` does it in Python.
+
+* Answers: **401** (with ``WWW-Authenticate``) when a credential is missing, unknown,
+  malformed or expired; **403** when a valid caller asks for what its role does not allow
+  (another user's data). Authorization is decided before the data is read, so a 404 never
+  tells an unauthorised caller whether a user exists.
+* ``CINEPULSE_AUTH__ENABLED=false`` opens everything (local development only; refused when
+  ``CINEPULSE_ENVIRONMENT=production``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from fastapi import HTTPException
+
+from cinepulse_common.apikeys import ApiKeys
+
+Role = Literal["internal", "frontend"]
+#: the role of a client that ``CINEPULSE_AUTH__ROLES`` does not list: the least privileged
+DEFAULT_ROLE: Role = "frontend"
+#: the ``aud`` claim a user token must carry
+AUDIENCE = "cinepulse-api"
+_HEADER = {"alg": "HS256", "typ": "JWT"}
+
+
+class UserTokenError(ValueError):
+    """A user token that cannot be accepted (malformed, bad signature, expired, ...)."""
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError):
+        raise UserTokenError("malformed token (not base64url)") from None
+
+
+def _json_part(data: dict[str, Any]) -> str:
+    return _b64(json.dumps(data, separators=(",", ":"), sort_keys=True).encode())
+
+
+def _signature(secret: bytes, signing_input: str) -> bytes:
+    return hmac.new(secret, signing_input.encode("ascii"), hashlib.sha256).digest()
+
+
+def sign_user_token(secret: str, user_id: str, ttl_s: int = 900, now: float | None = None) -> str:
+    """A token letting a ``frontend`` client read ``user_id``'s data for ``ttl_s`` seconds
+    (what the frontend's backend does for its signed-in user)."""
+    exp = int((time.time() if now is None else now) + ttl_s)
+    signing_input = (
+        f"{_json_part(_HEADER)}.{_json_part({'sub': user_id, 'exp': exp, 'aud': AUDIENCE})}"
+    )
+    return f"{signing_input}.{_b64(_signature(secret.encode(), signing_input))}"
+
+
+def verify_user_token(secret: str, token: str, max_ttl_s: int, now: float | None = None) -> str:
+    """The user id the token was issued for; :class:`UserTokenError` naming the reason."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise UserTokenError("malformed token (expected header.claims.signature)")
+    signing_input = f"{parts[0]}.{parts[1]}"
+    try:
+        expected = _signature(secret.encode(), signing_input)
+    except UnicodeEncodeError:
+        raise UserTokenError("malformed token (not ASCII)") from None
+    # the signature first: nothing of an unsigned token is interpreted
+    if not hmac.compare_digest(expected, _unb64(parts[2])):
+        raise UserTokenError("bad signature")
+    try:
+        header = json.loads(_unb64(parts[0]))
+        claims = json.loads(_unb64(parts[1]))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise UserTokenError("malformed token (not JSON)") from None
+    if not isinstance(header, dict) or header.get("alg") != "HS256":
+        raise UserTokenError("unsupported algorithm (HS256 only)")
+    if not isinstance(claims, dict):
+        raise UserTokenError("malformed claims")
+    sub, exp, aud = claims.get("sub"), claims.get("exp"), claims.get("aud")
+    if not isinstance(sub, str) or not sub:
+        raise UserTokenError("no sub (user id) claim")
+    if aud != AUDIENCE and not (isinstance(aud, list) and AUDIENCE in aud):
+        raise UserTokenError(f"aud must be {AUDIENCE!r}")
+    if isinstance(exp, bool) or not isinstance(exp, int | float):
+        raise UserTokenError("no exp (expiry) claim")
+    t = time.time() if now is None else now
+    if exp <= t:
+        raise UserTokenError("expired")
+    if exp - t > max_ttl_s:
+        raise UserTokenError(f"expires more than {max_ttl_s}s ahead (too long-lived)")
+    return sub
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is asking: a client id and its role, or nobody (``client=None``: no key, allowed
+    only where reads are public)."""
+
+    client: str | None
+    role: Role | None
+
+
+ANONYMOUS = Caller(None, None)
+#: everything open (auth disabled)
+UNRESTRICTED = Caller("anonymous", "internal")
+
+
+class Access:
+    """The rules above, over a key store (``None``: auth disabled)."""
+
+    def __init__(
+        self,
+        keys: ApiKeys | None,
+        *,
+        roles: dict[str, Role],
+        public_aggregates: bool,
+        key_header: str,
+        token_header: str,
+        token_secret: str | None,
+        token_max_ttl_s: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.keys = keys
+        self.roles = roles
+        self.public_aggregates = public_aggregates
+        self.key_header = key_header
+        self.token_header = token_header
+        self.token_secret = token_secret
+        self.token_max_ttl_s = token_max_ttl_s
+        self.clock = clock
+
+    @property
+    def enabled(self) -> bool:
+        return self.keys is not None
+
+    def _unauthenticated(self, reason: str, scheme: str) -> HTTPException:
+        return HTTPException(401, reason, headers={"WWW-Authenticate": scheme})
+
+    def identify(self, key: str | None) -> Caller:
+        """The caller owning ``key``; 401 when the key is missing or unknown."""
+        if self.keys is None:
+            return UNRESTRICTED
+        client = self.keys.client_for(key)
+        if client is None:
+            reason = (
+                f"missing {self.key_header} header"
+                if not key
+                else f"invalid {self.key_header} (no client has this key)"
+            )
+            raise self._unauthenticated(reason, self.key_header)
+        return Caller(client, self.roles.get(client, DEFAULT_ROLE))
+
+    def aggregate_reader(self, key: str | None) -> Caller:
+        """Aggregates: anyone when they are public, else a known client."""
+        if self.keys is None or self.public_aggregates:
+            return ANONYMOUS if self.keys is not None else UNRESTRICTED
+        return self.identify(key)
+
+    def authorize_user(self, caller: Caller, user_id: str, token: str | None) -> None:
+        """May ``caller`` (already identified) read ``user_id``'s data? 401 / 403 if not."""
+        if caller.role == "internal":
+            return
+        if self.token_secret is None:
+            raise HTTPException(
+                403,
+                f"client {caller.client!r} (role {caller.role}) may not read per-user data: "
+                "no user token secret is configured (CINEPULSE_AUTH__USER_TOKEN_SECRET), "
+                "and only internal clients read any user",
+            )
+        if not token:
+            raise self._unauthenticated(
+                f"client {caller.client!r} (role {caller.role}) must send {self.token_header}, "
+                "a token for the user whose data it reads",
+                self.token_header,
+            )
+        try:
+            subject = verify_user_token(
+                self.token_secret, token, self.token_max_ttl_s, now=self.clock()
+            )
+        except UserTokenError as exc:
+            raise self._unauthenticated(
+                f"invalid {self.token_header}: {exc}", self.token_header
+            ) from None
+        if not hmac.compare_digest(subject.encode(), user_id.encode()):
+            raise HTTPException(
+                403,
+                f"the {self.token_header} is for another user; client {caller.client!r} "
+                f"(role {caller.role}) may read only that user's data",
+            )
