@@ -276,7 +276,7 @@ def test_user_tokens_round_trip_and_refuse_tampering() -> None:
     none_alg = f"{b64({'alg': 'none'})}.{claims}."
     for bad, reason in [
         (forged, "bad signature"),
-        (none_alg, "bad signature"),
+        (none_alg, "unsupported algorithm"),
         (token + "x", "bad signature"),
         ("a.b", "malformed"),
         ("é.é.é", "malformed"),
@@ -314,7 +314,7 @@ def test_a_correctly_signed_token_with_wrong_claims_is_refused() -> None:
     )
     for header, claims, reason in [
         ({"alg": "HS512"}, good, "unsupported algorithm"),
-        (hs256, ["u"], "malformed claims"),
+        (hs256, ["u"], "malformed"),
         (hs256, good | {"sub": ""}, "no sub"),
         (hs256, good | {"aud": "other"}, "aud must be"),
         (hs256, {"sub": "u", "aud": "cinepulse-api"}, "no exp"),
