@@ -25,6 +25,8 @@ BENCHMARKS = [
     "bench.emotion",
     "bench.spark_stream",
     "bench.fallback",
+    "bench.api",
+    "bench.recommender",
 ]
 
 

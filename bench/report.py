@@ -20,3 +20,8 @@ class Table:
         body = "".join(f"| {' | '.join(r)} |\n" for r in self.rows)
         notes = "".join(f"\n- {n}" for n in self.notes)
         return head + body + notes + "\n"
+
+
+def verdict(ok: bool) -> str:
+    """How a note states a target: met, or MISSED (never hidden)."""
+    return "met" if ok else "MISSED"

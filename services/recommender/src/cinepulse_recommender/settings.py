@@ -1,9 +1,125 @@
-"""Settings of recommender (``CINEPULSE_*`` variables; nested blocks use ``__``)."""
+"""Settings of recommender (``CINEPULSE_*`` variables; nested blocks use ``__``).
+
+Examples: ``CINEPULSE_POSTGRES__DSN=postgresql://cinepulse:...@postgres:5432/cinepulse``,
+``CINEPULSE_MODEL__NO_COMPONENTS=64``, ``CINEPULSE_MODEL__EPOCHS=40``,
+``CINEPULSE_WEIGHTS__CLICK=0.05``, ``CINEPULSE_EVALUATION__TEST_FRACTION=0.2``,
+``CINEPULSE_POLL_INTERVAL_S=30``.
+"""
 
 from __future__ import annotations
 
+from typing import Literal
+
+from pydantic import BaseModel, Field, model_validator
+
 from cinepulse_common.settings import CinepulseSettings, PostgresSettings
+
+ItemFeature = Literal["genres", "keywords", "companies"]
+ITEM_FEATURES: tuple[ItemFeature, ...] = ("genres", "keywords", "companies")
+
+
+class WeightSettings(BaseModel):
+    """How much one event says a user likes a movie. A (user, movie) pair's weight is the
+    sum over its events, capped at ``max_pair``."""
+
+    rating: float = Field(
+        1.0, ge=0, description="a rating weighs rating / 5 times this (5 stars: all of it)"
+    )
+    min_rating: float = Field(
+        0.0,
+        ge=0,
+        le=5,
+        description="ratings below this are left out (0: every rating is a sign of interest)",
+    )
+    watch_completed: float = Field(1.0, ge=0, description="a watch marked completed")
+    watch_partial: float = Field(
+        0.5, ge=0, description="a watch not completed weighs completion_ratio times this"
+    )
+    comment: float = Field(0.5, ge=0, description="a comment")
+    click: float = Field(0.1, ge=0, description="a click (poster, trailer, ...)")
+    max_pair: float = Field(2.0, gt=0, description="cap of one (user, movie) pair's weight")
+
+
+class ModelSettings(BaseModel):
+    """LightFM's hyper-parameters (see lightfm.LightFM) and the item features it uses."""
+
+    # warp-kos is not offered: LightFM does not take sample weights with it
+    loss: Literal["warp", "bpr", "logistic"] = "warp"
+    no_components: int = Field(64, ge=1, le=1024)
+    epochs: int = Field(30, ge=1, le=1000, description="the most epochs (see tune_epochs)")
+    learning_rate: float = Field(0.05, gt=0)
+    item_alpha: float = Field(1e-6, ge=0, description="L2 penalty on item features")
+    user_alpha: float = Field(1e-6, ge=0, description="L2 penalty on user features")
+    max_sampled: int = Field(10, ge=1, description="WARP's most negatives sampled per positive")
+    threads: int = Field(2, ge=1, le=64)
+    random_state: int = 42
+    item_features: list[ItemFeature] = Field(
+        default_factory=lambda: list(ITEM_FEATURES),
+        description="dim_movie bridges used as item features, next to each movie's identity",
+    )
+    min_feature_movies: int = Field(
+        2, ge=1, description="a keyword or company tagging fewer movies is not a feature"
+    )
+    tune_epochs: bool = Field(
+        True,
+        description="pick the number of epochs (<= epochs, every epoch_step) on a validation "
+        "split carved from the training part (never the test part)",
+    )
+    epoch_step: int = Field(5, ge=1)
+
+
+class AlsSettings(BaseModel):
+    """The implicit ALS baseline (implicit.cpu.als.AlternatingLeastSquares)."""
+
+    factors: int = Field(64, ge=1)
+    regularization: float = Field(0.05, ge=0)
+    alpha: float = Field(10.0, gt=0, description="confidence = 1 + alpha * weight")
+    iterations: int = Field(15, ge=1)
+    tune: bool = Field(
+        True, description="pick factors/regularization/alpha on the validation split too"
+    )
+
+
+class EvaluationSettings(BaseModel):
+    """The time-based split: each user's latest interactions are held out."""
+
+    test_fraction: float = Field(0.2, gt=0, lt=1, description="share of each user's pairs held out")
+    min_user_pairs: int = Field(
+        5, ge=2, description="users with fewer (user, movie) pairs stay train-only"
+    )
+    k: int = Field(10, ge=1, le=100, description="cut-off of precision, recall and NDCG")
+    min_improvement: float = Field(
+        0.0,
+        ge=0,
+        description="publish only when NDCG@k beats the published model's by more than this "
+        "fraction (0: any improvement)",
+    )
 
 
 class RecommenderSettings(CinepulseSettings):
     postgres: PostgresSettings
+    host: str = "0.0.0.0"  # noqa: S104 - listens inside its pod
+    port: int = Field(8001, ge=1, le=65535)
+    weights: WeightSettings = WeightSettings()
+    model: ModelSettings = ModelSettings()
+    als: AlsSettings = AlsSettings()
+    evaluation: EvaluationSettings = EvaluationSettings()
+    window_days: int | None = Field(
+        None, ge=1, description="train on the last N days of events (None: every event)"
+    )
+    top_n: int = Field(
+        100, ge=1, le=1000, description="recommendations precomputed per known user at load"
+    )
+    poll_interval_s: float = Field(
+        30.0, gt=0, description="how often the server asks the registry for a newer model"
+    )
+    readiness_timeout_s: float = Field(2.0, gt=0, description="deadline of the /readyz check")
+    registry_timeout_s: float = Field(
+        5.0, gt=0, description="longest wait for a database connection when polling the registry"
+    )
+
+    @model_validator(mode="after")
+    def _k_within_top_n(self) -> RecommenderSettings:
+        if self.evaluation.k > self.top_n:
+            raise ValueError("evaluation.k must not exceed top_n")
+        return self

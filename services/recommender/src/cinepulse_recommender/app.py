@@ -1,0 +1,291 @@
+"""The recommender's HTTP API: answers from the model in memory, hot-swapped when a newer
+version is published.
+
+* ``GET /api/recommendations?user_id=&k=&exclude_seen=&genre=`` - up to k movies for a
+  user. ``strategy`` says what produced them: ``model`` (a user the model knows),
+  ``popular_in_genre`` or ``popular`` (a user it does not know, or no model published
+  yet); ``model_version`` which version answered (null: popularity only).
+* ``GET /api/movies/{movie_id}/similar?k=`` - the movies closest to one movie in the
+  model's item space (features included); 404 for a movie the model does not know.
+
+``k`` is 1 to 100 (default 10); bad input is a 422 naming each field
+(``{"detail": [{"field", "reason", "type"}]}``); an unknown genre is a 404. The process
+loads the newest published version of ``recsys.models`` at start (popularity from the facts
+when none is published) and asks the registry again every ``CINEPULSE_POLL_INTERVAL_S``; a
+newer version is loaded off the event loop and swapped in with one reference assignment,
+so every request is answered by exactly one version and none is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import FastAPI, HTTPException, Path, Query, Response
+from psycopg_pool import AsyncConnectionPool
+from pydantic import BaseModel
+
+from cinepulse_common.http_errors import add_validation_handler
+from cinepulse_common.logging import get_logger
+from cinepulse_common.observability import HttpMetricsMiddleware, add_health_routes
+from cinepulse_common.postgres import make_async_pool
+from cinepulse_recommender import __version__, metrics, registry
+from cinepulse_recommender.artefact import Artefact
+from cinepulse_recommender.recommend import (
+    Answer,
+    Popularity,
+    Recommender,
+    UnknownGenreError,
+    UnknownMovieError,
+)
+from cinepulse_recommender.settings import RecommenderSettings
+from cinepulse_recommender.warehouse import GENRES, POPULARITY
+
+log = get_logger(__name__)
+
+MAX_BIGINT = 2**63 - 1
+RETRY_AFTER_S = 5
+EPOCH_START = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class RecommendedMovie(BaseModel):
+    movie_id: int
+    title: str | None
+    score: float
+
+
+class Recommendations(BaseModel):
+    user_id: str
+    k: int
+    exclude_seen: bool
+    genre: str | None
+    strategy: str
+    model_version: str | None
+    items: list[RecommendedMovie]
+
+
+class SimilarMovies(BaseModel):
+    movie_id: int
+    k: int
+    strategy: str
+    model_version: str | None
+    items: list[RecommendedMovie]
+
+
+class Service:
+    """The served version and the loop that replaces it."""
+
+    def __init__(self, settings: RecommenderSettings) -> None:
+        self.settings = settings
+        self.pool: AsyncConnectionPool = make_async_pool(settings.postgres, min_size=1, max_size=2)
+        self.current: Recommender | None = None
+        metrics.MODEL_AGE.set_function(self._age)
+
+    def _age(self) -> float:
+        rec = self.current
+        if rec is None or rec.trained_at is None:
+            return math.nan
+        return time.time() - rec.trained_at
+
+    def swap(self, rec: Recommender) -> None:
+        """Serve ``rec`` from now on (requests in flight finish on the version they took)."""
+        old = self.current
+        self.current = rec
+        metrics.MODEL.info({"version": rec.version or "none"})
+        metrics.MODEL_LOADED_AT.set(time.time())
+        if old is None or old.version != rec.version:
+            metrics.SWAPS.inc()
+            log.info(
+                "model swapped in",
+                version=rec.version,
+                previous=old.version if old else None,
+                users=len(rec.user_pos),
+                movies=len(rec.item_pos),
+            )
+
+    async def refresh(self) -> None:
+        """Load the newest published version if it is not the one served; with none
+        published, (re)load popularity from the facts."""
+        async with self.pool.connection(timeout=self.settings.registry_timeout_s) as conn:
+            row = await (await conn.execute(registry.NEWEST_PUBLISHED)).fetchone()
+            if row is not None:
+                version = str(row[0])
+                if self.current is not None and self.current.version == version:
+                    return
+                cur = await conn.execute(registry.ARTEFACT, {"version": version})
+                blob, sha = await cur.fetchone() or (None, None)
+                if blob is None:
+                    raise LookupError(f"model {version} has no artefact")
+                data = registry.verified(bytes(blob), sha, version)
+                rec = await asyncio.to_thread(self._build, version, data)
+            else:
+                pop_rows = await (await conn.execute(POPULARITY, {"since": EPOCH_START})).fetchall()
+                genre_rows = await (await conn.execute(GENRES)).fetchall()
+                rec = await asyncio.to_thread(self._popularity_only, pop_rows, genre_rows)
+        self.swap(rec)
+
+    def _build(self, version: str, data: bytes) -> Recommender:
+        return Recommender.from_artefact(version, Artefact.from_bytes(data), self.settings.top_n)
+
+    @staticmethod
+    def _popularity_only(
+        pop_rows: list[tuple[int, float, str | None]], genre_rows: list[tuple[int, str]]
+    ) -> Recommender:
+        import numpy as np
+
+        genres: dict[int, list[str]] = {}
+        for movie_id, name in genre_rows:
+            genres.setdefault(int(movie_id), []).append(name)
+        ids = [int(r[0]) for r in pop_rows]
+        pop = Popularity(
+            item_ids=np.array(ids, dtype=np.int64),
+            popularity=np.array([float(r[1]) for r in pop_rows], dtype=np.float64),
+            titles=[r[2] for r in pop_rows],
+            genres=[genres.get(m, []) for m in ids],
+        )
+        return Recommender(None, None, pop)
+
+    async def poll(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.poll_interval_s)
+            await self.refresh_logged()
+
+    async def refresh_logged(self) -> None:
+        try:
+            await self.refresh()
+        except Exception as exc:  # the served version stays; the next poll retries
+            metrics.LOAD_ERRORS.inc()
+            log.warning("model refresh failed", error=f"{type(exc).__name__}: {exc}")
+
+    def served(self) -> Recommender:
+        rec = self.current
+        if rec is None:
+            raise HTTPException(
+                503,
+                "no model loaded yet and popularity is not available (database unreachable?)",
+                headers={"Retry-After": str(RETRY_AFTER_S)},
+            )
+        return rec
+
+    def model_loaded(self) -> None:
+        if self.current is None:
+            raise RuntimeError("no model or popularity loaded")
+
+    async def check_db(self) -> None:
+        async with self.pool.connection(timeout=self.settings.readiness_timeout_s) as conn:
+            await conn.execute("SELECT 1")
+
+
+def _items(answer: Answer) -> list[RecommendedMovie]:
+    return [
+        RecommendedMovie(movie_id=i.movie_id, title=i.title, score=i.score) for i in answer.items
+    ]
+
+
+def _json(answer: BaseModel) -> Response:
+    """The answer serialised once (pydantic's JSON encoder), rather than validated again
+    against the route's ``response_model``, which stays for the OpenAPI schema."""
+    return Response(answer.model_dump_json(), media_type="application/json")
+
+
+def create_app(settings: RecommenderSettings, *, poll: bool = True) -> FastAPI:
+    """``poll=False``: no background polling (tests call ``app.state.service.refresh()``)."""
+    service = Service(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await service.pool.open(wait=False)
+        await service.refresh_logged()
+        task = asyncio.create_task(service.poll()) if poll else None
+        log.info(
+            "recommender ready",
+            version=__version__,
+            model=getattr(service.current, "version", None),
+        )
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await service.pool.close()
+
+    app = FastAPI(
+        title="Cinepulse recommender",
+        version="1",
+        summary="Recommendations and similar movies from the published LightFM model.",
+        description=__doc__,
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    add_validation_handler(app)
+
+    @app.get("/api/recommendations", response_model=Recommendations, tags=["recommendations"])
+    async def recommendations(
+        user_id: Annotated[str, Query(min_length=1, max_length=128)],
+        k: Annotated[int, Query(ge=1, le=100, description="how many movies")] = 10,
+        exclude_seen: Annotated[
+            bool, Query(description="leave out movies the user has already interacted with")
+        ] = True,
+        genre: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
+    ) -> Response:
+        """Up to k movies for the user (popular ones, in the genre if given, for a user the
+        model does not know)."""
+        rec = service.served()
+        try:
+            answer = rec.recommend(user_id, k, exclude_seen=exclude_seen, genre=genre)
+        except UnknownGenreError:
+            raise HTTPException(404, f"unknown genre {genre!r}") from None
+        metrics.ANSWERS.labels("recommendations", answer.strategy, answer.path).inc()
+        return _json(
+            Recommendations(
+                user_id=user_id,
+                k=k,
+                exclude_seen=exclude_seen,
+                genre=genre,
+                strategy=answer.strategy,
+                model_version=rec.version,
+                items=_items(answer),
+            )
+        )
+
+    @app.get(
+        "/api/movies/{movie_id}/similar", response_model=SimilarMovies, tags=["recommendations"]
+    )
+    async def similar(
+        movie_id: Annotated[int, Path(ge=1, le=MAX_BIGINT)],
+        k: Annotated[int, Query(ge=1, le=100, description="how many movies")] = 10,
+    ) -> Response:
+        """The k movies most like this one."""
+        rec = service.served()
+        try:
+            answer = rec.similar(movie_id, k)
+        except UnknownMovieError:
+            raise HTTPException(
+                404, f"unknown movie {movie_id} (not in model {rec.version or 'popularity'})"
+            ) from None
+        metrics.ANSWERS.labels("similar", answer.strategy, answer.path).inc()
+        return _json(
+            SimilarMovies(
+                movie_id=movie_id,
+                k=k,
+                strategy=answer.strategy,
+                model_version=rec.version,
+                items=_items(answer),
+            )
+        )
+
+    add_health_routes(
+        app,
+        {"model": service.model_loaded, "postgres": service.check_db},
+        timeout_s=settings.readiness_timeout_s,
+    )
+    app.add_middleware(HttpMetricsMiddleware, metrics=metrics.HTTP)
+    return app

@@ -1,0 +1,111 @@
+"""A model version as bytes: a compressed ``.npz`` of plain arrays (no pickle: loading an
+artefact runs no code), stored in ``recsys.models.artefact``.
+
+It holds what serving needs and nothing of LightFM itself: the user and item
+representations (LightFM's item features already folded in), the item biases, the pairs of
+the training part (to evaluate it later on another split without leakage) and of the whole
+window (what each user has seen), popularity over the window (the cold-start fallback),
+the candidate items, titles and genres.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
+
+FORMAT = 1
+
+
+def _csr_arrays(name: str, m: sp.csr_matrix) -> dict[str, npt.NDArray[Any]]:
+    m = sp.csr_matrix(m)
+    return {
+        f"{name}_indptr": m.indptr.astype(np.int64),
+        f"{name}_indices": m.indices.astype(np.int32),
+    }
+
+
+def _csr(arrays: Any, name: str, shape: tuple[int, int]) -> sp.csr_matrix:
+    indptr, indices = arrays[f"{name}_indptr"], arrays[f"{name}_indices"]
+    data = np.ones(len(indices), dtype=np.float32)
+    return sp.csr_matrix((data, indices, indptr), shape=shape)
+
+
+@dataclass
+class Artefact:
+    user_ids: npt.NDArray[np.str_]
+    item_ids: npt.NDArray[np.int64]
+    user_factors: npt.NDArray[np.float32]
+    item_factors: npt.NDArray[np.float32]
+    item_bias: npt.NDArray[np.float32]
+    candidates: npt.NDArray[np.bool_]
+    popularity: npt.NDArray[np.float64]
+    seen: sp.csr_matrix  # users x items: every pair of the window
+    trained: sp.csr_matrix  # users x items: the pairs the factors were fitted on
+    titles: list[str]
+    genres: list[list[str]]  # per item
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_bytes(self) -> bytes:
+        genre_names = sorted({g for gs in self.genres for g in gs})
+        index = {g: i for i, g in enumerate(genre_names)}
+        item_genres = sp.csr_matrix(
+            (
+                np.ones(sum(len(g) for g in self.genres), dtype=np.float32),
+                [index[g] for gs in self.genres for g in gs],
+                np.concatenate([[0], np.cumsum([len(g) for g in self.genres])]),
+            ),
+            shape=(len(self.item_ids), len(genre_names)),
+        )
+        meta = self.meta | {"format": FORMAT}
+        arrays: dict[str, npt.NDArray[Any]] = dict(
+            meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
+            user_ids=self.user_ids.astype(np.str_),
+            item_ids=self.item_ids,
+            user_factors=self.user_factors,
+            item_factors=self.item_factors,
+            item_bias=self.item_bias,
+            candidates=self.candidates,
+            popularity=self.popularity,
+            titles=np.array(self.titles, dtype=np.str_),
+            genre_names=np.array(genre_names, dtype=np.str_),
+            **_csr_arrays("seen", self.seen),
+            **_csr_arrays("trained", self.trained),
+            **_csr_arrays("genres", item_genres),
+        )
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Artefact:
+        with np.load(io.BytesIO(data), allow_pickle=False) as a:
+            meta = json.loads(a["meta"].tobytes().decode())
+            if meta.get("format") != FORMAT:
+                raise ValueError(f"unknown artefact format {meta.get('format')!r}")
+            user_ids, item_ids = a["user_ids"], a["item_ids"]
+            shape = (len(user_ids), len(item_ids))
+            genre_names = a["genre_names"].tolist()
+            item_genres = _csr(a, "genres", (len(item_ids), len(genre_names)))
+            return cls(
+                user_ids=user_ids,
+                item_ids=item_ids,
+                user_factors=a["user_factors"],
+                item_factors=a["item_factors"],
+                item_bias=a["item_bias"],
+                candidates=a["candidates"],
+                popularity=a["popularity"],
+                seen=_csr(a, "seen", shape),
+                trained=_csr(a, "trained", shape),
+                titles=a["titles"].tolist(),
+                genres=[
+                    [genre_names[j] for j in item_genres.indices[s:e]]
+                    for s, e in zip(item_genres.indptr[:-1], item_genres.indptr[1:], strict=True)
+                ],
+                meta=meta,
+            )

@@ -1,0 +1,229 @@
+"""Answers from one loaded model version, in memory: no database on the request path.
+
+A :class:`Recommender` is built once per version (off the event loop) and never changed
+afterwards; the server swaps the whole object, so a request that started on one version
+ends on it. Strategies:
+
+* ``model`` - a user the model knows: the precomputed top-N (seen items and non-candidates
+  already removed) when it can answer (``exclude_seen``, ``k`` within N, and enough items
+  of the requested genre in it), else the user's scores over every candidate, computed on
+  the fly (``path`` says which: ``precomputed`` or ``scored``).
+* ``popular_in_genre`` / ``popular`` - a user the model does not know (cold start), or no
+  model published yet: the movies with the most users in the window, in the genre when one
+  is asked for.
+* similar movies: ``model`` (cosine of the item representations, features included);
+  ``popular_in_genre`` (same genres) without a model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from cinepulse_recommender.artefact import Artefact
+from cinepulse_recommender.evaluation import best, best_row
+
+MODEL, POPULAR, POPULAR_IN_GENRE = "model", "popular", "popular_in_genre"
+PRECOMPUTED, SCORED = "precomputed", "scored"
+#: users scored at once when precomputing (bounds memory: chunk x items floats)
+CHUNK = 1024
+
+
+class UnknownGenreError(KeyError):
+    pass
+
+
+class UnknownMovieError(KeyError):
+    pass
+
+
+@dataclass(frozen=True)
+class Item:
+    movie_id: int
+    title: str | None
+    score: float
+
+
+@dataclass(frozen=True)
+class Answer:
+    items: list[Item]
+    strategy: str
+    path: str
+
+
+@dataclass
+class Popularity:
+    """The popularity fallback: every movie with at least one user in the window."""
+
+    item_ids: npt.NDArray[np.int64]
+    popularity: npt.NDArray[np.float64]
+    titles: list[str | None]
+    genres: list[list[str]]
+
+
+@dataclass
+class Recommender:
+    """One version (``version`` None: popularity only, no model published)."""
+
+    version: str | None
+    trained_at: float | None  # Unix seconds the artefact was made
+    pop: Popularity
+    artefact: Artefact | None = None
+    top_n: int = 100
+    # derived in __post_init__
+    item_pos: dict[int, int] = field(init=False, default_factory=dict)
+    user_pos: dict[str, int] = field(init=False, default_factory=dict)
+    genre_masks: dict[str, npt.NDArray[np.bool_]] = field(init=False, default_factory=dict)
+    #: per genre, the items *not* in it (index arrays: masking by index is the fast way)
+    genre_out: dict[str, npt.NDArray[np.int64]] = field(init=False, default_factory=dict)
+    noncandidates: npt.NDArray[np.int64] = field(init=False)
+    popular: dict[str | None, npt.NDArray[np.int64]] = field(init=False, default_factory=dict)
+    top: npt.NDArray[np.int64] = field(init=False)
+    top_scores: npt.NDArray[np.float32] = field(init=False)
+    unit: npt.NDArray[np.float32] = field(init=False)
+
+    def __post_init__(self) -> None:
+        p = self.pop
+        self.item_pos = {int(m): i for i, m in enumerate(p.item_ids.tolist())}
+        names = sorted({g for gs in p.genres for g in gs})
+        for name in names:
+            mask = np.array([name in gs for gs in p.genres], dtype=bool)
+            self.genre_masks[name.lower()] = mask
+            self.genre_out[name.lower()] = np.flatnonzero(~mask)
+        order = np.lexsort((p.item_ids, -p.popularity))
+        order = order[p.popularity[order] > 0]
+        self.popular[None] = order
+        for name, mask in self.genre_masks.items():
+            self.popular[name] = order[mask[order]]
+        a = self.artefact
+        if a is None:
+            self.top = np.zeros((0, 0), dtype=np.int64)
+            self.top_scores = np.zeros((0, 0), dtype=np.float32)
+            self.unit = np.zeros((0, 0), dtype=np.float32)
+            self.noncandidates = np.zeros(0, dtype=np.int64)
+            return
+        self.user_pos = {u: i for i, u in enumerate(a.user_ids.tolist())}
+        self.noncandidates = np.flatnonzero(~a.candidates)
+        norms = np.linalg.norm(a.item_factors, axis=1, keepdims=True)
+        self.unit = (a.item_factors / np.maximum(norms, 1e-12)).astype(np.float32)
+        n_users = len(a.user_ids)
+        self.top = np.full((n_users, self.top_n), -1, dtype=np.int64)
+        self.top_scores = np.zeros((n_users, self.top_n), dtype=np.float32)
+        for start in range(0, n_users, CHUNK):
+            users = np.arange(start, min(start + CHUNK, n_users))
+            scores = self._scores(users)
+            for row, items in zip(users, best(scores, self.top_n), strict=True):
+                self.top[row, : len(items)] = items
+                self.top_scores[row, : len(items)] = scores[row - start, items]
+
+    @classmethod
+    def from_artefact(cls, version: str, artefact: Artefact, top_n: int) -> Recommender:
+        pop = Popularity(
+            item_ids=artefact.item_ids,
+            popularity=artefact.popularity,
+            titles=list(artefact.titles),
+            genres=artefact.genres,
+        )
+        return cls(version, artefact.meta.get("trained_at"), pop, artefact, top_n)
+
+    # --- queries ---------------------------------------------------------------------------
+    @property
+    def has_model(self) -> bool:
+        return self.artefact is not None
+
+    def genre_mask(self, genre: str | None) -> npt.NDArray[np.bool_] | None:
+        if genre is None:
+            return None
+        mask = self.genre_masks.get(genre.lower())
+        if mask is None:
+            raise UnknownGenreError(genre)
+        return mask
+
+    def knows_user(self, user_id: str) -> bool:
+        return user_id in self.user_pos
+
+    def _scores(self, users: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
+        """A block of users' scores, without their seen items and non-candidates."""
+        a = self.artefact
+        assert a is not None
+        scores = a.user_factors[users] @ a.item_factors.T + a.item_bias
+        scores[:, self.noncandidates] = -np.inf
+        rows, cols = a.seen[users].nonzero()
+        scores[rows, cols] = -np.inf
+        return np.asarray(scores, dtype=np.float32)
+
+    def _user_scores(
+        self, u: int, *, exclude_seen: bool, genre: str | None
+    ) -> npt.NDArray[np.float32]:
+        """One user's scores over every item, masked (the on-the-fly path)."""
+        a = self.artefact
+        assert a is not None
+        scores = a.item_factors @ a.user_factors[u] + a.item_bias
+        scores[self.noncandidates] = -np.inf
+        if genre is not None:
+            scores[self.genre_out[genre.lower()]] = -np.inf
+        if exclude_seen:
+            scores[a.seen.indices[a.seen.indptr[u] : a.seen.indptr[u + 1]]] = -np.inf
+        return scores
+
+    def _items(self, idx: npt.NDArray[np.int64], scores: npt.NDArray[np.floating]) -> list[Item]:
+        ids, titles = self.pop.item_ids, self.pop.titles
+        return [
+            Item(int(ids[i]), titles[i], float(s))
+            for i, s in zip(idx.tolist(), scores.tolist(), strict=True)
+        ]
+
+    def _popular(self, k: int, genre: str | None, skip: int | None = None) -> Answer:
+        order = self.popular[genre.lower() if genre else None]
+        if skip is not None:
+            order = order[order != skip]
+        idx = order[:k]
+        return Answer(
+            self._items(idx, self.pop.popularity[idx]),
+            POPULAR_IN_GENRE if genre else POPULAR,
+            POPULAR,
+        )
+
+    def recommend(
+        self, user_id: str, k: int, *, exclude_seen: bool = True, genre: str | None = None
+    ) -> Answer:
+        """Raises :class:`UnknownGenreError` for a genre no movie has."""
+        allowed = self.genre_mask(genre)
+        u = self.user_pos.get(user_id)
+        if u is None:
+            return self._popular(k, genre)
+        if exclude_seen and k <= self.top_n:
+            row, row_scores = self.top[u], self.top_scores[u]
+            keep = row >= 0
+            if allowed is not None:
+                keep &= allowed[np.maximum(row, 0)]
+            idx = row[keep]
+            # the list holds every candidate when it is shorter than N: nothing to add
+            complete = bool((row < 0).any())
+            if len(idx) >= k or complete:
+                return Answer(self._items(idx[:k], row_scores[keep][:k]), MODEL, PRECOMPUTED)
+        scores = self._user_scores(u, exclude_seen=exclude_seen, genre=genre)
+        idx = best_row(scores, k)
+        return Answer(self._items(idx, scores[idx]), MODEL, SCORED)
+
+    def similar(self, movie_id: int, k: int) -> Answer:
+        """Raises :class:`UnknownMovieError` for a movie this version does not know."""
+        i = self.item_pos.get(movie_id)
+        if i is None:
+            raise UnknownMovieError(movie_id)
+        a = self.artefact
+        if a is None:
+            genres = self.pop.genres[i]
+            order = self.popular[None]
+            if genres:
+                masks = [self.genre_masks[g.lower()] for g in genres]
+                order = order[np.logical_or.reduce(masks)[order]]
+            order = order[order != i][:k]
+            return Answer(self._items(order, self.pop.popularity[order]), POPULAR_IN_GENRE, POPULAR)
+        sims = self.unit @ self.unit[i]
+        sims[self.noncandidates] = -np.inf
+        sims[i] = -np.inf
+        idx = best_row(sims, k)
+        return Answer(self._items(idx, sims[idx]), MODEL, SCORED)
