@@ -1,0 +1,116 @@
+"""The explorer without a database: the recommender client (a mock transport), the command
+line, settings, and the page itself (Streamlit's AppTest) when PostgreSQL does not answer."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+import httpx
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from cinepulse_common.settings import PostgresSettings
+from cinepulse_explorer import __main__ as cli
+from cinepulse_explorer.recommender import (
+    RecommenderUnavailable,
+    fetch_recommendations,
+    parse_recommendations,
+    with_titles,
+)
+from cinepulse_explorer.settings import ExplorerSettings
+
+# nothing listens on port 9
+NO_DB = "postgresql://u:p@127.0.0.1:9/none?connect_timeout=1"
+
+
+def _fetch(handler: Callable[[httpx.Request], httpx.Response]) -> pd.DataFrame:
+    with httpx.Client(transport=httpx.MockTransport(handler)) as client:
+        return fetch_recommendations("http://rec:8000/", "critic", 3, client=client).items
+
+
+def test_recommendations_come_best_first_with_the_request_asked() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        items = [
+            {"movie_id": 3, "score": 0.2},
+            {"movie_id": 1, "title": "Alpha", "score": 0.9},
+        ]
+        return httpx.Response(200, json={"items": items, "strategy": "lightfm", "model_version": 7})
+
+    items = _fetch(handler)
+    assert str(seen[0].url) == "http://rec:8000/api/recommendations?user_id=critic&k=3"
+    assert items.to_dict("records") == [
+        {"rank": 1, "movie_id": 1, "title": "Alpha", "score": 0.9},
+        {"rank": 2, "movie_id": 3, "title": None, "score": 0.2},
+    ]
+    filled = with_titles(items, {3: "Gamma", 8: "Theta"})
+    assert filled["title"].tolist() == ["Alpha", "Gamma"]
+
+
+def test_parse_keeps_strategy_and_model_version() -> None:
+    recs = parse_recommendations({"items": [], "strategy": "popular", "model_version": "v2"})
+    assert recs.items.empty and list(recs.items.columns) == ["rank", "movie_id", "title", "score"]
+    assert (recs.strategy, recs.model_version) == ("popular", "v2")
+
+
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        (httpx.ConnectError("refused"), "did not answer (ConnectError: refused)"),
+        (httpx.ReadTimeout("slow"), "did not answer (ReadTimeout: slow)"),
+        (httpx.Response(503, json={"detail": "no model yet"}), "HTTP 503: no model yet"),
+        (httpx.Response(500, text="boom"), "HTTP 500: boom"),
+        (httpx.Response(200, text="<html>"), "not understood"),
+        (httpx.Response(200, json={"movies": []}), "not understood"),
+        (httpx.Response(200, json={"items": [{"movie_id": 1}]}), "not understood"),
+        (httpx.Response(200, json={"items": [1, 2]}), "not understood"),
+    ],
+)
+def test_every_failure_is_one_readable_exception(
+    answer: httpx.Response | httpx.HTTPError, message: str
+) -> None:
+    def handler(_request: httpx.Request) -> httpx.Response:
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    with pytest.raises(RecommenderUnavailable, match=re.escape(message)):
+        _fetch(handler)
+
+
+def test_streamlit_runs_headless_on_the_settings_port() -> None:
+    settings = ExplorerSettings(postgres=PostgresSettings(dsn=NO_DB), log_level="WARNING")
+    args = cli.streamlit_args(settings, "127.0.0.1", 18501)
+    assert args[:2] == ["run", str(cli.APP)] and cli.APP.is_file()
+    for flag in [
+        "--server.headless=true",
+        "--server.address=127.0.0.1",
+        "--server.port=18501",
+        "--browser.gatherUsageStats=false",
+        "--server.fileWatcherType=none",
+        "--logger.level=warning",
+    ]:
+        assert flag in args
+
+
+def test_settings_defaults_and_the_missing_dsn_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CINEPULSE_POSTGRES__DSN", NO_DB)
+    s = ExplorerSettings()
+    assert (s.port, s.address, s.cache_ttl_s) == (8501, "0.0.0.0", 60)  # noqa: S104
+    monkeypatch.delenv("CINEPULSE_POSTGRES__DSN")
+    with pytest.raises(SystemExit, match="CINEPULSE_POSTGRES"):
+        cli.main([])
+
+
+def test_the_page_says_the_warehouse_is_down_without_a_traceback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CINEPULSE_POSTGRES__DSN", NO_DB)
+    at = AppTest.from_file(str(cli.APP), default_timeout=30).run()
+    assert not at.exception
+    assert len(at.error) == 1
+    assert at.error[0].value.startswith("The warehouse cannot be read: ")
