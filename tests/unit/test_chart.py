@@ -5,6 +5,7 @@ with promtool."""
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import subprocess
@@ -165,17 +166,31 @@ def test_no_credential_in_values_or_rendered_objects(default_docs: list[dict[str
         leaf = path.rsplit(".", 1)[-1].lower()
         if any(w in leaf for w in ("password", "token", "apikey")):
             assert not value, f"{path} has a default credential"
+    secrets = {}
     for d in default_docs:
-        if d["kind"] == "Secret":  # only the generated database passwords
-            assert set(d["data"]) == {"password"}, d["metadata"]["name"]
+        if d["kind"] == "Secret":  # only the generated database credentials
+            secrets[d["metadata"]["name"]] = {
+                k: base64.b64decode(v).decode() for k, v in d["data"].items()
+            }
             assert d["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert set(secrets) == {"cp-cinepulse-postgresql", "cp-cinepulse-mongodb"}
+    # one password per database, and the connection string built from that same password
+    pg, mongo = secrets["cp-cinepulse-postgresql"], secrets["cp-cinepulse-mongodb"]
+    assert len(pg["password"]) == 32
+    assert pg["dsn"] == (
+        f"postgresql://cinepulse:{pg['password']}@cp-cinepulse-postgresql:5432/cinepulse"
+    )
+    assert mongo["url"].startswith(f"mongodb://cinepulse:{mongo['password']}@")
     for name, spec in _pods(default_docs):
         for c in spec["containers"]:
             for env in c.get("env", []):
+                # connection strings only ever come from a Secret
                 text = str(env.get("value", ""))
-                if "postgresql://" in text or "mongodb://" in text:
-                    # the password only ever comes from a Secret, interpolated by the kubelet
-                    assert "$(CINEPULSE_" in text, (name, env["name"])
+                assert "postgresql://" not in text and "mongodb://" not in text, (name, env)
+    for d in default_docs:
+        if d["kind"] == "ConfigMap":
+            text = json.dumps(d["data"])
+            assert "postgresql://" not in text and "mongodb://" not in text, d["metadata"]
 
 
 def test_every_http_service_is_served_probed_and_scraped(

@@ -16,9 +16,12 @@ DEADLINE_S = float(os.environ.get("DEADLINE_S", "300"))
 
 
 def first_key(folder: str) -> str | None:
+    """The key of the client named helm-test (an internal client of the api), else the
+    first one in the mounted Secret."""
     path = pathlib.Path(folder)
     files = sorted(f for f in path.glob("*") if f.is_file() and not f.name.startswith("."))
-    return files[0].read_text().strip() if files else None
+    named = [f for f in files if f.name == "helm-test"]
+    return (named or files)[0].read_text().strip() if files else None
 
 
 user = f"helm-test-{uuid.uuid4().hex[:12]}"

@@ -117,42 +117,24 @@ app.kubernetes.io/part-of: cinepulse
 {{- end }}
 {{- end }}
 
-{{/* env of the PostgreSQL block: the DSN, composed from the generated password (bundled)
-     or read whole from the operator's Secret (external) */}}
-{{- define "cinepulse.env.postgres" -}}
-{{- if .Values.postgresql.enabled }}
-- name: CINEPULSE_PG_PASSWORD
-  valueFrom:
-    secretKeyRef:
-      name: {{ include "cinepulse.postgresql.secretName" . }}
-      key: password
-- name: CINEPULSE_POSTGRES__DSN
-  value: {{ printf "postgresql://%s:$(CINEPULSE_PG_PASSWORD)@%s:5432/%s" .Values.postgresql.username (include "cinepulse.component.fullname" (dict "ctx" . "component" "postgresql")) .Values.postgresql.database | quote }}
-{{- else }}
+{{/* env of the PostgreSQL block: the DSN from the generated Secret (bundled) or the
+     operator's (external); the password never appears in a pod spec */}}
+{{- define "cinepulse.env.postgres" }}
 - name: CINEPULSE_POSTGRES__DSN
   valueFrom:
     secretKeyRef:
       name: {{ include "cinepulse.postgresql.secretName" . }}
-      key: {{ .Values.externalPostgresql.dsnKey }}
-{{- end }}
+      key: {{ .Values.postgresql.enabled | ternary "dsn" .Values.externalPostgresql.dsnKey }}
 {{- end }}
 
 {{/* env of the MongoDB block */}}
-{{- define "cinepulse.env.mongo" -}}
-{{- if .Values.mongodb.enabled }}
-- name: CINEPULSE_MONGO_PASSWORD
-  valueFrom:
-    secretKeyRef:
-      name: {{ include "cinepulse.mongodb.secretName" . }}
-      key: password
-- name: CINEPULSE_MONGO__URL
-  value: {{ printf "mongodb://%s:$(CINEPULSE_MONGO_PASSWORD)@%s:27017/?authSource=admin" .Values.mongodb.username (include "cinepulse.component.fullname" (dict "ctx" . "component" "mongodb")) | quote }}
-{{- else }}
+{{- define "cinepulse.env.mongo" }}
 - name: CINEPULSE_MONGO__URL
   valueFrom:
     secretKeyRef:
       name: {{ include "cinepulse.mongodb.secretName" . }}
-      key: {{ .Values.externalMongodb.urlKey }}
+      key: {{ .Values.mongodb.enabled | ternary "url" .Values.externalMongodb.urlKey }}
+{{- if not .Values.mongodb.enabled }}
 - name: CINEPULSE_MONGO__DATABASE
   value: {{ .Values.externalMongodb.database | quote }}
 {{- end }}
@@ -375,13 +357,13 @@ spec:
 {{- end }}
 
 {{/* A generated password kept across upgrades (read back with lookup; on `helm template`
-     a fresh one is drawn) */}}
+     a fresh one is drawn); the raw value */}}
 {{- define "cinepulse.keptPassword" -}}
 {{- $existing := lookup "v1" "Secret" .ctx.Release.Namespace .name }}
 {{- if and $existing $existing.data (hasKey $existing.data "password") }}
-{{- index $existing.data "password" }}
+{{- index $existing.data "password" | b64dec }}
 {{- else }}
-{{- randAlphaNum 32 | b64enc }}
+{{- randAlphaNum 32 }}
 {{- end }}
 {{- end }}
 
@@ -525,9 +507,12 @@ spec:
       targetPort: {{ .portName }}
 {{- end }}
 
-{{/* A generated password Secret, kept across upgrades and uninstalls;
-     (dict "c" <component dict> "name" <secret name>) */}}
+{{/* A generated password Secret, kept across upgrades and uninstalls, with the connection
+     string built from the same password under `uriKey` (one draw: both keys agree);
+     (dict "c" <component dict> "name" <secret name> "uriKey" "dsn" "uri" "<printf format
+     with one %s for the password>") */}}
 {{- define "cinepulse.generatedSecret" -}}
+{{- $password := include "cinepulse.keptPassword" (dict "ctx" .c.ctx "name" .name) }}
 apiVersion: v1
 kind: Secret
 metadata:
@@ -538,7 +523,8 @@ metadata:
     helm.sh/resource-policy: keep
 type: Opaque
 data:
-  password: {{ include "cinepulse.keptPassword" (dict "ctx" .c.ctx "name" .name) }}
+  password: {{ $password | b64enc }}
+  {{ .uriKey }}: {{ printf .uri $password | b64enc }}
 {{- end }}
 
 {{/* The data volume claim of a StatefulSet, from a dependency's values (storage, class) */}}
