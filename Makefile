@@ -5,7 +5,7 @@ UV ?= $(shell command -v uv || echo python3 -m uv)
 RUN := $(UV) run --frozen --all-packages
 STACK := $(RUN) cinepulse-stack
 
-.PHONY: help setup up down status env migrate smoke services demo test test-unit test-integration lint format schemas bench clean
+.PHONY: help setup up down status env migrate smoke services demo test test-unit test-integration test-airflow lint format schemas bench chart-check clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -44,9 +44,13 @@ demo: up smoke services ## the end-to-end demo on sample data (grows with each s
 	@echo "Gateway API docs: http://127.0.0.1:18080/docs   live counters: http://127.0.0.1:16066/counters/trending"
 	@echo "Prometheus: $$($(STACK) env | sed -n 's/^export CINEPULSE_PROMETHEUS_URL=//p')"
 
-test: ## unit tests, then integration tests against the real local stack
+test: ## unit tests, then integration tests against the real local stack, then the Airflow DAGs
 	$(RUN) pytest tests/unit -q
 	$(RUN) pytest tests/integration -q
+	cd airflow && $(UV) run --frozen pytest -q
+
+test-airflow: ## the Airflow DAGs' tests, in airflow/.venv (DAG runs against the local stack)
+	cd airflow && $(UV) run --frozen pytest -q
 
 test-unit: ## unit tests only (nothing running needed)
 	$(RUN) pytest tests/unit -q
@@ -69,5 +73,28 @@ schemas: ## regenerate transform_rules.schema.json from the rules models
 bench: ## run every benchmark; writes results/bench.md
 	$(RUN) python -m bench
 
+chart-check: ## the Helm chart: lint, render each ci/ scenario, kubeconform, kube-score
+	$(RUN) python -m cinepulse_devstack.chart
+
 clean: down ## stop the stack and delete its state (.stack/); caches are kept
 	rm -rf .stack
+
+# -- container images (optional: podman, or docker with a public base; see README "Images") --
+.PHONY: images test-images
+images: ## build every container image (podman); one image: make image-<svc>, e.g. image-api
+	@bash scripts/images.sh
+
+image-%:
+	@bash scripts/images.sh $*
+
+test-images: ## the image tests: non-root, /healthz, jobs' --help (after make images)
+	$(RUN) pytest tests/images -q
+
+# -- the chart on a real control plane (kube-apiserver, controller-manager, scheduler, etcd from
+#    the Go module proxy; kwok's fake nodes). See README "Chart on a real control plane" --
+.PHONY: kube-tools chart-e2e
+kube-tools: ## build kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, etcd, kwok (cached)
+	@bash scripts/k8s-tools.sh
+
+chart-e2e: kube-tools ## the chart on a kwok cluster: install --wait, upgrade, checks, uninstall
+	$(RUN) python -m cinepulse_devstack.kube

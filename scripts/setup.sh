@@ -70,6 +70,10 @@ else
   step "lightfm==$LIGHTFM_VERSION present"
 fi
 
+# -- Airflow: its own uv project and lock (airflow/uv.lock), outside the workspace --------
+step "uv sync --frozen in airflow/ (Airflow 3.3.2 + cncf-kubernetes provider into airflow/.venv)"
+(cd airflow && $UV sync --frozen --quiet --compile-bytecode)
+
 # -- local stack components ---------------------------------------------------------
 step "stack components: Kafka jars (Maven Central), FerretDB (Go module proxy), PostgreSQL, Prometheus"
 .venv/bin/cinepulse-stack install

@@ -1,0 +1,1 @@
+"""Shared code of the Cinepulse DAGs: configuration, the pod template, alerts, streaming health."""

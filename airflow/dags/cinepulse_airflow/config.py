@@ -1,0 +1,207 @@
+"""Everything the DAGs need to know about the cluster, in one place.
+
+The defaults below are the documented baseline (README "Airflow"). A deployment overrides any
+of them with one JSON Airflow Variable, ``cinepulse_config``, deep-merged over
+:data:`DEFAULTS`. Set it as the environment variable ``AIRFLOW_VAR_CINEPULSE_CONFIG`` (the
+Helm values do, from a ConfigMap): Airflow reads environment Variables before the metadata
+database, so parsing a DAG file costs no database query. A key that is not in the defaults
+is refused (a typo must not silently fall back to a default).
+
+DAG files never name an image, namespace, Secret, service account or resource amount: they
+ask :func:`load` and build pods with :mod:`cinepulse_airflow.pods`.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+VARIABLE = "cinepulse_config"
+ENV_VARIABLE = "AIRFLOW_VAR_CINEPULSE_CONFIG"
+
+# Components: one image each (issue 9 builds them), the CINEPULSE_* Secrets its command reads,
+# its service account and its resources.
+DEFAULTS: dict[str, Any] = {
+    # Kubernetes namespace the pods run in (the Airflow release's RBAC must allow it)
+    "namespace": "cinepulse",
+    # the Helm release of charts/cinepulse: its NetworkPolicies admit the pods labelled as
+    # this release's batch jobs, and its Secrets, ConfigMap and ServiceAccounts are named
+    # after it (release "cinepulse": cinepulse-postgresql, cinepulse-config, cinepulse-jobs)
+    "release": "cinepulse",
+    # prefixed to every image name ("" = as written); e.g. "registry.example.com/"
+    "image_registry": "",
+    "image_pull_policy": "IfNotPresent",
+    "image_pull_secrets": [],
+    # ConfigMap with the non-secret CINEPULSE_* variables (Kafka bootstrap, TMDB base URL, ...)
+    "config_map": "cinepulse-config",
+    # Secrets, by logical name: an env variable from a key, or a directory of files (volume)
+    "secrets": {
+        "postgres": {
+            "secret": "cinepulse-postgresql",
+            "key": "dsn",
+            "env": "CINEPULSE_POSTGRES__DSN",
+        },
+        "mongo": {"secret": "cinepulse-mongodb", "key": "url", "env": "CINEPULSE_MONGO__URL"},
+        "tmdb": {
+            "secret": "cinepulse-tmdb",
+            "mount": "/var/run/secrets/cinepulse/tmdb",
+            # the file in the mount the env variable points at
+            "env_files": {"CINEPULSE_TMDB__TOKEN_FILE": "token"},
+        },
+    },
+    # the pods' user (the images' non-root user) and their writable scratch space
+    "run_as_user": 10001,
+    "scratch_size": "1Gi",
+    "components": {
+        "tmdb-fetcher": {
+            "image": "cinepulse/tmdb-fetcher:0.1.0",
+            "command": "cinepulse-tmdb-fetcher",
+            "secrets": ["postgres", "mongo", "tmdb"],
+            "service_account": "cinepulse-jobs",
+            "resources": {
+                "requests": {"cpu": "250m", "memory": "256Mi"},
+                "limits": {"memory": "512Mi"},
+            },
+        },
+        "pandas-fallback": {
+            "image": "cinepulse/pandas-fallback:0.1.0",
+            "command": "cinepulse-fallback",
+            "secrets": ["postgres", "mongo"],
+            "service_account": "cinepulse-jobs",
+            "resources": {
+                "requests": {"cpu": "500m", "memory": "1Gi"},
+                "limits": {"memory": "2Gi"},
+            },
+        },
+        "spark-jobs": {
+            "image": "cinepulse/spark-jobs:0.1.0",
+            "command": "cinepulse-spark-jobs",
+            "secrets": ["postgres"],
+            "service_account": "cinepulse-spark",
+            "resources": {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"memory": "3Gi"}},
+        },
+        "recommender": {
+            "image": "cinepulse/recommender:0.1.0",
+            "command": "cinepulse-recommender",
+            "secrets": ["postgres"],
+            "service_account": "cinepulse-jobs",
+            "resources": {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"memory": "4Gi"}},
+        },
+        "quality": {
+            "image": "cinepulse/quality:0.1.0",
+            "command": "cinepulse-quality",
+            "secrets": ["postgres", "mongo"],
+            "service_account": "cinepulse-jobs",
+            "resources": {
+                "requests": {"cpu": "250m", "memory": "512Mi"},
+                "limits": {"memory": "1Gi"},
+            },
+        },
+    },
+    # pod lifecycle
+    "startup_timeout_s": 600,
+    # task retries: exponential backoff from retry_delay_s, capped at max_retry_delay_s
+    "retries": 3,
+    "retry_delay_s": 60,
+    "max_retry_delay_s": 1800,
+    # failure alerts: always an ERROR log line; also a JSON POST when a URL is set
+    # (an Alertmanager/Slack-style webhook receiver)
+    "alert_webhook_url": "",
+    "alert_timeout_s": 10,
+    # where streaming_guard reads health from
+    "postgres_conn_id": "cinepulse_postgres",
+    "prometheus_url": "",
+    "schedules": {
+        "tmdb_ingest": "5 * * * *",
+        "streaming_guard": "*/5 * * * *",
+        "recommender_train": "30 2 * * *",
+        "daily_aggregates": "15 1 * * *",
+        "data_quality": "20 * * * *",
+    },
+    # tmdb_ingest: the hour (UTC) whose run is the daily full load instead of the incremental
+    "tmdb_full_load_hour": 3,
+    "streaming": {
+        # the Spark query's heartbeat (cinepulse_spark_last_progress_timestamp_seconds) older
+        # than this = unhealthy; it ticks when idle too, so it is the preferred signal
+        "heartbeat_max_age_s": 300,
+        # without a heartbeat (no Prometheus): the newest Spark fact older than this = unhealthy
+        "fact_max_age_s": 900,
+        # Spark's facts cover arrivals up to its newest load minus this margin (its lag);
+        # overlap is harmless (promotion skips events that already have a fact), gaps are not
+        "coverage_overlap_s": 900,
+        # the longest window one fallback run takes (bounds a run after a long outage)
+        "max_window_s": 86400,
+    },
+    # data_quality reconciles the newest window of quality_window_s (clock-aligned) that
+    # ended at least quality_settle_s before the run (Spark and the archiver catch up first)
+    "quality_settle_s": 900,
+    "quality_window_s": 3600,
+}
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any], path: str = "") -> dict[str, Any]:
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        where = f"{path}{key}"
+        if key not in base and path not in ("secrets.", "components."):
+            raise ConfigError(f"{VARIABLE}: unknown key {where!r}")
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            merged[key] = _merge(base[key], value, f"{where}.")
+        else:
+            merged[key] = value
+    return merged
+
+
+def _read_variable() -> dict[str, Any]:
+    """The ``cinepulse_config`` Variable: from the environment when set (no database query
+    at parse time), else from Airflow's Variables; {} when there is none."""
+    raw = os.environ.get(ENV_VARIABLE)
+    if raw is None:
+        from airflow.sdk import Variable
+
+        raw = Variable.get(VARIABLE, default=None)
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw) if isinstance(raw, str) else raw
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{VARIABLE} is not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{VARIABLE} must be a JSON object")
+    return value
+
+
+@dataclass(frozen=True)
+class Config:
+    raw: dict[str, Any]
+
+    def __getitem__(self, key: str) -> Any:
+        return self.raw[key]
+
+    def component(self, name: str) -> dict[str, Any]:
+        try:
+            return dict(self.raw["components"][name])
+        except KeyError:
+            raise ConfigError(f"{VARIABLE}: no component {name!r}") from None
+
+    def image(self, component: str) -> str:
+        return f"{self.raw['image_registry']}{self.component(component)['image']}"
+
+    def schedule(self, dag_id: str) -> str:
+        return str(self.raw["schedules"][dag_id])
+
+
+def load(override: dict[str, Any] | None = None) -> Config:
+    """The configuration: :data:`DEFAULTS`, the ``cinepulse_config`` Variable over them, then
+    ``override`` (tests)."""
+    merged = _merge(DEFAULTS, _read_variable())
+    if override:
+        merged = _merge(merged, override)
+    return Config(merged)
