@@ -8,7 +8,7 @@ STACK := $(RUN) cinepulse-stack
 .PHONY: help setup up down status env migrate smoke services demo test test-unit test-integration test-airflow lint format schemas bench chart-check clean
 
 help: ## list the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
 
 setup: ## install everything this machine needs (idempotent)
 	@bash scripts/setup.sh
@@ -44,9 +44,10 @@ demo: up smoke services ## the end-to-end demo on sample data (grows with each s
 	@echo "Gateway API docs: http://127.0.0.1:18080/docs   live counters: http://127.0.0.1:16066/counters/trending"
 	@echo "Prometheus: $$($(STACK) env | sed -n 's/^export CINEPULSE_PROMETHEUS_URL=//p')"
 
-test: ## unit tests, then integration tests against the real local stack, then the Airflow DAGs
+test: ## unit tests, integration tests on the real local stack, the chart on a kwok control plane, the Airflow DAGs
 	$(RUN) pytest tests/unit -q
 	$(RUN) pytest tests/integration -q
+	$(RUN) pytest tests/e2e -q
 	cd airflow && $(UV) run --frozen pytest -q
 
 test-airflow: ## the Airflow DAGs' tests, in airflow/.venv (DAG runs against the local stack)

@@ -96,6 +96,11 @@ for tool in helm.sh/helm/v3/cmd/helm@v3.19.5 \
   fi
 done
 
+# -- a real control plane for the chart's end-to-end test (tests/e2e): kube-apiserver,
+# controller-manager, scheduler, kubectl, etcd, kwok from the Go module proxy; about 16 min
+# cold on 2 cores, under a second once built (cached in ~/.cache/cinepulse/bin/k8s)
+bash scripts/k8s-tools.sh
+
 step "emotion classifier: trained from GoEmotions into ~/.cache/cinepulse/models (skipped when present)"
 .venv/bin/python -m cinepulse_common.emotion train
 
