@@ -93,9 +93,18 @@ test-images: ## the image tests: non-root, /healthz, jobs' --help (after make im
 
 # -- the chart on a real control plane (kube-apiserver, controller-manager, scheduler, etcd from
 #    the Go module proxy; kwok's fake nodes). See README "Chart on a real control plane" --
-.PHONY: kube-tools chart-e2e
+.PHONY: kube-tools chart-e2e kind-up kind-e2e kind-down
 kube-tools: ## build kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, etcd, kwok (cached)
 	@bash scripts/k8s-tools.sh
+
+kind-up: ## (Docker + kind) a kind cluster with the images, the Spark and Prometheus operators and the chart
+	@bash scripts/kind.sh up
+
+kind-e2e: ## (Docker + kind) helm test and every Deployment available on the kind cluster
+	@bash scripts/kind.sh e2e
+
+kind-down: ## (Docker + kind) delete the kind cluster
+	@bash scripts/kind.sh down
 
 chart-e2e: kube-tools ## the chart on a kwok cluster: install --wait, upgrade, checks, uninstall
 	$(RUN) python -m cinepulse_devstack.kube
