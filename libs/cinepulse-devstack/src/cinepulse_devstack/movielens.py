@@ -30,6 +30,7 @@ import psycopg
 
 from cinepulse_common.paths import datasets_root
 from cinepulse_common.warehouse import EVENT_COLUMNS, MOVIE_COLUMNS, load_events, load_movies
+from cinepulse_devstack.tmdb_offline import DatasetMissingError, json_list, require_dataset
 
 #: namespace of the MovieLens events' ids (uuid5 of "ratings:<userId>:<movieId>:<timestamp>")
 MOVIELENS_NAMESPACE = uuid.UUID("6f1c2a4e-2d0b-5a55-9f5e-6d6f7669656c")
@@ -37,8 +38,8 @@ RATINGS_TOPIC = "movielens.ratings"
 USER_PREFIX = "ml-"
 
 
-class MovieLensMissingError(FileNotFoundError):
-    """A data file is not where the data sets are looked for."""
+#: a data file is not where the data sets are looked for
+MovieLensMissingError = DatasetMissingError
 
 
 @dataclass
@@ -53,20 +54,6 @@ class MovieLens:
     @property
     def users(self) -> int:
         return len({r[EVENT_COLUMNS.index("user_id")] for r in self.ratings})
-
-
-def _require(path: Path) -> Path:
-    if not path.is_file():
-        raise MovieLensMissingError(
-            f"data file not found: {path} (set $CINEPULSE_DATASETS to the data sets folder, "
-            "which holds movielens-small/ and tmdb-5000/)"
-        )
-    return path
-
-
-def _json_list(cell: str) -> list[dict[str, Any]]:
-    value = json.loads(cell) if cell.strip() else []
-    return value if isinstance(value, list) else []
 
 
 def _num(cell: str, kind: type[int] | type[float]) -> Any:
@@ -86,11 +73,11 @@ def _release(cell: str) -> date | None:
 
 def movie_row(row: dict[str, str]) -> tuple[Any, ...]:
     """One ``tmdb_5000_movies.csv`` row in MOVIE_COLUMNS order."""
-    named = [{"id": int(x["id"]), "name": x["name"]} for x in _json_list(row["genres"])]
-    keywords = [{"id": int(x["id"]), "name": x["name"]} for x in _json_list(row["keywords"])]
+    named = [{"id": int(x["id"]), "name": x["name"]} for x in json_list(row["genres"])]
+    keywords = [{"id": int(x["id"]), "name": x["name"]} for x in json_list(row["keywords"])]
     companies = [
         {"id": int(x["id"]), "name": x["name"], "origin_country": x.get("origin_country") or ""}
-        for x in _json_list(row["production_companies"])
+        for x in json_list(row["production_companies"])
     ]
     vote_average = _num(row["vote_average"], float)
     values: dict[str, Any] = {
@@ -146,7 +133,7 @@ def read_movielens(root: Path | None = None, *, users: int | None = None) -> Mov
     csv.field_size_limit(1 << 24)
     data = MovieLens()
     known: set[int] = set()
-    with _require(root / "tmdb-5000" / "tmdb_5000_movies.csv").open(
+    with require_dataset(root / "tmdb-5000" / "tmdb_5000_movies.csv").open(
         newline="", encoding="utf-8"
     ) as f:
         for row in csv.DictReader(f):
@@ -155,12 +142,12 @@ def read_movielens(root: Path | None = None, *, users: int | None = None) -> Mov
                 known.add(movie_id)
                 data.movies.append(movie_row(row))
     ml = root / "movielens-small"
-    with _require(ml / "links.csv").open(newline="", encoding="utf-8") as f:
+    with require_dataset(ml / "links.csv").open(newline="", encoding="utf-8") as f:
         for row in csv.DictReader(f):
             if row["tmdbId"].strip() and int(row["tmdbId"]) in known:
                 data.links[int(row["movieId"])] = int(row["tmdbId"])
     seen: set[tuple[int, int]] = set()
-    with _require(ml / "ratings.csv").open(newline="", encoding="utf-8") as f:
+    with require_dataset(ml / "ratings.csv").open(newline="", encoding="utf-8") as f:
         for line, row in enumerate(csv.DictReader(f), start=2):
             user = int(row["userId"])
             if users is not None and user > users:

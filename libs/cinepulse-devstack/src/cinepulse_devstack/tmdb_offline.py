@@ -183,7 +183,7 @@ def recorded_example(spec: Mapping[str, Any], path: str) -> Json:
 
 
 def load_recorded(openapi_json: Path) -> Recorded:
-    spec = json.loads(_require(openapi_json).read_text(encoding="utf-8"))
+    spec = json.loads(require_dataset(openapi_json).read_text(encoding="utf-8"))
     return Recorded(
         details=recorded_example(spec, "/3/movie/{movie_id}"),
         discover=recorded_example(spec, "/3/discover/movie"),
@@ -193,16 +193,19 @@ def load_recorded(openapi_json: Path) -> Recorded:
     )
 
 
-def _require(path: Path) -> Path:
+def require_dataset(path: Path) -> Path:
+    """``path`` if the file is there, else :class:`DatasetMissingError` naming it and the
+    setting that points at the data sets."""
     if not path.is_file():
         raise DatasetMissingError(
             f"data file not found: {path} (set ${DATASETS_ENV} to the data sets folder, "
-            "which holds tmdb-5000/tmdb_5000_movies.csv and tmdb-api/tmdb-api-openapi.json)"
+            "which holds tmdb-5000/, tmdb-api/ and movielens-small/)"
         )
     return path
 
 
-def _json_list(cell: str) -> list[Json]:
+def json_list(cell: str) -> list[Json]:
+    """A CSV cell holding a JSON list (empty cell, or not a list: ``[]``)."""
     value = json.loads(cell) if cell.strip() else []
     return value if isinstance(value, list) else []
 
@@ -220,7 +223,7 @@ def movie_from_row(row: Mapping[str, str], keys: Sequence[str]) -> Json:
     its order): what the CSV has, TMDB's own empty values for what it lacks."""
     companies = [
         {"id": c["id"], "logo_path": None, "name": c["name"], "origin_country": ""}
-        for c in _json_list(row["production_companies"])
+        for c in json_list(row["production_companies"])
     ]
     languages = [
         {
@@ -228,14 +231,14 @@ def movie_from_row(row: Mapping[str, str], keys: Sequence[str]) -> Json:
             "iso_639_1": lang["iso_639_1"],
             "name": lang["name"],
         }
-        for lang in _json_list(row["spoken_languages"])
+        for lang in json_list(row["spoken_languages"])
     ]
     built: Json = {
         "adult": False,
         "backdrop_path": None,
         "belongs_to_collection": None,
         "budget": _int(row["budget"]),
-        "genres": [{"id": g["id"], "name": g["name"]} for g in _json_list(row["genres"])],
+        "genres": [{"id": g["id"], "name": g["name"]} for g in json_list(row["genres"])],
         "homepage": row["homepage"],
         "id": int(row["id"]),
         "imdb_id": None,
@@ -247,7 +250,7 @@ def movie_from_row(row: Mapping[str, str], keys: Sequence[str]) -> Json:
         "production_companies": companies,
         "production_countries": [
             {"iso_3166_1": c["iso_3166_1"], "name": c["name"]}
-            for c in _json_list(row["production_countries"])
+            for c in json_list(row["production_countries"])
         ],
         "release_date": row["release_date"].strip(),
         "revenue": _int(row["revenue"]),
@@ -273,10 +276,10 @@ def load_movies(movies_csv: Path, keys: Sequence[str]) -> dict[int, Movie]:
     """Every CSV row as a :class:`Movie`, by id (the first row wins on a repeated id)."""
     csv.field_size_limit(1 << 24)
     movies: dict[int, Movie] = {}
-    with _require(movies_csv).open(newline="", encoding="utf-8") as f:
+    with require_dataset(movies_csv).open(newline="", encoding="utf-8") as f:
         for row in csv.DictReader(f):
             details = movie_from_row(row, keys)
-            keywords = [{"id": k["id"], "name": k["name"]} for k in _json_list(row["keywords"])]
+            keywords = [{"id": k["id"], "name": k["name"]} for k in json_list(row["keywords"])]
             movies.setdefault(details["id"], Movie(details, keywords))
     return movies
 
