@@ -18,11 +18,10 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote_plus
 
 import pytest
 
@@ -140,22 +139,67 @@ def http_stub(handle: Callable[[str, str, bytes], dict[str, Any] | None]) -> Ite
 
 
 @dataclass
-class FakePrometheus:
-    """Prometheus' query API with one series: the Spark heartbeat (unix time; None: no series)."""
+class LivePrometheus:
+    """The local stack's real Prometheus, scraping a heartbeat exporter of this test's own:
+    ``set_heartbeat`` changes the exported Spark heartbeat (unix time; None: no series) and
+    waits until Prometheus has scraped it, so the guard's query sees it."""
 
-    url: str = ""
-    heartbeat: float | None = None
-    queries: list[str] = field(default_factory=list)
+    url: str
+    target: str
+    value: float | None = None
 
-    def answer(self, method: str, path: str, body: bytes) -> dict[str, Any]:
-        self.queries.append(unquote_plus(path))
-        result = [] if self.heartbeat is None else [{"value": [time.time(), str(self.heartbeat)]}]
-        return {"status": "success", "data": {"resultType": "vector", "result": result}}
+    def metrics(self) -> bytes:
+        if self.value is None:
+            return b""
+        line = f'cinepulse_spark_last_progress_timestamp_seconds{{query="events"}} {self.value!r}\n'
+        return line.encode()
+
+    def query(self, promql: str) -> list[Any]:
+        import httpx
+
+        answer = httpx.get(f"{self.url}/api/v1/query", params={"query": promql}, timeout=10)
+        result: list[Any] = answer.json()["data"]["result"]
+        return result
+
+    def set_heartbeat(self, value: float | None, timeout_s: float = 60.0) -> None:
+        """Export ``value`` and wait until Prometheus scraped this target with it (series of
+        other targets, e.g. left from earlier runs within the look-back, are not waited on)."""
+        self.value = value
+        mine = f'{{service="{self.target}"}}'
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            up = self.query(f"up{mine}")
+            series = self.query(f"cinepulse_spark_last_progress_timestamp_seconds{mine}")
+            seen = float(series[0]["value"][1]) if series else None
+            if up and up[0]["value"][1] == "1" and seen == value:
+                return
+            time.sleep(0.5)
+        raise TimeoutError(f"Prometheus did not scrape the heartbeat {value} within {timeout_s}s")
 
 
 @pytest.fixture
-def prometheus() -> Iterator[FakePrometheus]:
-    fake = FakePrometheus()
-    with http_stub(fake.answer) as url:
-        fake.url = url
-        yield fake
+def prometheus(local_stack: None) -> Iterator[LivePrometheus]:
+    live = LivePrometheus(url=stack_helper("prometheus-url").strip(), target="")
+
+    class Exporter(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = live.metrics()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Exporter)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    name = live.target = f"airflow-test-heartbeat-{server.server_port}"
+    stack_helper("register-target", name, str(server.server_port))
+    try:
+        live.set_heartbeat(None)  # scraped, and no series yet
+        yield live
+    finally:
+        stack_helper("unregister-target", name)
+        server.shutdown()

@@ -3,8 +3,11 @@
 of the Cinepulse libraries, so provisioning reuses the workspace's own code (the dev stack,
 the migrations, the archiver's document builder) rather than copying it.
 
-  up                              start PostgreSQL, Kafka and MongoDB if they are down
-                                  (JSON list of what it started)
+  up                              start PostgreSQL, Kafka, MongoDB and Prometheus if they are
+                                  down (JSON list of what it started)
+  prometheus-url                  the local Prometheus' base URL
+  register-target NAME PORT       make Prometheus scrape 127.0.0.1:PORT/metrics
+  unregister-target NAME          stop that
   down NAME...                    stop those
   provision                       a migrated PostgreSQL database, a MongoDB database and a
                                   Kafka topic prefix of the test's own (JSON on stdout)
@@ -103,7 +106,19 @@ def main(argv: list[str]) -> int:
     if command == "up":
         from cinepulse_devstack import Stack
 
-        print(json.dumps(Stack().up(["postgres", "kafka", "mongo"])))
+        print(json.dumps(Stack().up(["postgres", "kafka", "mongo", "prometheus"])))
+    elif command == "prometheus-url":
+        from cinepulse_devstack import Stack
+
+        print(Stack().prometheus.url)
+    elif command == "register-target":
+        from cinepulse_devstack import Stack
+
+        Stack().prometheus.register_target(rest[0], int(rest[1]))
+    elif command == "unregister-target":
+        from cinepulse_devstack import Stack
+
+        Stack().prometheus.unregister_target(rest[0])
     elif command == "down":
         from cinepulse_devstack import Stack
 

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from cinepulse_airflow import config
-from conftest import FakePrometheus, stack_helper, workspace_bin
+from conftest import LivePrometheus, stack_helper, workspace_bin
 from local_pods import LocalPods
 
 pytestmark = pytest.mark.integration
@@ -89,7 +89,7 @@ def _asset_events() -> list[Any]:
 
 def test_streaming_guard_forced_then_unhealthy_then_healthy(
     dagbag: Any,
-    prometheus: FakePrometheus,
+    prometheus: LivePrometheus,
     local_pods: LocalPodsFactory,
     stack_resources: dict[str, Any],
     connections: None,
@@ -146,7 +146,7 @@ def test_streaming_guard_forced_then_unhealthy_then_healthy(
     assert runs[1] == (end, 0)
 
     # 3: Spark's heartbeat is fresh (Prometheus answers): healthy, nothing runs
-    prometheus.heartbeat = time.time() - 1
+    prometheus.set_heartbeat(time.time() - 1)
     check = dag.get_task("check_streaming").python_callable
     monkeypatch.setitem(check.__globals__, "cfg", config.load({"prometheus_url": prometheus.url}))
     healthy = dag.test(logical_date=datetime.now(UTC))

@@ -3,13 +3,14 @@ covers, and the branch the DAG takes from it."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from cinepulse_airflow import config, streaming
-from conftest import FakePrometheus
+from conftest import LivePrometheus
 
 SETTINGS = config.load()["streaming"]
 NOW = datetime(2026, 11, 28, 12, 0, 30, 123456, tzinfo=UTC)
@@ -136,11 +137,10 @@ def test_branch(dagbag: Any, decision: streaming.Decision, branch: str) -> None:
     assert branch in dagbag.dags["streaming_guard"].get_task("choose").downstream_task_ids
 
 
-def test_heartbeat_from_prometheus(prometheus: FakePrometheus) -> None:
-    assert streaming.heartbeat(prometheus.url) is None  # no series: no heartbeat known
-    prometheus.heartbeat = NOW.timestamp()
-    assert streaming.heartbeat(prometheus.url + "/") == NOW
-    assert all(
-        "max(cinepulse_spark_last_progress_timestamp_seconds)" in q for q in prometheus.queries
-    )
+@pytest.mark.integration
+def test_heartbeat_from_prometheus(prometheus: LivePrometheus) -> None:
+    # the newest heartbeat any driver reports: ours, an hour ahead of any real one
+    ahead = datetime.fromtimestamp(round(time.time()) + 3600.25, UTC)
+    prometheus.set_heartbeat(ahead.timestamp())
+    assert streaming.heartbeat(prometheus.url + "/") == ahead
     assert streaming.heartbeat("") is None  # no Prometheus configured
