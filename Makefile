@@ -35,14 +35,9 @@ smoke: ## one event through Kafka into PostgreSQL staging
 services: up ## start the services (event gateway, archiver) next to the stack
 	@$(STACK) up --services
 
-demo: up smoke services ## the end-to-end demo on sample data (grows with each service)
-	@$(STACK) up tmdb-offline spark-stream
-	@$(STACK) load-movies
-	@$(STACK) send-events --count 2000
-	@eval "$$($(STACK) env)" && $(RUN) cinepulse-spark-jobs aggregate
-	@$(STACK) status
-	@echo "Gateway API docs: http://127.0.0.1:18080/docs   live counters: http://127.0.0.1:16066/counters/trending"
-	@echo "Prometheus: $$($(STACK) env | sed -n 's/^export CINEPULSE_PROMETHEUS_URL=//p')"
+DEMO_ARGS ?=
+demo: ## the end-to-end demo on sample data: stack, services, TMDB load, MovieLens replay, Spark, training, reconciliation (DEMO_ARGS="--users 100" for a quicker one)
+	@$(STACK) demo $(DEMO_ARGS)
 
 test: ## unit tests, integration tests on the real local stack, the chart on a kwok control plane, the Airflow DAGs
 	$(RUN) pytest tests/unit -q

@@ -16,6 +16,7 @@ the CRDs' OpenAPI schemas are converted like kubeconform's ``openapi2jsonschema`
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -31,6 +32,10 @@ from cinepulse_common.paths import datasets_root, default_cache, repo_root
 
 #: the Kubernetes version the chart is rendered and validated for
 KUBE_VERSION = "1.34.0"
+#: the release name and namespace the chart is rendered with (the local stack's Prometheus
+#: targets carry the labels the monitors of this release give in that namespace)
+RELEASE = "cp"
+NAMESPACE = "cinepulse"
 #: kube-score tests switched off for the whole chart, each with its reason
 KUBE_SCORE_IGNORED: dict[str, str] = {
     "container-image-pull-policy": "images are pinned by tag (never :latest) and kind loads "
@@ -78,11 +83,11 @@ def lint(values: Path | None = None) -> subprocess.CompletedProcess[str]:
 
 
 def render(
-    values: Iterable[Path] = (), set_values: Iterable[str] = (), release: str = "cp"
+    values: Iterable[Path] = (), set_values: Iterable[str] = (), release: str = RELEASE
 ) -> subprocess.CompletedProcess[str]:
     """``helm template`` (hooks and tests included); stdout is the manifest stream."""
     args = [tool("helm"), "template", release, str(chart_dir()), "--kube-version", KUBE_VERSION]
-    args += ["--namespace", "cinepulse"]
+    args += ["--namespace", NAMESPACE]
     for f in values:
         args += ["-f", str(f)]
     for s in set_values:
@@ -228,17 +233,130 @@ def prometheus_rule_groups(docs: Iterable[dict[str, Any]]) -> list[dict[str, Any
     return groups
 
 
-def dashboard_queries(docs: Iterable[dict[str, Any]]) -> Iterator[tuple[str, str]]:
-    """``(panel title, expr)`` of every dashboard ConfigMap's panels."""
+def _duration(seconds: float) -> str:
+    """A PromQL duration (Grafana writes whole units: ``2m``, ``90s``, ``500ms``)."""
+    ms = round(seconds * 1000)
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+        if ms % size == 0:
+            return f"{ms // size}{unit}"
+    return f"{ms}ms"
+
+
+def grafana_variables(
+    scrape_interval_s: float = 30.0, interval_s: float = 60.0, range_s: float = 6 * 3600
+) -> dict[str, str]:
+    """Grafana's global variables as it expands them in a Prometheus query: ``$__interval``
+    (the panel's step), ``$__rate_interval`` (``max($__interval + scrape interval, 4 x scrape
+    interval)``, the scrape interval being the data source's setting) and ``$__range``. The
+    defaults: the chart's ServiceMonitor interval (30 s), a 1 min step on a 6 h dashboard."""
+    rate = max(interval_s + scrape_interval_s, 4 * scrape_interval_s)
+    return {
+        "__interval": _duration(interval_s),
+        "__interval_ms": str(int(interval_s * 1000)),
+        "__rate_interval": _duration(rate),
+        "__rate_interval_ms": str(int(rate * 1000)),
+        "__range": _duration(range_s),
+        "__range_s": str(int(range_s)),
+        "__range_ms": str(int(range_s * 1000)),
+    }
+
+
+#: ``$var``, ``${var}``, ``${var:format}``, ``[[var]]``
+_GRAFANA_VARIABLE = re.compile(r"\$\{(\w+)(?::[^}]*)?\}|\[\[(\w+)(?::[^\]]*)?\]\]|\$(\w+)")
+
+
+def dashboard_variables(dashboard: dict[str, Any]) -> dict[str, str]:
+    """The dashboard's own template variables at their current value (a multi-value
+    selection as Grafana writes it in a regex matcher: ``a|b``; All: ``.*``)."""
+    out: dict[str, str] = {}
+    for var in (dashboard.get("templating") or {}).get("list", []):
+        current = (var.get("current") or {}).get("value")
+        if isinstance(current, list):
+            current = "|".join(current)
+        if current in (None, "$__all"):
+            current = var.get("allValue") or ".*"
+        out[var["name"]] = str(current)
+    return out
+
+
+def expand_grafana(expr: str, variables: dict[str, str]) -> str:
+    """``expr`` with every Grafana variable replaced; an unknown one is a :class:`KeyError`
+    naming it (promtool and Prometheus would only say the query does not parse)."""
+
+    def value(m: re.Match[str]) -> str:
+        name = m.group(1) or m.group(2) or m.group(3)
+        if name not in variables:
+            raise KeyError(f"unknown Grafana variable ${name} in {expr!r}")
+        return variables[name]
+
+    return _GRAFANA_VARIABLE.sub(value, expr)
+
+
+def dashboard_queries(
+    docs: Iterable[dict[str, Any]],
+    *,
+    scrape_interval_s: float = 30.0,
+    variables: dict[str, str] | None = None,
+) -> Iterator[tuple[str, str]]:
+    """``(panel title, expr)`` of every dashboard ConfigMap's panels, with the variables
+    expanded as Grafana would (:func:`grafana_variables`, the dashboard's own, then
+    ``variables``: e.g. ``{"namespace": NAMESPACE}``)."""
     for d in docs:
         if d.get("kind") != "ConfigMap" or "grafana_dashboard" not in (
             d["metadata"].get("labels") or {}
         ):
             continue
         for body in d["data"].values():
-            for panel in json.loads(body)["panels"]:
+            dashboard = json.loads(body)
+            known = grafana_variables(scrape_interval_s) | {"namespace": NAMESPACE}
+            known |= dashboard_variables(dashboard) | (variables or {})
+            for panel in _panels(dashboard["panels"]):
                 for target in panel.get("targets", []):
-                    yield panel["title"], target["expr"]
+                    if target.get("expr"):
+                        yield panel["title"], expand_grafana(target["expr"], known)
+
+
+def _panels(panels: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Every panel, those inside collapsed rows included."""
+    for panel in panels:
+        yield panel
+        yield from _panels(panel.get("panels") or [])
+
+
+def monitor_labels(docs: Iterable[dict[str, Any]]) -> dict[str, dict[str, str]]:
+    """For each ServiceMonitor and PodMonitor (``Kind/name``), the target labels the
+    Prometheus operator gives what it scrapes (its defaults, no ``jobLabel``): a
+    ServiceMonitor's targets ``job`` and ``service`` = the Service's name, ``namespace``,
+    ``endpoint`` = the port's name; a PodMonitor's ``job`` = ``<namespace>/<name>``."""
+    docs = list(docs)
+    services = [d for d in docs if d.get("kind") == "Service"]
+    out: dict[str, dict[str, str]] = {}
+    for d in docs:
+        kind, spec = d.get("kind"), d.get("spec") or {}
+        name = d.get("metadata", {}).get("name", "")
+        wanted = (spec.get("selector") or {}).get("matchLabels") or {}
+        if kind == "ServiceMonitor":
+            for svc in services:
+                labels = svc["metadata"].get("labels") or {}
+                if any(labels.get(k) != v for k, v in wanted.items()):
+                    continue
+                svc_name = svc["metadata"]["name"]
+                job = labels.get(spec["jobLabel"], svc_name) if spec.get("jobLabel") else svc_name
+                for endpoint in spec.get("endpoints", []):
+                    out[f"{kind}/{name}"] = {
+                        "job": job,
+                        "namespace": NAMESPACE,
+                        "service": svc_name,
+                        "endpoint": str(endpoint.get("port", "")),
+                    }
+        elif kind == "PodMonitor":
+            for endpoint in spec.get("podMetricsEndpoints", []):
+                out[f"{kind}/{name}"] = {
+                    "job": f"{NAMESPACE}/{name}",
+                    "namespace": NAMESPACE,
+                    "endpoint": str(endpoint.get("port", "")),
+                }
+    return out
 
 
 # ------------------------------------------------------------------------------ CLI

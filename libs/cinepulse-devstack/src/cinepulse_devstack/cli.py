@@ -12,6 +12,7 @@ Prometheus) as processes on loopback, all state under ``.stack/``.
   cinepulse-stack send-events     synthetic events through the gateway; where they landed
   cinepulse-stack load-movies     tmdb-fetcher full load from the offline TMDB server
   cinepulse-stack versions        the version of every component
+  cinepulse-stack demo            everything, end to end, on sample data (make demo)
 """
 
 from __future__ import annotations
@@ -45,6 +46,15 @@ def main(argv: list[str] | None = None) -> int:
     send.add_argument("--count", type=int, default=2000, help="events to send (default 2000)")
     send.add_argument("--rate", type=float, default=2000.0, help="events per second")
     send.add_argument("--seed", type=int, default=42)
+    demo = sub.add_parser("demo", help="the end-to-end demo (see cinepulse_devstack.demo)")
+    demo.add_argument("--users", type=int, help="replay only the first N MovieLens users")
+    demo.add_argument("--rate", type=float, default=1000.0, help="events per second")
+    demo.add_argument(
+        "--span-days", type=float, default=28.0, help="replay the history into the last N days"
+    )
+    demo.add_argument(
+        "--synthetic", type=int, metavar="N", help="N synthetic events instead of MovieLens"
+    )
     sub.add_parser("env")
     sub.add_parser("migrate")
     sub.add_parser("smoke")
@@ -53,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
 
     logging.basicConfig(level=logging.INFO, format="[stack] %(message)s", stream=sys.stderr)
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     stack = Stack()
     try:
         return _dispatch(stack, args)
@@ -103,6 +114,24 @@ def _dispatch(stack: Stack, args: argparse.Namespace) -> int:
         return _send_events(stack, args)
     elif args.cmd == "load-movies":
         return _load_movies(stack, args)
+    elif args.cmd == "demo":
+        from cinepulse_devstack.demo import DemoOptions, run_demo
+
+        for name in ("users", "synthetic"):
+            value = getattr(args, name)
+            if value is not None and value < 1:
+                raise StackError(f"--{name} must be 1 or more, not {value}")
+        if args.rate <= 0 or args.span_days <= 0:
+            raise StackError("--rate and --span-days must be positive")
+        return run_demo(
+            stack,
+            DemoOptions(
+                users=args.users,
+                rate=args.rate,
+                span_days=args.span_days,
+                synthetic=args.synthetic,
+            ),
+        )
     elif args.cmd == "env":
         for k, v in sorted(stack.env().items()):
             print(f"export {k}={shlex.quote(v)}")
@@ -157,15 +186,14 @@ def _send_events(stack: Stack, args: argparse.Namespace) -> int:
     from pydantic import SecretStr
 
     from cinepulse_common.settings import MongoSettings
-    from cinepulse_devstack.demo_events import send_events, wait_archived
+    from cinepulse_devstack.demo_events import send_events, synthetic_events, wait_archived
 
     print(f"sending {args.count} synthetic events to {stack.gateway.url} ...", file=sys.stderr)
     r = send_events(
         stack.gateway.url,
         stack.gateway.demo_key(),
-        args.count,
+        synthetic_events(args.count, args.seed),
         rate_per_s=args.rate,
-        seed=args.seed,
     )
     mongo = MongoSettings(url=SecretStr(stack.mongo.url))
     archived, waited = wait_archived(mongo, r.accepted_ids)

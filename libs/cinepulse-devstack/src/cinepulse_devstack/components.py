@@ -15,6 +15,7 @@ import os
 import pwd
 import secrets
 import shutil
+import signal
 import subprocess
 import tempfile
 import uuid
@@ -29,11 +30,13 @@ from cinepulse_common.maven import MavenError, copy_dependencies
 from cinepulse_devstack.config import StackSettings
 from cinepulse_devstack.procs import (
     StackError,
+    kill,
     pid_alive,
     read_pid,
     require_tool,
     run,
     spawn,
+    stack_secret,
     terminate,
 )
 
@@ -84,6 +87,20 @@ class Component(ABC):
     def stop(self) -> None:
         terminate(self.pid())
         self.pidfile.unlink(missing_ok=True)
+
+    def kill(self, sig: int = signal.SIGKILL, timeout_s: float = 30.0) -> int:
+        """Send ``sig`` (default SIGKILL: no shutdown hook runs) to the running process and
+        its process group, as a crash or an OOM kill would, and wait until they are gone.
+        Returns the pid. The pid file stays: ``status`` names the dead process and ``up``
+        starts it again."""
+        pid = self.pid()
+        if pid is None or not self.alive():
+            raise StackError(f"{self.name} is not running (pid {pid}): nothing to kill")
+        try:
+            kill(pid, sig, timeout_s)
+        except ProcessLookupError:
+            raise StackError(f"{self.name} (pid {pid}) exited before it was killed") from None
+        return pid
 
     def env(self) -> dict[str, str]:
         return {}
@@ -419,6 +436,33 @@ class Postgres(Component):
             f"@{self.cfg.host}:{self.cfg.postgres_port}/{db}"
         )
 
+    def login_role(self, role: str, member_of: str) -> str:
+        """A LOGIN role that is a member of ``member_of`` (made, or its password reset, from
+        a secret kept under the stack's folder); returns its DSN to the stack's database."""
+        import psycopg
+        from psycopg import sql
+
+        password = stack_secret(self.cfg.root / "secrets" / f"{role}.password")
+        with psycopg.connect(self.admin_dsn(), autocommit=True) as conn:
+            if not conn.execute(
+                "SELECT 1 FROM pg_roles WHERE rolname = %s", (member_of,)
+            ).fetchone():
+                raise StackError(f"role {member_of} does not exist: run `make migrate` first")
+            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+            verb = "ALTER" if exists else "CREATE"
+            conn.execute(
+                sql.SQL(verb + " ROLE {} LOGIN PASSWORD {}").format(
+                    sql.Identifier(role), sql.Literal(password)
+                )
+            )
+            conn.execute(
+                sql.SQL("GRANT {} TO {}").format(sql.Identifier(member_of), sql.Identifier(role))
+            )
+        return (
+            f"postgresql://{role}:{password}@{self.cfg.host}:{self.cfg.postgres_port}/"
+            f"{self.cfg.postgres_db}"
+        )
+
     def ensure_database(self, name: str) -> None:
         import psycopg
 
@@ -611,6 +655,14 @@ class Prometheus(Component):
             )
         static.append(
             {
+                # the batch jobs' last pushed metrics, under their own job/instance labels
+                "job_name": "pushgateway",
+                "honor_labels": True,
+                "static_configs": [{"targets": [f"{self.cfg.host}:{self.cfg.pushgateway_port}"]}],
+            }
+        )
+        static.append(
+            {
                 "job_name": "cinepulse",
                 "file_sd_configs": [
                     {"files": [f"{self.targets_dir}/*.json"], "refresh_interval": "5s"}
@@ -650,12 +702,25 @@ class Prometheus(Component):
         r = httpx.get(f"{self.url}/-/ready", timeout=2)
         r.raise_for_status()
 
-    def register_target(self, service: str, port: int, host: str | None = None) -> Path:
-        """Make Prometheus scrape ``http://host:port/metrics`` as ``job="cinepulse"``,
-        ``service=<service>``. Picked up within the file_sd refresh interval."""
+    def register_target(
+        self,
+        service: str,
+        port: int,
+        host: str | None = None,
+        labels: dict[str, str] | None = None,
+    ) -> Path:
+        """Make Prometheus scrape ``http://host:port/metrics`` with ``labels`` (default:
+        ``service=<service>``, in ``job="cinepulse"``; a ``job`` label of their own replaces
+        the job's name, as file_sd target labels do). Picked up within the file_sd refresh
+        interval."""
         self.targets_dir.mkdir(parents=True, exist_ok=True)
         path = self.targets_dir / f"{service}.json"
-        entry = [{"targets": [f"{host or self.cfg.host}:{port}"], "labels": {"service": service}}]
+        entry = [
+            {
+                "targets": [f"{host or self.cfg.host}:{port}"],
+                "labels": labels if labels is not None else {"service": service},
+            }
+        ]
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(entry))
         tmp.replace(path)  # atomic: Prometheus never reads half a file
@@ -666,3 +731,51 @@ class Prometheus(Component):
 
     def env(self) -> dict[str, str]:
         return {"CINEPULSE_PROMETHEUS_URL": self.url}
+
+
+# --------------------------------------------------------------------------- Pushgateway
+
+
+class Pushgateway(Component):
+    """The Prometheus Pushgateway from Debian's package: where batch jobs (the TMDB fetcher,
+    the pandas fallback, the reconciliation) push their metrics; Prometheus scrapes it with
+    ``honor_labels`` (``job="pushgateway"``). Nothing is persisted: a restart forgets."""
+
+    name = "pushgateway"
+
+    @property
+    def ports(self) -> list[int]:
+        return [self.cfg.pushgateway_port]
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.cfg.host}:{self.cfg.pushgateway_port}"
+
+    @property
+    def version(self) -> str:
+        out = run([self._binary(), "--version"], what="prometheus-pushgateway --version")
+        return out.splitlines()[0] if out else "?"
+
+    def _binary(self) -> str:
+        return require_tool("prometheus-pushgateway", "apt-get install prometheus-pushgateway")
+
+    def install(self) -> None:
+        self._binary()
+
+    def start(self) -> None:
+        spawn(
+            [
+                self._binary(),
+                f"--web.listen-address={self.cfg.host}:{self.cfg.pushgateway_port}",
+                "--log.level=warn",
+            ],
+            log=self.log_path,
+            pidfile=self.pidfile,
+            cwd=self.dir,
+        )
+
+    def probe(self) -> None:
+        httpx.get(f"{self.url}/-/ready", timeout=2).raise_for_status()
+
+    def env(self) -> dict[str, str]:
+        return {"CINEPULSE_PUSHGATEWAY_URL": self.url}

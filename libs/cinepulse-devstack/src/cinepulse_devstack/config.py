@@ -32,10 +32,14 @@ class StackSettings(BaseSettings):
     ferretdb_debug_port: int = 18088
 
     prometheus_port: int = 19090
+    pushgateway_port: int = 19091
     gateway_port: int = 18080
     archiver_port: int = 16066
     tmdb_offline_port: int = 18300
     spark_metrics_port: int = 19108
+    api_port: int = 18000
+    recommender_port: int = 18001
+    explorer_port: int = 18501
     prometheus_scrape_interval: str = "5s"
 
     start_timeout_s: float = 120.0

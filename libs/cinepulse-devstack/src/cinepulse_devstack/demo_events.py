@@ -1,8 +1,9 @@
 """Synthetic frontend events through the real gateway, then a count of where they landed.
 
 A small, seeded generator (users, movies, every event type) for demos when no data set is
-at hand; events go out in batches at a steady rate, with progress on stderr. The summary
-counts what the gateway acknowledged and what the archiver has in MongoDB.
+at hand (:mod:`cinepulse_devstack.replay` turns MovieLens into events when it is); events go
+out in batches at a steady rate, with a progress bar on stderr. The counts say what the
+gateway acknowledged, what the archiver has in MongoDB and what Spark made facts of.
 """
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ import random
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+from tqdm import tqdm
 
 from cinepulse_common.mongo import make_client
 from cinepulse_common.settings import MongoSettings
@@ -56,60 +58,90 @@ def synthetic_event(rng: random.Random, now: datetime) -> dict[str, Any]:
     }
 
 
+def synthetic_events(count: int, seed: int = 42) -> list[dict[str, Any]]:
+    """``count`` seeded synthetic events (every type), stamped within the last 10 minutes."""
+    rng = random.Random(seed)  # noqa: S311 - demo data, not security
+    now = datetime.now(UTC)
+    return [synthetic_event(rng, now) for _ in range(count)]
+
+
 @dataclass
 class SendResult:
     sent: int = 0
     accepted: int = 0
     rejected: int = 0
     unavailable: int = 0
+    #: items answered 503 and sent again (a frontend retries what was not acknowledged)
+    retried: int = 0
     seconds: float = 0.0
     accepted_ids: list[str] = field(default_factory=list)
+    #: the first few rejections: (event id, the gateway's reason)
+    rejections: list[tuple[str, str]] = field(default_factory=list)
 
 
 def send_events(
     gateway_url: str,
     write_key: str,
-    count: int,
+    events: Sequence[dict[str, Any]],
     *,
     batch_size: int = 100,
     rate_per_s: float = 2000.0,
-    seed: int = 42,
+    retries: int = 5,
+    progress: bool = True,
 ) -> SendResult:
-    rng = random.Random(seed)  # noqa: S311 - demo data, not security
+    """POST ``events`` to ``/api/events/batch`` in batches at a steady rate, with a progress
+    bar on stderr. Items the gateway could not acknowledge (503: Kafka unavailable) are sent
+    again with backoff, up to ``retries`` times, as a frontend would; what is still not
+    acknowledged is counted as ``unavailable``."""
     result = SendResult()
     started = time.monotonic()
-    next_report = 0.0
-    with httpx.Client(base_url=gateway_url, headers={"X-Write-Key": write_key}, timeout=30) as http:
-        while result.sent < count:
-            now = datetime.now(UTC)
-            batch = [synthetic_event(rng, now) for _ in range(min(batch_size, count - result.sent))]
-            r = http.post("/api/events/batch", json=batch)
-            if r.status_code not in (202, 422, 503):
-                raise RuntimeError(f"gateway answered {r.status_code}: {r.text[:300]}")
-            body = r.json()
+    bar = tqdm(
+        total=len(events),
+        unit="ev",
+        desc="events",
+        file=sys.stderr,
+        disable=not progress,
+        mininterval=0.5,
+        dynamic_ncols=True,
+    )
+    with (
+        httpx.Client(base_url=gateway_url, headers={"X-Write-Key": write_key}, timeout=30) as http,
+        bar,
+    ):
+        for start in range(0, len(events), batch_size):
+            batch = list(events[start : start + batch_size])
             result.sent += len(batch)
-            for item in body["results"]:
-                if item["status"] == "accepted":
-                    result.accepted += 1
-                    result.accepted_ids.append(item["event_id"])
-                elif item["status"] == "rejected":
-                    result.rejected += 1
-                else:
-                    result.unavailable += 1
+            for attempt in range(retries + 1):
+                r = http.post("/api/events/batch", json=batch)
+                if r.status_code == 429 and attempt < retries:  # over this client's rate
+                    time.sleep(float(r.headers.get("Retry-After", "1")))
+                    continue
+                if r.status_code not in (202, 422, 503):
+                    raise RuntimeError(f"gateway answered {r.status_code}: {r.text[:300]}")
+                again = []
+                for event, item in zip(batch, r.json()["results"], strict=True):
+                    if item["status"] == "accepted":
+                        result.accepted += 1
+                        result.accepted_ids.append(item["event_id"])
+                    elif item["status"] == "rejected":
+                        result.rejected += 1
+                        if len(result.rejections) < 5:
+                            result.rejections.append((str(item.get("event_id")), str(item)))
+                    else:
+                        again.append(event)
+                if not again:
+                    break
+                if attempt == retries:
+                    result.unavailable += len(again)
+                    break
+                result.retried += len(again)
+                batch = again
+                time.sleep(min(0.25 * 2**attempt, 5.0))
+            bar.update(min(batch_size, len(events) - start))
+            bar.set_postfix(acked=result.accepted, rejected=result.rejected, refresh=False)
             # steady rate: sleep until this many events are due
             due = started + result.sent / rate_per_s
             time.sleep(max(0.0, due - time.monotonic()))
-            elapsed = time.monotonic() - started
-            if elapsed >= next_report or result.sent == count:
-                pct = 100 * result.sent / count
-                print(
-                    f"\r  sent {result.sent}/{count} ({pct:3.0f}%), acknowledged "
-                    f"{result.accepted}, {result.sent / max(elapsed, 1e-9):,.0f} events/s",
-                    end="" if result.sent < count else "\n",
-                    file=sys.stderr,
-                    flush=True,
-                )
-                next_report = elapsed + 0.5
     result.seconds = time.monotonic() - started
     return result
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -94,6 +95,52 @@ def terminate(pid: int | None, timeout_s: float = 30.0) -> None:
         time.sleep(0.1)
 
 
+def group_members(pgid: int) -> list[int]:
+    """The live (not zombie) processes of process group ``pgid`` (Linux ``/proc``)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            # fields after the command: state, ppid, pgrp, ...
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                members.append(int(entry.name))
+    return members
+
+
+def kill(pid: int, sig: int = signal.SIGKILL, timeout_s: float = 30.0) -> list[int]:
+    """Send ``sig`` to the process ``pid`` and, when it leads its own process group (a
+    process :func:`spawn` started, or a daemon such as the postmaster), to the whole group:
+    the way a pod dies, children (a JVM, worker processes) included. Waits until they are
+    gone and returns the pids signalled. Never signals this process's own group."""
+    if not pid_alive(pid):
+        raise ProcessLookupError(f"process {pid} is not running")
+    try:
+        pgid = os.getpgid(pid)
+    except ProcessLookupError:
+        pgid = -1
+    group = pgid == pid and pgid != os.getpgrp()
+    targets = group_members(pgid) if group else [pid]
+    with contextlib.suppress(ProcessLookupError):
+        if group:
+            os.killpg(pgid, sig)
+        else:
+            os.kill(pid, sig)
+    if sig not in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+        return targets  # e.g. SIGSTOP/SIGCONT: nothing to wait for
+    deadline = time.monotonic() + timeout_s
+    while True:
+        for p in targets:
+            _reap(p)
+        left = [p for p in targets if pid_alive(p)]
+        if not left:
+            return targets
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"processes {left} still alive {timeout_s:g}s after signal {sig}")
+        time.sleep(0.05)
+
+
 def _reap(pid: int) -> None:
     with contextlib.suppress(ChildProcessError, OSError):
         os.waitpid(pid, os.WNOHANG)
@@ -148,3 +195,13 @@ def run(cmd: Sequence[str], *, what: str, hint: str = "", **kwargs: object) -> s
             f"{what} failed (exit {proc.returncode}){': ' + hint if hint else ''}\n{detail}"
         )
     return str(proc.stdout)
+
+
+def stack_secret(path: Path, nbytes: int = 24) -> str:
+    """A random secret kept in ``path`` (mode 0600, made on first use): the local stand-in
+    for a mounted Secret's file."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(nbytes))
+        path.chmod(0o600)
+    return path.read_text().strip()

@@ -1,22 +1,24 @@
 """Cinepulse services as local processes next to the stack (``cinepulse-stack up --services``).
 
 Each runs ``python -m <package>`` from this environment with the stack's variables, answers
-``/readyz`` before it counts as started, and is registered with the local Prometheus.
+``/readyz`` before it counts as started, and is registered with the local Prometheus under
+the target labels the chart's ServiceMonitor (Spark: PodMonitor) gives it in the cluster, so
+the chart's alert rules and dashboards run here unchanged (:meth:`PythonService.scrape_labels`).
 """
 
 from __future__ import annotations
 
 import os
-import secrets
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 
+from cinepulse_devstack.chart import NAMESPACE, RELEASE
 from cinepulse_devstack.components import Component, Prometheus
 from cinepulse_devstack.config import StackSettings
-from cinepulse_devstack.procs import spawn, terminate
+from cinepulse_devstack.procs import spawn, stack_secret, terminate
 
 EnvProvider = Callable[[], dict[str, str]]
 
@@ -26,6 +28,9 @@ class PythonService(Component):
     health_path = "/readyz"
     #: registered with Prometheus (it serves /metrics)
     scraped = True
+    #: the chart's component (``<release>-cinepulse-<component>``: its Deployment, Service
+    #: and ServiceMonitor, the container named after it)
+    component: str = ""
 
     def __init__(self, cfg: StackSettings, stack_env: EnvProvider, prometheus: Prometheus) -> None:
         super().__init__(cfg)
@@ -68,8 +73,29 @@ class PythonService(Component):
         env |= self._stack_env() | {"CINEPULSE_ENVIRONMENT": "development"} | self.service_env()
         cmd = [sys.executable, "-m", self.module, *self.args()]
         spawn(cmd, log=self.log_path, pidfile=self.pidfile, env=env)
+        self.register()
+
+    def scrape_labels(self) -> dict[str, str]:
+        """The target labels the chart's ServiceMonitor gives this service in the cluster
+        (the Prometheus operator's: ``job`` and ``service`` the Service's name, its
+        ``namespace``, ``endpoint`` the port's name, ``pod``, ``container``); the pod is
+        named ``<deployment>-local``. ``tests/unit/test_chart.py`` checks them against the
+        rendered chart's monitors."""
+        full = f"{RELEASE}-cinepulse-{self.component}"
+        return {
+            "job": full,
+            "namespace": NAMESPACE,
+            "service": full,
+            "endpoint": "http",
+            "pod": f"{full}-local",
+            "container": self.component,
+        }
+
+    def register(self) -> None:
+        """(Re)write this service's target file (``up`` does it for a running service too:
+        a changed label applies without a restart)."""
         if self.scraped:
-            self._prometheus.register_target(self.name, self.port)
+            self._prometheus.register_target(self.name, self.port, labels=self.scrape_labels())
 
     def probe(self) -> None:
         httpx.get(self.url + self.health_path, timeout=2.0).raise_for_status()
@@ -80,26 +106,29 @@ class PythonService(Component):
         self.pidfile.unlink(missing_ok=True)
 
 
-class EventGateway(PythonService):
+class KeyedService(PythonService):
+    """A service whose clients send an API key, read from a mounted-Secret-like directory
+    (one file per client, its content the key); the stack's own client is ``demo``."""
+
+    keys_folder: str
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.cfg.root / "secrets" / self.keys_folder
+
+    def demo_key(self) -> str:
+        return stack_secret(self.keys_dir / "demo")
+
+
+class EventGateway(KeyedService):
     name = "event-gateway"
     module = "cinepulse_event_gateway"
+    component = "gateway"
+    keys_folder = "write-keys"
 
     @property
     def port(self) -> int:
         return self.cfg.gateway_port
-
-    @property
-    def keys_dir(self) -> Path:
-        """A mounted-Secret-like directory: one file per client, its content the key."""
-        return self.cfg.root / "secrets" / "write-keys"
-
-    def demo_key(self) -> str:
-        path = self.keys_dir / "demo"
-        if not path.exists():
-            self.keys_dir.mkdir(parents=True, exist_ok=True)
-            path.write_text(secrets.token_urlsafe(24))
-            path.chmod(0o600)
-        return path.read_text().strip()
 
     def service_env(self) -> dict[str, str]:
         self.demo_key()
@@ -113,6 +142,7 @@ class EventGateway(PythonService):
 class Archiver(PythonService):
     name = "archiver"
     module = "cinepulse_archiver"
+    component = "archiver"
 
     @property
     def port(self) -> int:
@@ -154,6 +184,20 @@ class SparkStream(PythonService):
     name = "spark-stream"
     module = "cinepulse_spark_jobs"
     health_path = "/metrics"
+    component = "spark-stream"
+
+    def scrape_labels(self) -> dict[str, str]:
+        """The driver is scraped by the chart's PodMonitor (``<release>-cinepulse-spark``):
+        ``job`` is ``<namespace>/<PodMonitor>``, no ``service``; the Spark operator names the
+        driver pod ``<application>-driver`` and its container ``spark-kubernetes-driver``."""
+        app = f"{RELEASE}-cinepulse-{self.component}"
+        return {
+            "job": f"{NAMESPACE}/{RELEASE}-cinepulse-spark",
+            "namespace": NAMESPACE,
+            "endpoint": "metrics",
+            "pod": f"{app}-driver",
+            "container": "spark-kubernetes-driver",
+        }
 
     @property
     def port(self) -> int:
@@ -170,4 +214,83 @@ class SparkStream(PythonService):
         return {
             "CINEPULSE_METRICS_PORT": str(self.port),
             "CINEPULSE_CHECKPOINT_DIR": str(self.dir / "checkpoints"),
+        }
+
+
+class Api(KeyedService):
+    """The serving API; the ``demo`` client is ``internal`` (reads any user's stats)."""
+
+    name = "api"
+    module = "cinepulse_api"
+    component = "api"
+    keys_folder = "api-keys"
+
+    @property
+    def port(self) -> int:
+        return self.cfg.api_port
+
+    def service_env(self) -> dict[str, str]:
+        self.demo_key()
+        return {
+            "CINEPULSE_PORT": str(self.port),
+            "CINEPULSE_HOST": self.cfg.host,
+            "CINEPULSE_AUTH__KEYS_PATH": str(self.keys_dir),
+            "CINEPULSE_AUTH__ROLES": '{"demo": "internal"}',
+            "CINEPULSE_ARCHIVER_URL": f"http://{self.cfg.host}:{self.cfg.archiver_port}",
+        }
+
+
+class Recommender(PythonService):
+    """The recommender's HTTP API (``serve``); it polls the model registry every 5 s here."""
+
+    name = "recommender"
+    module = "cinepulse_recommender"
+    component = "recommender"
+
+    @property
+    def port(self) -> int:
+        return self.cfg.recommender_port
+
+    def args(self) -> list[str]:
+        return ["serve"]
+
+    def service_env(self) -> dict[str, str]:
+        return {
+            "CINEPULSE_PORT": str(self.port),
+            "CINEPULSE_HOST": self.cfg.host,
+            "CINEPULSE_POLL_INTERVAL_S": "5",
+        }
+
+
+class Explorer(PythonService):
+    """The Streamlit explorer, reading as ``cinepulse_explorer``: a LOGIN member of the
+    read-only role (migration 0008), made by :meth:`ensure_reader` before it starts."""
+
+    name = "explorer"
+    module = "cinepulse_explorer"
+    component = "explorer"
+    health_path = "/_stcore/health"
+    scraped = False  # Streamlit serves no /metrics
+    reader = "cinepulse_explorer"
+
+    def __init__(
+        self,
+        cfg: StackSettings,
+        stack_env: EnvProvider,
+        prometheus: Prometheus,
+        reader_dsn: Callable[[], str],
+    ) -> None:
+        super().__init__(cfg, stack_env, prometheus)
+        self._reader_dsn = reader_dsn
+
+    @property
+    def port(self) -> int:
+        return self.cfg.explorer_port
+
+    def service_env(self) -> dict[str, str]:
+        return {
+            "CINEPULSE_ADDRESS": self.cfg.host,
+            "CINEPULSE_PORT": str(self.port),
+            "CINEPULSE_POSTGRES__DSN": self._reader_dsn(),
+            "CINEPULSE_RECOMMENDER_URL": f"http://{self.cfg.host}:{self.cfg.recommender_port}",
         }

@@ -8,10 +8,26 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cinepulse_common import topics
-from cinepulse_devstack.components import Component, Kafka, Mongo, Postgres, Prometheus
+from cinepulse_devstack.components import (
+    Component,
+    Kafka,
+    Mongo,
+    Postgres,
+    Prometheus,
+    Pushgateway,
+)
 from cinepulse_devstack.config import StackSettings
 from cinepulse_devstack.procs import StackError, port_open, wait_until
-from cinepulse_devstack.services import Archiver, EventGateway, SparkStream, TmdbOffline
+from cinepulse_devstack.services import (
+    Api,
+    Archiver,
+    EventGateway,
+    Explorer,
+    PythonService,
+    Recommender,
+    SparkStream,
+    TmdbOffline,
+)
 
 __all__ = ["ComponentStatus", "Stack", "StackError"]
 
@@ -32,18 +48,36 @@ class Stack:
         self.postgres = Postgres(self.cfg)
         self.mongo = Mongo(self.cfg)
         self.prometheus = Prometheus(self.cfg)
+        self.pushgateway = Pushgateway(self.cfg)
         # start order; stop is the reverse
-        self.components: list[Component] = [self.postgres, self.kafka, self.mongo, self.prometheus]
+        self.components: list[Component] = [
+            self.postgres,
+            self.kafka,
+            self.mongo,
+            self.prometheus,
+            self.pushgateway,
+        ]
         # Cinepulse's own services: started only when asked for (by name or --services)
         self.gateway = EventGateway(self.cfg, self.infra_env, self.prometheus)
         self.archiver = Archiver(self.cfg, self.infra_env, self.prometheus)
         self.tmdb_offline = TmdbOffline(self.cfg, self.infra_env, self.prometheus)
         self.spark_stream = SparkStream(self.cfg, self.infra_env, self.prometheus)
+        self.api = Api(self.cfg, self.infra_env, self.prometheus)
+        self.recommender = Recommender(self.cfg, self.infra_env, self.prometheus)
+        self.explorer = Explorer(
+            self.cfg,
+            self.infra_env,
+            self.prometheus,
+            lambda: self.postgres.login_role(Explorer.reader, "cinepulse_readonly"),
+        )
         self.services: list[Component] = [
             self.gateway,
             self.archiver,
             self.tmdb_offline,
             self.spark_stream,
+            self.api,
+            self.recommender,
+            self.explorer,
         ]
 
     def select(self, names: list[str] | None) -> list[Component]:
@@ -75,6 +109,8 @@ class Stack:
             c.dir.mkdir(parents=True, exist_ok=True)
             if c.alive():
                 self._wait_ready(c)
+                if isinstance(c, PythonService):
+                    c.register()  # its Prometheus target, as this version labels it
                 log.info("%s: already running (pid %s)", c.name, c.pid())
                 continue
             busy = [p for p in c.ports if port_open(self.cfg.host, p)]

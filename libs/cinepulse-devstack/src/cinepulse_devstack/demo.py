@@ -1,0 +1,383 @@
+"""``cinepulse-stack demo`` (``make demo``): the whole platform on sample data, end to end.
+
+1. the local stack (Kafka, PostgreSQL, MongoDB protocol, Prometheus, Pushgateway), migrated;
+2. the services: event gateway, archiver, Spark streaming, api, recommender, explorer (and
+   the offline TMDB server);
+3. TMDB metadata through the fetcher's own CLI (the 3,000-movie set, offline);
+4. MovieLens ratings and tags replayed through the gateway as frontend events at a steady
+   rate, with a progress bar (:mod:`cinepulse_devstack.replay`); when the data sets are not
+   there, a small seeded synthetic generator instead, so a fresh clone works on its own;
+5. waits until every acknowledged event is archived in MongoDB and is a fact (or in
+   quarantine) in PostgreSQL;
+6. the daily aggregates (Spark batch), then trains the recommender and waits for the server
+   to load the new model;
+7. reconciles the replay's time window across Kafka, MongoDB and PostgreSQL (the same
+   command the ``data_quality`` DAG runs; its metrics go to the Pushgateway);
+8. checks every Prometheus target is up, prints where to look (URLs, sample calls) and a
+   summary table. Exit code 0 only when nothing acknowledged is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import psycopg
+
+from cinepulse_devstack.demo_events import (
+    SendResult,
+    send_events,
+    synthetic_events,
+    wait_archived,
+    wait_for,
+)
+from cinepulse_devstack.procs import StackError
+from cinepulse_devstack.stack import Stack
+from cinepulse_devstack.tmdb_offline import DatasetMissingError
+
+FACT_TABLES = ("fact_watch", "fact_rating", "fact_comment", "fact_click")
+
+
+@dataclass
+class DemoOptions:
+    #: keep the first N MovieLens users (None: all 610)
+    users: int | None = None
+    #: events per second through the gateway
+    rate: float = 1000.0
+    #: the MovieLens history is replayed into the last this many days
+    span_days: float = 28.0
+    #: use the synthetic generator (this many events) even when MovieLens is there
+    synthetic: int | None = None
+    #: synthetic events sent when the data sets are absent
+    synthetic_default: int = 5000
+    #: longest wait for the archiver / Spark to land everything
+    land_timeout_s: float = 600.0
+
+
+@dataclass
+class DemoReport:
+    source: str = ""
+    sent: SendResult = field(default_factory=SendResult)
+    movies_loaded: bool = False
+    archived: int = 0
+    landed: int = 0
+    reconcile: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+    targets: list[tuple[str, str, str]] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    user: str = "demo-user-1"
+
+    @property
+    def lost(self) -> int:
+        """Acknowledged but not archived, or not landed in PostgreSQL (the worse of both)."""
+        return max(self.sent.accepted - self.archived, self.sent.accepted - self.landed)
+
+
+def step(title: str) -> None:
+    print(f"\n==> {title}", file=sys.stderr, flush=True)
+
+
+def _job_env(stack: Stack, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CINEPULSE_")}
+    return env | stack.infra_env() | {"CINEPULSE_LOG_JSON": "false"} | extra
+
+
+def run_job(
+    stack: Stack, module: str, *args: str, **extra: str
+) -> subprocess.CompletedProcess[str]:
+    """``python -m module args`` with the stack's variables; stderr (progress) goes to the
+    terminal, stdout is returned."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        env=_job_env(stack, **extra),
+        stdout=subprocess.PIPE,
+        text=True,
+        check=False,
+    )
+
+
+def count_landed(dsn: str, event_ids: list[str]) -> int:
+    """How many of the ids are a fact (any fact table) or in quarantine."""
+    union = " UNION ".join(
+        f"SELECT event_id FROM {t} WHERE event_id = ANY(%(ids)s::uuid[])"
+        for t in (*FACT_TABLES, "quarantine")
+    )
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(f"SELECT count(*) FROM ({union}) AS f", {"ids": event_ids}).fetchone()
+    return int(row[0]) if row else 0
+
+
+def demo_events(opts: DemoOptions) -> tuple[str, list[dict[str, Any]]]:
+    """The events to replay and a line saying where they come from."""
+    if opts.synthetic is None:
+        from cinepulse_devstack.replay import movielens_events
+
+        try:
+            events = movielens_events(users=opts.users, span_days=opts.span_days)
+        except DatasetMissingError as exc:
+            print(f"MovieLens not found ({exc}); using the synthetic generator", file=sys.stderr)
+        else:
+            ratings = sum(e["event_type"] == "rate" for e in events)
+            users = len({e["user_id"] for e in events})
+            return (
+                f"MovieLens: {ratings:,} ratings and {len(events) - ratings:,} tags of "
+                f"{users:,} users, replayed into the last {opts.span_days:g} days",
+                events,
+            )
+    n = opts.synthetic or opts.synthetic_default
+    return f"synthetic: {n:,} seeded events of every type", synthetic_events(n)
+
+
+def prometheus_targets(stack: Stack) -> list[tuple[str, str, str]]:
+    """(job/service, health, last error) of every active target."""
+    r = httpx.get(f"{stack.prometheus.url}/api/v1/targets?state=active", timeout=5)
+    r.raise_for_status()
+    out = []
+    for t in r.json()["data"]["activeTargets"]:
+        labels = t["labels"]
+        name = labels.get("service") or labels.get("job", "?")
+        out.append((name, t["health"], t.get("lastError", "")))
+    return sorted(out)
+
+
+def wait_targets_up(stack: Stack, timeout_s: float = 45.0) -> list[tuple[str, str, str]]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        targets = prometheus_targets(stack)
+        if all(h == "up" for _, h, _ in targets) or time.monotonic() > deadline:
+            return targets
+        time.sleep(2.0)
+
+
+def wait_model_served(stack: Stack, version: str, user: str, timeout_s: float = 60.0) -> bool:
+    """Until the recommender answers with model ``version`` (it polls the registry)."""
+
+    def served() -> int:
+        try:
+            r = httpx.get(
+                f"{stack.recommender.url}/api/recommendations",
+                params={"user_id": user, "k": 1},
+                timeout=2,
+            )
+            return int(r.status_code == 200 and r.json().get("model_version") == version)
+        except httpx.HTTPError:
+            return 0
+
+    n, _ = wait_for(served, 1, timeout_s)
+    return n == 1
+
+
+def run_demo(stack: Stack, opts: DemoOptions) -> int:
+    report = DemoReport()
+    t_all = time.monotonic()
+
+    step("the local stack: Kafka, PostgreSQL, MongoDB protocol, Prometheus, Pushgateway")
+    stack.up()
+    from cinepulse_migrations.cli import upgrade
+
+    upgrade(stack.postgres.admin_dsn(), "head")
+
+    step("the services")
+    source, events = demo_events(opts)
+    services = [stack.gateway.name, stack.archiver.name, stack.spark_stream.name]
+    try:
+        from cinepulse_common.paths import datasets_root
+        from cinepulse_devstack.tmdb_offline import require_dataset
+
+        require_dataset(datasets_root() / "tmdb-5000" / "tmdb_5000_movies.csv")
+        services.append(stack.tmdb_offline.name)
+    except DatasetMissingError as exc:
+        print(f"TMDB data set not found ({exc}): no movie metadata is loaded", file=sys.stderr)
+    stack.up([*services, stack.api.name, stack.recommender.name, stack.explorer.name])
+
+    if stack.tmdb_offline.name in services:
+        step("TMDB metadata through the fetcher (offline TMDB server, 3,000 movies)")
+        t0 = time.monotonic()
+        rc = run_job(
+            stack,
+            "cinepulse_tmdb_fetcher",
+            "full",
+            CINEPULSE_TMDB__BASE_URL=stack.tmdb_offline.url,
+            CINEPULSE_TMDB__TOKEN=stack.tmdb_offline.token,
+            CINEPULSE_TMDB__RATE_PER_S="200",
+        ).returncode
+        if rc != 0:
+            raise StackError(f"the TMDB fetcher failed (exit {rc}); see its output above")
+        report.movies_loaded = True
+        report.timings["movies"] = time.monotonic() - t0
+
+    step(f"replaying events through the gateway at {opts.rate:,.0f}/s ({source})")
+    report.source = source
+    report.user = sample_user(events)
+    window_start = datetime.now(UTC) - timedelta(seconds=1)
+    report.sent = sent = send_events(
+        stack.gateway.url, stack.gateway.demo_key(), events, rate_per_s=opts.rate
+    )
+    window_end = datetime.now(UTC) + timedelta(seconds=1)
+    report.timings["send"] = sent.seconds
+    acked_file = stack.cfg.root / "demo" / "acknowledged.txt"
+    acked_file.parent.mkdir(parents=True, exist_ok=True)
+    acked_file.write_text("\n".join(sent.accepted_ids) + "\n")
+    for event_id, reason in sent.rejections:
+        print(f"  rejected {event_id}: {reason}", file=sys.stderr)
+
+    step("waiting for the archiver (MongoDB) and Spark (PostgreSQL facts)")
+    from pydantic import SecretStr
+
+    from cinepulse_common.settings import MongoSettings
+
+    report.archived, waited = wait_archived(
+        MongoSettings(url=SecretStr(stack.mongo.url)), sent.accepted_ids, opts.land_timeout_s
+    )
+    print(f"  archived {report.archived:,} in {waited:.0f}s", file=sys.stderr)
+    t0 = time.monotonic()
+    dsn = stack.postgres.admin_dsn()
+    last = [-1]
+
+    def landed() -> int:
+        n = count_landed(dsn, sent.accepted_ids)
+        if n != last[0]:
+            print(f"  facts or quarantine: {n:,}/{sent.accepted:,}", file=sys.stderr)
+            last[0] = n
+        return n
+
+    report.landed, _ = wait_for(landed, sent.accepted, opts.land_timeout_s)
+    report.timings["land"] = time.monotonic() - t0
+
+    step("daily aggregates (Spark batch job)")
+    t0 = time.monotonic()
+    rc = run_job(stack, "cinepulse_spark_jobs", "aggregate").returncode
+    if rc != 0:
+        raise StackError(f"the aggregate job failed (exit {rc}); see its output above")
+    report.timings["aggregate"] = time.monotonic() - t0
+
+    step("training the recommender (LightFM against popularity and ALS)")
+    t0 = time.monotonic()
+    out = run_job(stack, "cinepulse_recommender", "train")
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
+    report.training = (
+        json.loads(lines[-1]) if lines else {"status": "failed", "reason": "no output"}
+    )
+    report.timings["train"] = time.monotonic() - t0
+    version = str(report.training.get("version") or "")
+    published = report.training.get("status") == "published" and version
+    if published and not wait_model_served(stack, version, sample_user(events)):
+        print(f"  the recommender has not loaded model {version} yet", file=sys.stderr)
+
+    step("reconciliation of the replay's window (Kafka, MongoDB, PostgreSQL)")
+    out = run_job(
+        stack,
+        "cinepulse_quality",
+        "reconcile",
+        "--from",
+        window_start.isoformat(),
+        "--to",
+        window_end.isoformat(),
+        "--acknowledged",
+        str(acked_file),
+        "--max-examples",
+        "3",
+        CINEPULSE_GRACE_S="0",
+    )
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
+    report.reconcile = json.loads(lines[-1]) if lines else {}
+    report.reconcile["exit"] = out.returncode
+
+    step("Prometheus targets")
+    report.targets = wait_targets_up(stack)
+    report.timings["total"] = time.monotonic() - t_all
+    print_report(stack, report)
+    ok = (
+        report.lost == 0
+        and report.reconcile.get("exit") == 0
+        and all(h == "up" for _, h, _ in report.targets)
+    )
+    return 0 if ok else 1
+
+
+def _table(rows: list[tuple[str, object]]) -> str:
+    width = max(len(k) for k, _ in rows)
+    rule = "-" * (width + 12)
+    body = "\n".join(
+        f"{k:<{width}}  {v:>10,}" if isinstance(v, int) else f"{k:<{width}}  {v!s:>10}"
+        for k, v in rows
+    )
+    return f"{rule}\n{body}\n{rule}"
+
+
+def sample_user(events: list[dict[str, Any]]) -> str:
+    """The user with the most events (the sample calls' user)."""
+    from collections import Counter
+
+    counts = Counter(e["user_id"] for e in events)
+    return counts.most_common(1)[0][0] if counts else "demo-user-1"
+
+
+def print_report(stack: Stack, r: DemoReport) -> None:
+    api, rec = stack.api.url, stack.recommender.url
+    key = stack.api.demo_key()
+    user = r.user
+    hdr = f"-H 'X-API-Key: {key}'"
+    print(
+        f"""
+Where to look
+  API docs            {api}/docs
+    curl -s '{api}/api/top_movies?window=week&limit=5'
+    curl -s {hdr} '{api}/api/user_stats/{user}'
+    curl -s '{api}/api/emotion_trends?bucket=week'
+  Recommender         {rec}/docs
+    curl -s '{rec}/api/recommendations?user_id={user}&k=5'
+  Explorer            {stack.explorer.url}
+  Event gateway       {stack.gateway.url}/docs   (write key: {stack.cfg.root}/secrets/write-keys/demo)
+  Live counters       {stack.archiver.url}/counters/trending
+  Prometheus          {stack.prometheus.url}/targets
+  Stop everything     make down
+"""
+    )
+    print("Prometheus targets")
+    for name, health, err in r.targets:
+        print(f"  {name:<16} {health}{'  ' + err if err else ''}")
+    counts = r.reconcile.get("counts", {})
+    diffs = r.reconcile.get("differences", {})
+    rows: list[tuple[str, object]] = [
+        ("events sent", r.sent.sent),
+        ("acknowledged by the gateway", r.sent.accepted),
+        ("rejected as invalid (422)", r.sent.rejected),
+        ("not acknowledged after retries", r.sent.unavailable),
+        ("in Kafka (records of the window)", int(counts.get("kafka_records", 0))),
+        ("in MongoDB (acknowledged, archived)", r.archived),
+        ("in PostgreSQL facts (window)", int(counts.get("facts", 0))),
+        ("quarantined (window)", int(counts.get("quarantined", 0))),
+        ("duplicates dropped (window)", int(diffs.get("deduplicated", 0))),
+        ("acknowledged but lost", r.lost),
+    ]
+    print(f"\nSummary ({r.source})")
+    print(_table(rows))
+    verdict = "every record accounted for" if r.reconcile.get("exit") == 0 else "DRIFT"
+    print(f"reconciliation: {verdict} (exit {r.reconcile.get('exit')})")
+    t = r.training
+    if t.get("status") in ("published", "rejected"):
+        k = next((key.split("@")[1] for key in t if key.startswith("ndcg@")), "10")
+        model_rows: list[tuple[str, object]] = [
+            ("model version", str(t.get("version"))),
+            ("status", str(t.get("status"))),
+            (f"NDCG@{k} LightFM", f"{t[f'ndcg@{k}']:.4f}"),
+            (f"NDCG@{k} ALS (baseline)", f"{t[f'als_ndcg@{k}']:.4f}"),
+            (f"NDCG@{k} popularity (baseline)", f"{t[f'popularity_ndcg@{k}']:.4f}"),
+            ("training seconds", f"{t.get('seconds')}"),
+        ]
+        print("\nRecommender model")
+        print(_table(model_rows))
+    else:
+        print(f"\nRecommender: training {t.get('status')}: {t.get('reason')}")
+    timings = ", ".join(f"{k} {v:.0f}s" for k, v in r.timings.items())
+    print(f"\ntimings: {timings}")
+    print(f'env for your shell: eval "$({shlex.join(["make", "-s", "env"])})"')
