@@ -66,7 +66,7 @@ format: ## apply ruff's fixes and formatting
 schemas: ## regenerate transform_rules.schema.json from the rules models
 	$(RUN) python -m cinepulse_common.rules > libs/cinepulse-common/src/cinepulse_common/transform_rules.schema.json
 
-bench: ## run every benchmark; writes results/bench.md
+bench: ## run every benchmark; writes results/bench.md, bench.json and bench/*.png
 	$(RUN) python -m bench
 
 chart-check: ## the Helm chart: lint, render each ci/ scenario, kubeconform, kube-score

@@ -32,7 +32,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.loadgen import Trial, clean_env, free_port, hey, hey_binary, median, serve
-from bench.report import Table, verdict
+from bench.report import Figure, Table, Target
 from cinepulse_common.postgres import connect
 from cinepulse_common.settings import PostgresSettings
 from cinepulse_devstack import Stack
@@ -54,7 +54,7 @@ TARGET_P99_MS = 30.0
 TARGET_RPS = 500
 
 
-def run(stack: Stack) -> Table:
+def run(stack: Stack) -> list[Table]:
     db = f"bench_rec_{secrets.token_hex(4)}"
     dsn = stack.postgres.create_database(db, replace=True)
     try:
@@ -166,38 +166,39 @@ def _table(
     loaded_s: float,
     trials: dict[str, list[Trial]],
     in_app: dict[str, list[float]],
-) -> Table:
+) -> list[Table]:
     m = outcome.metrics
     k = m["k"]
     table = Table(
         f"Recommender on MovieLens-small through the warehouse ({m['split']['users_evaluated']} "
         f"users evaluated, {m['split']['relevant_pairs']:,} held-out pairs, "
         f"{m['split']['candidates']:,} candidate movies)",
-        ["model / path", f"NDCG@{k}", f"P@{k}", f"R@{k}", "train s (with tuning)", "fit s"],
+        "model",
     )
     names = {
         "model": f"LightFM ({_lightfm_params(outcome.params['lightfm'])})",
         "als": f"implicit ALS ({_als_params(m['als']['params'])})",
         "popularity": "popularity (users per movie in the training part)",
     }
+    shorts = {"model": "LightFM", "als": "ALS", "popularity": "popularity"}
+    quality = {}
     for name in ("model", "als", "popularity"):
         r = m[name]
-        table.add(
+        quality[name] = table.add(
             names[name],
-            f"{r[f'ndcg@{k}']:.4f}",
-            f"{r[f'precision@{k}']:.4f}",
-            f"{r[f'recall@{k}']:.4f}",
-            f"{r['train_seconds']:.1f}",
-            f"{r.get('fit_seconds', r['train_seconds']):.1f}",
+            {
+                f"NDCG@{k}": Figure(r[f"ndcg@{k}"], better="higher", fmt=".4f"),
+                f"P@{k}": Figure(r[f"precision@{k}"], better="higher", fmt=".4f"),
+                f"R@{k}": Figure(r[f"recall@{k}"], better="higher", fmt=".4f"),
+                "train (with tuning)": Figure(r["train_seconds"], "s", fmt=".1f"),
+                "fit": Figure(r.get("fit_seconds", r["train_seconds"]), "s", fmt=".1f"),
+            },
+            baseline=name != "model",
+            short=shorts[name],
         )
-    ndcg = {n: m[n][f"ndcg@{k}"] for n in ("model", "als", "popularity")}
-    vs_als, vs_pop = ndcg["model"] / ndcg["als"], ndcg["model"] / ndcg["popularity"]
-
-    table.notes.append(
-        f"quality targets: NDCG@{k} {vs_als:.2f}x ALS (>= {TARGET_VS_ALS}: "
-        f"{verdict(vs_als >= TARGET_VS_ALS)}), {vs_pop:.2f}x popularity (>= "
-        f"{TARGET_VS_POPULARITY}: {verdict(vs_pop >= TARGET_VS_POPULARITY)})"
-    )
+    lightfm = quality["model"]
+    lightfm.compare(f"NDCG@{k}", quality["als"], target=Target(">=", TARGET_VS_ALS), headline=True)
+    lightfm.compare(f"NDCG@{k}", quality["popularity"], target=Target(">=", TARGET_VS_POPULARITY))
     table.notes.append(
         f"the run: load {loaded_s:.1f}s, training job {outcome.seconds:.1f}s end to end "
         f"(read, split, both baselines, tuning, artefact, registry); model {outcome.version} "
@@ -206,17 +207,7 @@ def _table(
     serving = Table(
         f"Recommender serving (hey, c={CONCURRENCY}, median of {ROUNDS} {TRIAL_S}s trials "
         "after a warm-up; one uvicorn process)",
-        [
-            "path",
-            "req/s",
-            "p50 ms",
-            "p99 ms",
-            "vs ceiling",
-            "in-app ms (mean)",
-            "server CPU ms/req",
-            "server cores",
-            "hey cores",
-        ],
+        "path",
     )
     labels = {
         "a": "(a) GET /healthz: framework ceiling",
@@ -227,32 +218,59 @@ def _table(
         "sa": f"(a) at a steady {STEADY_RATE} req/s",
         "sb": f"(b) at a steady {STEADY_RATE} req/s",
     }
-    ceiling = median(trials["a"], "events_s")
+    shorts = {
+        "a": "(a) /healthz",
+        "b": "(b) known user, top-N",
+        "c": "(c) known user, scored",
+        "d": "(d) cold-start, genre",
+        "e": "(e) similar movies",
+        "sa": f"(a) /healthz, steady {STEADY_RATE}/s",
+        "sb": f"(b) known user, steady {STEADY_RATE}/s",
+    }
+    rows = {}
     for key, ts in trials.items():
-        rps = median(ts, "events_s")
-        serving.add(
+        steady = key == "sb"  # the target's load
+        rows[key] = serving.add(
             labels[key],
-            f"{rps:,.0f}",
-            f"{median(ts, 'p50_ms'):.1f}",
-            f"{median(ts, 'p99_ms'):.1f}",
-            f"{rps / ceiling:.2f}",
-            f"{statistics.median(in_app[key]):.2f}",
-            f"{statistics.median(t.server_cores / t.events_s * 1000 for t in ts):.2f}",
-            f"{median(ts, 'server_cores'):.2f}",
-            f"{median(ts, 'client_cores'):.2f}",
+            {
+                "req/s": Figure(
+                    median(ts, "events_s"),
+                    "req/s",
+                    better="higher",
+                    # hey paces a steady load a little under the rate it is asked for
+                    target=Target(
+                        ">=", TARGET_RPS * 0.98, f">= {TARGET_RPS} req/s (2% pacing slack)"
+                    )
+                    if steady
+                    else None,
+                ),
+                "p50": Figure(median(ts, "p50_ms"), "ms", better="lower", fmt=".1f"),
+                "p99": Figure(
+                    median(ts, "p99_ms"),
+                    "ms",
+                    better="lower",
+                    fmt=".1f",
+                    target=Target("<", TARGET_P99_MS) if steady else None,
+                ),
+                "in-app (mean)": Figure(statistics.median(in_app[key]), "ms", fmt=".2f"),
+                "server CPU per request": Figure(
+                    statistics.median(t.server_cores / t.events_s * 1000 for t in ts),
+                    "ms",
+                    fmt=".2f",
+                ),
+                "server cores": Figure(median(ts, "server_cores"), "cores", fmt=".2f"),
+                "hey cores": Figure(median(ts, "client_cores"), "cores", fmt=".2f"),
+            },
+            baseline=key in ("a", "sa"),
+            short=shorts[key],
         )
-    steady, floor = trials["sb"][0], trials["sa"][0]
-    saturated = median(trials["b"], "events_s")
-    serving.notes.append(
-        f"serving target: p99 {steady.p99_ms:.1f} ms at a steady {steady.events_s:,.0f} req/s "
-        f"(< {TARGET_P99_MS:g} ms at >= {TARGET_RPS}: "
-        f"{verdict(steady.p99_ms < TARGET_P99_MS and steady.events_s >= TARGET_RPS * 0.98)}); "
-        f"saturated, (b) serves {saturated:,.0f} req/s at p99 {median(trials['b'], 'p99_ms'):.1f} ms; "
-        f"the trivial /healthz of the same process at the same load: p99 {floor.p99_ms:.1f} ms"
-    )
+    for key in ("b", "c", "d", "e"):
+        rows[key].compare("req/s", rows["a"])
+    # at the target's load: the same process's trivial /healthz at the same load
+    rows["sb"].compare("p99", rows["sa"])
     serving.notes.append(
         "where the time goes: 'in-app' is the server's own histogram (routing, the model, "
-        "JSON), 'server CPU ms/req' its CPU per answer; the rest of p50/p99 is waiting for a "
+        "JSON), 'server CPU per request' its CPU per answer; the rest of p50/p99 is waiting for a "
         "core (hey, the database and other processes share the machine's 2 cores)"
     )
     other = max(t.other_cores for ts in trials.values() for t in ts)
@@ -272,7 +290,7 @@ def _table(
         if failures
         else "every answer was 200"
     )
-    return _Both(table, serving)
+    return [table, serving]
 
 
 def _lightfm_params(p: dict[str, Any]) -> str:
@@ -284,14 +302,3 @@ def _lightfm_params(p: dict[str, Any]) -> str:
 
 def _als_params(p: dict[str, Any]) -> str:
     return ", ".join(f"{k}={p[k]}" for k in ("factors", "regularization", "alpha", "iterations"))
-
-
-class _Both(Table):
-    """Two tables reported as one (the harness collects one per benchmark)."""
-
-    def __init__(self, quality: Table, serving: Table) -> None:
-        super().__init__(quality.title, quality.columns, quality.rows, quality.notes)
-        self.serving = serving
-
-    def markdown(self) -> str:
-        return super().markdown() + "\n" + self.serving.markdown()
