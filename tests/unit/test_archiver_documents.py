@@ -11,6 +11,7 @@ import bson
 import pytest
 
 from cinepulse_archiver.documents import (
+    DEAD_LETTER_CODES,
     MOVIES,
     USER_LOGS,
     Source,
@@ -199,6 +200,7 @@ def test_unusable_values(value: bytes | None, code: str, text: str, movie_topic:
     with pytest.raises(Unusable) as info:
         to_document(source(), value, RECEIVED, movie_topic=movie_topic)
     assert info.value.code == code
+    assert code in DEAD_LETTER_CODES  # the metric's label values, created at 0
     assert text in str(info.value)
     assert isinstance(info.value, ValueError)
 

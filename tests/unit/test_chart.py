@@ -433,3 +433,65 @@ def test_dashboards_are_grafana_json() -> None:
         for p in dash["panels"]:
             assert p["targets"], (f.name, p["title"])
             assert p["datasource"]["uid"] == "${datasource}"
+
+
+def test_dashboard_variables_are_expanded_as_grafana_would() -> None:
+    dashboard = {
+        "templating": {"list": [{"name": "route", "current": {"value": ["/a", "/b"]}}]},
+        "panels": [
+            {
+                "title": "row",
+                "panels": [
+                    {
+                        "title": "p",
+                        "targets": [
+                            {"expr": 'sum(rate(x{namespace="$namespace"}[$__rate_interval]))'},
+                            {
+                                "expr": 'rate(y{route=~"${route:regex}"}[$__interval]) * [[__range_s]]'
+                            },
+                        ],
+                    }
+                ],
+            }
+        ],
+    }
+    doc = {
+        "kind": "ConfigMap",
+        "metadata": {"labels": {"grafana_dashboard": "1"}},
+        "data": {"d.json": json.dumps(dashboard)},
+    }
+    assert list(chart.dashboard_queries([doc])) == [
+        ("p", 'sum(rate(x{namespace="cinepulse"}[2m]))'),
+        ("p", 'rate(y{route=~"/a|/b"}[1m]) * 21600'),
+    ]
+    # the local stack scrapes every 5 s: max(1m + 5s, 4 x 5s)
+    assert chart.grafana_variables(5)["__rate_interval"] == "65s"
+    with pytest.raises(KeyError, match=r"\$cluster"):
+        chart.expand_grafana("up{cluster='$cluster'}", {})
+
+
+def test_local_scrape_labels_mirror_the_monitors(
+    tmp_path: Path, default_docs: list[dict[str, Any]]
+) -> None:
+    """Each service the local stack registers with Prometheus carries the labels the chart's
+    ServiceMonitor (Spark's driver: PodMonitor) gives it in the cluster, so the alert rules and
+    dashboards run locally unchanged (tests/integration/test_monitoring_live.py runs them)."""
+    from cinepulse_devstack import Stack, StackSettings
+    from cinepulse_devstack.services import PythonService
+
+    monitors = chart.monitor_labels(default_docs)
+    deployments = {d["metadata"]["name"]: d for d in default_docs if d["kind"] == "Deployment"}
+    stack = Stack(StackSettings(root=tmp_path))
+    matched: set[str] = set()
+    for svc in stack.services:
+        assert isinstance(svc, PythonService)
+        if not svc.scraped:
+            continue
+        labels = svc.scrape_labels()
+        mine = [m for m, want in monitors.items() if want.items() <= labels.items()]
+        assert len(mine) == 1, (svc.name, labels, monitors)
+        matched.update(mine)
+        if "service" in labels:  # a Deployment behind the Service, its container so named
+            pod = _pod_spec(deployments[labels["service"]])
+            assert labels["container"] in {c["name"] for c in pod["containers"]}
+    assert matched == set(monitors), "a monitor of the chart has no local counterpart"

@@ -29,13 +29,14 @@ from typing import Any
 import yaml
 
 from cinepulse_common.paths import datasets_root, default_cache, repo_root
+from cinepulse_devstack.config import CHART_NAMESPACE, CHART_RELEASE
 
 #: the Kubernetes version the chart is rendered and validated for
 KUBE_VERSION = "1.34.0"
 #: the release name and namespace the chart is rendered with (the local stack's Prometheus
 #: targets carry the labels the monitors of this release give in that namespace)
-RELEASE = "cp"
-NAMESPACE = "cinepulse"
+RELEASE = CHART_RELEASE
+NAMESPACE = CHART_NAMESPACE
 #: kube-score tests switched off for the whole chart, each with its reason
 KUBE_SCORE_IGNORED: dict[str, str] = {
     "container-image-pull-policy": "images are pinned by tag (never :latest) and kind loads "

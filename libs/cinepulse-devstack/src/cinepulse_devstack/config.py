@@ -9,6 +9,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cinepulse_common.paths import default_cache, repo_root
 
+#: the Helm release and namespace the chart checks render (``chart.render``); the local
+#: Prometheus targets carry the labels the chart's monitors give in that release/namespace
+CHART_RELEASE = "cp"
+CHART_NAMESPACE = "cinepulse"
+
 
 class StackSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CINEPULSE_STACK_", extra="ignore")

@@ -28,6 +28,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlparse
 
 import httpx
 import psycopg
@@ -137,13 +138,15 @@ def demo_events(opts: DemoOptions) -> tuple[str, list[dict[str, Any]]]:
 
 
 def prometheus_targets(stack: Stack) -> list[tuple[str, str, str]]:
-    """(job/service, health, last error) of every active target."""
+    """(name, health, last error) of every active target; a service is named as in the
+    stack (its target carries the cluster's labels: ``job="cp-cinepulse-gateway"``, ...)."""
     r = httpx.get(f"{stack.prometheus.url}/api/v1/targets?state=active", timeout=5)
     r.raise_for_status()
+    by_port = {p: c.name for c in stack.services for p in c.ports}
     out = []
     for t in r.json()["data"]["activeTargets"]:
-        labels = t["labels"]
-        name = labels.get("service") or labels.get("job", "?")
+        port = urlparse(t["scrapeUrl"]).port
+        name = by_port.get(port or 0) or t["labels"].get("job", "?")
         out.append((name, t["health"], t.get("lastError", "")))
     return sorted(out)
 

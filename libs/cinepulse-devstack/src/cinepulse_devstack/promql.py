@@ -6,7 +6,8 @@ correctly returns nothing while the system is healthy. For those, :func:`conditi
 takes the comparison, the set operators and ``absent`` away and each remaining operand must
 return series. An operand may still be empty when one of its selectors asks for a label
 value that has not occurred (``status=~"5.."`` while no request failed); that is accepted only
-when the metric itself has series carrying that label, and the check says so.
+for a regex matcher, when the metric itself has series carrying that label, and the check
+says so with the values seen (an exact value never seen, ``query="event"``, fails: a typo).
 
 No PromQL parser is needed for this: :func:`tokenize` is PromQL's lexer, enough to find the
 vector selectors and the top-level operators.
@@ -15,7 +16,6 @@ vector selectors and the top-level operators.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -198,6 +198,17 @@ def vector_selectors(expr: str) -> list[Selector]:
     return out
 
 
+def absent_selectors(expr: str) -> list[Selector]:
+    """The selectors inside ``absent(...)`` / ``absent_over_time(...)``."""
+    tokens = tokenize(expr)
+    out: list[Selector] = []
+    for i, t in enumerate(tokens[:-1]):
+        if t.kind == "ident" and t.text in ABSENT and tokens[i + 1].text == "(":
+            end = _closing(tokens, i + 1)
+            out += vector_selectors(expr[tokens[i + 1].end : tokens[end].start])
+    return out
+
+
 def _strip_absent(expr: str) -> str:
     tokens = tokenize(expr)
     if (
@@ -300,6 +311,13 @@ class Prometheus:
             return [{"metric": {}, "value": data["result"]}]
         return list(data["result"])
 
+    def metadata(self, metric: str) -> list[dict[str, Any]]:
+        """The metric's TYPE and HELP as scraped targets expose them (also a metric family
+        that has no sample, e.g. a labelled counter never incremented)."""
+        r = self.http.get("/api/v1/metadata", params={"metric": metric})
+        r.raise_for_status()
+        return list(r.json()["data"].get(metric, []))
+
     def rules(self) -> list[dict[str, Any]]:
         r = self.http.get("/api/v1/rules")
         r.raise_for_status()
@@ -327,6 +345,19 @@ def _selector_result(prom: Prometheus, sel: Selector) -> SelectorResult:
     return SelectorResult(sel, matching, len(series), missing, values)
 
 
+def _why_absent(prom: Prometheus, metric: str) -> str:
+    # a histogram's or (OpenMetrics) a counter's family is named without the suffix
+    family = re.sub(r"_(bucket|count|sum|total)$", "", metric)
+    meta = prom.metadata(metric) or prom.metadata(family)
+    if meta:
+        kind = meta[0].get("type", "?")
+        return (
+            f"no series of {metric}: a scraped target declares it ({kind}) but has no sample "
+            "(a labelled metric whose label values are created only when first counted)"
+        )
+    return f"no series of {metric}: not exported by a scraped target, not pushed, or misspelt"
+
+
 def check_expression(
     prom: Prometheus, source: str, kind: Literal["alert", "record", "panel"], expr: str
 ) -> ExpressionCheck:
@@ -347,10 +378,9 @@ def check_expression(
         c.error = str(exc)
         c.why = f"does not parse or evaluate: {exc}"
         return c
-    absent = [s for s in c.selectors if not s.of_metric]
+    absent = sorted({s.selector.metric for s in c.selectors if not s.of_metric})
     if absent:
-        names = ", ".join(sorted({s.selector.metric for s in absent}))
-        c.why = f"no series of {names} in Prometheus (not exported, not scraped or not pushed)"
+        c.why = "; ".join(_why_absent(prom, name) for name in absent)
         return c
     unlabelled = [s for s in c.selectors if s.labels_missing]
     if unlabelled:
@@ -358,6 +388,10 @@ def check_expression(
             f"no series of {s.selector.metric} has label(s) {', '.join(s.labels_missing)}"
             for s in unlabelled
         )
+        return c
+    missing = [s for s in absent_selectors(expr) if not prom.query(str(s))]
+    if missing:
+        c.why = f"absent() holds: {missing[0]} matches no series (a label value never seen?)"
         return c
     if c.series:
         c.ok = True
@@ -385,16 +419,17 @@ def check_expression(
             return c
         for s in unmatched:
             seen = "; ".join(f"{k}: {', '.join(v) or '-'}" for k, v in s.values.items())
+            unknown = [
+                m
+                for m in s.selector.matchers
+                if m.op == "=" and m.value and m.value not in s.values.get(m.label, [])
+            ]
+            if unknown:  # an exact value never seen: a typo rather than a healthy state
+                c.why = f"{s.selector}: {unknown[0]} matches no series ({seen})"
+                return c
             notes.append(
                 f"nothing matches {s.selector} yet ({s.of_metric} series of the metric; {seen})"
             )
     c.ok = True
     c.why = "condition false now (healthy); " + "; ".join(notes)
     return c
-
-
-def check_expressions(
-    prom: Prometheus, items: Iterable[tuple[str, Literal["alert", "record", "panel"], str]]
-) -> Iterator[ExpressionCheck]:
-    for source, kind, expr in items:
-        yield check_expression(prom, source, kind, expr)

@@ -15,9 +15,8 @@ from pathlib import Path
 
 import httpx
 
-from cinepulse_devstack.chart import NAMESPACE, RELEASE
 from cinepulse_devstack.components import Component, Prometheus
-from cinepulse_devstack.config import StackSettings
+from cinepulse_devstack.config import CHART_NAMESPACE, CHART_RELEASE, StackSettings
 from cinepulse_devstack.procs import spawn, stack_secret, terminate
 
 EnvProvider = Callable[[], dict[str, str]]
@@ -81,10 +80,10 @@ class PythonService(Component):
         ``namespace``, ``endpoint`` the port's name, ``pod``, ``container``); the pod is
         named ``<deployment>-local``. ``tests/unit/test_chart.py`` checks them against the
         rendered chart's monitors."""
-        full = f"{RELEASE}-cinepulse-{self.component}"
+        full = f"{CHART_RELEASE}-cinepulse-{self.component}"
         return {
             "job": full,
-            "namespace": NAMESPACE,
+            "namespace": CHART_NAMESPACE,
             "service": full,
             "endpoint": "http",
             "pod": f"{full}-local",
@@ -190,10 +189,10 @@ class SparkStream(PythonService):
         """The driver is scraped by the chart's PodMonitor (``<release>-cinepulse-spark``):
         ``job`` is ``<namespace>/<PodMonitor>``, no ``service``; the Spark operator names the
         driver pod ``<application>-driver`` and its container ``spark-kubernetes-driver``."""
-        app = f"{RELEASE}-cinepulse-{self.component}"
+        app = f"{CHART_RELEASE}-cinepulse-{self.component}"
         return {
-            "job": f"{NAMESPACE}/{RELEASE}-cinepulse-spark",
-            "namespace": NAMESPACE,
+            "job": f"{CHART_NAMESPACE}/{CHART_RELEASE}-cinepulse-spark",
+            "namespace": CHART_NAMESPACE,
             "endpoint": "metrics",
             "pod": f"{app}-driver",
             "container": "spark-kubernetes-driver",

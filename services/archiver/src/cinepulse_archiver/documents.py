@@ -24,6 +24,8 @@ from bson.errors import InvalidDocument
 
 USER_LOGS = "user_logs"
 MOVIES = "movies"
+#: every :class:`Unusable` code (the dead letter's ``code``, the metric's label)
+DEAD_LETTER_CODES = ("empty", "not_utf8", "not_json", "not_object", "not_storable", "mongo_refused")
 
 
 class Unusable(ValueError):

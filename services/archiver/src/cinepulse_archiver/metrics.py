@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from cinepulse_archiver.documents import DEAD_LETTER_CODES
+
+#: the errors a MongoDB outage raises (pymongo's ConnectionFailure family)
+MONGO_OUTAGE_ERRORS = ("AutoReconnect", "NetworkTimeout", "ServerSelectionTimeoutError")
+
 CONSUMED = Counter("cinepulse_archiver_consumed_total", "Kafka records read, by topic", ["topic"])
 WRITTEN = Counter(
     "cinepulse_archiver_written_total",
@@ -30,6 +35,12 @@ BATCH_SECONDS = Histogram(
     "Time to archive one batch (MongoDB write and dead letters)",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
+# Label values known in advance start at 0: the dashboard shows 0 rather than "no data", and
+# rate() sees the first dead letters or errors (a series that first appears at N loses them).
+for _code in DEAD_LETTER_CODES:
+    DEAD_LETTERED.labels(_code)
+for _error in MONGO_OUTAGE_ERRORS:
+    MONGO_ERRORS.labels(_error)
 LAG = Gauge(
     "cinepulse_archiver_consumer_lag",
     "Records in the partition not yet archived (high watermark - next offset)",

@@ -31,6 +31,10 @@ KAFKA_ERRORS = Counter(
     "Kafka client errors (librdkafka error codes, QUEUE_FULL, ACK_TIMEOUT)",
     ["code"],
 )
+# The codes the gateway itself reports start at 0: the dashboard shows 0 rather than "no
+# data", and rate() sees the first errors (a series that first appears at N loses those N).
+for _code in ("QUEUE_FULL", "ACK_TIMEOUT"):
+    KAFKA_ERRORS.labels(_code)
 PRODUCER_QUEUE = Gauge(
     "cinepulse_gateway_producer_queue_messages",
     "Records queued in the producer, not yet acknowledged",

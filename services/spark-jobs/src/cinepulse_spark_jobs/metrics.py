@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -47,6 +48,14 @@ LAST_PROGRESS = Gauge(
     "Unix time of the last query progress (a heartbeat: stale means the query is stuck)",
     ["query"],
 )
+
+
+def count_quarantine_rules(query: str, rules: Iterable[str]) -> None:
+    """Start the query's quarantine counter of each rule at 0: the dashboard shows 0 rather
+    than "no data", and rate() sees the first quarantined records (a series that first
+    appears at N loses those N)."""
+    for rule in rules:
+        QUARANTINED.labels(query, rule)
 
 
 def offset_lag(sources: list[Any]) -> int:

@@ -27,7 +27,7 @@ from cinepulse_common import topics
 from cinepulse_common.logging import get_logger
 from cinepulse_common.postgres import connect
 from cinepulse_common.rules import TransformRules
-from cinepulse_common.validation import UUID_PATTERN
+from cinepulse_common.validation import UUID_PATTERN, event_reasons, rule_code
 from cinepulse_common.warehouse import (
     QUARANTINE_COLUMNS,
     ensure_batch_tables,
@@ -210,6 +210,9 @@ def start_stream(
             )
         )
         process = process_events_batch
+        # every rule code of the catalogue, and "invalid" (a record without one)
+        codes = {rule_code(reason) for reason in event_reasons(rules).values()} | {"invalid"}
+        metrics.count_quarantine_rules(EVENTS, sorted(codes))
     elif query == MOVIES:
         parsed = parse_movies(
             _source(
