@@ -61,7 +61,7 @@ def _pods(docs: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
 
 
 def test_there_are_scenarios() -> None:
-    assert {"default", "dev", "external"} <= set(SCENARIOS)
+    assert {"default", "dev", "external", "metabase"} <= set(SCENARIOS)
 
 
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
@@ -120,14 +120,14 @@ def test_cross_field_checks_name_the_fix(set_values: list[str], message: str) ->
     assert message in r.stderr
 
 
-def test_pod_security_restricted_everywhere(default_docs: list[dict[str, Any]]) -> None:
-    pods = dict(_pods(default_docs))
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_pod_security_restricted_everywhere(scenario: str, rendered: dict[str, str]) -> None:
+    docs = chart.documents(rendered[scenario])
+    pods = dict(_pods(docs))
     assert len(pods) >= 9
-    spark = [d for d in default_docs if d["kind"] in ("SparkApplication",)]
+    spark = [d for d in docs if d["kind"] in ("SparkApplication",)]
     spark += [
-        {"spec": d["spec"]["template"]}
-        for d in default_docs
-        if d["kind"] == "ScheduledSparkApplication"
+        {"spec": d["spec"]["template"]} for d in docs if d["kind"] == "ScheduledSparkApplication"
     ]
     for d in spark:
         for role in ("driver", "executor"):
@@ -219,10 +219,19 @@ def test_every_http_service_is_served_probed_and_scraped(
     assert "cp-cinepulse-spark" in by_kind["PodMonitor"]
 
 
+def _job(docs: list[dict[str, Any]], component: str) -> dict[str, Any]:
+    (job,) = [
+        d
+        for d in docs
+        if d["kind"] == "Job"
+        and d["metadata"]["labels"]["app.kubernetes.io/component"] == component
+    ]
+    return job
+
+
 def test_migrations_run_once_as_a_hook(rendered: dict[str, str]) -> None:
     def hook(scenario: str) -> str:
-        docs = chart.documents(rendered[scenario])
-        (job,) = [d for d in docs if d["kind"] == "Job"]
+        job = _job(chart.documents(rendered[scenario]), "migrations")
         assert job["spec"]["template"]["spec"]["containers"][0]["args"] == ["upgrade", "head"]
         return job["metadata"]["annotations"]["helm.sh/hook"]  # type: ignore[no-any-return]
 
@@ -273,6 +282,187 @@ def test_spark_applications(default_docs: list[dict[str, Any]]) -> None:
     (scheduled,) = [d for d in default_docs if d["kind"] == "ScheduledSparkApplication"]
     assert scheduled["spec"]["concurrencyPolicy"] == "Forbid"
     assert scheduled["spec"]["template"]["arguments"] == ["aggregate"]
+
+
+# ------------------------------------------------------------------------------ Metabase
+
+
+def _objects(docs: list[dict[str, Any]], component: str) -> dict[str, dict[str, Any]]:
+    """``Kind`` -> the object of ``component`` (one per kind)."""
+    return {
+        d["kind"]: d
+        for d in docs
+        if (d["metadata"].get("labels") or {}).get("app.kubernetes.io/component") == component
+    }
+
+
+def _env(container: dict[str, Any]) -> dict[str, Any]:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container.get("env", [])}
+
+
+def test_metabase_is_off_by_default(default_docs: list[dict[str, Any]]) -> None:
+    values = yaml.safe_load((chart.chart_dir() / "values.yaml").read_text())
+    assert values["metabase"]["enabled"] is False
+    assert not _objects(default_docs, "metabase") and not _objects(default_docs, "metabase-setup")
+
+
+def test_metabase_runs_pinned_probed_and_on_its_own_database(rendered: dict[str, str]) -> None:
+    docs = chart.documents(rendered["metabase"])
+    mb = _objects(docs, "metabase")
+    assert {"Deployment", "Service", "ServiceAccount", "Secret", "ServiceMonitor"} <= set(mb)
+    dep = mb["Deployment"]
+    assert dep["spec"]["strategy"] == {"type": "Recreate"}  # one version on its database
+    pod = dep["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    (c,) = pod["containers"]
+    repo, tag = c["image"].rsplit(":", 1)
+    assert repo == "docker.io/metabase/metabase" and tag.startswith("v0.")  # OSS, pinned
+    assert c["startupProbe"]["httpGet"] == {"path": "/api/health", "port": "http"}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/api/health", "port": "http"}
+    assert c["livenessProbe"]["tcpSocket"] == {"port": "http"}
+    assert {m["mountPath"] for m in c["volumeMounts"]} == {"/tmp", "/plugins"}  # noqa: S108
+    env = _env(c)
+    secret = "cp-cinepulse-metabase"
+    # Metabase's own data in PostgreSQL (database metabase of the bundled server), never H2
+    assert env["MB_DB_TYPE"] == "postgres" and env["MB_DB_HOST"] == "cp-cinepulse-postgresql"
+    assert env["MB_DB_DBNAME"] == "metabase" and env["MB_DB_USER"] == "metabase"
+    assert env["MB_DB_PASS"] == {"secretKeyRef": {"name": secret, "key": "database-password"}}
+    assert env["MB_ENCRYPTION_SECRET_KEY"]["secretKeyRef"]["key"] == "encryption-key"
+    assert env["MB_PLUGINS_DIR"] == "/plugins" and env["MB_PROMETHEUS_SERVER_PORT"] == "9191"
+    # its database is made by the hook after install: the pod waits for it first
+    (wait,) = pod["initContainers"]
+    assert wait["command"][-1] == "wait-database" and wait["image"] == "cinepulse/migrations:0.1.0"
+    assert _env(wait)["CINEPULSE_METABASE__APP_DATABASE__PASSWORD"] == env["MB_DB_PASS"]
+    ports = {p["name"]: p["port"] for p in mb["Service"]["spec"]["ports"]}
+    assert ports == {"http": 3000, "metrics": 9191}
+    (endpoint,) = mb["ServiceMonitor"]["spec"]["endpoints"]
+    assert (endpoint["port"], endpoint["path"]) == ("metrics", "/metrics")
+
+
+def test_metabase_credentials_are_generated_once_and_kept(rendered: dict[str, str]) -> None:
+    docs = chart.documents(rendered["metabase"])
+    secrets = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Secret"}
+    assert set(secrets) == {
+        "cp-cinepulse-postgresql",
+        "cp-cinepulse-mongodb",
+        "cp-cinepulse-metabase",
+    }
+    mb = secrets["cp-cinepulse-metabase"]
+    assert mb["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    data = {k: base64.b64decode(v).decode() for k, v in mb["data"].items()}
+    assert set(data) == {"admin-password", "reader-password", "database-password", "encryption-key"}
+    for key, value in data.items():
+        # 32 characters with a digit (Metabase's default password rules want one)
+        assert len(value) == 32 and value.isalnum() and value[-4:].isdigit(), key
+    assert len(set(data.values())) == 4
+    for name, spec in _pods(docs):
+        for c in spec["containers"] + spec.get("initContainers", []):
+            for value in _env(c).values():
+                assert not any(v in str(value) for v in data.values()), (name, c["name"])
+
+
+def test_metabase_with_an_existing_secret(rendered: dict[str, str]) -> None:
+    """The external scenario: the operator's Secret, Metabase's database theirs too."""
+    docs = chart.documents(rendered["external"])
+    assert not [d for d in docs if d["kind"] == "Secret"]
+    mb = _objects(docs, "metabase")
+    assert "ServiceMonitor" not in mb  # metabase.metrics.enabled: false
+    pod = mb["Deployment"]["spec"]["template"]["spec"]
+    assert "initContainers" not in pod
+    env = _env(pod["containers"][0])
+    assert env["MB_DB_CONNECTION_URI"] == {
+        "secretKeyRef": {"name": "cinepulse-metabase", "key": "database-uri"}
+    }
+    assert not any(k.startswith("MB_DB_") and k != "MB_DB_CONNECTION_URI" for k in env)
+    job = _job(docs, "metabase-setup")
+    (prepare,) = job["spec"]["template"]["spec"]["initContainers"]
+    assert not any("APP_DATABASE" in k for k in _env(prepare))  # nothing made for Metabase
+    assert _env(prepare)["CINEPULSE_POSTGRES__DSN"]["secretKeyRef"]["name"] == "cinepulse-postgres"
+
+
+def test_metabase_setup_hook_makes_the_role_then_provisions(rendered: dict[str, str]) -> None:
+    for scenario in ("metabase", "external"):
+        docs = chart.documents(rendered[scenario])
+        migrations, setup = _job(docs, "migrations"), _job(docs, "metabase-setup")
+        hooks = setup["metadata"]["annotations"]
+        # after every install and upgrade, once Metabase's objects exist; after the
+        # migrations (they make cinepulse_readonly) when both are post-install hooks
+        assert hooks["helm.sh/hook"] == "post-install,post-upgrade"
+        assert int(hooks["helm.sh/hook-weight"]) > int(
+            migrations["metadata"]["annotations"]["helm.sh/hook-weight"]
+        )
+        pod = setup["spec"]["template"]["spec"]
+        # the role (an init container) strictly before the provisioning
+        ((prepare,), (provision,)) = pod["initContainers"], pod["containers"]
+        assert prepare["command"] == [
+            "python",
+            "-m",
+            "cinepulse_common.metabase",
+            "prepare-database",
+        ]
+        assert provision["command"] == ["python", "-m", "cinepulse_common.metabase", "provision"]
+        assert (
+            prepare["image"]
+            == provision["image"]
+            == migrations["spec"]["template"]["spec"]["containers"][0]["image"]
+        )
+        first, then = _env(prepare), _env(provision)
+        assert first["CINEPULSE_METABASE__READER_ROLE"] == "cinepulse_metabase"
+        assert (
+            first["CINEPULSE_METABASE__READER_PASSWORD"]["secretKeyRef"]["key"] == "reader-password"
+        )
+        assert (
+            then["CINEPULSE_METABASE__READER_PASSWORD"]
+            == first["CINEPULSE_METABASE__READER_PASSWORD"]
+        )
+        assert then["CINEPULSE_METABASE__URL"] == "http://cp-cinepulse-metabase:3000"
+        # the admin's password only where it is used
+        assert then["CINEPULSE_METABASE__ADMIN_PASSWORD"]["secretKeyRef"]["key"] == "admin-password"
+        assert "CINEPULSE_METABASE__ADMIN_PASSWORD" not in first
+        assert not any("APP_DATABASE" in k for k in then)
+
+
+def test_metabase_network_flows(rendered: dict[str, str]) -> None:
+    for scenario in ("metabase", "external"):
+        docs = chart.documents(rendered[scenario])
+        policies = {d["metadata"]["name"]: d["spec"] for d in docs if d["kind"] == "NetworkPolicy"}
+        pg = policies.get("cp-cinepulse-postgresql-ingress")
+        if pg:  # bundled PostgreSQL: Metabase and its hook among its clients
+            clients = {
+                f["podSelector"]["matchLabels"].get("app.kubernetes.io/component")
+                for f in pg["ingress"][0]["from"]
+            }
+            assert {"metabase", "metabase-setup"} <= clients
+        ingress = policies["cp-cinepulse-metabase-ingress"]["ingress"]
+        assert ingress[0]["ports"] == [{"port": 3000, "protocol": "TCP"}]
+        if scenario == "metabase":  # public, no ingressFrom: any client; Prometheus on 9191
+            assert "from" not in ingress[0]
+            assert ingress[1] == {
+                "ports": [{"port": 9191, "protocol": "TCP"}],
+                "from": [{"namespaceSelector": {}}],
+            }
+        else:  # its hook, the release's jobs and the ingress controller only; no exporter
+            sources = ingress[0]["from"]
+            assert {
+                "podSelector": {
+                    "matchLabels": {
+                        "app.kubernetes.io/instance": "cp",
+                        "app.kubernetes.io/component": "metabase-setup",
+                    }
+                }
+            } in sources
+            assert {
+                "namespaceSelector": {
+                    "matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}
+                }
+            } in sources
+            assert len(ingress) == 1
+
+
+def test_metabase_on_an_external_database_needs_its_secret() -> None:
+    r = chart.render([SCENARIOS["external"]], ["metabase.existingSecret="])
+    assert r.returncode != 0
+    assert "metabase.existingSecret is required with an external PostgreSQL" in r.stderr
 
 
 # ------------------------------------------------------------------------------ alerts

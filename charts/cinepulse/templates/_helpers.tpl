@@ -85,6 +85,10 @@ app.kubernetes.io/part-of: cinepulse
 {{- end }}
 {{- end }}
 
+{{- define "cinepulse.metabase.secretName" -}}
+{{ default (include "cinepulse.component.fullname" (dict "ctx" . "component" "metabase")) .Values.metabase.existingSecret }}
+{{- end }}
+
 {{/* env of the common settings (environment, logs) */}}
 {{- define "cinepulse.env.common" -}}
 - name: CINEPULSE_ENVIRONMENT
@@ -357,11 +361,15 @@ spec:
 {{- end }}
 
 {{/* A generated password kept across upgrades (read back with lookup; on `helm template`
-     a fresh one is drawn); the raw value */}}
+     a fresh one is drawn); the raw value. (dict "ctx" $ "name" <Secret> ["key" "password"]
+     ["digits" true: 28 letters or digits then 4 digits, for checks wanting a digit]) */}}
 {{- define "cinepulse.keptPassword" -}}
+{{- $key := default "password" .key }}
 {{- $existing := lookup "v1" "Secret" .ctx.Release.Namespace .name }}
-{{- if and $existing $existing.data (hasKey $existing.data "password") }}
-{{- index $existing.data "password" | b64dec }}
+{{- if and $existing $existing.data (hasKey $existing.data $key) }}
+{{- index $existing.data $key | b64dec }}
+{{- else if .digits }}
+{{- printf "%s%s" (randAlphaNum 28) (randNumeric 4) }}
 {{- else }}
 {{- randAlphaNum 32 }}
 {{- end }}

@@ -437,27 +437,23 @@ class Postgres(Component):
         )
 
     def login_role(self, role: str, member_of: str) -> str:
-        """A LOGIN role that is a member of ``member_of`` (made, or its password reset, from
-        a secret kept under the stack's folder); returns its DSN to the stack's database."""
+        """A LOGIN role that is a member of ``member_of`` and of nothing else, its sessions
+        read-only by default (made, or its password reset, from a secret kept under the
+        stack's folder, by the code the chart's metabase-setup hook runs:
+        :func:`cinepulse_common.postgres.ensure_login_role`); returns its DSN to the stack's
+        database."""
         import psycopg
-        from psycopg import sql
+
+        from cinepulse_common.postgres import MissingRole, RoleError, ensure_login_role
 
         password = stack_secret(self.cfg.root / "secrets" / f"{role}.password")
         with psycopg.connect(self.admin_dsn(), autocommit=True) as conn:
-            if not conn.execute(
-                "SELECT 1 FROM pg_roles WHERE rolname = %s", (member_of,)
-            ).fetchone():
-                raise StackError(f"role {member_of} does not exist: run `make migrate` first")
-            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
-            verb = "ALTER" if exists else "CREATE"
-            conn.execute(
-                sql.SQL(verb + " ROLE {} LOGIN PASSWORD {}").format(
-                    sql.Identifier(role), sql.Literal(password)
-                )
-            )
-            conn.execute(
-                sql.SQL("GRANT {} TO {}").format(sql.Identifier(member_of), sql.Identifier(role))
-            )
+            try:
+                ensure_login_role(conn, role, password, member_of=member_of, read_only=True)
+            except MissingRole as exc:
+                raise StackError(f"{exc}: run `make migrate` first") from None
+            except RoleError as exc:
+                raise StackError(str(exc)) from None
         return (
             f"postgresql://{role}:{password}@{self.cfg.host}:{self.cfg.postgres_port}/"
             f"{self.cfg.postgres_db}"

@@ -13,7 +13,8 @@ Create Date: 2026-11-29
   migrations add there), nothing else. The views run with their owner's rights, so the role
   reads the facts only through them. A dashboard tool logs in as its own role made a member
   of it; a role's settings are not inherited by its members, so the login role gets the
-  read-only default too (the chart's migration Job does this from a Secret)::
+  read-only default too (the chart's metabase-setup hook does this from a Secret, with
+  ``cinepulse_common.postgres.ensure_login_role``)::
 
       CREATE ROLE metabase LOGIN PASSWORD '...' IN ROLE cinepulse_readonly;
       ALTER ROLE metabase SET default_transaction_read_only = on;
