@@ -271,6 +271,50 @@ def test_network_policies_admit_only_the_documented_flows(
     assert clients("archiver") == {"api"}
     # public servers without ingressFrom admit any client on their port only
     assert "from" not in policies["cp-cinepulse-gateway-ingress"]["ingress"][0]
+    # every dependency bundled: nothing leaves for a managed one
+    assert "cp-cinepulse-egress-external" not in policies
+
+
+def _external_egress(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    [spec] = [
+        d["spec"]
+        for d in docs
+        if d["kind"] == "NetworkPolicy" and d["metadata"]["name"] == "cp-cinepulse-egress-external"
+    ]
+    return spec
+
+
+def test_managed_dependencies_are_reachable_through_the_policies(
+    rendered: dict[str, str],
+) -> None:
+    """With default deny, the release's pods reach a managed Kafka, PostgreSQL and MongoDB
+    on their ports (Kafka's from its bootstrap servers), and nothing else outside."""
+    spec = _external_egress(chart.documents(rendered["external"]))
+    assert spec["podSelector"] == {"matchLabels": {"app.kubernetes.io/instance": "cp"}}
+    assert spec["policyTypes"] == ["Egress"]
+    [rule] = spec["egress"]
+    assert rule["ports"] == [
+        {"port": 9093, "protocol": "TCP"},
+        {"port": 5432, "protocol": "TCP"},
+        {"port": 27017, "protocol": "TCP"},
+    ]
+    assert "to" not in rule  # no destinations given: any address, these ports only
+
+
+def test_managed_dependency_egress_narrowed_to_given_destinations() -> None:
+    r = chart.render(
+        [DEFAULT],
+        [
+            "mongodb.enabled=false",
+            "externalMongodb.existingSecret=m",
+            "networkPolicies.external.to[0].ipBlock.cidr=10.20.0.0/16",
+            "networkPolicies.external.mongodbPorts={27017,27018}",
+        ],
+    )
+    assert r.returncode == 0, r.stderr
+    [rule] = _external_egress(chart.documents(r.stdout))["egress"]
+    assert rule["to"] == [{"ipBlock": {"cidr": "10.20.0.0/16"}}]
+    assert [p["port"] for p in rule["ports"]] == [27017, 27018]  # MongoDB only
 
 
 def test_spark_applications(default_docs: list[dict[str, Any]]) -> None:
