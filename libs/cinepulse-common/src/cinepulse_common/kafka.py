@@ -10,7 +10,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from cinepulse_common.settings import KafkaSettings
@@ -107,3 +107,40 @@ def check_kafka(s: KafkaSettings, timeout_s: float = 2.0) -> int:
     if not md.brokers:
         raise KafkaException("no broker in cluster metadata")
     return len(md.brokers)
+
+
+def end_offsets(
+    s: KafkaSettings, names: Iterable[str], timeout_s: float = 10.0
+) -> dict[TopicPartition, int]:
+    """The high watermark (the next offset to be written) of every partition of ``names``."""
+    consumer = make_consumer(s, "cinepulse-offsets-probe", **{"enable.auto.commit": False})
+    try:
+        md = consumer.list_topics(timeout=timeout_s)
+        out: dict[TopicPartition, int] = {}
+        for name in names:
+            topic = md.topics.get(name)
+            if topic is None or topic.error is not None:
+                raise KafkaException(f"topic {name} not found")
+            for p in topic.partitions:
+                tp = TopicPartition(name, p)
+                out[tp] = consumer.get_watermark_offsets(tp, timeout=timeout_s)[1]
+        return out
+    finally:
+        consumer.close()
+
+
+def group_lag(
+    s: KafkaSettings, group_id: str, targets: dict[TopicPartition, int], timeout_s: float = 10.0
+) -> int:
+    """How many records of ``targets`` (partition -> offset to reach) the consumer group has
+    not committed yet (a partition it never committed counts from offset 0)."""
+    consumer = make_consumer(s, group_id, **{"enable.auto.commit": False})
+    try:
+        committed = consumer.committed(list(targets), timeout=timeout_s)
+    finally:
+        consumer.close()
+    lag = 0
+    for tp in committed:
+        goal = targets[TopicPartition(tp.topic, tp.partition)]
+        lag += max(0, goal - max(tp.offset, 0))
+    return lag
