@@ -8,6 +8,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -311,6 +312,61 @@ def test_archiver_killed_mid_stream_loses_and_duplicates_nothing(
     assert len(docs) == len(ids)
     assert set(counts) == set(ids) and max(counts.values()) == 1
     assert "cinepulse_archiver_written_total" in metrics
+
+
+def test_offsets_committed_but_never_archived_are_read_again(
+    kafka_settings: KafkaSettings, mongo_settings: MongoSettings, tmp_path: Path
+) -> None:
+    """faust can skip records around a rebalance and still commit their offsets (the fault
+    drill "SIGKILL Kafka during ingest" lost acknowledged events so). Here the archive holds
+    offsets 0..49 of a partition while the group's committed offset says 70: the archiver
+    finds 50..69 missing before the first record it is given, reads them again from Kafka
+    and archives them, then carries on."""
+    from confluent_kafka import TopicPartition
+
+    from cinepulse_archiver.documents import Source, to_document
+    from cinepulse_common.kafka import make_consumer
+
+    topic = kafka_settings.topic(topics.USER_RATING_LOG)
+    producer = make_producer(kafka_settings)
+    positions: list[tuple[int, int]] = []
+    events = [event("rate", user_id="user-gap") for _ in range(120)]  # one key: one partition
+    for ev in events:
+        producer.produce(
+            topic,
+            key=b"user-gap",
+            value=json.dumps(ev).encode(),
+            on_delivery=lambda err, m: positions.append((m.partition(), m.offset())),
+        )
+    assert producer.flush(30) == 0
+    (partition,) = {p for p, _ in positions}
+    assert sorted(o for _, o in positions) == list(range(120))
+    with make_client(mongo_settings) as client:  # what was archived before the skip
+        client[mongo_settings.database]["user_logs"].insert_many(
+            [
+                to_document(
+                    Source(topic, partition, o, b"user-gap", None),
+                    json.dumps(events[o]).encode(),
+                    datetime.now(UTC),
+                    movie_topic=False,
+                )[1]
+                for o in range(50)
+            ]
+        )
+    group = make_consumer(kafka_settings, f"archiver-{kafka_settings.topic_prefix.rstrip('.')}")
+    group.commit(offsets=[TopicPartition(topic, partition, 70)], asynchronous=False)
+    group.close()
+
+    archiver = start_archiver(kafka_settings, mongo_settings, tmp_path)
+    try:
+        docs = wait_for_docs(mongo_settings, 120, timeout_s=120)
+        metrics = httpx.get(archiver.url + "/metrics").text
+    finally:
+        archiver.stop()
+    assert Counter(d["offset"] for d in docs) == Counter(range(120))  # each once
+    assert {d["event_id"] for d in docs} == {e["event_id"] for e in events}
+    assert f'cinepulse_archiver_gap_records_total{{topic="{topic}"}} 20.0' in metrics
+    assert f'cinepulse_archiver_gaps_total{{topic="{topic}"}} 1.0' in metrics
 
 
 def test_gateway_rejects_without_a_valid_key_and_reports_readiness(gateway: ServiceProcess) -> None:

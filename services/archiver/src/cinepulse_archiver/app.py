@@ -7,7 +7,8 @@ Agents
              lets faust commit their offsets. A MongoDB outage stalls the agent (retried
              with backoff, the lag grows) - it never skips a record. A record that
              cannot be a document goes to the dead-letter topic, with the reason, before
-             its offset is committed.
+             its offset is committed. Offsets faust skipped around a rebalance are read
+             again from Kafka and archived first (:mod:`cinepulse_archiver.continuity`).
 ``count``    the user-event topics; per-minute tumbling windows (faust windowed tables,
              changelogged in Kafka, so a restart resumes the counts) of events per type
              and events per movie.
@@ -29,14 +30,17 @@ import os
 import time
 from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 import faust
 from faust.web import Request, Response, View
 from prometheus_client import generate_latest
 
 from cinepulse_archiver import metrics
+from cinepulse_archiver.continuity import Continuity, Gap, first_gap, read_range
 from cinepulse_archiver.documents import (
+    MOVIES,
+    USER_LOGS,
     Source,
     Unusable,
     counter_keys,
@@ -50,6 +54,10 @@ from cinepulse_common import topics
 from cinepulse_common.logging import get_logger
 
 log = get_logger(__name__)
+
+
+#: offsets read back from Kafka at a time when filling a skipped range
+GAP_CHUNK = 10_000
 
 
 def broker_urls(bootstrap: str) -> list[str]:
@@ -105,6 +113,7 @@ def create_app(
 
     sink = MongoSink(settings.mongo, settings.mongo_retry_max_s)
     next_offset: dict[tuple[str, int], int] = {}
+    continuity = Continuity()
 
     # Any: faust's WindowWrapperT stubs lack relative_to(), which the class has
     per_minute: Any = app.Table(
@@ -143,30 +152,89 @@ def create_app(
 
     async def archive_batch(batch: list[Any]) -> None:
         started = time.perf_counter()
-        received_at = datetime.now(UTC)
-        docs: list[tuple[str, dict[str, Any]]] = []
-        origins: list[tuple[Source, bytes | None]] = []
+        records: list[tuple[Source, bytes | None]] = []
+        gaps: list[tuple[tuple[str, int], Gap]] = []
         for event in batch:
             m = event.message
             source = Source(m.topic, m.partition, m.offset, m.key, _ms(m.timestamp))
             metrics.CONSUMED.labels(m.topic).inc()
+            tp = (m.topic, m.partition)
+            if not continuity.knows(tp):
+                gap = await first_seen(tp, m.offset)
+                continuity.expect(tp, m.offset)
+                if gap:
+                    gaps.append((tp, gap))
+            gap = continuity.observe(tp, m.offset)
+            if gap:
+                gaps.append((tp, gap))
+            records.append((source, m.value))
+        for tp, gap in gaps:  # what faust skipped goes in before the batch can be acked
+            await fill(tp, gap)
+        await archive_records(records)
+        metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+        # returning acks the batch: faust commits these offsets next
+
+    async def archive_records(records: list[tuple[Source, bytes | None]]) -> None:
+        received_at = datetime.now(UTC)
+        docs: list[tuple[str, dict[str, Any]]] = []
+        origins: list[tuple[Source, bytes | None]] = []
+        for source, value in records:
             try:
                 docs.append(
                     to_document(
-                        source, m.value, received_at, movie_topic=m.topic == movie_topic_name
+                        source, value, received_at, movie_topic=source.topic == movie_topic_name
                     )
                 )
-                origins.append((source, m.value))
+                origins.append((source, value))
             except Unusable as exc:
-                await send_dead_letter(source, m.value, exc)
+                await send_dead_letter(source, value, exc)
         for index, reason in await sink.write(docs):
             source, value = origins[index]
             await send_dead_letter(source, value, Unusable(reason, "mongo_refused"))
-        for event in batch:
-            m = event.message
-            next_offset[(m.topic, m.partition)] = m.offset + 1
-        metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
-        # returning acks the batch: faust commits these offsets next
+        for source, _value in records:
+            key = (source.topic, source.partition)
+            next_offset[key] = max(next_offset.get(key, 0), source.offset + 1)
+
+    async def first_seen(tp: tuple[str, int], offset: int) -> Gap | None:
+        """The first record of a partition this worker sees: are the records just before it
+        in the archive? (the documents' ids are their positions)."""
+        window_start = max(0, offset - settings.gap_probe_records)
+        collection = MOVIES if tp[0] == movie_topic_name else USER_LOGS
+        archived = await sink.offsets(collection, tp[0], tp[1], window_start, offset)
+        return first_gap(offset, window_start, archived)
+
+    async def fill(tp: tuple[str, int], gap: Gap) -> None:
+        found = 0
+        for start in range(gap[0], gap[1], GAP_CHUNK):  # memory follows the chunk
+            part = (start, min(gap[1], start + GAP_CHUNK))
+            records = await asyncio.to_thread(
+                read_range,
+                k,
+                f"{settings.app_id}-gap-reader",
+                tp,
+                part,
+                settings.gap_read_timeout_s,
+            )
+            await archive_records(records)
+            found += len(records)
+        log.warning(
+            "offsets skipped by the consumer; read again from Kafka and archived",
+            topic=tp[0],
+            partition=tp[1],
+            start=gap[0],
+            stop=gap[1],
+            records=found,
+        )
+        metrics.GAPS.labels(tp[0]).inc()
+        metrics.GAP_RECORDS.labels(tp[0]).inc(found)
+
+    async def on_assigned(_app: Any, assigned: set[Any], **kwargs: Any) -> None:
+        # a partition that stayed with this worker keeps its expectation (eager rebalancing:
+        # nobody consumed it in between); one that left starts afresh when it comes back
+        continuity.retain((tp.topic, tp.partition) for tp in assigned)
+
+    # (mode's handler type wants the signal as a typed keyword; it comes in **kwargs here)
+    app.on_partitions_assigned.connect(cast(Any, on_assigned))
 
     @app.agent(user_events, name="count")
     async def count(stream: Any) -> None:

@@ -30,6 +30,16 @@ MONGO_ERRORS = Counter(
     "Failed MongoDB writes (retried until they succeed)",
     ["error"],
 )
+GAPS = Counter(
+    "cinepulse_archiver_gaps_total",
+    "Offset ranges the consumer skipped (around a rebalance), read again from Kafka",
+    ["topic"],
+)
+GAP_RECORDS = Counter(
+    "cinepulse_archiver_gap_records_total",
+    "Records read again from Kafka because the consumer skipped them, then archived",
+    ["topic"],
+)
 BATCH_SECONDS = Histogram(
     "cinepulse_archiver_batch_seconds",
     "Time to archive one batch (MongoDB write and dead letters)",

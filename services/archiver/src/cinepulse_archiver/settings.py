@@ -36,6 +36,15 @@ class ArchiverSettings(CinepulseSettings):
     session_timeout_s: float = Field(
         10.0, ge=6, le=300, description="consumer group session timeout (crash detection)"
     )
+    gap_probe_records: int = Field(
+        1000,
+        ge=1,
+        description="offsets looked up in MongoDB before the first record seen of a partition "
+        "(are the ones just before it archived?)",
+    )
+    gap_read_timeout_s: float = Field(
+        60.0, gt=0, description="deadline for reading skipped offsets again from Kafka"
+    )
     mongo_retry_max_s: float = Field(
         30.0, gt=0, description="longest pause between MongoDB retries (it retries forever)"
     )

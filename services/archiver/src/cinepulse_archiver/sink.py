@@ -47,6 +47,24 @@ class MongoSink:
                     lambda c=collection, k=keys, n=name: self.db[c].create_index(k, name=n),
                 )
 
+    async def offsets(
+        self, collection: str, topic: str, partition: int, start: int, stop: int
+    ) -> list[int]:
+        """The offsets in ``[start, stop)`` of ``topic[partition]`` that have a document
+        (looked up by ``_id``, the record's position)."""
+        ids = [f"{topic}:{partition}:{o}" for o in range(start, stop)]
+        found: list[int] = []
+        for i in range(0, len(ids), 1000):
+            chunk = ids[i : i + 1000]
+            cursor = await self._retry(
+                f"look up {collection} positions",
+                lambda c=chunk: self.db[collection]
+                .find({"_id": {"$in": c}}, projection={"offset": 1})
+                .to_list(None),
+            )
+            found.extend(int(d["offset"]) for d in cursor)
+        return found
+
     async def ping(self) -> None:
         await self.db.command("ping")
 

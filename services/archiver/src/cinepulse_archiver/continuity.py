@@ -1,0 +1,122 @@
+"""Every offset of a partition archived: the check the archive agent makes before it lets
+faust commit a batch.
+
+faust-streaming can drop records around a consumer-group rebalance. Records fetched while
+the worker rejoins the group are skipped (their generation is stale, or flow control has not
+resumed yet), and faust *acks* skipped records so that the lag does not grow: their offsets
+are committed although no agent saw them (faust-streaming issues #216, #221, #236 are this
+family). A Kafka broker that restarts forces such a rebalance (the group coordinator forgets
+the member), and the fault drill "SIGKILL Kafka during ingest" lost acknowledged events from
+the raw backup this way: contiguous offsets of several partitions, produced while the worker
+was recovering, never archived, committed all the same.
+
+So the agent keeps, per source partition it owns, the next offset it expects
+(:class:`Continuity`). A record beyond it means the offsets in between were skipped: they are
+read again straight from Kafka (:func:`read_range`: a consumer of its own, assigned to the
+partition, joining no group, committing nothing) and archived before the batch is acked, so
+no commit passes a record that is not in MongoDB. Offsets that hold no record (transaction
+markers, compaction) read as nothing. When the agent first sees a partition (at start, or
+when the partition comes back from another worker) there is no expectation in memory: the
+archive itself answers (:func:`first_gap`), from the documents of the offsets just before.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
+
+from cinepulse_archiver.documents import Source
+from cinepulse_common.kafka import make_consumer
+from cinepulse_common.settings import KafkaSettings
+
+TP = tuple[str, int]
+#: a half-open range of offsets ``[start, stop)``
+Gap = tuple[int, int]
+
+
+class Continuity:
+    """The next offset expected per source partition."""
+
+    def __init__(self) -> None:
+        self._next: dict[TP, int] = {}
+
+    def knows(self, tp: TP) -> bool:
+        return tp in self._next
+
+    def expect(self, tp: TP, offset: int) -> None:
+        self._next[tp] = offset
+
+    def observe(self, tp: TP, offset: int) -> Gap | None:
+        """Record that ``offset`` of ``tp`` is being archived; the skipped range before it,
+        if any. An offset at or below the expectation (a redelivery) is no gap."""
+        expected = self._next.get(tp)
+        self._next[tp] = max(expected or 0, offset + 1)
+        if expected is not None and offset > expected:
+            return (expected, offset)
+        return None
+
+    def retain(self, owned: Iterable[TP]) -> None:
+        """Keep the expectations of the partitions still owned after a rebalance only: one
+        that went to another worker comes back with a history this worker did not see."""
+        keep = set(owned)
+        for tp in [tp for tp in self._next if tp not in keep]:
+            del self._next[tp]
+
+
+def first_gap(offset: int, window_start: int, archived: Iterable[int]) -> Gap | None:
+    """The gap before ``offset``, the first offset seen of a partition, given the offsets in
+    ``[window_start, offset)`` that have a document: none when the one just before is there
+    (or ``offset`` is the partition's first), from the newest archived one otherwise. With
+    nothing archived in the window nothing can be said (a new archive, or a long stretch of
+    records that could not be documents): no gap."""
+    before = [o for o in archived if window_start <= o < offset]
+    if offset == 0 or (offset - 1) in before or not before:
+        return None
+    return (max(before) + 1, offset)
+
+
+def read_range(
+    settings: KafkaSettings,
+    group_id: str,
+    tp: TP,
+    gap: Gap,
+    timeout_s: float,
+) -> list[tuple[Source, bytes | None]]:
+    """The records of ``tp`` in ``gap``, read directly (blocking: run it in a thread)."""
+    topic, partition = tp
+    start, stop = gap
+    consumer = make_consumer(settings, group_id, **{"enable.partition.eof": True})
+    out: list[tuple[Source, bytes | None]] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        _low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+        stop = min(stop, high)
+        if stop <= start:
+            return out
+        consumer.assign([TopicPartition(topic, partition, start)])
+        while True:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{topic}[{partition}] {start}..{stop} not read in {timeout_s}s")
+            done = False
+            for m in consumer.consume(num_messages=500, timeout=1.0):
+                err: Any = m.error()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        done = True
+                        continue
+                    raise KafkaException(err)
+                offset = m.offset()
+                if offset is None or offset >= stop:
+                    done = True
+                    continue
+                _kind, ts = m.timestamp()
+                source = Source(topic, partition, offset, m.key(), ts if ts >= 0 else None)
+                out.append((source, m.value()))
+            position = consumer.position([TopicPartition(topic, partition)])[0].offset
+            if done or position >= stop:
+                return out
+    finally:
+        consumer.close()

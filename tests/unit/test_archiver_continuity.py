@@ -1,0 +1,44 @@
+"""The archive agent's continuity check (pure): which offsets the consumer skipped."""
+
+from __future__ import annotations
+
+from cinepulse_archiver.continuity import Continuity, first_gap
+
+TP = ("user_rating_log", 2)
+
+
+def test_a_skip_ahead_is_a_gap_and_a_redelivery_is_not() -> None:
+    c = Continuity()
+    assert not c.knows(TP)
+    c.expect(TP, 203)
+    assert [c.observe(TP, o) for o in range(203, 208)] == [None] * 5
+    # 208..210 never delivered (skipped around a rebalance): 211 reveals them
+    assert c.observe(TP, 211) == (208, 211)
+    assert c.observe(TP, 212) is None
+    # faust delivering again what was already seen (a seek back) is no gap
+    assert c.observe(TP, 209) is None
+    assert c.observe(TP, 213) is None
+
+
+def test_the_first_offset_sets_the_expectation_when_nothing_is_known() -> None:
+    c = Continuity()
+    assert c.observe(TP, 500) is None
+    assert c.observe(TP, 502) == (501, 502)
+
+
+def test_only_partitions_still_owned_keep_their_expectation() -> None:
+    c = Continuity()
+    other = ("user_click_log", 0)
+    c.expect(TP, 10)
+    c.expect(other, 20)
+    c.retain([TP])
+    assert c.knows(TP) and not c.knows(other)
+
+
+def test_first_gap_from_the_archive() -> None:
+    assert first_gap(0, 0, []) is None  # the partition's first record
+    assert first_gap(70, 0, range(70)) is None  # the one before is archived
+    assert first_gap(70, 0, range(50)) == (50, 70)  # 50..69 skipped
+    assert first_gap(70, 0, [3, 7, 40]) == (41, 70)
+    assert first_gap(5000, 4000, []) is None  # nothing archived close by: nothing to say
+    assert first_gap(70, 60, range(50)) is None  # archived, but outside the probed window
