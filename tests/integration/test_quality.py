@@ -173,6 +173,76 @@ def test_every_record_accounted_for_then_each_gap_named(
     assert ex["acknowledged_not_in_kafka"] == [missing_ack]
 
 
+def test_a_promoted_fallback_run_is_accounted_for(
+    env: None,
+    kafka_settings: KafkaSettings,
+    pg_settings: PostgresSettings,
+    mongo_settings: MongoSettings,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Spark was down: the pandas fallback modelled the archived records apart, then an admin
+    promoted the run. Promotion writes facts and no staging rows, so the promoted records are
+    accounted for by their fact (``promoted``), not reported as ``not_modelled`` drift; a
+    Spark fact that lost its staging row still is."""
+    from cinepulse_common.rules import active_rules
+    from cinepulse_pandas_fallback.job import run_window
+    from cinepulse_pandas_fallback.runs import promote
+    from cinepulse_pandas_fallback.settings import PandasFallbackSettings
+
+    start = datetime.now(UTC) - timedelta(seconds=1)
+    events = [event("rate", user_id=f"u{i}") for i in range(4)]
+    positions = _produce(
+        kafka_settings, [(topics.USER_RATING_LOG, json.dumps(e).encode()) for e in events]
+    )
+    end = datetime.now(UTC) + timedelta(seconds=1)
+    arrived = datetime.now(UTC)
+    with make_client(mongo_settings) as client:
+        raw = client[mongo_settings.database]["user_logs"]
+        for e, pos in zip(events, positions, strict=True):
+            source = Source(pos[0], pos[1], pos[2], b"u1", None)
+            raw.insert_one(
+                to_document(source, json.dumps(e).encode(), arrived, movie_topic=False)[1]
+            )
+    # Spark modelled the first event; then it stopped
+    with connect(pg_settings) as conn:
+        load_events(
+            conn,
+            [_modelled(events[0], positions[0], events[0]["event_id"])],
+            (),
+            source_flag="spark",
+        )
+        conn.commit()
+    fallback = PandasFallbackSettings(postgres=pg_settings, mongo=mongo_settings)
+    run = run_window(
+        fallback,
+        active_rules(),
+        arrived - timedelta(seconds=1),
+        arrived + timedelta(seconds=1),
+        progress=None,
+    )
+    window = ["--from", start.isoformat(), "--to", end.isoformat()]
+
+    code, report, _ = _run(window, capsys)
+    assert code == EXIT_OK, report
+    assert report["differences"]["pending_promotion"] == 3
+
+    promote(pg_settings, run.run_id, by="ada")
+    code, report, table = _run(window, capsys)
+    assert code == EXIT_OK, report
+    assert report["differences"]["promoted"] == 3
+    assert report["differences"]["pending_promotion"] == 0
+    assert report["counts"]["staged"] == 1 and "every record accounted for" in table
+
+    # a Spark fact whose staging row is gone is still a gap, promotion or not
+    with connect(pg_settings) as conn:
+        conn.execute("DELETE FROM stg_user_logs WHERE event_id = %s", (events[0]["event_id"],))
+        conn.commit()
+    code, report, _ = _run(window, capsys)
+    assert code == EXIT_DRIFT
+    assert report["examples"]["not_modelled"] == ["{}:{}:{}".format(*positions[0])]
+    assert report["differences"]["promoted"] == 3
+
+
 def test_bad_arguments_and_unreachable_stores(
     env: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

@@ -96,6 +96,24 @@ def test_pending_fallback_is_reported_not_drift() -> None:
     assert report.differences["pending_promotion"] == 1
 
 
+def test_a_promoted_fallback_fact_without_staging_is_reported_not_drift() -> None:
+    """Promotion writes facts, not staging rows: the fact of a promoted run's event accounts
+    for its record. A fact without staging that no promoted run wrote is still a gap."""
+    o = _consistent()
+    del o.staged[IDS[1]]
+    del o.staged[IDS[2]]
+    o.promoted_ids.add(IDS[2])
+    report = compare(o, T0, T1)
+    assert report.drift
+    assert report.examples["not_modelled"] == ["user_rating_log:0:1"]
+    assert report.examples["promoted"] == ["user_rating_log:0:2"]
+    o.promoted_ids.add(IDS[1])
+    report = compare(o, T0, T1)
+    assert not report.drift and report.differences["promoted"] == 2
+    o.fact_ids.discard(IDS[1])  # promoted once, then its fact is gone: a gap again
+    assert compare(o, T0, T1).examples["not_modelled"] == ["user_rating_log:0:1"]
+
+
 def test_examples_are_capped() -> None:
     o = Observed(records=[KafkaRecord(_pos(i), None) for i in range(50)])
     report = compare(o, T0, T1, max_examples=5)

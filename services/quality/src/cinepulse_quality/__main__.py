@@ -3,7 +3,8 @@
   cinepulse-quality reconcile [--from T] [--to T] [--acknowledged FILE]
       the records whose Kafka timestamp is in [from, to) (default: the hour ending
       CINEPULSE_GRACE_S before now), each accounted for in MongoDB (raw document or dead
-      letter) and PostgreSQL (staging row and fact, quarantine, or a kept duplicate); with
+      letter) and PostgreSQL (staging row and fact, quarantine, a kept duplicate, or a
+      fact promoted from a fallback run; a run awaiting promotion is reported); with
       --acknowledged, a file of event ids a client was acknowledged (one per line), each
       must be among the records
 

@@ -19,7 +19,7 @@ RECORDS = Gauge(
 DIFFERENCES = Gauge(
     "cinepulse_quality_differences",
     "Records of the last reconciled window by kind of difference (drift kinds and "
-    "informational ones: deduplicated, pending_promotion)",
+    "informational ones: deduplicated, pending_promotion, promoted)",
     ["kind"],
     registry=REGISTRY,
 )

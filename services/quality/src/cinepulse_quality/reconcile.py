@@ -10,7 +10,9 @@ Kafka timestamp falls in ``[start, end)`` the stores downstream must account for
   a quarantine row at that position, or, for a repeated ``event_id``, the staging row of the
   copy that was kept (a duplicate is modelled once, by design). A record covered only by a
   pandas-fallback run that is waiting for promotion is reported as such, not as drift: the
-  fallback keeps its output apart until an admin promotes it.
+  fallback keeps its output apart until an admin promotes it. A record whose event a
+  *promoted* fallback run modelled has its fact and no staging row (promotion writes the
+  facts, the raw record stays in MongoDB): it is reported as ``promoted``, not as drift.
 * Optionally, a list of **acknowledged** event ids (a client's own log): each must be in the
   window's records.
 
@@ -75,6 +77,8 @@ class Observed:
     quarantined: set[Position] = field(default_factory=set)
     fact_ids: set[str] = field(default_factory=set)
     pending_fallback_ids: set[str] = field(default_factory=set)
+    #: event ids whose main fact is the copy a promoted fallback run inserted
+    promoted_ids: set[str] = field(default_factory=set)
     pending_fallback_positions: set[Position] = field(default_factory=set)
     acknowledged: set[str] | None = None
 
@@ -117,6 +121,7 @@ def compare(
             *DRIFT_KINDS,
             "deduplicated",
             "pending_promotion",
+            "promoted",
         )
     }
     counts = {
@@ -144,6 +149,8 @@ def compare(
             counts["quarantined"] += 1
         elif kept_at is not None:
             found["deduplicated"].append(_fmt(pos))
+        elif r.event_id in o.promoted_ids and r.event_id in o.fact_ids:
+            found["promoted"].append(_fmt(pos))
         elif pos in o.pending_fallback_positions or (
             r.event_id is not None and r.event_id in o.pending_fallback_ids
         ):

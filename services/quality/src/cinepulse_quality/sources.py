@@ -24,6 +24,7 @@ log = get_logger(__name__)
 
 #: positions / ids per lookup statement
 CHUNK = 5_000
+FACTS = ("fact_watch", "fact_rating", "fact_comment", "fact_click")
 
 
 class ReadTimeout(TimeoutError):
@@ -181,7 +182,7 @@ def read_postgres(conn: psycopg.Connection[Any], observed: Observed) -> None:
             cur.execute(
                 " UNION ALL ".join(
                     f"SELECT event_id::text FROM {table} WHERE event_id = ANY(%(ids)s::uuid[])"
-                    for table in ("fact_watch", "fact_rating", "fact_comment", "fact_click")
+                    for table in FACTS
                 ),
                 {"ids": list(chunk)},
             )
@@ -191,11 +192,25 @@ def read_postgres(conn: psycopg.Connection[Any], observed: Observed) -> None:
                     f"SELECT f.event_id::text FROM fallback.{table} AS f "
                     "JOIN fallback.runs AS r USING (run_id) "
                     "WHERE r.status = 'succeeded' AND f.event_id = ANY(%(ids)s::uuid[])"
-                    for table in ("fact_watch", "fact_rating", "fact_comment", "fact_click")
+                    for table in FACTS
                 ),
                 {"ids": list(chunk)},
             )
             observed.pending_fallback_ids.update(r[0] for r in cur.fetchall())
+            # the main fact is the copy a promoted run inserted (same source flag; where
+            # Spark's fact was already there, promotion left it, and it needs its staging)
+            cur.execute(
+                " UNION ".join(
+                    f"SELECT f.event_id::text FROM fallback.{table} AS f "
+                    "JOIN fallback.runs AS r USING (run_id) "
+                    f"JOIN public.{table} AS p USING (event_id) "
+                    "WHERE r.status = 'promoted' AND p.source_flag = f.source_flag "
+                    "AND f.event_id = ANY(%(ids)s::uuid[])"
+                    for table in FACTS
+                ),
+                {"ids": list(chunk)},
+            )
+            observed.promoted_ids.update(r[0] for r in cur.fetchall())
         for chunk in _chunks(positions):
             arrays = [list(col) for col in zip(*chunk, strict=True)]
             for table, into, run_filter in (
