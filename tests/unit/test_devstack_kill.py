@@ -106,3 +106,26 @@ def test_a_signal_that_does_not_end_the_process_returns_at_once(tmp_path: Path) 
 
 def _state(pid: int) -> str:
     return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
+def test_a_process_whose_main_thread_exited_is_alive_while_its_threads_run() -> None:
+    """A killed multi-threaded process (a JVM, a Python driver) shows its main thread as a
+    zombie while the other threads are still exiting, and its sockets are still open: it is
+    not gone yet (``up`` would find its port taken)."""
+    code = (
+        "import ctypes, threading, time\n"
+        "threading.Thread(target=time.sleep, args=(30,)).start()\n"
+        "ctypes.CDLL(None).pthread_exit(None)\n"  # the main thread ends, the process not
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        deadline = time.monotonic() + 10
+        while _state(proc.pid) != "Z" and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert _state(proc.pid) == "Z"  # the main thread is a zombie ...
+        assert pid_alive(proc.pid)  # ... and the process is alive
+        kill(proc.pid, signal.SIGKILL, timeout_s=10)
+        assert not pid_alive(proc.pid)
+    finally:
+        if proc.poll() is None:
+            proc.kill()

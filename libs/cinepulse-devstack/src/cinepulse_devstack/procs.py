@@ -35,12 +35,28 @@ def pid_alive(pid: int | None) -> bool:
         return False
     except PermissionError:
         return True
-    # a zombie (exited, not yet reaped by its parent) is not alive
+    # a zombie (exited, not yet reaped by its parent) is not alive; but a zombie main thread
+    # whose other threads are still running or exiting is a process still holding its files
+    # and sockets (a killed JVM or Python with many threads, for a few milliseconds)
     with contextlib.suppress(OSError):
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        if stat.rsplit(")", 1)[1].split()[0] == "Z":
-            return False
+        if _state(Path(f"/proc/{pid}")) == "Z":
+            return any(_state(t) not in ("Z", "X", "") for t in _tasks(pid))
     return True
+
+
+def _state(proc: Path) -> str:
+    """The state letter of a /proc process or task folder ("" when it is gone)."""
+    try:
+        return (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return ""
+
+
+def _tasks(pid: int) -> list[Path]:
+    try:
+        return [p for p in Path(f"/proc/{pid}/task").iterdir() if p.name != str(pid)]
+    except OSError:
+        return []
 
 
 def read_pid(path: Path) -> int | None:
