@@ -5,7 +5,7 @@ UV ?= $(shell command -v uv || echo python3 -m uv)
 RUN := $(UV) run --frozen --all-packages
 STACK := $(RUN) cinepulse-stack
 
-.PHONY: help setup up down status env migrate smoke services demo test test-unit test-integration test-airflow lint format schemas bench chart-check clean
+.PHONY: help setup up down status env migrate smoke services demo test test-unit test-integration test-airflow drills lint format schemas bench chart-check clean
 
 help: ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -39,9 +39,10 @@ DEMO_ARGS ?=
 demo: ## the end-to-end demo on sample data: stack, services, TMDB load, MovieLens replay, Spark, training, reconciliation (DEMO_ARGS="--users 100" for a quicker one)
 	@$(STACK) demo $(DEMO_ARGS)
 
-test: ## unit tests, integration tests on the real local stack, the chart on a kwok control plane, the Airflow DAGs
+test: ## unit tests, integration tests on the real local stack, the fault drills, the chart on a kwok control plane, the Airflow DAGs
 	$(RUN) pytest tests/unit -q
 	$(RUN) pytest tests/integration -q
+	$(RUN) pytest tests/drills -q
 	$(RUN) pytest tests/e2e -q
 	cd airflow && $(UV) run --frozen pytest -q
 
@@ -53,6 +54,9 @@ test-unit: ## unit tests only (nothing running needed)
 
 test-integration: ## integration tests (starts or reuses the local stack)
 	$(RUN) pytest tests/integration -q
+
+drills: ## fault drills on a private stack (Kafka, Spark, PostgreSQL, archiver, fallback); writes results/drills.md
+	$(RUN) pytest tests/drills -q
 
 lint: ## ruff (lint + format check) and mypy
 	$(RUN) ruff check .
