@@ -39,7 +39,7 @@ DEMO_ARGS ?=
 demo: ## the end-to-end demo on sample data: stack, services, TMDB load, MovieLens replay, Spark, training, reconciliation (DEMO_ARGS="--users 100" for a quicker one)
 	@$(STACK) demo $(DEMO_ARGS)
 
-test: ## unit tests, integration tests on the real local stack, the fault drills, the chart on a kwok control plane, the Airflow DAGs
+test: ## unit tests, integration tests on the real local stack, the fault drills, the demo and the chart on a kwok control plane (e2e), the Airflow DAGs
 	$(RUN) pytest tests/unit -q
 	$(RUN) pytest tests/integration -q
 	$(RUN) pytest tests/drills -q
