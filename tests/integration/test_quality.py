@@ -6,6 +6,7 @@ must name exactly those."""
 from __future__ import annotations
 
 import json
+import shutil
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -260,3 +261,26 @@ def test_bad_arguments_and_unreachable_stores(
     monkeypatch.setenv("CINEPULSE_READ_TIMEOUT_S", "3")
     assert main(["reconcile", "--from", "2026-11-01", "--to", "2026-11-02"]) == EXIT_UNREACHABLE
     assert "unreachable" in capsys.readouterr().err
+
+
+def test_every_mongo_lookup_finds_the_same_documents(
+    mongo_settings: MongoSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Keyed lookups, one scan, and auto (which scans only on FerretDB past one chunk) agree
+    on the live MongoDB-protocol server, present and missing positions alike."""
+    from cinepulse_quality import sources
+
+    monkeypatch.setattr(sources, "CHUNK", 50)  # several chunks from a small collection
+    with make_client(mongo_settings) as client:
+        coll = client[mongo_settings.database]["user_logs"]
+        stored = [("user_rating_log", i % 3, i) for i in range(180)]
+        coll.insert_many([{"_id": f"{t}:{p}:{o}", "n": o} for t, p, o in stored])
+        wanted = stored[::2] + [("user_rating_log", 0, 10_000 + i) for i in range(40)]
+        expected = set(stored[::2])
+        found = {how: sources.read_mongo(coll, wanted, how) for how in ("keys", "scan", "auto")}
+        ferret = sources.is_ferretdb(coll)
+    assert found["keys"] == expected
+    assert found["scan"] == expected
+    assert found["auto"] == expected
+    # the local stack runs FerretDB unless a mongod is on PATH
+    assert ferret == (shutil.which("mongod") is None)

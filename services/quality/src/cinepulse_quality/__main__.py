@@ -115,7 +115,9 @@ def reconcile(
     log.info("kafka read", records=len(records), dead_letters=len(dead))
     with make_client(settings.mongo) as client:
         collection = client[settings.mongo.database][settings.collection]
-        observed.archived = read_mongo(collection, [r.position for r in records])
+        observed.archived = read_mongo(
+            collection, [r.position for r in records], settings.mongo_lookup
+        )
     with connect(settings.postgres) as conn:
         conn.read_only = True
         read_postgres(conn, observed)

@@ -7,6 +7,8 @@ Examples: ``CINEPULSE_KAFKA__BOOTSTRAP_SERVERS=kafka:9092``,
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from cinepulse_common.settings import (
@@ -39,4 +41,11 @@ class QualitySettings(CinepulseSettings):
         120.0, gt=0, description="deadline for reading the window's records from Kafka"
     )
     max_examples: int = Field(20, ge=0, description="positions listed per kind of difference")
+    mongo_lookup: Literal["auto", "keys", "scan"] = Field(
+        "auto",
+        description="how raw documents are found: keys (``_id`` $in lookups, one per chunk of "
+        "positions: MongoDB answers them from the _id index), scan (every ``_id`` of the "
+        "collection read once: for a server that scans the collection for each $in, such as "
+        "FerretDB on SQLite), auto (scan on FerretDB when the window has more than one chunk)",
+    )
     pushgateway_url: str | None = Field(None, description="Prometheus Pushgateway, if any")

@@ -154,12 +154,34 @@ def read_kafka(
         consumer.close()
 
 
+def is_ferretdb(collection: Collection[dict[str, Any]]) -> bool:
+    """FerretDB says so in ``buildInfo`` (``ferretdbVersion``, ``ferretdbFeatures`` in 1.x);
+    MongoDB has no such key."""
+    info = collection.database.client.admin.command("buildInfo")
+    return any(key.lower().startswith("ferretdb") for key in info)
+
+
 def read_mongo(
-    collection: Collection[dict[str, Any]], positions: Sequence[Position]
+    collection: Collection[dict[str, Any]],
+    positions: Sequence[Position],
+    lookup: str = "keys",
 ) -> set[Position]:
-    """The positions that have a raw document (``_id`` is ``<topic>:<partition>:<offset>``)."""
+    """The positions that have a raw document (``_id`` is ``<topic>:<partition>:<offset>``).
+
+    ``keys``: ``_id`` $in lookups, a chunk at a time (MongoDB answers them from its index).
+    ``scan``: every ``_id`` of the collection, read once and matched here; on a server that
+    scans the whole collection for each $in (FerretDB on SQLite), one scan beats one per
+    chunk. ``auto``: scan on FerretDB when there is more than one chunk, else keys."""
     by_id = {f"{t}:{p}:{o}": (t, p, o) for t, p, o in positions}
+    if lookup == "auto":
+        lookup = "scan" if len(by_id) > CHUNK and is_ferretdb(collection) else "keys"
     found: set[Position] = set()
+    if lookup == "scan":
+        for doc in collection.find({}, projection={"_id": 1}, batch_size=10_000):
+            pos = by_id.get(doc["_id"])
+            if pos is not None:
+                found.add(pos)
+        return found
     for chunk in _chunks(list(by_id)):
         for doc in collection.find({"_id": {"$in": list(chunk)}}, projection={"_id": 1}):
             found.add(by_id[doc["_id"]])
