@@ -26,7 +26,7 @@ from cinepulse_devstack import Stack
 
 def test_stack_status_is_all_up(stack: Stack) -> None:
     statuses = stack.status()
-    assert [s.name for s in statuses] == ["postgres", "kafka", "mongo", "prometheus"]
+    assert [s.name for s in statuses] == ["postgres", "kafka", "mongo", "prometheus", "pushgateway"]
     assert all(s.ok for s in statuses), statuses
 
 
@@ -118,3 +118,29 @@ def test_prometheus_scrapes_a_registered_service(stack: Stack) -> None:
     finally:
         stack.prometheus.unregister_target(service)
         server.shutdown()
+
+
+def test_pushed_job_metrics_reach_prometheus(stack: Stack) -> None:
+    """A batch job's metrics, pushed the way the jobs push them, are scraped from the
+    Pushgateway under the job's own labels (honor_labels)."""
+    from cinepulse_common.jobs import push_metrics
+
+    job = f"probe-job-{uuid4().hex[:6]}"
+    registry = CollectorRegistry()
+    Counter("cinepulse_probe_pushed_total", "test", registry=registry).inc(3)
+    assert push_metrics(stack.pushgateway.url, job, registry)
+    try:
+        deadline = time.monotonic() + 60
+        result: list[dict[str, object]] = []
+        while time.monotonic() < deadline and not result:
+            r = httpx.get(
+                f"{stack.prometheus.url}/api/v1/query",
+                params={"query": f'cinepulse_probe_pushed_total{{job="{job}"}}'},
+            )
+            result = r.json()["data"]["result"]
+            if not result:
+                time.sleep(1)
+        assert result, f"no series of job {job} scraped from the Pushgateway"
+        assert float(result[0]["value"][1]) == 3.0  # type: ignore[index]
+    finally:
+        httpx.delete(f"{stack.pushgateway.url}/metrics/job/{job}", timeout=5)
