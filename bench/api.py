@@ -46,6 +46,7 @@ from bench.loadgen import (
     free_port,
     hey,
     hey_binary,
+    latency_figures,
     median,
     serve,
 )
@@ -288,14 +289,7 @@ def _table(
                     better="higher",
                     target=Target(">=", TARGET_RPS) if targeted else None,
                 ),
-                "p50": Figure(median(ts, "p50_ms"), "ms", better="lower", fmt=".1f"),
-                "p99": Figure(
-                    median(ts, "p99_ms"),
-                    "ms",
-                    better="lower",
-                    fmt=".1f",
-                    target=Target("<", TARGET_P99_MS) if targeted else None,
-                ),
+                **latency_figures(ts, TARGET_P99_MS if targeted else None),
                 "CPU api": Figure(median(ts, "server_cores"), "cores", fmt=".2f"),
                 "CPU PostgreSQL": Figure(statistics.median(pg_cores[k]), "cores", fmt=".2f"),
                 "CPU hey": Figure(median(ts, "client_cores"), "cores", fmt=".2f"),

@@ -47,6 +47,7 @@ from bench.loadgen import (
     free_port,
     hey,
     hey_binary,
+    latency_figures,
     median,
     serve,
 )
@@ -493,14 +494,7 @@ def _table(
             names[k],
             {
                 "events/s": Figure(median(ts, "events_s"), "events/s", better="higher"),
-                "p50": Figure(median(ts, "p50_ms"), "ms", better="lower", fmt=".1f"),
-                "p99": Figure(
-                    median(ts, "p99_ms"),
-                    "ms",
-                    better="lower",
-                    fmt=".1f",
-                    target=Target("<", TARGET_P99_MS) if k == "s" else None,
-                ),
+                **latency_figures(ts, TARGET_P99_MS if k == "s" else None),
                 "events/s per server core": Figure(
                     statistics.median(t.events_s / t.server_cores for t in ts),
                     "events/s/core",

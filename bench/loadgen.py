@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.report import Figure, Target
 from cinepulse_devstack import Stack, StackError
 from cinepulse_devstack.config import repo_root
 from cinepulse_devstack.procs import run as run_step
@@ -202,6 +203,20 @@ def hey(
 
 def median(trials: list[Trial], attr: str) -> float:
     return statistics.median(getattr(t, attr) for t in trials)
+
+
+def latency_figures(trials: list[Trial], p99_below_ms: float | None = None) -> dict[str, Figure]:
+    """The p50 and p99 (ms, medians over the trials) of a row, p99 with its target if any."""
+    return {
+        "p50": Figure(median(trials, "p50_ms"), "ms", better="lower", fmt=".1f"),
+        "p99": Figure(
+            median(trials, "p99_ms"),
+            "ms",
+            better="lower",
+            fmt=".1f",
+            target=None if p99_below_ms is None else Target("<", p99_below_ms),
+        ),
+    }
 
 
 def clean_env(extra: dict[str, str]) -> dict[str, str]:

@@ -31,7 +31,16 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.loadgen import Trial, clean_env, free_port, hey, hey_binary, median, serve
+from bench.loadgen import (
+    Trial,
+    clean_env,
+    free_port,
+    hey,
+    hey_binary,
+    latency_figures,
+    median,
+    serve,
+)
 from bench.report import Figure, Table, Target
 from cinepulse_common.postgres import connect
 from cinepulse_common.settings import PostgresSettings
@@ -244,14 +253,7 @@ def _table(
                     if steady
                     else None,
                 ),
-                "p50": Figure(median(ts, "p50_ms"), "ms", better="lower", fmt=".1f"),
-                "p99": Figure(
-                    median(ts, "p99_ms"),
-                    "ms",
-                    better="lower",
-                    fmt=".1f",
-                    target=Target("<", TARGET_P99_MS) if steady else None,
-                ),
+                **latency_figures(ts, TARGET_P99_MS if steady else None),
                 "in-app (mean)": Figure(statistics.median(in_app[key]), "ms", fmt=".2f"),
                 "server CPU per request": Figure(
                     statistics.median(t.server_cores / t.events_s * 1000 for t in ts),
