@@ -118,6 +118,14 @@ class KeyedService(PythonService):
     def demo_key(self) -> str:
         return stack_secret(self.keys_dir / "demo")
 
+    def service_env(self) -> dict[str, str]:
+        self.demo_key()
+        return {
+            "CINEPULSE_PORT": str(self.port),
+            "CINEPULSE_HOST": self.cfg.host,
+            "CINEPULSE_AUTH__KEYS_PATH": str(self.keys_dir),
+        }
+
 
 class EventGateway(KeyedService):
     name = "event-gateway"
@@ -128,14 +136,6 @@ class EventGateway(KeyedService):
     @property
     def port(self) -> int:
         return self.cfg.gateway_port
-
-    def service_env(self) -> dict[str, str]:
-        self.demo_key()
-        return {
-            "CINEPULSE_PORT": str(self.port),
-            "CINEPULSE_HOST": self.cfg.host,
-            "CINEPULSE_AUTH__KEYS_PATH": str(self.keys_dir),
-        }
 
 
 class Archiver(PythonService):
@@ -229,11 +229,7 @@ class Api(KeyedService):
         return self.cfg.api_port
 
     def service_env(self) -> dict[str, str]:
-        self.demo_key()
-        return {
-            "CINEPULSE_PORT": str(self.port),
-            "CINEPULSE_HOST": self.cfg.host,
-            "CINEPULSE_AUTH__KEYS_PATH": str(self.keys_dir),
+        return super().service_env() | {
             "CINEPULSE_AUTH__ROLES": '{"demo": "internal"}',
             "CINEPULSE_ARCHIVER_URL": f"http://{self.cfg.host}:{self.cfg.archiver_port}",
         }
