@@ -17,6 +17,36 @@ from cinepulse_common.settings import PostgresSettings
 from cinepulse_migrations.cli import downgrade, upgrade
 from tests.integration.test_api import TODAY, fill_warehouse
 
+#: writes a member of the read-only role is refused, whatever its session's default says
+WRITES = (
+    "INSERT INTO analytics.daily_activity (date, date_key, event_type, events, users,"
+    " movies) VALUES ('2026-01-01', 20260101, 'rate', 1, 1, 1)",
+    "UPDATE analytics.movies SET title = 'x'",
+    "DELETE FROM analytics.user_activity",
+    "INSERT INTO public.dim_genre VALUES (999, 'X', 'spark')",
+    "UPDATE public.dim_movie SET title = 'x'",
+    "DELETE FROM public.fact_rating",
+    "TRUNCATE public.agg_movie_daily",
+    "CREATE TABLE analytics.t (x int)",
+    "CREATE TABLE public.t (x int)",
+    "CREATE VIEW analytics.v AS SELECT 1",
+    "DROP VIEW analytics.movies",
+    "GRANT SELECT ON public.fact_comment TO PUBLIC",
+)
+
+
+def assert_writes_refused(conn: psycopg.Connection, *more: str) -> None:
+    """Every write of :data:`WRITES` (and ``more``) is refused by the grants, even after the
+    session turns its read-only default off (a belt a session can take off; the grants are
+    the wall)."""
+    conn.execute("SET default_transaction_read_only = off")
+    for statement in (*WRITES, *more):
+        with pytest.raises(
+            (psycopg.errors.InsufficientPrivilege, psycopg.errors.ObjectNotInPrerequisiteState)
+        ):
+            conn.execute(statement)
+
+
 pytestmark = pytest.mark.integration
 
 ROLE = "cinepulse_readonly"
@@ -175,28 +205,7 @@ def test_the_reader_cannot_write(reader: psycopg.Connection) -> None:
     assert reader.execute("SHOW default_transaction_read_only").fetchone() == ("on",)
     with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
         reader.execute("CREATE TEMP TABLE t (x int)")
-    # the read-only default is a safety belt a session can take off: the grants are the wall
-    reader.execute("SET default_transaction_read_only = off")
-    for statement in (
-        "INSERT INTO analytics.daily_activity (date, date_key, event_type, events, users,"
-        " movies) VALUES ('2026-01-01', 20260101, 'rate', 1, 1, 1)",
-        "UPDATE analytics.movies SET title = 'x'",
-        "DELETE FROM analytics.user_activity",
-        "INSERT INTO public.dim_genre VALUES (999, 'X', 'spark')",
-        "UPDATE public.dim_movie SET title = 'x'",
-        "DELETE FROM public.fact_rating",
-        "TRUNCATE public.agg_movie_daily",
-        "CREATE TABLE analytics.t (x int)",
-        "CREATE TABLE public.t (x int)",
-        "CREATE VIEW analytics.v AS SELECT 1",
-        "DROP VIEW analytics.movies",
-        "ALTER VIEW analytics.movies RENAME TO m",
-        "GRANT SELECT ON public.fact_comment TO PUBLIC",
-    ):
-        with pytest.raises(
-            (psycopg.errors.InsufficientPrivilege, psycopg.errors.ObjectNotInPrerequisiteState)
-        ):
-            reader.execute(statement)
+    assert_writes_refused(reader, "ALTER VIEW analytics.movies RENAME TO m")
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         reader.execute(f"SET ROLE {ROLE}; CREATE TABLE analytics.t (x int)")
 
