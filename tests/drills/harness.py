@@ -215,26 +215,19 @@ def fact_flags(stack: Stack, ids: Sequence[str]) -> Counter[str]:
         return Counter(r[0] for r in conn.execute(union, {"ids": list(ids)}))
 
 
-def quarantined(stack: Stack, ids: Sequence[str]) -> set[str]:
+def _ids_in(stack: Stack, table: str, ids: Sequence[str]) -> set[str]:
+    """The ``ids`` that have a row in ``table`` (by ``event_id``)."""
     with psycopg.connect(stack.postgres.admin_dsn()) as conn:
-        return {
-            r[0]
-            for r in conn.execute(
-                "SELECT DISTINCT event_id::text FROM quarantine WHERE event_id = ANY(%s::uuid[])",
-                (list(ids),),
-            )
-        }
+        query = f"SELECT DISTINCT event_id::text FROM {table} WHERE event_id = ANY(%s::uuid[])"
+        return {r[0] for r in conn.execute(query, (list(ids),))}
+
+
+def quarantined(stack: Stack, ids: Sequence[str]) -> set[str]:
+    return _ids_in(stack, "quarantine", ids)
 
 
 def staged(stack: Stack, ids: Sequence[str]) -> set[str]:
-    with psycopg.connect(stack.postgres.admin_dsn()) as conn:
-        return {
-            r[0]
-            for r in conn.execute(
-                "SELECT event_id::text FROM stg_user_logs WHERE event_id = ANY(%s::uuid[])",
-                (list(ids),),
-            )
-        }
+    return _ids_in(stack, "stg_user_logs", ids)
 
 
 def fact_totals(stack: Stack) -> dict[str, int]:
