@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# A real (fake-node) Kubernetes control plane for the chart's end-to-end test, built from
-# the Go module proxy only: kube-apiserver, kube-controller-manager, kube-scheduler and
-# kubectl (a wrapper module around k8s.io/kubernetes, whose go.mod replaces its staging
-# modules with local paths), etcd (a wrapper around go.etcd.io/etcd/server/v3), kwok and
-# kwokctl (plain `go install`). Nothing else is downloaded: kwokctl is always given the path
-# of every binary (see cinepulse_devstack.kube).
+# Kubernetes for the chart's end-to-end tests, built from the Go module proxy only:
+# kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, and the node's kubelet
+# and kube-proxy (a wrapper module around k8s.io/kubernetes, whose go.mod replaces its
+# staging modules with local paths), etcd (a wrapper around go.etcd.io/etcd/server/v3), kwok
+# and kwokctl (the fake-node cluster), CoreDNS (the real cluster's DNS; plain `go install`).
+# Nothing else is downloaded: kwokctl is always given the path of every binary (see
+# cinepulse_devstack.kube), and the real node runs these binaries (cinepulse_devstack.cluster).
 #
 # Binaries go to ~/.cache/cinepulse/bin/k8s with a version stamp (.NAME.version); a second
 # run only checks. One progress line per step on stderr. Builds run under `nice -n 19`
@@ -22,6 +23,7 @@ set -euo pipefail
 K8S_VERSION="v1.34.4"             # k8s.io/kubernetes; staging modules at v0.34.4
 ETCD_VERSION="v3.6.4"             # the etcd Kubernetes 1.34 pins (go.mod of k8s.io/kubernetes)
 KWOK_VERSION="v0.8.0"             # sigs.k8s.io/kwok: kwok (controller) and kwokctl
+COREDNS_VERSION="v1.14.7"         # github.com/coredns/coredns: the real cluster's DNS
 
 CACHE="${CINEPULSE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/cinepulse}"
 BIN="$CACHE/bin/k8s"
@@ -38,8 +40,9 @@ CHECK=0
 [ "${1:-}" = "--check" ] && CHECK=1
 missing=()
 for pair in kube-apiserver:$K8S_VERSION kube-controller-manager:$K8S_VERSION \
-            kube-scheduler:$K8S_VERSION kubectl:$K8S_VERSION etcd:$ETCD_VERSION \
-            kwok:$KWOK_VERSION kwokctl:$KWOK_VERSION; do
+            kube-scheduler:$K8S_VERSION kubectl:$K8S_VERSION kubelet:$K8S_VERSION \
+            kube-proxy:$K8S_VERSION etcd:$ETCD_VERSION kwok:$KWOK_VERSION \
+            kwokctl:$KWOK_VERSION coredns:$COREDNS_VERSION; do
   stamp_ok "${pair%%:*}" "${pair#*:}" || missing+=("${pair%%:*}")
 done
 if [ "$CHECK" = 1 ]; then
@@ -55,7 +58,7 @@ mkdir -p "$BIN" "$WORK"
 t_all=$SECONDS
 
 # -- kube-apiserver, kube-controller-manager, kube-scheduler, kubectl ----------------------
-K8S_BINS=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
+K8S_BINS=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy)
 need_k8s=0
 for b in "${K8S_BINS[@]}"; do stamp_ok "$b" "$K8S_VERSION" || need_k8s=1; done
 if [ "$need_k8s" = 1 ]; then
@@ -94,6 +97,8 @@ import (
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
 	_ "k8s.io/kubernetes/cmd/kube-scheduler"
 	_ "k8s.io/kubernetes/cmd/kubectl"
+	_ "k8s.io/kubernetes/cmd/kubelet"
+	_ "k8s.io/kubernetes/cmd/kube-proxy"
 )
 EOF
   t0=$SECONDS
@@ -108,7 +113,8 @@ EOF
   step "go build ${K8S_BINS[*]} $K8S_VERSION (nice -n 19${K8S_BUILD_P:+, -p $K8S_BUILD_P}; cold: tens of minutes)"
   (cd "$mod" && nice -n 19 go build "${P_FLAG[@]}" -trimpath -ldflags "$ldflags" -o "$BIN/" \
       k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
-      k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl)
+      k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl \
+      k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy)
   for b in "${K8S_BINS[@]}"; do stamp "$b" "$K8S_VERSION"; done
   step "built ${K8S_BINS[*]} in $((SECONDS - t0))s: $("$BIN/kube-apiserver" --version)"
 else
@@ -159,6 +165,18 @@ for b in kwok kwokctl; do
     step "$b $KWOK_VERSION present"
   fi
 done
+
+# -- CoreDNS (the real node's cluster DNS; cinepulse_devstack.cluster runs it as a Deployment) --
+if ! stamp_ok coredns "$COREDNS_VERSION"; then
+  t0=$SECONDS
+  step "go install github.com/coredns/coredns@$COREDNS_VERSION (cold: about 8 min)"
+  GOBIN="$BIN" nice -n 19 go install "${P_FLAG[@]}" -trimpath -ldflags "-s -w" \
+    "github.com/coredns/coredns@$COREDNS_VERSION"
+  stamp coredns "$COREDNS_VERSION"
+  step "built coredns in $((SECONDS - t0))s"
+else
+  step "coredns $COREDNS_VERSION present"
+fi
 
 # CPU time of the builds (children's user and sys): the part of the wall time that does not
 # depend on what else the machine runs

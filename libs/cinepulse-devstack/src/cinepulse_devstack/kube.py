@@ -32,12 +32,13 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 
 from cinepulse_common.paths import datasets_root, default_cache, repo_root
 from cinepulse_devstack import chart
+from cinepulse_devstack.procs import StackError
 
 #: the binaries scripts/k8s-tools.sh builds (its version stamps: .<name>.version)
 BINARIES = (
@@ -100,8 +101,8 @@ def crds_dir() -> Path:
 # ------------------------------------------------------------------------------ the cluster
 
 
-class StepFailed(RuntimeError):
-    pass
+class StepFailed(StackError):
+    """A step of an end-to-end run failed; the message says what was seen."""
 
 
 def _run(
@@ -125,6 +126,17 @@ def _run(
             f"{' '.join(args[:4])} ... exited {r.returncode}: {(r.stderr or r.stdout).strip()[-3000:]}"
         )
     return r
+
+
+class ClusterClient(Protocol):
+    """What the checks below need of a cluster: the kwok one here, or the real node of
+    :mod:`cinepulse_devstack.cluster`."""
+
+    def kubectl(
+        self, *args: str, stdin: str | None = None, timeout: float = 300
+    ) -> subprocess.CompletedProcess[str]: ...
+
+    def get(self, *args: str) -> list[dict[str, Any]]: ...
 
 
 @dataclass
@@ -329,7 +341,7 @@ def _eventually(check: Callable[[], str], seconds: float = 120, every: float = 2
             time.sleep(every)
 
 
-def _deployments_available(c: KwokCluster) -> str:
+def _deployments_available(c: ClusterClient) -> str:
     deps = c.get("deployments", "-n", NAMESPACE)
     if not deps:
         raise StepFailed("no Deployment in the namespace")
@@ -347,7 +359,7 @@ def _deployments_available(c: KwokCluster) -> str:
     )
 
 
-def _statefulsets_ready(c: KwokCluster) -> str:
+def _statefulsets_ready(c: ClusterClient) -> str:
     sts = c.get("statefulsets", "-n", NAMESPACE)
     bad = [
         s["metadata"]["name"]
@@ -386,7 +398,7 @@ ASSERTED_KINDS = {
 }
 
 
-def _objects_accepted(c: KwokCluster, manifests: str) -> str:
+def _objects_accepted(c: ClusterClient, manifests: str) -> str:
     expected = _expected_kinds(manifests)
     got: list[str] = []
     missing: list[str] = []
@@ -401,7 +413,22 @@ def _objects_accepted(c: KwokCluster, manifests: str) -> str:
     return ", ".join(got)
 
 
-def _pod_security_enforced(c: KwokCluster) -> str:
+def apply_crds(c: ClusterClient) -> str:
+    """The CRDs the chart's custom resources need (``../shared/k8s-crds``)."""
+    files = sorted(crds_dir().glob("*.yaml"))
+    if not files:
+        raise StepFailed(f"no CRDs in {crds_dir()}")
+    c.kubectl(
+        "apply",
+        "--server-side",
+        "--field-manager=cinepulse-e2e",
+        *(a for f in files for a in ("-f", str(f))),
+    )
+    c.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=120s")
+    return f"{len(files)} CRDs established (server-side apply)"
+
+
+def _pod_security_enforced(c: ClusterClient) -> str:
     """The control for the install: the API server refuses a privileged pod in the release's
     namespace, so the chart's pods were admitted under Pod Security "restricted"."""
     pod = {
@@ -593,17 +620,6 @@ def e2e(
             c.kubectl("wait", "--for=condition=Ready", "node", "--all", "--timeout=120s")
             return f"{NODES} nodes Ready, each {NODE_ALLOCATABLE}"
 
-        def crds() -> str:
-            files = sorted(crds_dir().glob("*.yaml"))
-            c.kubectl(
-                "apply",
-                "--server-side",
-                "--field-manager=cinepulse-e2e",
-                *(a for f in files for a in ("-f", str(f))),
-            )
-            c.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=120s")
-            return f"{len(files)} CRDs established (server-side apply)"
-
         def namespace() -> str:
             c.kubectl("apply", "-f", "-", stdin=namespace_manifest())
             return f"namespace {NAMESPACE} (Pod Security restricted), Secret {WRITE_KEYS}, {VOLUMES} PVs"
@@ -666,7 +682,7 @@ def e2e(
         try:
             step("cluster up (kwokctl, binary runtime)", c.create)
             step("fake nodes", nodes)
-            step("CRDs", crds)
+            step("CRDs", lambda: apply_crds(c))
             step("namespace, Secret, volumes", namespace)
             step("Pod Security enforced (control)", lambda: _pod_security_enforced(c))
             step("helm install --wait", install)
@@ -708,7 +724,7 @@ def _warnings(stderr: str) -> str:
     return f"; {len(found)} warnings: {' | '.join(found[:5])}" if found else "; no warnings"
 
 
-def _dump_state(c: KwokCluster, wd: Path, say: Callable[[str], None]) -> None:
+def _dump_state(c: ClusterClient, wd: Path, say: Callable[[str], None]) -> None:
     """What the cluster looked like at the failure, into ``<workdir>/state.txt``."""
     try:
         out = c.kubectl("get", "all,pvc,events", "-n", NAMESPACE, "-o", "wide").stdout
