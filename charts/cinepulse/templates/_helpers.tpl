@@ -425,75 +425,7 @@ volumes:
   {{- end }}
 {{- end }}
 
-{{/*
-The body of a SparkApplication spec (without restartPolicy). Call with
-(dict "c" <component dict> "sa" <driver ServiceAccount> "args" (list ...) "env" "<yaml>"
-      "driver" <cores/memory> "executor" <instances/cores/memory> "checkpoints" <bool>)
-*/}}
-{{- define "cinepulse.sparkSpec" -}}
-{{- $ctx := .c.ctx }}
-type: Python
-pythonVersion: "3"
-mode: cluster
-image: {{ include "cinepulse.image" (dict "ctx" $ctx "name" "spark-jobs") }}
-imagePullPolicy: {{ $ctx.Values.image.pullPolicy }}
-{{- with $ctx.Values.imagePullSecrets }}
-imagePullSecrets:
-  {{- toYaml . | nindent 2 }}
-{{- end }}
-mainApplicationFile: local:///opt/cinepulse/spark_main.py
-arguments:
-  {{- toYaml .args | nindent 2 }}
-sparkVersion: {{ $ctx.Values.spark.sparkVersion | quote }}
-sparkConf:
-  spark.sql.session.timeZone: UTC
-  spark.sql.streaming.stopGracefullyOnShutdown: "true"
-  spark.ui.prometheus.enabled: "true"
-volumes:
-  - name: tmp
-    emptyDir:
-      sizeLimit: 2Gi
-  {{- if .checkpoints }}
-  - name: checkpoints
-    persistentVolumeClaim:
-      claimName: {{ include "cinepulse.component.fullname" .c }}-checkpoints
-  {{- end }}
-{{- range $role := list "driver" "executor" }}
-{{ $role }}:
-  {{- $r := index $ (printf "%s" $role) }}
-  {{- if eq $role "executor" }}
-  instances: {{ $r.instances }}
-  {{- end }}
-  cores: {{ $r.cores }}
-  memory: {{ $r.memory | quote }}
-  {{- if eq $role "driver" }}
-  serviceAccount: {{ $.sa }}
-  # /metrics of the driver (CINEPULSE_METRICS_PORT), scraped by the PodMonitor
-  ports:
-    - name: metrics
-      containerPort: 9108
-      protocol: TCP
-  {{- end }}
-  labels:
-    {{- include "cinepulse.labels" $.c | nindent 4 }}
-    {{- if eq $role "driver" }}
-    cinepulse.io/egress: outside
-    {{- end }}
-  env:
-    {{- $.env | nindent 4 }}
-  podSecurityContext:
-    {{- include "cinepulse.podSecurityContext" $ctx | nindent 4 }}
-  securityContext:
-    {{- include "cinepulse.containerSecurityContext" $ctx | nindent 4 }}
-  volumeMounts:
-    - name: tmp
-      mountPath: /tmp
-    {{- if $.checkpoints }}
-    - name: checkpoints
-      mountPath: /checkpoints
-    {{- end }}
-{{- end }}
-{{- end }}
+{{/* The Spark jobs' helpers (cinepulse.spark.app, cinepulse.sparkSpec, ...): _spark.tpl */}}
 
 {{/* ---------------------------------------------------------------- bundled dependencies */}}
 
