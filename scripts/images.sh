@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# Builds the Cinepulse container images: `make images` (all) or `make image-<svc>` (one).
+# Builds the Cinepulse container images: `make images` (the services), `make image-<svc>` (one),
+# `make images-deps` (the chart's bundled dependencies), `make images-all` (both).
 #
 #   scripts/images.sh [SVC...]     SVC: a folder with a Dockerfile (services/<svc>, migrations)
+#   scripts/images.sh deps         the chart's bundled dependencies (kafka postgres mongodb
+#                                  prometheus pushgateway; or name some): scripts/images-deps.sh
+#   scripts/images.sh all          both
 #
 # Each image is tagged cinepulse/<svc>:<version>-<git short sha> and cinepulse/<svc>:<version>
 # (<version> from the workspace pyproject.toml). Steps, one progress line each on stderr:
@@ -15,46 +19,19 @@
 #      .dockerignore lets through only images/ and build/images/): images/Dockerfile, the
 #      stages every image shares, as cinepulse/<svc>-base, then the service's Dockerfile
 #
-# Settings: CINEPULSE_IMAGE_ENGINE (podman; docker works with a public CINEPULSE_BASE_IMAGE),
-# CINEPULSE_BASE_IMAGE (default: the local base with podman, python:3.11-slim-bookworm with
-# docker), CINEPULSE_IMAGE_REPO (cinepulse), CINEPULSE_CACHE (~/.cache/cinepulse).
+# Settings: those of scripts/images-common.sh (engine, base image, cache), and
+# CINEPULSE_IMAGE_REPO (cinepulse).
 # Idempotent: unchanged inputs reuse the cached base, wheels and image layers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-step() { printf '==> [images %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() {
-  printf 'images: %s\n' "$*" >&2
-  exit 1
-}
-
-CACHE="${CINEPULSE_CACHE:-$HOME/.cache/cinepulse}"
-ENGINE="${CINEPULSE_IMAGE_ENGINE:-podman}"
+# shellcheck source=scripts/images-common.sh
+source scripts/images-common.sh
 REPO="${CINEPULSE_IMAGE_REPO:-cinepulse}"
-LOCAL_BASE="localhost/cinepulse/base:bookworm-python3.11"
-STAGE="build/images"
-LOGS="build/images-logs"
 WHEELHOUSE="$CACHE/wheels/pypi"
 UV=uv
 command -v uv >/dev/null || UV="python3 -m uv"
 RUN="$UV run --frozen --all-packages"
-
-# -- the engine -----------------------------------------------------------------------
-command -v "$ENGINE" >/dev/null || die "$ENGINE is not installed. Images are optional (make setup does not need them); on Debian: apt-get install podman runc debootstrap"
-ENGINE_ARGS=()
-BUILD_ARGS=()
-if [ "$ENGINE" = podman ]; then
-  # this VM's hybrid cgroups: crun refuses them, runc runs; no default ulimits to apply
-  if [ -z "${CONTAINERS_CONF:-}" ]; then
-    mkdir -p "$CACHE/images"
-    printf '[containers]\ndefault_ulimits = []\n' >"$CACHE/images/containers.conf"
-    export CONTAINERS_CONF="$CACHE/images/containers.conf"
-  fi
-  command -v runc >/dev/null || die "runc is not installed (crun cannot run on this machine's cgroups): apt-get install runc"
-  ENGINE_ARGS=(--runtime runc)
-  BUILD_ARGS=(--layers)
-fi
-engine() { "$ENGINE" "${ENGINE_ARGS[@]}" "$@"; }
 
 # -- what to build ----------------------------------------------------------------------
 all_images() {
@@ -65,54 +42,41 @@ all_images() {
 dir_of() { if [ "$1" = migrations ]; then echo migrations; else echo "services/$1"; fi; }
 project_field() { sed -n "s/^$2 = \"\(.*\)\"/\1/p" "$1/pyproject.toml" | head -1; }
 
-targets=("$@")
-[ ${#targets[@]} -gt 0 ] || mapfile -t targets < <(all_images)
+# the chart's bundled dependencies (images/deps/<name>/): named, or `deps` for all of them;
+# `all` is every service and every dependency; no argument: the services, as ever
+DEPS=(kafka postgres mongodb prometheus pushgateway)
+targets=()
+dep_targets=()
+[ $# -gt 0 ] || mapfile -t targets < <(all_images)
+for arg in "$@"; do
+  case "$arg" in
+    deps) dep_targets+=("${DEPS[@]}") ;;
+    all)
+      dep_targets+=("${DEPS[@]}")
+      mapfile -t -O "${#targets[@]}" targets < <(all_images)
+      ;;
+    *) if [[ " ${DEPS[*]} " == *" $arg "* ]]; then dep_targets+=("$arg"); else targets+=("$arg"); fi ;;
+  esac
+done
 for svc in "${targets[@]}"; do
-  [ -f "$(dir_of "$svc")/Dockerfile" ] || die "no Dockerfile for '$svc' (known: $(all_images | paste -sd ' '))"
+  [ -f "$(dir_of "$svc")/Dockerfile" ] ||
+    die "no Dockerfile for '$svc' (known: $(all_images | paste -sd ' ') ${DEPS[*]} deps all)"
 done
 
 VERSION="$(project_field . version)"
 REVISION="$(git rev-parse HEAD 2>/dev/null || echo unknown)"
 TAG="$VERSION-$(git rev-parse --short HEAD 2>/dev/null || echo local)"
 
-# -- 1. the base image ---------------------------------------------------------------------
-BASE_IMAGE="${CINEPULSE_BASE_IMAGE:-}"
-if [ -z "$BASE_IMAGE" ] && [ "$ENGINE" != podman ]; then
-  BASE_IMAGE="python:3.11-slim-bookworm"
+# -- 1. the base image (scripts/images-common.sh) ---------------------------------------
+ensure_base_image
+
+# the bundled dependencies' images (scripts/images-deps.sh), then the services'
+if [ ${#dep_targets[@]} -gt 0 ]; then
+  # shellcheck source=scripts/images-deps.sh
+  source scripts/images-deps.sh
+  for dep in "${dep_targets[@]}"; do build_dep "$dep"; done
 fi
-if [ -z "$BASE_IMAGE" ]; then
-  BASE_IMAGE="$LOCAL_BASE"
-  rootfs_tar="$CACHE/images/bookworm-minbase-python3.11.tar"
-  if engine image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
-    step "base image $BASE_IMAGE present"
-  else
-    if [ ! -s "$rootfs_tar" ]; then
-      command -v debootstrap >/dev/null || die "debootstrap is not installed: apt-get install debootstrap"
-      step "debootstrap --variant=minbase bookworm (+ python3, python3-venv) into $rootfs_tar"
-      mkdir -p "$CACHE/images"
-      rootfs="$(mktemp -d "$CACHE/images/rootfs.XXXXXX")"
-      trap 'rm -rf "$rootfs"' EXIT
-      mkdir -p "$LOGS"
-      debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
-        bookworm "$rootfs" http://deb.debian.org/debian >"$LOGS/debootstrap.log" 2>&1 ||
-        die "debootstrap failed; see $LOGS/debootstrap.log"
-      printf 'deb http://deb.debian.org/debian bookworm main\ndeb http://deb.debian.org/debian bookworm-updates main\ndeb http://deb.debian.org/debian-security bookworm-security main\n' \
-        >"$rootfs/etc/apt/sources.list"
-      rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/archives/*.deb \
-        "$rootfs"/usr/share/doc/* "$rootfs"/usr/share/man/* "$rootfs"/usr/share/locale/*
-      tar -C "$rootfs" -cf "$rootfs_tar.tmp" . && mv "$rootfs_tar.tmp" "$rootfs_tar"
-      rm -rf "$rootfs"
-      trap - EXIT
-    fi
-    step "podman import $rootfs_tar as $BASE_IMAGE"
-    engine import --quiet \
-      --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-      --change 'ENV LANG=C.UTF-8' --change 'CMD ["python3"]' \
-      "$rootfs_tar" "$BASE_IMAGE" >/dev/null
-  fi
-else
-  step "base image $BASE_IMAGE (CINEPULSE_BASE_IMAGE)"
-fi
+[ ${#targets[@]} -gt 0 ] || exit 0
 
 # -- 2. the build context, on the host ----------------------------------------------------
 # The locked, complete requirement set of one workspace package (no workspace members).
@@ -225,6 +189,6 @@ for svc in "${targets[@]}"; do
     tail -n 30 "$LOGS/$svc.build.log" >&2
     die "building $image failed; see $LOGS/$svc.build.log"
   fi
-  size="$(engine image inspect --format '{{.Size}}' "$image:$TAG" | awk '{printf "%.0f MB", $1/1e6}')"
+  size="$(image_size "$image:$TAG")"
   step "$svc: $image:$TAG built in $((SECONDS - t0))s ($size)"
 done

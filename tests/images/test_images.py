@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import time
@@ -72,18 +71,6 @@ def _tag() -> str:
         return tag
     with (ROOT / "pyproject.toml").open("rb") as f:
         return str(tomllib.load(f)["project"]["version"])
-
-
-@pytest.fixture(scope="session")
-def podman(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
-    """The podman command line (runc; containers.conf without default ulimits)."""
-    if shutil.which("podman") is None:
-        pytest.skip("podman is not installed (apt-get install podman runc)")
-    if not os.environ.get("CONTAINERS_CONF"):
-        conf = tmp_path_factory.mktemp("podman") / "containers.conf"
-        conf.write_text("[containers]\ndefault_ulimits = []\n")
-        os.environ["CONTAINERS_CONF"] = str(conf)
-    return ["podman", "--runtime", "runc"]
 
 
 def _image(podman: list[str], name: str) -> dict[str, Any]:
