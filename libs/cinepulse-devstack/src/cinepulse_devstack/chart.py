@@ -84,10 +84,17 @@ def lint(values: Path | None = None) -> subprocess.CompletedProcess[str]:
 
 
 def render(
-    values: Iterable[Path] = (), set_values: Iterable[str] = (), release: str = RELEASE
+    values: Iterable[Path] = (),
+    set_values: Iterable[str] = (),
+    release: str = RELEASE,
+    *,
+    is_upgrade: bool = False,
 ) -> subprocess.CompletedProcess[str]:
-    """``helm template`` (hooks and tests included); stdout is the manifest stream."""
+    """``helm template`` (hooks and tests included; as an install, or as an upgrade with
+    ``is_upgrade``); stdout is the manifest stream."""
     args = [tool("helm"), "template", release, str(chart_dir()), "--kube-version", KUBE_VERSION]
+    if is_upgrade:
+        args.append("--is-upgrade")
     args += ["--namespace", NAMESPACE]
     for f in values:
         args += ["-f", str(f)]

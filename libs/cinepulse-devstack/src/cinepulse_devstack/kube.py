@@ -631,10 +631,16 @@ def e2e(
             ).stderr  # fmt: skip
             rendered["install"] = c.helm("get", "manifest", RELEASE, "-n", NAMESPACE).stdout
             hooks = c.helm("get", "hooks", RELEASE, "-n", NAMESPACE).stdout
-            jobs = [d["metadata"]["name"] for d in chart.documents(hooks) if d["kind"] == "Job"]
+            # the migrations: a hook, or a plain Job of the release at install (with the
+            # bundled database); --wait-for-jobs waited for either
+            jobs = [
+                d["metadata"]["name"]
+                for d in chart.documents(hooks + "\n---\n" + rendered["install"])
+                if d["kind"] == "Job"
+            ]
             passwords.update(generated_passwords())
             n = len(chart.documents(rendered["install"]))
-            return f"{n} objects; hook Job {', '.join(jobs)} completed" + _warnings(err)
+            return f"{n} objects; Jobs {', '.join(jobs)} completed" + _warnings(err)
 
         def upgrade() -> str:
             err = c.helm(
