@@ -329,6 +329,10 @@ def test_driver_pods_and_executor_templates_are_restricted(
         assert template["kind"] == "Pod"
         _assert_restricted(f"{d['metadata']['name']} executor", template["spec"])
         assert template["spec"]["automountServiceAccountToken"] is False
+        # executors fetch the application's jars into their working directory: it must be
+        # a writable volume (the image's WORKDIR is on the read-only root)
+        executor = template["spec"]["containers"][0]
+        assert executor["workingDir"] in {m["mountPath"] for m in executor["volumeMounts"]}
 
 
 # ------------------------------------------------------------------------------ network

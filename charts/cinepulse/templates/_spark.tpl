@@ -246,6 +246,10 @@ spec:
     {{- include "cinepulse.podSecurityContext" $ctx | nindent 4 }}
   containers:
     - name: executor
+      # the executor fetches the application's jars and files into its working directory;
+      # the image's WORKDIR is on the read-only root (found on the real node: "Unable to
+      # create executor due to ./commons-pool2-2.13.1.jar: Read-only file system")
+      workingDir: /tmp
       env:
         {{- toYaml .app.env | nindent 8 }}
       securityContext:
