@@ -736,3 +736,22 @@ def test_local_scrape_labels_mirror_the_monitors(
             pod = _pod_spec(deployments[labels["service"]])
             assert labels["container"] in {c["name"] for c in pod["containers"]}
     assert matched == set(monitors), "a monitor of the chart has no local counterpart"
+
+
+def test_helm_test_script_needs_only_the_standard_library() -> None:
+    """The helm test pod runs the gateway's image, which has no HTTP client package: an
+    import of httpx failed there on the real node."""
+    import ast
+    import sys
+
+    tree = ast.parse((chart.chart_dir() / "files" / "helm-test.py").read_text())
+    imported = {
+        alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+        for alias in node.names
+    } | {
+        (node.module or "").split(".")[0] for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom)
+    }  # fmt: skip
+    assert imported and imported <= set(sys.stdlib_module_names), imported - set(
+        sys.stdlib_module_names
+    )

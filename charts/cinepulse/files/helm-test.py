@@ -1,15 +1,18 @@
 """helm test: one event through the gateway, read back through the api once Spark has
-modelled it (Kafka -> Spark -> PostgreSQL). Exit 0 when the api shows the event."""
+modelled it (Kafka -> Spark -> PostgreSQL). Exit 0 when the api shows the event.
+
+Standard library only: it runs in the gateway's image, which carries no HTTP client (an
+import of httpx failed there on the real node)."""
 
 import json
 import os
 import pathlib
 import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 from datetime import UTC, datetime
-
-import httpx
 
 GATEWAY, API = os.environ["GATEWAY_URL"], os.environ["API_URL"]
 DEADLINE_S = float(os.environ.get("DEADLINE_S", "300"))
@@ -22,6 +25,19 @@ def first_key(folder: str) -> str | None:
     files = sorted(f for f in path.glob("*") if f.is_file() and not f.name.startswith("."))
     named = [f for f in files if f.name == "helm-test"]
     return (named or files)[0].read_text().strip() if files else None
+
+
+def call(url: str, headers: dict[str, str], body: bytes | None = None) -> tuple[int, str]:
+    """(status, body) of a GET, or of a POST when ``body`` is given; an HTTP error status is
+    an answer, a connection error is status 0."""
+    request = urllib.request.Request(url, data=body, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode(errors="replace")
+    except OSError as exc:
+        return 0, str(exc)
 
 
 user = f"helm-test-{uuid.uuid4().hex[:12]}"
@@ -37,9 +53,9 @@ headers = {"Content-Type": "application/json"}
 write_key = first_key("/var/run/secrets/cinepulse/write-keys")
 if write_key:
     headers["X-Write-Key"] = write_key
-r = httpx.post(f"{GATEWAY}/api/events", content=json.dumps(event), headers=headers, timeout=30)
-print("gateway answered", r.status_code, r.text[:200])
-if r.status_code != 202:
+status, text = call(f"{GATEWAY}/api/events", headers, json.dumps(event).encode())
+print("gateway answered", status, text[:200])
+if status != 202:
     sys.exit(1)
 api_headers = {}
 api_key = first_key("/var/run/secrets/cinepulse/api-keys")
@@ -47,9 +63,9 @@ if api_key:
     api_headers["X-API-Key"] = api_key
 deadline = time.monotonic() + DEADLINE_S
 while time.monotonic() < deadline:
-    a = httpx.get(f"{API}/api/user_stats/{user}", headers=api_headers, timeout=10)
-    if a.status_code == 200 and a.json().get("events", {}).get("rate") == 1:
-        print("api shows the event:", a.text[:200])
+    status, text = call(f"{API}/api/user_stats/{user}", api_headers)
+    if status == 200 and json.loads(text).get("events", {}).get("rate") == 1:
+        print("api shows the event:", text[:200])
         sys.exit(0)
     time.sleep(5)
 print(f"the event was not visible through the api within {DEADLINE_S:.0f}s", file=sys.stderr)
