@@ -6,12 +6,46 @@ import argparse
 import logging
 import sys
 
+from confluent_kafka import KafkaException
+
 from cinepulse_archiver import __version__
 from cinepulse_archiver.app import create_app
 from cinepulse_archiver.settings import ArchiverSettings
-from cinepulse_common.logging import configure_logging
+from cinepulse_common import topics
+from cinepulse_common.kafka import ensure_topics, make_admin
+from cinepulse_common.logging import configure_logging, get_logger
 from cinepulse_common.observability import record_build_info
 from cinepulse_common.settings import load_settings
+
+log = get_logger(__name__)
+
+
+def ensure_source_topics(settings: ArchiverSettings) -> None:
+    """Create the source and dead-letter topics that do not exist yet. On a fresh install
+    the archiver starts before the first event creates them (found on the real node: its
+    consumer subscribed to missing topics and archived nothing for minutes, until its next
+    metadata refresh). A broker that refuses (topics managed by an operator) is left alone;
+    one that does not answer stops the start, and the pod is restarted."""
+    if not settings.create_source_topics:
+        return
+    k = settings.kafka
+    names = [k.topic(t) for t in topics.ALL_TOPICS]
+    try:
+        created = ensure_topics(
+            make_admin(k),
+            names,
+            partitions=settings.source_partitions,
+            replication_factor=settings.replication_factor,
+            timeout_s=20.0,
+        )
+    except KafkaException as exc:
+        error = exc.args[0]
+        if error.name() in ("TOPIC_AUTHORIZATION_FAILED", "CLUSTER_AUTHORIZATION_FAILED"):
+            log.warning("source topics not created (not allowed)", reason=str(error))
+            return
+        raise SystemExit(f"cinepulse-archiver: Kafka did not answer ({error}); exiting") from exc
+    if created:
+        log.info("source topics created", topics=created, partitions=settings.source_partitions)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -27,6 +61,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = load_settings(ArchiverSettings, **overrides)
     configure_logging("archiver", settings.log_level, settings.log_json)
     record_build_info("archiver", __version__)
+    ensure_source_topics(settings)
     app = create_app(settings, loghandlers=list(logging.getLogger().handlers))
     sys.argv = [
         "cinepulse-archiver",

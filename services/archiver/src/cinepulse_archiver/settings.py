@@ -31,7 +31,17 @@ class ArchiverSettings(CinepulseSettings):
     trending_minutes: int = Field(
         15, ge=1, le=1440, description="default look-back of /counters/trending"
     )
-    replication_factor: int = Field(1, ge=1, description="of the table changelog topics")
+    replication_factor: int = Field(
+        1, ge=1, description="of the table changelog topics, and of source topics it creates"
+    )
+    create_source_topics: bool = Field(
+        True,
+        description="create the source and dead-letter topics missing at start: a consumer "
+        "subscribed to a topic that does not exist yet sees it only minutes later",
+    )
+    source_partitions: int = Field(
+        6, ge=1, description="partitions of the source topics it creates (the broker's default)"
+    )
     data_dir: Path = Field(Path("/tmp/cinepulse-archiver"), description="faust's data dir")  # noqa: S108
     session_timeout_s: float = Field(
         10.0, ge=6, le=300, description="consumer group session timeout (crash detection)"
