@@ -39,10 +39,11 @@ DEMO_ARGS ?=
 demo: ## the end-to-end demo on sample data: stack, services, TMDB load, MovieLens replay, Spark, training, reconciliation (DEMO_ARGS="--users 100" for a quicker one)
 	@$(STACK) demo $(DEMO_ARGS)
 
-test: ## unit tests, integration tests on the real local stack, the fault drills, the demo and the chart on a kwok control plane (e2e), the Airflow DAGs
+test: ## unit tests, integration tests on the real local stack, the fault drills, the images, the demo, the chart on kwok and on a real node (e2e), the Airflow DAGs
 	$(RUN) pytest tests/unit -q
 	$(RUN) pytest tests/integration -q
 	$(RUN) pytest tests/drills -q
+	@bash scripts/images.sh all
 	$(RUN) pytest tests/e2e -q
 	cd airflow && $(UV) run --frozen pytest -q
 
@@ -80,14 +81,20 @@ clean: down ## stop the stack and delete its state (.stack/); caches are kept
 	rm -rf .stack
 
 # -- container images (optional: podman, or docker with a public base; see README "Images") --
-.PHONY: images test-images
-images: ## build every container image (podman); one image: make image-<svc>, e.g. image-api
+.PHONY: images images-deps images-all test-images
+images: ## build every service's container image (podman); one image: make image-<svc>, e.g. image-api
 	@bash scripts/images.sh
+
+images-deps: ## build the chart's bundled dependencies' images: kafka, postgres, mongodb (FerretDB), prometheus, pushgateway
+	@bash scripts/images.sh deps
+
+images-all: ## build the services' and the dependencies' images
+	@bash scripts/images.sh all
 
 image-%:
 	@bash scripts/images.sh $*
 
-test-images: ## the image tests: non-root, /healthz, jobs' --help (after make images)
+test-images: ## the image tests: services (non-root, /healthz, jobs' --help) and dependencies (clients as the chart runs them)
 	$(RUN) pytest tests/images -q
 
 # -- the chart on a real control plane (kube-apiserver, controller-manager, scheduler, etcd from
@@ -107,3 +114,17 @@ kind-down: ## (Docker + kind) delete the kind cluster
 
 chart-e2e: kube-tools ## the chart on a kwok cluster: install --wait, upgrade, checks, uninstall
 	$(RUN) python -m cinepulse_devstack.kube
+
+# -- a real one-node cluster (containerd, kubelet, kube-proxy, CoreDNS); docs/operations/cluster.md --
+.PHONY: cluster-up cluster-down cluster-status cluster-e2e
+cluster-up: kube-tools ## a real single-node Kubernetes cluster on this machine (idempotent)
+	$(RUN) python -m cinepulse_devstack.cluster up
+
+cluster-down: ## stop the cluster and restore the host (sysctls, iptables, mounts, cgroups)
+	$(RUN) python -m cinepulse_devstack.cluster down
+
+cluster-status: ## one line per part of the cluster; exit 1 if any is down
+	$(RUN) python -m cinepulse_devstack.cluster status
+
+cluster-e2e: kube-tools images-all ## the chart with real pods: install, helm test, events, rolling upgrade, uninstall
+	$(RUN) python -m cinepulse_devstack.cluster.e2e

@@ -24,6 +24,18 @@ command -v prometheus-pushgateway >/dev/null || need_pkgs+=(prometheus-pushgatew
 command -v chromium >/dev/null || need_pkgs+=(chromium)
 command -v chromedriver >/dev/null || need_pkgs+=(chromium-driver)
 command -v gcc >/dev/null || need_pkgs+=(gcc libgomp1 python3-dev)
+# the real one-node cluster (make cluster-e2e, in make test) and the images it runs:
+# containerd + runc + the CNI plugins, iptables/conntrack for kube-proxy, podman +
+# debootstrap for the images, a static libc for the pause image
+command -v containerd >/dev/null || need_pkgs+=(containerd)
+command -v runc >/dev/null || need_pkgs+=(runc)
+[ -x /usr/lib/cni/bridge ] || need_pkgs+=(containernetworking-plugins)
+command -v iptables >/dev/null || need_pkgs+=(iptables)
+command -v conntrack >/dev/null || need_pkgs+=(conntrack)
+command -v podman >/dev/null || need_pkgs+=(podman)
+command -v debootstrap >/dev/null || need_pkgs+=(debootstrap)
+command -v openssl >/dev/null || need_pkgs+=(openssl)
+dpkg -s libc6-dev >/dev/null 2>&1 || need_pkgs+=(libc6-dev)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   step "apt-get install ${need_pkgs[*]}"
   $SUDO apt-get update -qq
@@ -31,7 +43,7 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
     "${need_pkgs[@]}" >/dev/null
 else
-  step "system packages present (java, mvn, postgresql-15, prometheus, pushgateway, chromium, gcc)"
+  step "system packages present (java, mvn, postgresql-15, prometheus, pushgateway, chromium, gcc, containerd, podman)"
 fi
 command -v go >/dev/null || { echo "Go 1.22+ is needed to build FerretDB: install it from go.dev or your distribution" >&2; exit 1; }
 

@@ -1,7 +1,7 @@
 """Where the local cluster lives: its addresses, ports and folders, in one place.
 
 Every address is this machine's own. The API server and the kubelet listen on
-:data:`NODE_IP`, an address of a dummy interface the cluster adds (pods cannot reach the
+:data:`NODE_IP`, an address of an interface the cluster adds (an empty bridge) (pods cannot reach the
 host's loopback, and nothing outside this machine routes to it); pods get addresses of
 :data:`POD_CIDR` on the cluster's own bridge; Services get :data:`SERVICE_CIDR`, which only
 kube-proxy's rules on this machine resolve.
@@ -16,7 +16,7 @@ from pathlib import Path
 from cinepulse_common.paths import default_cache
 
 NODE_NAME = "cinepulse-node"
-#: the dummy interface carrying NODE_IP, and the pods' bridge (names of at most 15 bytes)
+#: the interface carrying NODE_IP (a bridge without ports), and the pods' bridge (names of at most 15 bytes)
 DUMMY_IFACE = "cinepulse0"
 BRIDGE_IFACE = "cinepulse-br0"
 NODE_IP = "10.245.0.1"

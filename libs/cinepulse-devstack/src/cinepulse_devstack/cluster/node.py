@@ -197,11 +197,15 @@ class Node:
                     "--client-ca-file", str(p / "ca.crt"),
                     "--kubelet-client-certificate", str(p / "apiserver-kubelet-client.crt"),
                     "--kubelet-client-key", str(p / "apiserver-kubelet-client.key"),
+                    # the node's name resolves nowhere here: reach kubelets by address
+                    "--kubelet-preferred-address-types", "InternalIP",
                     "--service-account-issuer", "https://kubernetes.default.svc.cluster.local",
                     "--service-account-key-file", str(p / "sa.pub"),
                     "--service-account-signing-key-file", str(p / "sa.key"),
                     "--authorization-mode", "Node,RBAC",
                     "--enable-admission-plugins", "NodeRestriction",
+                    # as kubeadm does: Pod Security admission, per namespace, decides
+                    "--allow-privileged=true",
                     "--profiling=false",
                 ],
                 lambda: self._get_ok(f"{st.server}/readyz", tls=self._tls()),

@@ -1,0 +1,511 @@
+"""The chart on a real Kubernetes node (``make cluster-e2e``, ``tests/e2e/test_cluster_e2e.py``).
+
+Cluster up with the images the chart names imported; the namespace with Pod Security
+"restricted" enforced; ``helm install --wait`` with ``ci/cluster-values.yaml`` (bundled
+Kafka, PostgreSQL and MongoDB protocol from images built here, every service, Spark
+started by ``spark-submit`` from the cluster); then, against real containers: every pod
+running as a non-root user on a read-only root (Kafka's launcher excepted), the migration
+hook's tables, the Spark driver and its executor pods, ``helm test``, events posted through
+the in-cluster gateway archived in MongoDB and modelled as facts and read back through the
+api, ``helm upgrade`` rolling the gateway while events are posted (acknowledged but lost must
+be 0), ``helm uninstall`` leaving no pod; cluster down, host restored. Each step's time,
+the pods and their restarts, and the event counts go to ``results/cluster-e2e.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import yaml
+from pydantic import SecretStr
+
+from cinepulse_common.paths import repo_root
+from cinepulse_common.settings import MongoSettings
+from cinepulse_devstack import chart, cluster, kube
+from cinepulse_devstack.cluster import access, configs, images
+from cinepulse_devstack.cluster.node import Node
+from cinepulse_devstack.demo_events import count_archived, count_modelled, synthetic_events
+from cinepulse_devstack.kube import NAMESPACE, RELEASE, Report, Step, StepFailed
+from cinepulse_devstack.procs import StackError
+
+WRITE_KEYS, API_KEYS = "cinepulse-write-keys", "cinepulse-api-keys"
+#: hostPath volumes for the claims (Kafka, PostgreSQL, MongoDB, Spark's checkpoints, spare)
+VOLUMES, VOLUME_SIZE = 6, "20Gi"
+INSTALL_TIMEOUT = "15m"
+#: containers whose root filesystem the chart leaves writable, and why (README: Kafka's
+#: launcher writes its generated configuration)
+WRITABLE_ROOT = {"kafka"}
+
+
+def values_file() -> Path:
+    return chart.chart_dir() / "ci" / "cluster-values.yaml"
+
+
+def fullname(component: str) -> str:
+    return f"{RELEASE}-cinepulse-{component}"
+
+
+@dataclass
+class Traffic:
+    what: str
+    sent: int = 0
+    acknowledged: int = 0
+    archived: int = 0
+    modelled: int = 0
+    seconds: float = 0.0
+    acked_ids: list[str] = field(default_factory=list)
+
+    @property
+    def lost(self) -> int:
+        return self.acknowledged - min(self.archived, self.modelled)
+
+
+@dataclass
+class ClusterReport(Report):
+    pods: list[dict[str, Any]] = field(default_factory=list)
+    traffic: list[Traffic] = field(default_factory=list)
+
+    def markdown(self) -> str:
+        out = ["# The chart on a real Kubernetes node", "",
+               f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, `make cluster-e2e`", "",
+               "| step | seconds | result | detail |", "| --- | ---: | --- | --- |"]  # fmt: skip
+        for s in self.steps:
+            detail = s.detail.replace("|", "/").replace("\n", " ")[:400]
+            out.append(f"| {s.name} | {s.seconds:.1f} | {'ok' if s.ok else 'FAILED'} | {detail} |")
+        out += [
+            "",
+            "| pod | phase | ready | restarts | containers |",
+            "| --- | --- | --- | ---: | --- |",
+        ]
+        for p in self.pods:
+            out.append(
+                f"| {p['name']} | {p['phase']} | {p['ready']} | {p['restarts']} | {p['images']} |"
+            )
+        out += ["", "| events | sent | acknowledged | archived | modelled | acknowledged but lost | seconds |",
+                "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
+        for t in self.traffic:
+            out.append(f"| {t.what} | {t.sent} | {t.acknowledged} | {t.archived} | {t.modelled} | "
+                       f"{t.lost} | {t.seconds:.0f} |")  # fmt: skip
+        return "\n".join(out) + "\n"
+
+
+# ------------------------------------------------------------------------------ fixtures
+
+
+def render(values: Path) -> str:
+    r = chart.render([values], release=RELEASE)
+    if r.returncode:
+        raise StepFailed(f"helm template with {values.name}: {r.stderr.strip()[-2000:]}")
+    return r.stdout
+
+
+def namespace_manifest(write_key: str, api_key: str) -> str:
+    """The namespace (Pod Security "restricted" enforced), the gateway's write keys and
+    the api's keys: client ``e2e`` for this run, ``helm-test`` (internal) for helm test."""
+    return yaml.safe_dump_all(
+        [
+            {
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": {
+                    "name": NAMESPACE,
+                    "labels": {
+                        "pod-security.kubernetes.io/enforce": "restricted",
+                        "pod-security.kubernetes.io/enforce-version": "latest",
+                    },
+                },
+            },
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": WRITE_KEYS, "namespace": NAMESPACE},
+                "stringData": {"e2e": write_key, "helm-test": write_key},
+            },
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": API_KEYS, "namespace": NAMESPACE},
+                "stringData": {"e2e": api_key, "helm-test": api_key},
+            },
+        ]
+    )
+
+
+def make_volumes(node: Node) -> str:
+    root = node.layout.volumes
+    for i in range(VOLUMES):
+        d = root / f"pv-{i}"
+        d.mkdir(parents=True, exist_ok=True)
+        # hostPath volumes ignore fsGroup: the non-root databases must be able to write
+        d.chmod(0o1777)
+    node.kubectl("apply", "-f", "-", stdin=configs.pv_manifests(node.layout, VOLUMES, VOLUME_SIZE))
+    return f"{VOLUMES} hostPath PersistentVolumes in {root}"
+
+
+# ------------------------------------------------------------------------------ checks
+
+
+def pod_rows(node: Node) -> list[dict[str, Any]]:
+    rows = []
+    for p in node.get("pods", "-n", NAMESPACE):
+        statuses = p.get("status", {}).get("containerStatuses") or []
+        rows.append(
+            {
+                "name": p["metadata"]["name"],
+                "phase": p.get("status", {}).get("phase", "?"),
+                "ready": f"{sum(bool(s.get('ready')) for s in statuses)}/{len(statuses)}",
+                "restarts": sum(int(s.get("restartCount", 0)) for s in statuses),
+                "images": ", ".join(s.get("image", "?") for s in statuses),
+                "container_ids": [s.get("containerID", "") for s in statuses],
+                "containers": [s["name"] for s in statuses],
+            }
+        )
+    return rows
+
+
+def real_containers(node: Node) -> str:
+    """Every running pod's containers are containerd's, run as a non-root uid, and cannot
+    write their root filesystem (but for :data:`WRITABLE_ROOT`)."""
+    running = [p for p in pod_rows(node) if p["phase"] == "Running"]
+    if not running:
+        raise StepFailed("no running pod")
+    bad = []
+    for p in running:
+        for cid, name in zip(p["container_ids"], p["containers"], strict=True):
+            if not cid.startswith("containerd://"):
+                bad.append(f"{p['name']}/{name}: container id {cid!r}")
+                continue
+            r = node.kubectl("exec", "-n", NAMESPACE, p["name"], "-c", name, "--",
+                             "sh", "-c", "id -u; touch /.rw-probe 2>/dev/null && echo writable || echo read-only",
+                             check=False)  # fmt: skip
+            if r.returncode:
+                bad.append(f"{p['name']}/{name}: exec failed: {r.stderr.strip()[:200]}")
+                continue
+            uid, root = ([*r.stdout.split(), "?", "?"])[:2]
+            if uid == "0":
+                bad.append(f"{p['name']}/{name} runs as root")
+            if root != "read-only" and name not in WRITABLE_ROOT:
+                bad.append(f"{p['name']}/{name}: root filesystem is {root}")
+    if bad:
+        raise StepFailed("; ".join(bad))
+    n = sum(len(p["containers"]) for p in running)
+    return f"{n} containers in {len(running)} pods: containerd, non-root, read-only root (but {', '.join(sorted(WRITABLE_ROOT))})"
+
+
+def spark_pods(node: Node) -> str:
+    driver = [p for p in node.get("pods", "-n", NAMESPACE, "-l", "spark-role=driver")
+              if p["status"].get("phase") == "Running"]  # fmt: skip
+    executors = [p for p in node.get("pods", "-n", NAMESPACE, "-l", "spark-role=executor")
+                 if p["status"].get("phase") == "Running"]  # fmt: skip
+    if not driver or not executors:
+        raise StepFailed(f"Spark: {len(driver)} driver and {len(executors)} executor pods running")
+    return (f"driver {driver[0]['metadata']['name']}; executors "
+            f"{', '.join(e['metadata']['name'] for e in executors)} (created by the driver)")  # fmt: skip
+
+
+# ------------------------------------------------------------------------------ events
+
+
+def post_events(gateway: str, key: str, events: Sequence[dict[str, Any]], traffic: Traffic,
+                *, rate_per_s: float = 50, deadline_s: float = 600) -> None:  # fmt: skip
+    """POST ``events`` in batches of 10 through the service proxy; a batch that is not
+    answered (a gateway pod going away, the proxy's 502/503) or items answered
+    ``unavailable`` are sent again with the same ids, as a frontend would."""
+    t0 = time.monotonic()
+    with httpx.Client(base_url=gateway, headers={"X-Write-Key": key}, timeout=30) as http:
+        for start in range(0, len(events), 10):
+            batch = list(events[start : start + 10])
+            traffic.sent += len(batch)
+            while batch:
+                if time.monotonic() - t0 > deadline_s:
+                    raise StepFailed(f"events not acknowledged within {deadline_s:.0f}s")
+                try:
+                    r = http.post("/api/events/batch", json=batch)
+                except httpx.HTTPError:
+                    time.sleep(0.5)
+                    continue
+                if r.status_code not in (202, 503) or "results" not in r.text:
+                    if r.status_code in (401, 403, 422):
+                        raise StepFailed(f"gateway answered {r.status_code}: {r.text[:300]}")
+                    time.sleep(0.5)
+                    continue
+                again = []
+                for event, item in zip(batch, r.json()["results"], strict=True):
+                    if item["status"] == "accepted":
+                        traffic.acknowledged += 1
+                        traffic.acked_ids.append(str(item["event_id"]))
+                    elif item["status"] == "rejected":
+                        raise StepFailed(f"event rejected: {item}")
+                    else:
+                        again.append(event)
+                batch = again
+            time.sleep(max(0.0, t0 + traffic.sent / rate_per_s - time.monotonic()))
+    traffic.seconds = time.monotonic() - t0
+
+
+def fresh_events(count: int, seed: int) -> list[dict[str, Any]]:
+    """Synthetic events with ids of this run (a second run must not find the first's)."""
+    events = synthetic_events(count, seed)
+    for e in events:
+        e["event_id"] = str(uuid.uuid4())
+    return events
+
+
+@dataclass
+class Stores:
+    """The release's databases, reached through port-forwards."""
+
+    mongo: MongoSettings
+    dsn: str
+
+    def tally(self, traffic: Traffic, timeout_s: float) -> Traffic:
+        ids = traffic.acked_ids
+        deadline = time.monotonic() + timeout_s
+        while True:
+            traffic.archived = count_archived(self.mongo, ids)
+            traffic.modelled = count_modelled(self.dsn, ids)
+            if traffic.lost == 0 or time.monotonic() > deadline:
+                return traffic
+            time.sleep(3)
+
+
+# ------------------------------------------------------------------------------ the run
+
+
+def e2e(*, keep: bool = False, progress: Callable[[str], None] | None = None,
+        results: Path | None = None) -> ClusterReport:  # fmt: skip
+    report = ClusterReport()
+    say = progress or (lambda s: None)
+    node = Node()
+    values = values_file()
+    args = ["-n", NAMESPACE, "-f", str(values)]
+    write_key, api_key = secrets.token_hex(24), secrets.token_hex(24)
+
+    def step(name: str, fn: Callable[[], str]) -> None:
+        say(f"==> [cluster-e2e {time.strftime('%H:%M:%S')}] {name}")
+        t0 = time.monotonic()
+        try:
+            detail = fn()
+        except (StackError, httpx.HTTPError, psycopg.Error, KeyError, ValueError) as exc:
+            report.steps.append(Step(name, False, str(exc), time.monotonic() - t0))
+            raise
+        report.steps.append(Step(name, True, detail, time.monotonic() - t0))
+        say(f"    {detail}")
+
+    def up() -> str:
+        refs = images.images_in(render(values))
+        cluster.up(node, say=lambda s: say(f"    {s}"), extra_images=refs)
+        return f"node Ready, CoreDNS available, {len(refs)} chart images on the node"
+
+    def install() -> str:
+        err = node.helm("install", RELEASE, str(chart.chart_dir()), *args, "--wait",
+                        "--wait-for-jobs", "--timeout", INSTALL_TIMEOUT).stderr  # fmt: skip
+        return "installed" + kube._warnings(err)
+
+    def helm_test() -> str:
+        # no --logs: the test pod is deleted once it succeeds (hook-delete-policy), and helm
+        # then fails to fetch its logs; a failed pod is kept and named in helm's error
+        out = node.helm("test", RELEASE, "-n", NAMESPACE, "--timeout", "10m").stdout
+        phases = [
+            line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Phase:")
+        ]
+        if not phases or any(p != "Succeeded" for p in phases):
+            raise StepFailed(f"helm test: {out[-1500:]}")
+        return f"{len(phases)} test hooks Succeeded (an event through the gateway, read back through the api)"
+
+    def stores(forward_pg: int, forward_mongo: int) -> Stores:
+        pg = access.secret_value(node, NAMESPACE, fullname("postgresql"), "dsn")
+        mongo = access.secret_value(node, NAMESPACE, fullname("mongodb"), "url")
+        return Stores(
+            MongoSettings(url=SecretStr(access.local_url(mongo, forward_mongo))),
+            access.local_url(pg, forward_pg),
+        )
+
+    def migrations(db: Stores) -> str:
+        with psycopg.connect(db.dsn) as conn:
+            version = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+            facts = conn.execute("SELECT count(*) FROM information_schema.tables "
+                                 "WHERE table_name LIKE 'fact_%%'").fetchone()  # fmt: skip
+        if not version or not facts or not facts[0]:
+            raise StepFailed("the migration hook left no schema")
+        return f"alembic version {version[0]}, {facts[0]} fact tables"
+
+    def roundtrip(proxy: str, db: Stores) -> str:
+        gateway = access.service_url(proxy, NAMESPACE, fullname("gateway"), 8080)
+        t = Traffic("posted through the in-cluster gateway")
+        events = fresh_events(300, seed=int(time.time()))
+        post_events(gateway, write_key, events, t)
+        report.traffic.append(db.tally(t, timeout_s=300))
+        if t.lost:
+            raise StepFailed(f"{t.lost} acknowledged events not archived and modelled: "
+                             f"{t.archived} archived, {t.modelled} modelled of {t.acknowledged}")  # fmt: skip
+        api = access.service_url(proxy, NAMESPACE, fullname("api"), 8000)
+        user = str(events[0]["user_id"])
+        r = httpx.get(f"{api}/api/user_stats/{user}", headers={"X-API-Key": api_key}, timeout=30)
+        if r.status_code != 200:
+            raise StepFailed(f"api /api/user_stats/{user}: {r.status_code} {r.text[:300]}")
+        return (f"{t.acknowledged}/{t.sent} acknowledged, all archived and modelled; "
+                f"api user_stats of {user}: {r.text[:160]}")  # fmt: skip
+
+    def rolling_upgrade(proxy: str, db: Stores) -> str:
+        gateway = access.service_url(proxy, NAMESPACE, fullname("gateway"), 8080)
+        before = {p["metadata"]["name"] for p in node.get("pods", "-n", NAMESPACE, "-l",
+                  "app.kubernetes.io/component=gateway")}  # fmt: skip
+        t = Traffic("posted during helm upgrade (gateway rolled)")
+        events = fresh_events(1500, seed=int(time.time()) + 1)
+        errors: list[BaseException] = []
+
+        def send() -> None:
+            try:
+                post_events(gateway, write_key, events, t, rate_per_s=25)
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+
+        sender = threading.Thread(target=send, daemon=True)
+        sender.start()
+        time.sleep(5)
+        env = json.dumps([{"name": "CINEPULSE_E2E_ROLLOUT", "value": str(int(time.time()))}])
+        node.helm("upgrade", RELEASE, str(chart.chart_dir()), *args, "--set-json",
+                  f"gateway.extraEnv={env}", "--wait", "--timeout", INSTALL_TIMEOUT)  # fmt: skip
+        sender.join(900)
+        if errors:
+            raise StepFailed(f"sending during the upgrade: {errors[0]}")
+        after = {p["metadata"]["name"] for p in node.get("pods", "-n", NAMESPACE, "-l",
+                 "app.kubernetes.io/component=gateway")}  # fmt: skip
+        if after & before:
+            raise StepFailed(f"the gateway was not rolled: {sorted(after & before)} still there")
+        report.traffic.append(db.tally(t, timeout_s=300))
+        if t.lost:
+            raise StepFailed(f"acknowledged but lost: {t.lost} ({t.archived} archived, "
+                             f"{t.modelled} modelled of {t.acknowledged})")  # fmt: skip
+        return (f"gateway pods {sorted(before)} -> {sorted(after)}; {t.acknowledged}/{t.sent} "
+                f"acknowledged, acknowledged but lost 0")  # fmt: skip
+
+    def uninstall() -> str:
+        node.helm("uninstall", RELEASE, "-n", NAMESPACE, "--wait", "--timeout", INSTALL_TIMEOUT)
+        kube._eventually(lambda: _no_pods(node), seconds=180)
+        kept = [f"{o['kind']} {o['metadata']['name']}"
+                for o in node.get("secrets,pvc", "-n", NAMESPACE, "-l", f"app.kubernetes.io/instance={RELEASE}")]  # fmt: skip
+        return "no pod left" + (
+            f"; kept by helm.sh/resource-policy: {', '.join(kept)}" if kept else ""
+        )
+
+    try:
+        step("cluster up (containerd, kubelet, kube-proxy, CoreDNS; images imported)", up)
+        step("CRDs (Spark operator's, Prometheus operator's)", lambda: kube.apply_crds(node))
+        step("namespace, Secrets, volumes", lambda: (
+            node.kubectl("apply", "-f", "-", stdin=namespace_manifest(write_key, api_key)),
+            make_volumes(node))[1])  # fmt: skip
+        step("Pod Security enforced (control)", lambda: kube._pod_security_enforced(node))
+        step("helm install --wait (real pods)", install)
+        step(
+            "Deployments available",
+            lambda: kube._eventually(lambda: kube._deployments_available(node)),
+        )
+        step(
+            "StatefulSets ready, claims bound",
+            lambda: kube._eventually(lambda: kube._statefulsets_ready(node)),
+        )
+        step("real containers: non-root, read-only root", lambda: real_containers(node))
+        step(
+            "Spark streaming: driver and executor pods",
+            lambda: kube._eventually(lambda: spark_pods(node), seconds=300, every=5),
+        )
+        step("helm test", helm_test)
+        with (
+            access.api_proxy(node) as proxy,
+            access.port_forward(node, NAMESPACE, f"svc/{fullname('postgresql')}", 5432) as pg,
+            access.port_forward(node, NAMESPACE, f"svc/{fullname('mongodb')}", 27017) as mongo,
+        ):
+            db = stores(pg, mongo)
+            step("migrations ran (the install's Job)", lambda: migrations(db))
+            step(
+                "events: gateway -> Kafka -> MongoDB + Spark -> PostgreSQL -> api",
+                lambda: roundtrip(proxy, db),
+            )
+            step("helm upgrade rolls the gateway under load", lambda: rolling_upgrade(proxy, db))
+        report.pods = pod_rows(node)
+        if not keep:
+            step("helm uninstall", uninstall)
+    except (StackError, httpx.HTTPError, psycopg.Error, KeyError, ValueError, OSError) as exc:
+        if not report.steps or report.steps[-1].ok:
+            report.steps.append(Step("unexpected error", False, f"{type(exc).__name__}: {exc}", 0))
+        report.pods = report.pods or _safe_pods(node)
+        _dump(node, say)
+    finally:
+        if not keep:
+            t0 = time.monotonic()
+            try:
+                cluster.down(node, say=lambda s: say(f"    {s}"))
+                report.steps.append(
+                    Step("cluster down, host restored", True, "", time.monotonic() - t0)
+                )
+            except StackError as exc:
+                report.steps.append(
+                    Step("cluster down, host restored", False, str(exc), time.monotonic() - t0)
+                )
+        out = results or repo_root() / "results" / "cluster-e2e.md"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(report.markdown())
+        say(f"report: {out}")
+    return report
+
+
+def _no_pods(node: Node) -> str:
+    left = [p["metadata"]["name"] for p in node.get("pods", "-n", NAMESPACE)]
+    if left:
+        raise StepFailed(f"pods left after uninstall: {left}")
+    return "none"
+
+
+def _safe_pods(node: Node) -> list[dict[str, Any]]:
+    try:
+        return pod_rows(node)
+    except StackError:
+        return []
+
+
+def _dump(node: Node, say: Callable[[str], None]) -> None:
+    """The namespace's objects and events and the failing pods' logs, for the failure."""
+    out = node.layout.state.parent / "cinepulse-cluster-failure.txt"
+    parts = []
+    for args in (["get", "all,pvc,events", "-n", NAMESPACE, "-o", "wide"],
+                 ["get", "pods", "-A", "-o", "wide"]):  # fmt: skip
+        parts.append(node.kubectl(*args, check=False).stdout)
+    for p in _safe_pods(node):
+        ready, total = p["ready"].split("/")
+        if p["phase"] != "Running" or p["restarts"] or ready != total:
+            for c in p["containers"]:
+                r = node.kubectl(
+                    "logs", "-n", NAMESPACE, p["name"], "-c", c, "--tail=60", check=False
+                )
+                parts.append(f"--- logs {p['name']}/{c}\n{r.stdout}{r.stderr}")
+    out.write_text("\n".join(parts))
+    say(f"cluster state at the failure: {out}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    missing = cluster.missing_prerequisites()
+    if missing:
+        print("cluster-e2e cannot run; missing:\n  " + "\n  ".join(missing), file=sys.stderr)
+        return 2
+    report = e2e(keep="--keep" in args, progress=lambda s: print(s, file=sys.stderr, flush=True))
+    print(report.table())
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
