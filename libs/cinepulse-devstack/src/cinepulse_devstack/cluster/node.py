@@ -307,8 +307,22 @@ class Node:
         configs.write_all(st)
 
     def wait_node_ready(self, timeout_s: float = 120) -> str:
+        """The node registered, then Ready. ``kubectl wait`` fails at once on a node that
+        does not exist yet, and the kubelet answers its health check before it registers
+        (seen in CI: NotFound 1 s after the kubelet started)."""
+        deadline = time.monotonic() + timeout_s
+        while self.kubectl("get", f"node/{NODE_NAME}", check=False).returncode:
+            if not self.alive("kubelet"):
+                raise StackError(f"the kubelet exited:\n{procs.tail(self.log('kubelet'))}")
+            if time.monotonic() > deadline:
+                raise StepFailed(
+                    f"node {NODE_NAME} not registered within {timeout_s:g}s; kubelet log:\n"
+                    + procs.tail(self.log("kubelet"))
+                )
+            time.sleep(0.5)
+        left = max(10, int(deadline - time.monotonic()))
         self.kubectl("wait", "--for=condition=Ready", f"node/{NODE_NAME}",
-                     f"--timeout={int(timeout_s)}s", timeout=timeout_s + 10)  # fmt: skip
+                     f"--timeout={left}s", timeout=left + 10)  # fmt: skip
         return f"node {NODE_NAME} Ready"
 
     def stop(self, name: str) -> bool:
