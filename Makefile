@@ -20,8 +20,12 @@ up: ## start the local stack (Kafka, PostgreSQL, MongoDB protocol, Prometheus) a
 down: ## stop the services and the local stack; nothing is left running
 	@$(STACK) down
 
-status: ## one line per component; exits non-zero if any is down
-	@$(STACK) status
+status: ## one line per component (and per part of the real cluster when it runs); exits non-zero if any is down
+	@$(STACK) status; rc=$$?; \
+	if [ -d "$${CINEPULSE_CLUSTER_STATE:-/var/lib/cinepulse-cluster}/run" ]; then \
+	  echo "-- the real cluster (make cluster-down stops it)"; \
+	  $(RUN) python -m cinepulse_devstack.cluster status || rc=1; \
+	fi; exit $$rc
 
 env: ## print the variables that point services at the local stack
 	@$(STACK) env
