@@ -3,7 +3,8 @@
 # kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, and the node's kubelet
 # and kube-proxy (a wrapper module around k8s.io/kubernetes, whose go.mod replaces its
 # staging modules with local paths), etcd (a wrapper around go.etcd.io/etcd/server/v3), kwok
-# and kwokctl (the fake-node cluster), CoreDNS (the real cluster's DNS; plain `go install`).
+# and kwokctl (the fake-node cluster), CoreDNS (the real cluster's DNS; plain `go install`),
+# the Prometheus operator, its config reloader and Prometheus (wrapper modules, like etcd).
 # Nothing else is downloaded: kwokctl is always given the path of every binary (see
 # cinepulse_devstack.kube), and the real node runs these binaries (cinepulse_devstack.cluster).
 #
@@ -14,6 +15,9 @@
 # 15 min of CPU (12 min user, 3 min sys), peak 1.9 GB resident, with other work sharing the
 # cores (load 6-9); under heavier load (11-13) the Kubernetes binaries alone took 33 min.
 # With a warm Go build cache and no binaries: 2.5 min. Everything stamped: under a second.
+# The Prometheus operator and its reloader alone: 7 min wall (425 s, downloading its modules
+# included), 5.8 min of CPU, at load 3-6 (its client-go v0.33 shares little with Kubernetes');
+# Prometheus after it: 5.7 min wall (342 s), 7.8 min of CPU.
 # It adds about 1 GB to the Go module cache and 3.7 GB to the Go build cache.
 #
 #   bash scripts/k8s-tools.sh           build what is missing
@@ -24,6 +28,9 @@ K8S_VERSION="v1.34.4"             # k8s.io/kubernetes; staging modules at v0.34.
 ETCD_VERSION="v3.6.4"             # the etcd Kubernetes 1.34 pins (go.mod of k8s.io/kubernetes)
 KWOK_VERSION="v0.8.0"             # sigs.k8s.io/kwok: kwok (controller) and kwokctl
 COREDNS_VERSION="v1.14.7"         # github.com/coredns/coredns: the real cluster's DNS
+PROMOP_VERSION="v0.85.0"          # github.com/prometheus-operator/prometheus-operator
+PROMETHEUS_VERSION="v3.5.0"       # the Prometheus the operator runs on the real node...
+PROMETHEUS_MODULE="v0.305.0"      # ...as github.com/prometheus/prometheus numbers it
 
 CACHE="${CINEPULSE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/cinepulse}"
 BIN="$CACHE/bin/k8s"
@@ -42,7 +49,9 @@ missing=()
 for pair in kube-apiserver:$K8S_VERSION kube-controller-manager:$K8S_VERSION \
             kube-scheduler:$K8S_VERSION kubectl:$K8S_VERSION kubelet:$K8S_VERSION \
             kube-proxy:$K8S_VERSION etcd:$ETCD_VERSION kwok:$KWOK_VERSION \
-            kwokctl:$KWOK_VERSION coredns:$COREDNS_VERSION; do
+            kwokctl:$KWOK_VERSION coredns:$COREDNS_VERSION \
+            prometheus-operator:$PROMOP_VERSION prometheus-config-reloader:$PROMOP_VERSION \
+            prometheus:$PROMETHEUS_VERSION; do
   stamp_ok "${pair%%:*}" "${pair#*:}" || missing+=("${pair%%:*}")
 done
 if [ "$CHECK" = 1 ]; then
@@ -176,6 +185,63 @@ if ! stamp_ok coredns "$COREDNS_VERSION"; then
   step "built coredns in $((SECONDS - t0))s"
 else
   step "coredns $COREDNS_VERSION present"
+fi
+
+# -- Prometheus operator and config reloader (the real node reads the chart's monitors) -----
+# The module's go.mod replaces pkg/apis/monitoring and pkg/client with ./ paths, so `go install`
+# refuses it; replace directives only apply in the main module, so a wrapper requiring the
+# operator resolves the published submodules (same version) instead. The CRDs come from the
+# same module (cinepulse_devstack.cluster.monitoring applies example/prometheus-operator-crd).
+if ! stamp_ok prometheus-operator "$PROMOP_VERSION" \
+    || ! stamp_ok prometheus-config-reloader "$PROMOP_VERSION"; then
+  mod="$WORK/prometheus-operator-$PROMOP_VERSION"
+  pkg=github.com/prometheus-operator/prometheus-operator
+  mkdir -p "$mod"
+  printf 'module cinepulse.local/prometheus-operator\n\ngo 1.24.0\n\nrequire %s %s\n' \
+    "$pkg" "$PROMOP_VERSION" > "$mod/go.mod"
+  printf '//go:build tools\n\npackage tools\n\nimport (\n\t_ "%s/cmd/operator"\n\t_ "%s/cmd/prometheus-config-reloader"\n)\n' \
+    "$pkg" "$pkg" > "$mod/tools.go"
+  t0=$SECONDS
+  step "go build prometheus-operator, prometheus-config-reloader $PROMOP_VERSION (wrapper module; cold: about 7 min)"
+  (cd "$mod" && nice -n 19 go mod tidy >/dev/null)
+  # the operator's Makefile stamps prometheus/common's version package: `--version` and the
+  # build_info metric report it
+  ldflags="-s -w -X github.com/prometheus/common/version.Version=${PROMOP_VERSION#v}"
+  (cd "$mod" && nice -n 19 go build "${P_FLAG[@]}" -trimpath -ldflags "$ldflags" \
+      -o "$BIN/prometheus-operator" "$pkg/cmd/operator" \
+    && nice -n 19 go build "${P_FLAG[@]}" -trimpath -ldflags "$ldflags" \
+      -o "$BIN/prometheus-config-reloader" "$pkg/cmd/prometheus-config-reloader")
+  stamp prometheus-operator "$PROMOP_VERSION"
+  stamp prometheus-config-reloader "$PROMOP_VERSION"
+  step "built prometheus-operator, prometheus-config-reloader in $((SECONDS - t0))s"
+else
+  step "prometheus-operator, prometheus-config-reloader $PROMOP_VERSION present"
+fi
+
+# -- Prometheus (the server the operator runs on the real node) ------------------------------
+# Debian's prometheus package is built without Kubernetes service discovery (its config
+# parser refuses kubernetes_sd_configs), which every ServiceMonitor and PodMonitor needs.
+# Upstream's build from the module proxy has it; the module's go.mod excludes and replaces
+# (go install refuses it), so a wrapper module with the same replace. Module versions are
+# v0.<minor>.<patch> for Prometheus 3.<minor/100>...: v0.305.0 is Prometheus 3.5.0 (the LTS
+# the operator's module itself requires). No web UI assets (they need npm): the API is enough.
+if ! stamp_ok prometheus "$PROMETHEUS_VERSION"; then
+  mod="$WORK/prometheus-$PROMETHEUS_VERSION"
+  pkg=github.com/prometheus/prometheus
+  mkdir -p "$mod"
+  printf 'module cinepulse.local/prometheus\n\ngo 1.24.0\n\nrequire %s %s\n\nreplace github.com/fsnotify/fsnotify v1.8.0 => github.com/fsnotify/fsnotify v1.7.0\n' \
+    "$pkg" "$PROMETHEUS_MODULE" > "$mod/go.mod"
+  printf '//go:build tools\n\npackage tools\n\nimport _ "%s/cmd/prometheus"\n' "$pkg" > "$mod/tools.go"
+  t0=$SECONDS
+  step "go build prometheus $PROMETHEUS_VERSION ($pkg@$PROMETHEUS_MODULE, wrapper module)"
+  (cd "$mod" && nice -n 19 go mod tidy >/dev/null)
+  ldflags="-s -w -X github.com/prometheus/common/version.Version=${PROMETHEUS_VERSION#v}"
+  (cd "$mod" && nice -n 19 go build "${P_FLAG[@]}" -trimpath -tags netgo -ldflags "$ldflags" \
+      -o "$BIN/prometheus" "$pkg/cmd/prometheus")
+  stamp prometheus "$PROMETHEUS_VERSION"
+  step "built prometheus in $((SECONDS - t0))s: $("$BIN/prometheus" --version 2>&1 | head -1)"
+else
+  step "prometheus $PROMETHEUS_VERSION present"
 fi
 
 # CPU time of the builds (children's user and sys): the part of the wall time that does not

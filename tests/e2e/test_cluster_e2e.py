@@ -1,5 +1,6 @@
 """The chart on a real Kubernetes node (containerd, kubelet, kube-proxy, CoreDNS; our
-images; docs/operations/cluster.md): install with real pods, helm test, events end to end,
+images; docs/operations/cluster.md): install with real pods, helm test, the real Prometheus
+operator scraping the chart's monitors and loading its rules, events end to end,
 a rolling upgrade under load with nothing acknowledged lost, uninstall, then the host as it
 was. About 10 minutes warm. It fails, never skips, when something it needs is missing:
 ``make setup`` and ``make images-all`` provide everything."""
@@ -36,11 +37,13 @@ def test_every_step_succeeds(report: e2e.ClusterReport) -> None:
 @pytest.mark.parametrize(
     "step",
     [
+        "Prometheus operator and Prometheus",
         "Pod Security enforced (control)",
         "helm install --wait (real pods)",
         "real containers: non-root, read-only root",
         "Spark streaming: driver and executor pods",
         "helm test",
+        "Prometheus scrapes every Cinepulse target; rules loaded",
         "migrations ran (the install's Job)",
         "events: gateway -> Kafka -> MongoDB + Spark -> PostgreSQL -> api",
         "helm upgrade rolls the gateway under load",

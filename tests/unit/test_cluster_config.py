@@ -1,6 +1,7 @@
 """The local cluster's generated pieces, without starting anything: certificates (each
 component's identity, the API server's names), containerd's, the CNI's and the kubelet's
-configuration, the CoreDNS manifests, and which images a rendered chart names."""
+configuration, the CoreDNS manifests, the Prometheus operator's manifests and scrape pools,
+and which images a rendered chart names."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cinepulse_devstack.cluster import configs, images, pki
+from cinepulse_devstack.cluster import configs, images, monitoring, netpol, pki
 from cinepulse_devstack.cluster.layout import (
     DNS_SERVICE_IP,
     KUBERNETES_SERVICE_IP,
@@ -125,3 +126,90 @@ def test_images_in_a_rendered_manifest() -> None:
         ]
     )  # fmt: skip
     assert images.images_in(manifest) == ["a:1", "b:2", "c:3"]
+
+
+@pytest.fixture
+def operator_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A stand-in for the operator's module: its example ClusterRoles."""
+    rbac = tmp_path / "example" / "rbac"
+    for sub, name in [("prometheus-operator", "prometheus-operator-cluster-role.yaml"),
+                      ("prometheus", "prometheus-cluster-role.yaml")]:  # fmt: skip
+        (rbac / sub).mkdir(parents=True)
+        (rbac / sub / name).write_text(
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\n"
+            "metadata: {name: upstream, namespace: default}\n"
+            "rules: [{apiGroups: [''], resources: [pods], verbs: [list]}]\n"
+        )
+    monkeypatch.setattr(monitoring, "module_dir", lambda: tmp_path)
+    return tmp_path
+
+
+def test_the_operator_and_prometheus_run_restricted_and_read_everything(
+    operator_module: Path,
+) -> None:
+    docs = list(yaml.safe_load_all(monitoring.manifests("op:1", "reloader:1", "prom:3.5.0")))
+    by_kind = {d["kind"]: d for d in docs}
+    ns = by_kind["Namespace"]["metadata"]["labels"]
+    assert ns["pod-security.kubernetes.io/enforce"] == "restricted"
+    pod = by_kind["Deployment"]["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    (c,) = pod["containers"]
+    assert (
+        c["imagePullPolicy"] == "Never" and "--prometheus-config-reloader=reloader:1" in c["args"]
+    )
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    spec = by_kind["Prometheus"]["spec"]
+    assert spec["version"] == "v3.5.0"
+    assert spec["image"] == "prom:3.5.0"
+    for kind in ("serviceMonitor", "podMonitor", "rule"):
+        assert spec[f"{kind}Selector"] == {} and spec[f"{kind}NamespaceSelector"] == {}
+    roles = [d["metadata"]["name"] for d in docs if d["kind"] == "ClusterRole"]
+    assert roles == ["cinepulse:prometheus-operator", "cinepulse:prometheus"]
+    for b in (d for d in docs if d["kind"] == "ClusterRoleBinding"):
+        assert b["subjects"][0]["namespace"] == monitoring.MONITORING_NS
+
+
+def test_scrape_pools_of_the_monitors() -> None:
+    monitors = [
+        {"kind": "ServiceMonitor", "metadata": {"namespace": "ns", "name": "api"},
+         "spec": {"endpoints": [{"port": "http"}, {"port": "admin"}]}},
+        {"kind": "PodMonitor", "metadata": {"namespace": "ns", "name": "spark"},
+         "spec": {"podMetricsEndpoints": [{"port": "metrics"}]}},
+    ]  # fmt: skip
+    assert monitoring.expected_pools(monitors) == {
+        "serviceMonitor/ns/api/0",
+        "serviceMonitor/ns/api/1",
+        "podMonitor/ns/spark/0",
+    }
+
+
+def test_the_reloader_is_where_the_operator_starts_it() -> None:
+    # the operator's pod spec runs /bin/prometheus-config-reloader (pkg/operator/config_reloader.go)
+    assert (
+        images.SCRATCH_BINARIES["prometheus-config-reloader"][1]
+        == "/bin/prometheus-config-reloader"
+    )
+
+
+def test_network_policies_evaluated_like_an_enforcing_cni() -> None:
+    pod = {
+        "metadata": {"name": "api-1", "namespace": "cinepulse", "labels": {"c": "api"}},
+        "spec": {"containers": [{"ports": [{"name": "http", "containerPort": 8000}]}]},
+    }
+    deny = {"spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}}
+    metrics = {"spec": {
+        "podSelector": {"matchExpressions": [{"key": "c", "operator": "In", "values": ["api"]}]},
+        "ingress": [
+            {"ports": [{"port": "http"}], "from": [{"namespaceSelector": {"matchLabels": {"team": "obs"}}}]},
+            {"ports": [{"port": 9000, "endPort": 9010}], "from": [{"podSelector": {}}]},
+        ]}}  # fmt: skip
+    prom = netpol.Peer("monitoring", {"team": "obs"}, {"app": "prometheus"}, "10.244.0.9")
+    other = netpol.Peer("default", {}, {}, "10.244.0.10")
+    neighbour = netpol.Peer("cinepulse", {}, {}, "10.244.0.11")
+    assert netpol.admits([], pod, 8000, other)  # selected by no policy: not isolated
+    assert not netpol.admits([deny], pod, 8000, prom)
+    assert netpol.admits([deny, metrics], pod, 8000, prom)  # the named port
+    assert not netpol.admits([deny, metrics], pod, 8000, other)
+    assert not netpol.admits([deny, metrics], pod, 8001, prom)
+    assert netpol.admits([deny, metrics], pod, 9005, neighbour)  # podSelector: own namespace
+    assert not netpol.admits([deny, metrics], pod, 9005, prom)

@@ -413,9 +413,11 @@ def _objects_accepted(c: ClusterClient, manifests: str) -> str:
     return ", ".join(got)
 
 
-def apply_crds(c: ClusterClient) -> str:
-    """The CRDs the chart's custom resources need (``../shared/k8s-crds``)."""
-    files = sorted(crds_dir().glob("*.yaml"))
+def apply_crds(c: ClusterClient, files: Sequence[Path] | None = None) -> str:
+    """The CRDs the chart's custom resources need: ``files``, by default those of
+    ``../shared/k8s-crds`` (the real node applies the Prometheus operator's own instead of
+    that folder's monitoring CRDs: :func:`cinepulse_devstack.cluster.monitoring.crd_files`)."""
+    files = sorted(crds_dir().glob("*.yaml")) if files is None else list(files)
     if not files:
         raise StepFailed(f"no CRDs in {crds_dir()}")
     c.kubectl(

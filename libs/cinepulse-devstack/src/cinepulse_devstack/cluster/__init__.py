@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from cinepulse_devstack.cluster import configs, images
-from cinepulse_devstack.cluster.layout import NODE_NAME, PAUSE_IMAGE, Layout
+from cinepulse_devstack.cluster.layout import NODE_NAME, Layout
 from cinepulse_devstack.cluster.node import Node, missing_prerequisites
 
 __all__ = ["Layout", "Node", "down", "missing_prerequisites", "status", "up"]
@@ -36,7 +36,8 @@ def _step(say: Say, what: str) -> float:
 
 
 def up(node: Node | None = None, *, say: Say = print, extra_images: Iterable[str] = ()) -> Node:
-    """Start (or check) every part; import the sandbox, CoreDNS and ``extra_images``."""
+    """Start (or check) every part; import the cluster's own images (sandbox, CoreDNS, the
+    Prometheus operator's) and ``extra_images``."""
     node = node or Node()
     t_all = _step(say, "prerequisites, host record, certificates, configs")
     node.prepare(say)
@@ -47,7 +48,7 @@ def up(node: Node | None = None, *, say: Say = print, extra_images: Iterable[str
     _step(say, "containerd, then the images (no registry: podman save -> ctr import)")
     node.start(daemons["containerd"], say)
     images.build_own_images(say)
-    refs = [PAUSE_IMAGE, images.coredns_image(), *extra_images]
+    refs = [*images.own_images(), *extra_images]
     n = images.import_images(node.layout, refs, node.ctr, say)
     say(f"{len(refs)} images on the node ({n} imported now)")
     _step(say, "kubelet, kube-proxy")

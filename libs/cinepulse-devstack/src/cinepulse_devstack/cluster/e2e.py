@@ -5,11 +5,13 @@ Cluster up with the images the chart names imported; the namespace with Pod Secu
 Kafka, PostgreSQL and MongoDB protocol from images built here, every service, Spark
 started by ``spark-submit`` from the cluster); then, against real containers: every pod
 running as a non-root user on a read-only root (Kafka's launcher excepted), the migration
-hook's tables, the Spark driver and its executor pods, ``helm test``, events posted through
-the in-cluster gateway archived in MongoDB and modelled as facts and read back through the
-api, ``helm upgrade`` rolling the gateway while events are posted (acknowledged but lost must
-be 0), ``helm uninstall`` leaving no pod; cluster down, host restored. Each step's time,
-the pods and their restarts, and the event counts go to ``results/cluster-e2e.md``.
+hook's tables, the Spark driver and its executor pods, ``helm test``, the real Prometheus
+operator's Prometheus scraping every target of the chart's monitors with the chart's rules
+loaded (:mod:`.monitoring`), events posted through the in-cluster gateway archived in
+MongoDB and modelled as facts and read back through the api, ``helm upgrade`` rolling the
+gateway while events are posted (acknowledged but lost must be 0), ``helm uninstall``
+leaving no pod; cluster down, host restored. Each step's time, the pods and their
+restarts, and the event counts go to ``results/cluster-e2e.md``.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from pydantic import SecretStr
 from cinepulse_common.paths import repo_root
 from cinepulse_common.settings import MongoSettings
 from cinepulse_devstack import chart, cluster, kube
-from cinepulse_devstack.cluster import access, configs, images
+from cinepulse_devstack.cluster import access, configs, images, monitoring
 from cinepulse_devstack.cluster.node import Node
 from cinepulse_devstack.demo_events import count_archived, count_modelled, synthetic_events
 from cinepulse_devstack.kube import NAMESPACE, RELEASE, Report, Step, StepFailed
@@ -404,7 +406,9 @@ def e2e(*, keep: bool = False, progress: Callable[[str], None] | None = None,
 
     try:
         step("cluster up (containerd, kubelet, kube-proxy, CoreDNS; images imported)", up)
-        step("CRDs (Spark operator's, Prometheus operator's)", lambda: kube.apply_crds(node))
+        step("CRDs (Spark operator's, Prometheus operator's)",
+             lambda: kube.apply_crds(node, monitoring.crd_files()))  # fmt: skip
+        step("Prometheus operator and Prometheus", lambda: monitoring.install(node))
         step("namespace, Secrets, volumes", lambda: (
             node.kubectl("apply", "-f", "-", stdin=namespace_manifest(write_key, api_key)),
             make_volumes(node))[1])  # fmt: skip
@@ -424,6 +428,8 @@ def e2e(*, keep: bool = False, progress: Callable[[str], None] | None = None,
             lambda: kube._eventually(lambda: spark_pods(node), seconds=300, every=5),
         )
         step("helm test", helm_test)
+        step("Prometheus scrapes every Cinepulse target; rules loaded",
+             lambda: monitoring.check(node))  # fmt: skip
         with (
             access.api_proxy(node) as proxy,
             access.port_forward(node, NAMESPACE, f"svc/{fullname('postgresql')}", 5432) as pg,

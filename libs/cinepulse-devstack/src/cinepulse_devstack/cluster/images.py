@@ -2,8 +2,9 @@
 imported into containerd's ``k8s.io`` namespace, where the kubelet finds them
 (``imagePullPolicy: IfNotPresent`` or ``Never``: nothing is ever pulled).
 
-The cluster builds two images of its own: the sandbox image (``images/pause/pause.c``,
-static) and CoreDNS (the binary scripts/k8s-tools.sh builds), each FROM scratch. The
+The cluster builds images of its own, each FROM scratch: the sandbox image
+(``images/pause/pause.c``, static), CoreDNS, the Prometheus operator, its config reloader
+and Prometheus (static Go binaries scripts/k8s-tools.sh builds). The
 project's images come from ``make images`` / ``make images-deps``. An image is imported
 again only when podman's image id for its reference changed (a stamp per reference).
 """
@@ -20,7 +21,14 @@ from pathlib import Path
 import yaml
 
 from cinepulse_common.paths import default_cache, repo_root
-from cinepulse_devstack.cluster.layout import COREDNS_IMAGE_REPO, PAUSE_IMAGE, Layout
+from cinepulse_devstack.cluster.layout import (
+    CONFIG_RELOADER_IMAGE_REPO,
+    COREDNS_IMAGE_REPO,
+    PAUSE_IMAGE,
+    PROMETHEUS_IMAGE_REPO,
+    PROMETHEUS_OPERATOR_IMAGE_REPO,
+    Layout,
+)
 from cinepulse_devstack.kube import bin_dir
 from cinepulse_devstack.procs import StackError, require_tool
 
@@ -55,23 +63,52 @@ def image_id(ref: str) -> str | None:
     return r.stdout.strip() or None if r.returncode == 0 else None
 
 
+#: the Go binaries run FROM scratch: binary (in bin_dir(), with its version stamp), image
+#: repository, path in the image (the operator starts the reloader as
+#: /bin/prometheus-config-reloader, as upstream's image has it), user (no /etc/passwd: uids)
+SCRATCH_BINARIES = {
+    "coredns": (COREDNS_IMAGE_REPO, "/coredns", "65532:65532"),
+    "prometheus-operator": (PROMETHEUS_OPERATOR_IMAGE_REPO, "/bin/operator", "65534:65534"),
+    "prometheus-config-reloader": (
+        CONFIG_RELOADER_IMAGE_REPO,
+        "/bin/prometheus-config-reloader",
+        "65534:65534",
+    ),
+    # not images/deps/prometheus: Debian's build has no Kubernetes service discovery
+    "prometheus": (PROMETHEUS_IMAGE_REPO, "/bin/prometheus", "65534:65534"),
+}
+
+
+def binary_image(binary: str) -> str:
+    """The image reference of a :data:`SCRATCH_BINARIES` binary, tagged with its build's
+    version: a rebuilt binary of another version gets a new image."""
+    version = (bin_dir() / f".{binary}.version").read_text().strip()
+    return f"{SCRATCH_BINARIES[binary][0]}:{version.lstrip('v')}"
+
+
 def coredns_image() -> str:
-    version = (bin_dir() / ".coredns.version").read_text().strip()
-    return f"{COREDNS_IMAGE_REPO}:{version.lstrip('v')}"
+    return binary_image("coredns")
 
 
-def _build_scratch(ref: str, binary: Path, entry: str, user: str) -> None:
+def own_images() -> list[str]:
+    """Every image the cluster builds itself, for the node to import."""
+    return [PAUSE_IMAGE, *(binary_image(b) for b in SCRATCH_BINARIES)]
+
+
+def _build_scratch(ref: str, binary: Path, path: str, user: str) -> None:
+    name = path.rsplit("/", 1)[1]
     with tempfile.TemporaryDirectory() as ctx:
-        (Path(ctx) / entry).write_bytes(binary.read_bytes())
-        (Path(ctx) / entry).chmod(0o755)
+        (Path(ctx) / name).write_bytes(binary.read_bytes())
+        (Path(ctx) / name).chmod(0o755)
         (Path(ctx) / "Containerfile").write_text(
-            f'FROM scratch\nCOPY {entry} /{entry}\nUSER {user}\nENTRYPOINT ["/{entry}"]\n'
+            f'FROM scratch\nCOPY {name} {path}\nUSER {user}\nENTRYPOINT ["{path}"]\n'
         )
         podman("build", "--quiet", "--tag", ref, ctx)
 
 
 def build_own_images(say: Say) -> list[str]:
-    """The pause and CoreDNS images, built when podman does not have them yet."""
+    """The pause image and those of :data:`SCRATCH_BINARIES`, built when podman does not
+    have them yet."""
     built = []
     if image_id(PAUSE_IMAGE) is None:
         gcc = require_tool("gcc", "apt-get install gcc libc6-dev")
@@ -85,12 +122,13 @@ def build_own_images(say: Say) -> list[str]:
                 raise StackError(
                     f"gcc -static pause.c: {r.stderr.strip()} (apt-get install libc6-dev)"
                 )
-            _build_scratch(PAUSE_IMAGE, out, "pause", "65535:65535")
+            _build_scratch(PAUSE_IMAGE, out, "/pause", "65535:65535")
         built.append(PAUSE_IMAGE)
-    dns = coredns_image()
-    if image_id(dns) is None:
-        _build_scratch(dns, bin_dir() / "coredns", "coredns", "65532:65532")
-        built.append(dns)
+    for binary, (_, path, user) in SCRATCH_BINARIES.items():
+        ref = binary_image(binary)
+        if image_id(ref) is None:
+            _build_scratch(ref, bin_dir() / binary, path, user)
+            built.append(ref)
     if built:
         say(f"built {', '.join(built)} (FROM scratch, podman)")
     return built

@@ -35,6 +35,10 @@ KUBE_PROXY_METRICS_PORT, KUBE_PROXY_HEALTHZ_PORT = 10249, 10256
 #: the sandbox ("pause") and DNS images the cluster builds itself (no registry here)
 PAUSE_IMAGE = "localhost/cinepulse/pause:1.0"
 COREDNS_IMAGE_REPO = "localhost/cinepulse/coredns"
+#: the Prometheus operator's images, built FROM scratch like CoreDNS (cluster.monitoring)
+PROMETHEUS_OPERATOR_IMAGE_REPO = "localhost/cinepulse/prometheus-operator"
+CONFIG_RELOADER_IMAGE_REPO = "localhost/cinepulse/prometheus-config-reloader"
+PROMETHEUS_IMAGE_REPO = "localhost/cinepulse/prometheus-server"
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,9 @@ NODE_BINARIES = (
     "kube-proxy",
     "kubectl",
     "coredns",
+    "prometheus-operator",
+    "prometheus-config-reloader",
+    "prometheus",
 )
 #: Debian packages of the node and what each provides
 HOST_PACKAGES = {
