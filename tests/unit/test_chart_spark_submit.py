@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -440,3 +441,27 @@ def test_impossible_spark_values_are_refused(set_values: list[str], message: str
     r = chart.render([DEFAULT], [*SUBMIT, *set_values])
     assert r.returncode != 0
     assert message in r.stderr
+
+
+def test_each_spark_driver_env_satisfies_the_jobs_settings(
+    submit_docs: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The settings class loads from exactly the env the chart gives each driver: the
+    aggregates' pods get no Kafka settings (the real node's demo found them refused:
+    ``CINEPULSE_KAFKA: Field required``), the stream's do."""
+    from cinepulse_spark_jobs.settings import SparkJobsSettings
+
+    workloads = {d["metadata"]["labels"]["app.kubernetes.io/component"]: d
+                 for d in _spark_workloads(submit_docs)}  # fmt: skip
+    assert set(workloads) == {"spark-stream", "spark-aggregates"}
+    for component, workload in workloads.items():
+        for name in [k for k in os.environ if k.startswith("CINEPULSE_")]:
+            monkeypatch.delenv(name)
+        container = _driver_pod(workload)["spec"]["containers"][0]
+        for e in container["env"]:
+            if e["name"].startswith("CINEPULSE_"):
+                # a Secret's value: any well-formed one
+                value = e.get("value", "postgresql://u:p@db:5432/cinepulse")
+                monkeypatch.setenv(e["name"], value)
+        settings = SparkJobsSettings()
+        assert (settings.kafka is not None) == (component == "spark-stream"), component

@@ -59,6 +59,10 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = load_settings(SparkJobsSettings)
     configure_logging("spark-jobs", settings.log_level, settings.log_json)
+    if args.job == "stream" and settings.kafka is None:
+        print("cinepulse-spark-jobs stream: CINEPULSE_KAFKA__BOOTSTRAP_SERVERS is not set "
+              "(the streaming job reads Kafka)", file=sys.stderr)  # fmt: skip
+        return 2
     from cinepulse_spark_jobs.session import make_spark
 
     try:

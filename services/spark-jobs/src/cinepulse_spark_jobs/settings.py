@@ -16,7 +16,9 @@ def _default_jars_dir() -> Path:
 
 
 class SparkJobsSettings(CinepulseSettings):
-    kafka: KafkaSettings
+    #: the streaming job's source; the aggregates read only PostgreSQL, and the chart gives
+    #: their pods no Kafka settings (nor a NetworkPolicy rule to reach it)
+    kafka: KafkaSettings | None = None
     postgres: PostgresSettings
     master: str = Field(
         "local[2]", description="Spark master; empty under spark-submit (the operator's)"

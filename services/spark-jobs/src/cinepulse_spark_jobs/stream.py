@@ -178,6 +178,8 @@ def _source(
     spark: SparkSession, settings: SparkJobsSettings, names: list[str], max_offsets: int
 ) -> DataFrame:
     k = settings.kafka
+    if k is None:  # __main__ refuses to start the stream without it
+        raise ValueError("the streaming job needs Kafka settings (CINEPULSE_KAFKA__*)")
     return (
         spark.readStream.format("kafka")
         .option("kafka.bootstrap.servers", k.bootstrap_servers)
