@@ -40,8 +40,15 @@ services: up ## start the services (event gateway, archiver) next to the stack
 	@$(STACK) up --services
 
 DEMO_ARGS ?=
-demo: ## the end-to-end demo on sample data: stack, services, TMDB load, MovieLens replay, Spark, training, reconciliation (DEMO_ARGS="--users 100" for a quicker one)
+CLUSTER ?=
+demo: $(if $(filter kind,$(CLUSTER)),,$(if $(CLUSTER),kube-tools images-all)) ## the end-to-end demo on sample data: stack, services, TMDB load, MovieLens replay, Spark, training, reconciliation (DEMO_ARGS="--users 100" for a quicker one; CLUSTER=1: installed by the chart on the real local node, CLUSTER=kind: on kind)
+ifeq ($(CLUSTER),kind)
+	@DEMO_ARGS="$(DEMO_ARGS)" bash scripts/kind.sh demo
+else ifneq ($(CLUSTER),)
+	$(RUN) python -m cinepulse_devstack.cluster.demo $(DEMO_ARGS)
+else
 	@$(STACK) demo $(DEMO_ARGS)
+endif
 
 test: ## unit tests, integration tests on the real local stack, the fault drills, the images, the demo, the chart on kwok and on a real node (e2e), the Airflow DAGs
 	$(RUN) pytest tests/unit -q
@@ -107,10 +114,10 @@ test-images: ## the image tests: services (non-root, /healthz, jobs' --help) and
 kube-tools: ## build kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, etcd, kwok (cached)
 	@bash scripts/k8s-tools.sh
 
-kind-up: ## (Docker + kind) a kind cluster with the images, the Spark and Prometheus operators and the chart
+kind-up: ## (Docker + kind) build, then a kind cluster with the chart's images (the local node's steps, provider kind)
 	@bash scripts/kind.sh up
 
-kind-e2e: ## (Docker + kind) helm test and every Deployment available on the kind cluster
+kind-e2e: ## (Docker + kind) build, then the real-node e2e on kind (install, helm test, monitors, events, upgrade, demo steps, uninstall)
 	@bash scripts/kind.sh e2e
 
 kind-down: ## (Docker + kind) delete the kind cluster
@@ -121,7 +128,7 @@ chart-e2e: kube-tools ## the chart on a kwok cluster: install --wait, upgrade, c
 
 # -- a real one-node cluster (containerd, kubelet, kube-proxy, CoreDNS); docs/operations/cluster.md --
 .PHONY: cluster-up cluster-down cluster-status cluster-e2e
-cluster-up: kube-tools ## a real single-node Kubernetes cluster on this machine (idempotent)
+cluster-up: kube-tools images-all ## a real single-node Kubernetes cluster on this machine with the chart's images (idempotent)
 	$(RUN) python -m cinepulse_devstack.cluster up
 
 cluster-down: ## stop the cluster and restore the host (sysctls, iptables, mounts, cgroups)
@@ -130,5 +137,5 @@ cluster-down: ## stop the cluster and restore the host (sysctls, iptables, mount
 cluster-status: ## one line per part of the cluster; exit 1 if any is down
 	$(RUN) python -m cinepulse_devstack.cluster status
 
-cluster-e2e: kube-tools images-all ## the chart with real pods: install, helm test, events, rolling upgrade, uninstall
+cluster-e2e: kube-tools images-all ## the chart with real pods: install, helm test, events, rolling upgrade, the demo's steps, uninstall
 	$(RUN) python -m cinepulse_devstack.cluster.e2e

@@ -17,7 +17,9 @@
 # Expects from scripts/images-common.sh: step, die, engine, image_size, BUILD_ARGS,
 # BASE_IMAGE, CACHE, STAGE, LOGS.
 
-DEPS_REPO="localhost/${CINEPULSE_IMAGE_REPO:-cinepulse}"
+# always under localhost/ (as podman names local images; kind.sh passes localhost/cinepulse)
+DEPS_REPO="${CINEPULSE_IMAGE_REPO:-cinepulse}"
+DEPS_REPO="localhost/${DEPS_REPO#localhost/}"
 
 # one pin per version: the local stack's settings, read without its Python environment
 stack_setting() {

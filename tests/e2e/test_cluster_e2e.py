@@ -37,7 +37,7 @@ def test_every_step_succeeds(report: e2e.ClusterReport) -> None:
 @pytest.mark.parametrize(
     "step",
     [
-        "Prometheus operator and Prometheus",
+        "Prometheus operator and Prometheus (CRDs: Spark's, Prometheus')",
         "Pod Security enforced (control)",
         "helm install --wait (real pods)",
         "real containers: non-root, read-only root",
@@ -47,6 +47,7 @@ def test_every_step_succeeds(report: e2e.ClusterReport) -> None:
         "migrations ran (the install's Job)",
         "events: gateway -> Kafka -> MongoDB + Spark -> PostgreSQL -> api",
         "helm upgrade rolls the gateway under load",
+        "the demo's steps: TMDB Job, replay, aggregates, training, reconciliation",
         "helm uninstall",
         "cluster down, host restored",
     ],

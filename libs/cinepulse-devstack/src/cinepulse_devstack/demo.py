@@ -65,6 +65,8 @@ class DemoReport:
     sent: SendResult = field(default_factory=SendResult)
     movies_loaded: bool = False
     landed: int = 0
+    #: acknowledged ids found in MongoDB (the demo on a cluster counts them itself)
+    acked_archived: int = 0
     reconcile: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
     targets: list[tuple[str, str, str]] = field(default_factory=list)
@@ -362,6 +364,13 @@ Where to look
     print("Prometheus targets")
     for name, health, err in r.targets:
         print(f"  {name:<16} {health}{'  ' + err if err else ''}")
+    print_summary(r)
+    print(f'env for your shell: eval "$({shlex.join(["make", "-s", "env"])})"')
+
+
+def print_summary(r: DemoReport) -> None:
+    """The event counts, the reconciliation's verdict, the model and the timings (the demo
+    on local processes and the demo on a cluster)."""
     counts = r.reconcile.get("counts", {})
     diffs = r.reconcile.get("differences", {})
     rows: list[tuple[str, object]] = [
@@ -397,4 +406,3 @@ Where to look
         print(f"\nRecommender: training {t.get('status')}: {t.get('reason')}")
     timings = ", ".join(f"{k} {v:.0f}s" for k, v in r.timings.items())
     print(f"\ntimings: {timings}")
-    print(f'env for your shell: eval "$({shlex.join(["make", "-s", "env"])})"')

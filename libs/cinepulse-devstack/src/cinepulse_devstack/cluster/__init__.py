@@ -22,10 +22,20 @@ import time
 from collections.abc import Callable, Iterable
 
 from cinepulse_devstack.cluster import configs, images
+from cinepulse_devstack.cluster.client import KubeClient
 from cinepulse_devstack.cluster.layout import NODE_NAME, Layout
 from cinepulse_devstack.cluster.node import Node, missing_prerequisites
 
-__all__ = ["Layout", "Node", "down", "missing_prerequisites", "status", "up"]
+__all__ = [
+    "KubeClient",
+    "Layout",
+    "Node",
+    "client",
+    "down",
+    "missing_prerequisites",
+    "status",
+    "up",
+]
 
 Say = Callable[[str], None]
 
@@ -33,6 +43,17 @@ Say = Callable[[str], None]
 def _step(say: Say, what: str) -> float:
     say(f"==> [cluster {time.strftime('%H:%M:%S')}] {what}")
     return time.monotonic()
+
+
+def client(provider: str = "local") -> KubeClient:
+    """The cluster of a node provider: ``local`` (this machine's node) or ``kind``."""
+    if provider == "kind":
+        from cinepulse_devstack.cluster.kind import Kind
+
+        return Kind()
+    if provider != "local":
+        raise ValueError(f"unknown node provider {provider!r} (local, kind)")
+    return Node()
 
 
 def up(node: Node | None = None, *, say: Say = print, extra_images: Iterable[str] = ()) -> Node:
@@ -49,7 +70,7 @@ def up(node: Node | None = None, *, say: Say = print, extra_images: Iterable[str
     node.start(daemons["containerd"], say)
     images.build_own_images(say)
     refs = [*images.own_images(), *extra_images]
-    n = images.import_images(node.layout, refs, node.ctr, say)
+    n = node.load_images(refs, say)
     say(f"{len(refs)} images on the node ({n} imported now)")
     _step(say, "kubelet, kube-proxy")
     node.start(daemons["kubelet"], say)

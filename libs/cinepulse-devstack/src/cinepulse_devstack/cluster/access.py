@@ -14,14 +14,14 @@ import time
 from collections.abc import Iterator
 from urllib.parse import urlsplit, urlunsplit
 
-from cinepulse_devstack.cluster.node import Node
+from cinepulse_devstack.cluster.client import KubeClient
 from cinepulse_devstack.procs import StackError
 
 
 @contextlib.contextmanager
-def _kubectl_listening(node: Node, args: list[str], pattern: str) -> Iterator[int]:
+def _kubectl_listening(node: KubeClient, args: list[str], pattern: str) -> Iterator[int]:
     proc = subprocess.Popen(
-        [node._bin("kubectl"), *args],
+        [node.tool("kubectl"), *args],
         env=node.env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -50,7 +50,7 @@ def _kubectl_listening(node: Node, args: list[str], pattern: str) -> Iterator[in
 
 
 @contextlib.contextmanager
-def api_proxy(node: Node) -> Iterator[str]:
+def api_proxy(node: KubeClient) -> Iterator[str]:
     """``http://127.0.0.1:<port>``: the API server, authenticated as the admin."""
     args = ["proxy", "--port=0", "--address=127.0.0.1"]
     with _kubectl_listening(node, args, r"127\.0\.0\.1:(\d+)") as port:
@@ -63,14 +63,14 @@ def service_url(proxy: str, namespace: str, service: str, port: int) -> str:
 
 
 @contextlib.contextmanager
-def port_forward(node: Node, namespace: str, target: str, port: int) -> Iterator[int]:
+def port_forward(node: KubeClient, namespace: str, target: str, port: int) -> Iterator[int]:
     """A loopback port forwarded to ``target`` (``svc/NAME`` or ``pod/NAME``) ``port``."""
     args = ["port-forward", "-n", namespace, target, f":{port}", "--address=127.0.0.1"]
     with _kubectl_listening(node, args, r"127\.0\.0\.1:(\d+) ->") as local:
         yield local
 
 
-def secret_value(node: Node, namespace: str, name: str, key: str) -> str:
+def secret_value(node: KubeClient, namespace: str, name: str, key: str) -> str:
     out = node.kubectl("get", "secret", "-n", namespace, name, "-o", "json").stdout
     data = json.loads(out).get("data") or {}
     if key not in data:

@@ -16,8 +16,8 @@ restarts, and the event counts go to ``results/cluster-e2e.md``.
 
 from __future__ import annotations
 
+import argparse
 import json
-import secrets
 import sys
 import threading
 import time
@@ -29,33 +29,21 @@ from typing import Any
 
 import httpx
 import psycopg
-import yaml
 from pydantic import SecretStr
 
 from cinepulse_common.paths import repo_root
 from cinepulse_common.settings import MongoSettings
 from cinepulse_devstack import chart, cluster, kube
-from cinepulse_devstack.cluster import access, configs, images, monitoring
-from cinepulse_devstack.cluster.node import Node
+from cinepulse_devstack import demo as local_demo
+from cinepulse_devstack.cluster import access, demo, monitoring, release
+from cinepulse_devstack.cluster.client import KubeClient
 from cinepulse_devstack.cluster.traffic import Stores, Traffic, fresh_events, post_events
 from cinepulse_devstack.kube import NAMESPACE, RELEASE, Report, Step, StepFailed
 from cinepulse_devstack.procs import StackError
 
-WRITE_KEYS, API_KEYS = "cinepulse-write-keys", "cinepulse-api-keys"
-#: hostPath volumes for the claims (Kafka, PostgreSQL, MongoDB, Spark's checkpoints, spare)
-VOLUMES, VOLUME_SIZE = 6, "20Gi"
-INSTALL_TIMEOUT = "15m"
 #: containers whose root filesystem the chart leaves writable, and why (README: Kafka's
 #: launcher writes its generated configuration)
 WRITABLE_ROOT = {"kafka"}
-
-
-def values_file() -> Path:
-    return chart.chart_dir() / "ci" / "cluster-values.yaml"
-
-
-def fullname(component: str) -> str:
-    return f"{RELEASE}-cinepulse-{component}"
 
 
 @dataclass
@@ -87,63 +75,10 @@ class ClusterReport(Report):
         return "\n".join(out) + "\n"
 
 
-# ------------------------------------------------------------------------------ fixtures
-
-
-def render(values: Path) -> str:
-    r = chart.render([values], release=RELEASE)
-    if r.returncode:
-        raise StepFailed(f"helm template with {values.name}: {r.stderr.strip()[-2000:]}")
-    return r.stdout
-
-
-def namespace_manifest(write_key: str, api_key: str) -> str:
-    """The namespace (Pod Security "restricted" enforced), the gateway's write keys and
-    the api's keys: client ``e2e`` for this run, ``helm-test`` (internal) for helm test."""
-    return yaml.safe_dump_all(
-        [
-            {
-                "apiVersion": "v1",
-                "kind": "Namespace",
-                "metadata": {
-                    "name": NAMESPACE,
-                    "labels": {
-                        "pod-security.kubernetes.io/enforce": "restricted",
-                        "pod-security.kubernetes.io/enforce-version": "latest",
-                    },
-                },
-            },
-            {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": {"name": WRITE_KEYS, "namespace": NAMESPACE},
-                "stringData": {"e2e": write_key, "helm-test": write_key},
-            },
-            {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": {"name": API_KEYS, "namespace": NAMESPACE},
-                "stringData": {"e2e": api_key, "helm-test": api_key},
-            },
-        ]
-    )
-
-
-def make_volumes(node: Node) -> str:
-    root = node.layout.volumes
-    for i in range(VOLUMES):
-        d = root / f"pv-{i}"
-        d.mkdir(parents=True, exist_ok=True)
-        # hostPath volumes ignore fsGroup: the non-root databases must be able to write
-        d.chmod(0o1777)
-    node.kubectl("apply", "-f", "-", stdin=configs.pv_manifests(node.layout, VOLUMES, VOLUME_SIZE))
-    return f"{VOLUMES} hostPath PersistentVolumes in {root}"
-
-
 # ------------------------------------------------------------------------------ checks
 
 
-def pod_rows(node: Node) -> list[dict[str, Any]]:
+def pod_rows(node: KubeClient) -> list[dict[str, Any]]:
     rows = []
     for p in node.get("pods", "-n", NAMESPACE):
         statuses = p.get("status", {}).get("containerStatuses") or []
@@ -161,7 +96,7 @@ def pod_rows(node: Node) -> list[dict[str, Any]]:
     return rows
 
 
-def real_containers(node: Node) -> str:
+def real_containers(node: KubeClient) -> str:
     """Every running pod's containers are containerd's, run as a non-root uid, and cannot
     write their root filesystem (but for :data:`WRITABLE_ROOT`)."""
     running = [p for p in pod_rows(node) if p["phase"] == "Running"]
@@ -190,7 +125,7 @@ def real_containers(node: Node) -> str:
     return f"{n} containers in {len(running)} pods: containerd, non-root, read-only root (but {', '.join(sorted(WRITABLE_ROOT))})"
 
 
-def spark_pods(node: Node) -> str:
+def spark_pods(node: KubeClient) -> str:
     driver = [p for p in node.get("pods", "-n", NAMESPACE, "-l", "spark-role=driver")
               if p["status"].get("phase") == "Running"]  # fmt: skip
     executors = [p for p in node.get("pods", "-n", NAMESPACE, "-l", "spark-role=executor")
@@ -205,13 +140,16 @@ def spark_pods(node: Node) -> str:
 
 
 def e2e(*, keep: bool = False, progress: Callable[[str], None] | None = None,
-        results: Path | None = None) -> ClusterReport:  # fmt: skip
+        results: Path | None = None, provider: str = "local",
+        demo_opts: local_demo.DemoOptions | None = None) -> ClusterReport:  # fmt: skip
     report = ClusterReport()
     say = progress or (lambda s: None)
-    node = Node()
-    values = values_file()
-    args = ["-n", NAMESPACE, "-f", str(values)]
-    write_key, api_key = secrets.token_hex(24), secrets.token_hex(24)
+    node = cluster.client(provider)
+    args = ["-n", NAMESPACE, "-f", str(release.values_file())]
+    keys = release.keys(node, demo.TMDB_TOKEN)
+    write_key, api_key = keys.write, keys.api
+    demo_opts = demo_opts or local_demo.DemoOptions(users=20, rate=300, synthetic_default=1500,
+                                              land_timeout_s=600)  # fmt: skip
 
     def step(name: str, fn: Callable[[], str]) -> None:
         say(f"==> [cluster-e2e {time.strftime('%H:%M:%S')}] {name}")
@@ -223,16 +161,6 @@ def e2e(*, keep: bool = False, progress: Callable[[str], None] | None = None,
             raise
         report.steps.append(Step(name, True, detail, time.monotonic() - t0))
         say(f"    {detail}")
-
-    def up() -> str:
-        refs = images.images_in(render(values))
-        cluster.up(node, say=lambda s: say(f"    {s}"), extra_images=refs)
-        return f"node Ready, CoreDNS available, {len(refs)} chart images on the node"
-
-    def install() -> str:
-        err = node.helm("install", RELEASE, str(chart.chart_dir()), *args, "--wait",
-                        "--wait-for-jobs", "--timeout", INSTALL_TIMEOUT).stderr  # fmt: skip
-        return "installed" + kube._warnings(err)
 
     def helm_test() -> str:
         # no --logs: the test pod is deleted once it succeeds (hook-delete-policy), and helm
@@ -246,8 +174,8 @@ def e2e(*, keep: bool = False, progress: Callable[[str], None] | None = None,
         return f"{len(phases)} test hooks Succeeded (an event through the gateway, read back through the api)"
 
     def stores(forward_pg: int, forward_mongo: int) -> Stores:
-        pg = access.secret_value(node, NAMESPACE, fullname("postgresql"), "dsn")
-        mongo = access.secret_value(node, NAMESPACE, fullname("mongodb"), "url")
+        pg = access.secret_value(node, NAMESPACE, release.fullname("postgresql"), "dsn")
+        mongo = access.secret_value(node, NAMESPACE, release.fullname("mongodb"), "url")
         return Stores(
             MongoSettings(url=SecretStr(access.local_url(mongo, forward_mongo))),
             access.local_url(pg, forward_pg),
@@ -263,7 +191,7 @@ def e2e(*, keep: bool = False, progress: Callable[[str], None] | None = None,
         return f"alembic version {version[0]}, {facts[0]} fact tables"
 
     def roundtrip(proxy: str, db: Stores) -> str:
-        gateway = access.service_url(proxy, NAMESPACE, fullname("gateway"), 8080)
+        gateway = access.service_url(proxy, NAMESPACE, release.fullname("gateway"), 8080)
         t = Traffic("posted through the in-cluster gateway")
         events = fresh_events(300, seed=int(time.time()))
         post_events(gateway, write_key, events, t)
@@ -271,7 +199,7 @@ def e2e(*, keep: bool = False, progress: Callable[[str], None] | None = None,
         if t.lost:
             raise StepFailed(f"{t.lost} acknowledged events not archived and modelled: "
                              f"{t.archived} archived, {t.modelled} modelled of {t.acknowledged}")  # fmt: skip
-        api = access.service_url(proxy, NAMESPACE, fullname("api"), 8000)
+        api = access.service_url(proxy, NAMESPACE, release.fullname("api"), 8000)
         user = str(events[0]["user_id"])
         r = httpx.get(f"{api}/api/user_stats/{user}", headers={"X-API-Key": api_key}, timeout=30)
         if r.status_code != 200:
@@ -280,7 +208,7 @@ def e2e(*, keep: bool = False, progress: Callable[[str], None] | None = None,
                 f"api user_stats of {user}: {r.text[:160]}")  # fmt: skip
 
     def rolling_upgrade(proxy: str, db: Stores) -> str:
-        gateway = access.service_url(proxy, NAMESPACE, fullname("gateway"), 8080)
+        gateway = access.service_url(proxy, NAMESPACE, release.fullname("gateway"), 8080)
         before = {p["metadata"]["name"] for p in node.get("pods", "-n", NAMESPACE, "-l",
                   "app.kubernetes.io/component=gateway")}  # fmt: skip
         t = Traffic("posted during helm upgrade (gateway rolled)")
@@ -298,7 +226,7 @@ def e2e(*, keep: bool = False, progress: Callable[[str], None] | None = None,
         time.sleep(5)
         env = json.dumps([{"name": "CINEPULSE_E2E_ROLLOUT", "value": str(int(time.time()))}])
         node.helm("upgrade", RELEASE, str(chart.chart_dir()), *args, "--set-json",
-                  f"gateway.extraEnv={env}", "--wait", "--timeout", INSTALL_TIMEOUT)  # fmt: skip
+                  f"gateway.extraEnv={env}", "--wait", "--timeout", release.INSTALL_TIMEOUT)  # fmt: skip
         sender.join(900)
         if errors:
             raise StepFailed(f"sending during the upgrade: {errors[0]}")
@@ -314,7 +242,9 @@ def e2e(*, keep: bool = False, progress: Callable[[str], None] | None = None,
                 f"acknowledged, acknowledged but lost 0")  # fmt: skip
 
     def uninstall() -> str:
-        node.helm("uninstall", RELEASE, "-n", NAMESPACE, "--wait", "--timeout", INSTALL_TIMEOUT)
+        node.helm(
+            "uninstall", RELEASE, "-n", NAMESPACE, "--wait", "--timeout", release.INSTALL_TIMEOUT
+        )
         kube._eventually(lambda: _no_pods(node), seconds=180)
         kept = [f"{o['kind']} {o['metadata']['name']}"
                 for o in node.get("secrets,pvc", "-n", NAMESPACE, "-l", f"app.kubernetes.io/instance={RELEASE}")]  # fmt: skip
@@ -323,15 +253,13 @@ def e2e(*, keep: bool = False, progress: Callable[[str], None] | None = None,
         )
 
     try:
-        step("cluster up (containerd, kubelet, kube-proxy, CoreDNS; images imported)", up)
-        step("CRDs (Spark operator's, Prometheus operator's)",
-             lambda: kube.apply_crds(node, monitoring.crd_files()))  # fmt: skip
-        step("Prometheus operator and Prometheus", lambda: monitoring.install(node))
-        step("namespace, Secrets, volumes", lambda: (
-            node.kubectl("apply", "-f", "-", stdin=namespace_manifest(write_key, api_key)),
-            make_volumes(node))[1])  # fmt: skip
+        step("cluster up (containerd, kubelet, kube-proxy, CoreDNS; images imported)",
+             lambda: release.cluster_up(node, lambda s: say(f"    {s}")))  # fmt: skip
+        step("Prometheus operator and Prometheus (CRDs: Spark's, Prometheus')",
+             lambda: release.operators(node))  # fmt: skip
+        step("namespace, Secrets, volumes", lambda: release.namespace(node, keys))
         step("Pod Security enforced (control)", lambda: kube._pod_security_enforced(node))
-        step("helm install --wait (real pods)", install)
+        step("helm install --wait (real pods)", lambda: release.install(node))
         step(
             "Deployments available",
             lambda: kube._eventually(lambda: kube._deployments_available(node)),
@@ -350,8 +278,12 @@ def e2e(*, keep: bool = False, progress: Callable[[str], None] | None = None,
              lambda: monitoring.check(node))  # fmt: skip
         with (
             access.api_proxy(node) as proxy,
-            access.port_forward(node, NAMESPACE, f"svc/{fullname('postgresql')}", 5432) as pg,
-            access.port_forward(node, NAMESPACE, f"svc/{fullname('mongodb')}", 27017) as mongo,
+            access.port_forward(
+                node, NAMESPACE, f"svc/{release.fullname('postgresql')}", 5432
+            ) as pg,
+            access.port_forward(
+                node, NAMESPACE, f"svc/{release.fullname('mongodb')}", 27017
+            ) as mongo,
         ):
             db = stores(pg, mongo)
             step("migrations ran (the install's Job)", lambda: migrations(db))
@@ -360,6 +292,8 @@ def e2e(*, keep: bool = False, progress: Callable[[str], None] | None = None,
                 lambda: roundtrip(proxy, db),
             )
             step("helm upgrade rolls the gateway under load", lambda: rolling_upgrade(proxy, db))
+        step("the demo's steps: TMDB Job, replay, aggregates, training, reconciliation",
+             lambda: demo_steps(node, demo_opts, keys, report, say))  # fmt: skip
         report.pods = pod_rows(node)
         if not keep:
             step("helm uninstall", uninstall)
@@ -372,7 +306,7 @@ def e2e(*, keep: bool = False, progress: Callable[[str], None] | None = None,
         if not keep:
             t0 = time.monotonic()
             try:
-                cluster.down(node, say=lambda s: say(f"    {s}"))
+                node.tear_down(lambda s: say(f"    {s}"))
                 report.steps.append(
                     Step("cluster down, host restored", True, "", time.monotonic() - t0)
                 )
@@ -387,23 +321,41 @@ def e2e(*, keep: bool = False, progress: Callable[[str], None] | None = None,
     return report
 
 
-def _no_pods(node: Node) -> str:
+def demo_steps(node: KubeClient, opts: local_demo.DemoOptions, keys: release.Keys,
+               report: ClusterReport, say: Callable[[str], None]) -> str:  # fmt: skip
+    """The demo on the cluster's steps (:func:`.demo.run_steps`) on the e2e's release: the
+    chart's CronJobs run as Jobs, MovieLens through the gateway, nothing acknowledged lost."""
+    r = demo.run_steps(node, opts, keys, lambda s: say(f"    {s}"))
+    report.traffic.append(Traffic(f"the demo's replay ({r.source.split(',')[0]})", r.sent.sent,
+                                  r.sent.accepted, r.acked_archived, r.landed, r.sent.seconds))  # fmt: skip
+    counts, training = r.reconcile.get("counts", {}), r.training
+    if r.lost or r.reconcile.get("exit") != 0:
+        raise StepFailed(f"acknowledged but lost {r.lost}; reconciliation {r.reconcile}")
+    if not r.movies_loaded or training.get("status") not in ("published", "rejected"):
+        raise StepFailed(f"movies loaded: {r.movies_loaded}; training: {training}")
+    return (f"{r.sent.accepted:,}/{r.sent.sent:,} acknowledged, {r.landed:,} facts or quarantined, "
+            f"reconciled ({counts.get('kafka_records')} Kafka records, {counts.get('archived')} "
+            f"archived, {counts.get('facts')} facts); model {training.get('version')} "
+            f"{training.get('status')}; {', '.join(f'{k} {v:.0f}s' for k, v in r.timings.items())}")  # fmt: skip
+
+
+def _no_pods(node: KubeClient) -> str:
     left = [p["metadata"]["name"] for p in node.get("pods", "-n", NAMESPACE)]
     if left:
         raise StepFailed(f"pods left after uninstall: {left}")
     return "none"
 
 
-def _safe_pods(node: Node) -> list[dict[str, Any]]:
+def _safe_pods(node: KubeClient) -> list[dict[str, Any]]:
     try:
         return pod_rows(node)
     except StackError:
         return []
 
 
-def _dump(node: Node, say: Callable[[str], None]) -> None:
+def _dump(node: KubeClient, say: Callable[[str], None]) -> None:
     """The namespace's objects and events and the failing pods' logs, for the failure."""
-    out = node.layout.state.parent / "cinepulse-cluster-failure.txt"
+    out = node.failure_file()
     parts = []
     for args in (["get", "all,pvc,events", "-n", NAMESPACE, "-o", "wide"],
                  ["get", "pods", "-A", "-o", "wide"]):  # fmt: skip
@@ -422,11 +374,16 @@ def _dump(node: Node, say: Callable[[str], None]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    missing = cluster.missing_prerequisites()
+    missing = [] if "kind" in args else cluster.missing_prerequisites()
     if missing:
         print("cluster-e2e cannot run; missing:\n  " + "\n  ".join(missing), file=sys.stderr)
         return 2
-    report = e2e(keep="--keep" in args, progress=lambda s: print(s, file=sys.stderr, flush=True))
+    p = argparse.ArgumentParser(prog="cinepulse-cluster-e2e", description=__doc__)
+    p.add_argument("--provider", choices=("local", "kind"), default="local")
+    p.add_argument("--keep", action="store_true", help="leave the release and cluster up")
+    opts = p.parse_args(args)
+    report = e2e(keep=opts.keep, provider=opts.provider,
+                 progress=lambda s: print(s, file=sys.stderr, flush=True))  # fmt: skip
     print(report.table())
     return 0 if report.ok else 1
 

@@ -35,31 +35,33 @@ from cinepulse_devstack.procs import StackError, require_tool
 Say = Callable[[str], None]
 
 
-def podman(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    exe = require_tool("podman", "apt-get install podman runc")
-    env = dict(os.environ)
-    if "CONTAINERS_CONF" not in env:
-        # this VM's hybrid cgroups: no default ulimits (scripts/images.sh does the same)
-        conf = default_cache() / "images" / "containers.conf"
-        conf.parent.mkdir(parents=True, exist_ok=True)
-        if not conf.exists():
-            conf.write_text("[containers]\ndefault_ulimits = []\n")
-        env["CONTAINERS_CONF"] = str(conf)
-    r = subprocess.run(
-        [exe, "--runtime", "runc", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        env=env,
-        timeout=1800,
-    )
+def engine_name() -> str:
+    """podman, or docker for a kind cluster (CINEPULSE_IMAGE_ENGINE, as scripts/images.sh)."""
+    return os.environ.get("CINEPULSE_IMAGE_ENGINE", "podman")
+
+
+def engine(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """The image engine's CLI (podman and docker take the same commands used here)."""
+    name = engine_name()
+    exe = require_tool(name, "apt-get install podman runc" if name == "podman" else "docker")
+    env, argv = dict(os.environ), [exe, *args]
+    if name == "podman":
+        argv = [exe, "--runtime", "runc", *args]
+        if "CONTAINERS_CONF" not in env:
+            # this VM's hybrid cgroups: no default ulimits (scripts/images.sh does the same)
+            conf = default_cache() / "images" / "containers.conf"
+            conf.parent.mkdir(parents=True, exist_ok=True)
+            if not conf.exists():
+                conf.write_text("[containers]\ndefault_ulimits = []\n")
+            env["CONTAINERS_CONF"] = str(conf)
+    r = subprocess.run(argv, capture_output=True, text=True, check=False, env=env, timeout=1800)
     if check and r.returncode:
-        raise StackError(f"podman {' '.join(args[:2])}: {(r.stderr or r.stdout).strip()[-1500:]}")
+        raise StackError(f"{name} {' '.join(args[:2])}: {(r.stderr or r.stdout).strip()[-1500:]}")
     return r
 
 
 def image_id(ref: str) -> str | None:
-    r = podman("image", "inspect", "--format", "{{.Id}}", ref, check=False)
+    r = engine("image", "inspect", "--format", "{{.Id}}", ref, check=False)
     return r.stdout.strip() or None if r.returncode == 0 else None
 
 
@@ -103,14 +105,15 @@ def _build_scratch(ref: str, binary: Path, path: str, user: str) -> None:
         (Path(ctx) / "Containerfile").write_text(
             f'FROM scratch\nCOPY {name} {path}\nUSER {user}\nENTRYPOINT ["{path}"]\n'
         )
-        podman("build", "--quiet", "--tag", ref, ctx)
+        engine("build", "--quiet", "--tag", ref, ctx)
 
 
-def build_own_images(say: Say) -> list[str]:
-    """The pause image and those of :data:`SCRATCH_BINARIES`, built when podman does not
-    have them yet."""
+def build_own_images(say: Say, binaries: Iterable[str] = SCRATCH_BINARIES, *,
+                     pause: bool = True) -> list[str]:  # fmt: skip
+    """The pause image (a node of ours needs it; kind's has its own) and those of
+    ``binaries``, built when the engine does not have them yet."""
     built = []
-    if image_id(PAUSE_IMAGE) is None:
+    if pause and image_id(PAUSE_IMAGE) is None:
         gcc = require_tool("gcc", "apt-get install gcc libc6-dev")
         with tempfile.TemporaryDirectory() as d:
             out = Path(d) / "pause"
@@ -124,13 +127,14 @@ def build_own_images(say: Say) -> list[str]:
                 )
             _build_scratch(PAUSE_IMAGE, out, "/pause", "65535:65535")
         built.append(PAUSE_IMAGE)
-    for binary, (_, path, user) in SCRATCH_BINARIES.items():
+    for binary in binaries:
+        _, path, user = SCRATCH_BINARIES[binary]
         ref = binary_image(binary)
         if image_id(ref) is None:
             _build_scratch(ref, bin_dir() / binary, path, user)
             built.append(ref)
     if built:
-        say(f"built {', '.join(built)} (FROM scratch, podman)")
+        say(f"built {', '.join(built)} (FROM scratch, {engine_name()})")
     return built
 
 
@@ -160,13 +164,13 @@ def import_images(
             continue
         with tempfile.TemporaryDirectory(dir=layout.state) as d:
             archive = Path(d) / "image.tar"
-            podman("save", "--format", "docker-archive", "--output", str(archive), ref)
+            engine("save", "--format", "docker-archive", "--output", str(archive), ref)
             r = ctr("images", "import", str(archive))
             if r.returncode:
                 raise StackError(f"ctr images import {ref}: {(r.stderr or r.stdout).strip()}")
         stamps[ref] = iid
         stamps_path.write_text(json.dumps(stamps, indent=1))
-        size = podman("image", "inspect", "--format", "{{.Size}}", ref).stdout.strip()
+        size = engine("image", "inspect", "--format", "{{.Size}}", ref).stdout.strip()
         say(f"imported {ref} ({int(size) / 1e6:.0f} MB)")
         n += 1
     return n

@@ -30,7 +30,7 @@ import yaml
 
 from cinepulse_devstack import kube
 from cinepulse_devstack.cluster import access, images, netpol
-from cinepulse_devstack.cluster.node import Node
+from cinepulse_devstack.cluster.client import KubeClient
 from cinepulse_devstack.kube import NAMESPACE, StepFailed, bin_dir
 from cinepulse_devstack.procs import require_tool
 
@@ -193,12 +193,12 @@ def manifests(operator_image: str, reloader_image: str, prometheus_image: str) -
     return yaml.safe_dump_all(docs, sort_keys=False)
 
 
-def install(node: Node) -> str:
+def install(node: KubeClient) -> str:
     """The operator and one Prometheus, applied; returns once Prometheus is Available."""
     operator, reloader, prometheus = (images.binary_image(b) for b in
                                       ("prometheus-operator", "prometheus-config-reloader", "prometheus"))  # fmt: skip
     # cluster.up imported them (images.own_images); again here for a node up before
-    images.import_images(node.layout, [operator, reloader, prometheus], node.ctr, lambda s: None)
+    node.load_images([operator, reloader, prometheus], lambda s: None)
     node.kubectl("apply", "--server-side", "--field-manager=cinepulse-e2e", "-f", "-",
                  stdin=manifests(operator, reloader, prometheus))  # fmt: skip
     try:
@@ -215,7 +215,7 @@ def install(node: Node) -> str:
             f"({', '.join(containers)})")  # fmt: skip
 
 
-def _seen(node: Node) -> str:
+def _seen(node: KubeClient) -> str:
     """What the monitoring namespace looks like, for a failed install."""
     parts = [node.kubectl("get", "prometheus,statefulsets,pods", "-n", MONITORING_NS, "-o", "wide",
                           check=False).stdout]  # fmt: skip
@@ -270,7 +270,7 @@ def targets_up(prometheus: str, pools: set[str]) -> list[dict[str, Any]]:
     return ours
 
 
-def policies_admit(node: Node, targets: list[dict[str, Any]]) -> int:
+def policies_admit(node: KubeClient, targets: list[dict[str, Any]]) -> int:
     """The release's NetworkPolicies would let this Prometheus pod in to each target's pod
     and port (not enforced on this node: :mod:`.netpol` evaluates them); their number."""
     policies = node.get("networkpolicies", "-n", NAMESPACE)
@@ -318,7 +318,7 @@ def rules_ok(prometheus: str, rules: list[dict[str, Any]]) -> tuple[int, int]:
     return n_groups, n_rules
 
 
-def check(node: Node) -> str:
+def check(node: KubeClient) -> str:
     """Prometheus scrapes every target of the chart's monitors in the release's namespace
     and has loaded the chart's rules; retried for :data:`CHECK_SECONDS`."""
     monitors = node.get("servicemonitors,podmonitors", "-n", NAMESPACE)

@@ -10,21 +10,20 @@ cluster's state folder. CoreDNS and everything else run as pods.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import ssl
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 
-from cinepulse_devstack import chart, procs
+from cinepulse_devstack import procs
 from cinepulse_devstack.cluster import configs, host, pki
+from cinepulse_devstack.cluster.client import KubeClient
 from cinepulse_devstack.cluster.layout import (
     APISERVER_PORT,
     CLUSTER_CIDR,
@@ -90,13 +89,56 @@ def missing_prerequisites() -> list[str]:
     return missing
 
 
-class Node:
+class Node(KubeClient):
+    """This machine as the cluster's one node."""
+
+    provider = "local"
+    #: hostPath volumes for the claims (Kafka, PostgreSQL, MongoDB, Spark's checkpoints, spare)
+    VOLUMES, VOLUME_SIZE = 6, "20Gi"
+
     def __init__(self, layout: Layout | None = None) -> None:
         self.layout = layout or Layout.default()
 
-    # -- helpers ------------------------------------------------------------------------
-    def _bin(self, name: str) -> str:
+    # -- the provider's calls (client.KubeClient) ------------------------------------------
+    def kubeconfig(self) -> Path:
+        return self.layout.kubeconfig("admin")
+
+    def tool(self, name: str) -> str:
         return str(bin_dir() / name)
+
+    def bring_up(self, images: Iterable[str], say: Say) -> None:
+        from cinepulse_devstack import cluster
+
+        cluster.up(self, say=say, extra_images=images)
+
+    def tear_down(self, say: Say) -> None:
+        from cinepulse_devstack import cluster
+
+        cluster.down(self, say=say)
+
+    def load_images(self, refs: Iterable[str], say: Say) -> int:
+        from cinepulse_devstack.cluster import images
+
+        return images.import_images(self.layout, list(refs), self.ctr, say)
+
+    def provide_storage(self) -> str:
+        root = self.layout.volumes
+        for i in range(self.VOLUMES):
+            d = root / f"pv-{i}"
+            d.mkdir(parents=True, exist_ok=True)
+            # hostPath volumes ignore fsGroup: the non-root databases must be able to write
+            d.chmod(0o1777)
+        manifests = configs.pv_manifests(self.layout, self.VOLUMES, self.VOLUME_SIZE)
+        self.kubectl("apply", "-f", "-", stdin=manifests)
+        return f"{self.VOLUMES} hostPath PersistentVolumes in {root}"
+
+    def host_address(self) -> str:
+        return NODE_IP
+
+    def failure_file(self) -> Path:
+        return self.layout.state.parent / "cinepulse-cluster-failure.txt"
+
+    # -- helpers ------------------------------------------------------------------------
 
     def pidfile(self, name: str) -> Path:
         return self.layout.run / f"{name}.pid"
@@ -106,46 +148,6 @@ class Node:
 
     def alive(self, name: str) -> bool:
         return procs.pid_alive(procs.read_pid(self.pidfile(name)))
-
-    def env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env["KUBECONFIG"] = str(self.layout.kubeconfig("admin"))
-        return env
-
-    def kubectl(
-        self, *args: str, stdin: str | None = None, timeout: float = 120, check: bool = True
-    ) -> subprocess.CompletedProcess[str]:
-        r = subprocess.run(
-            [self._bin("kubectl"), *args],
-            input=stdin,
-            env=self.env(),
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=timeout,
-        )
-        if check and r.returncode:
-            raise StepFailed(f"kubectl {' '.join(args[:3])}: {(r.stderr or r.stdout).strip()}")
-        return r
-
-    def get(self, *args: str) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = json.loads(self.kubectl("get", *args, "-o", "json").stdout)[
-            "items"
-        ]
-        return items
-
-    def helm(self, *args: str, timeout: float = 1200) -> subprocess.CompletedProcess[str]:
-        r = subprocess.run(
-            [chart.tool("helm"), *args],
-            env=self.env(),
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=timeout,
-        )
-        if r.returncode:
-            raise StepFailed(f"helm {' '.join(args[:2])}: {(r.stderr or r.stdout).strip()[-3000:]}")
-        return r
 
     def ctr(self, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -176,7 +178,7 @@ class Node:
             Daemon(
                 "etcd",
                 [
-                    self._bin("etcd"), "--name", "cinepulse", "--data-dir", str(st.etcd_data),
+                    self.tool("etcd"), "--name", "cinepulse", "--data-dir", str(st.etcd_data),
                     "--listen-client-urls", f"http://{lo}:{ETCD_CLIENT_PORT}",
                     "--advertise-client-urls", f"http://{lo}:{ETCD_CLIENT_PORT}",
                     "--listen-peer-urls", f"http://{lo}:{ETCD_PEER_PORT}",
@@ -190,7 +192,7 @@ class Node:
             Daemon(
                 "kube-apiserver",
                 [
-                    self._bin("kube-apiserver"),
+                    self.tool("kube-apiserver"),
                     "--etcd-servers", f"http://{lo}:{ETCD_CLIENT_PORT}",
                     "--bind-address", NODE_IP, "--advertise-address", NODE_IP,
                     "--secure-port", str(APISERVER_PORT),
@@ -216,7 +218,7 @@ class Node:
             Daemon(
                 "kube-controller-manager",
                 [
-                    self._bin("kube-controller-manager"),
+                    self.tool("kube-controller-manager"),
                     "--kubeconfig", str(kc("controller-manager")),
                     "--authentication-kubeconfig", str(kc("controller-manager")),
                     "--authorization-kubeconfig", str(kc("controller-manager")),
@@ -236,7 +238,7 @@ class Node:
             Daemon(
                 "kube-scheduler",
                 [
-                    self._bin("kube-scheduler"),
+                    self.tool("kube-scheduler"),
                     "--kubeconfig", str(kc("scheduler")),
                     "--authentication-kubeconfig", str(kc("scheduler")),
                     "--authorization-kubeconfig", str(kc("scheduler")),
@@ -252,7 +254,7 @@ class Node:
             Daemon(
                 "kubelet",
                 [
-                    self._bin("kubelet"),
+                    self.tool("kubelet"),
                     "--config", str(st.state / "kubelet.yaml"),
                     "--kubeconfig", str(kc("kubelet")),
                     "--root-dir", str(st.kubelet_root),
@@ -263,7 +265,7 @@ class Node:
             Daemon(
                 "kube-proxy",
                 [
-                    self._bin("kube-proxy"),
+                    self.tool("kube-proxy"),
                     "--kubeconfig", str(kc("kube-proxy")),
                     "--proxy-mode", "iptables", "--cluster-cidr", CLUSTER_CIDR,
                     "--hostname-override", NODE_NAME,
@@ -368,7 +370,7 @@ class Node:
         st = self.layout
         stopped = [n for n in ("kubelet", "kube-proxy") if self.stop(n)]
         if (bin_dir() / "kube-proxy").is_file():
-            subprocess.run([self._bin("kube-proxy"), "--cleanup"], capture_output=True, check=False)
+            subprocess.run([self.tool("kube-proxy"), "--cleanup"], capture_output=True, check=False)
         n = self.remove_containers()
         stopped += [n for n in ("containerd",) if self.stop(n)]
         shims = self.kill_shims()
