@@ -40,7 +40,7 @@ def test_every_step_succeeds(report: e2e.ClusterReport) -> None:
         "Prometheus operator and Prometheus (CRDs: Spark's, Prometheus')",
         "Pod Security enforced (control)",
         "helm install --wait (real pods)",
-        "real containers: non-root, read-only root",
+        "real containers: non-root, read-only root, no restart",
         "Spark streaming: driver and executor pods",
         "helm test",
         "Prometheus scrapes every Cinepulse target; rules loaded",

@@ -4,8 +4,11 @@ archived nothing for minutes). Against the real local Kafka."""
 
 from __future__ import annotations
 
+import socket
 import time
 import uuid
+
+import pytest
 
 from cinepulse_archiver.__main__ import ensure_source_topics
 from cinepulse_archiver.settings import ArchiverSettings
@@ -52,3 +55,20 @@ def test_nothing_is_created_when_topics_are_managed_elsewhere(stack: Stack) -> N
     ensure_source_topics(settings)
     existing = make_admin(settings.kafka).list_topics(timeout=10).topics
     assert not [t for t in existing if t.startswith(prefix)]
+
+
+def test_a_broker_that_never_answers_stops_the_start_after_the_wait() -> None:
+    """On a fresh install the broker starts alongside: the archiver waits for it (the real
+    node saw one restart per install before), and gives up after its wait, saying so."""
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    settings = ArchiverSettings(
+        kafka=KafkaSettings(bootstrap_servers=f"127.0.0.1:{port}"),
+        mongo=MongoSettings(url="mongodb://127.0.0.1:1"),  # type: ignore[arg-type]
+        kafka_startup_wait_s=1,
+    )
+    t0 = time.monotonic()
+    with pytest.raises(SystemExit, match="did not answer within 1s"):
+        ensure_source_topics(settings)
+    assert time.monotonic() - t0 < 60

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 
 from confluent_kafka import KafkaException
 
@@ -24,26 +25,37 @@ def ensure_source_topics(settings: ArchiverSettings) -> None:
     """Create the source and dead-letter topics that do not exist yet. On a fresh install
     the archiver starts before the first event creates them (found on the real node: its
     consumer subscribed to missing topics and archived nothing for minutes, until its next
-    metadata refresh). A broker that refuses (topics managed by an operator) is left alone;
-    one that does not answer stops the start, and the pod is restarted."""
+    metadata refresh). A broker that refuses (topics managed by an operator) is left alone.
+    One that does not answer yet is waited for, up to ``kafka_startup_wait_s`` (on a fresh
+    install the broker starts alongside: the real node saw the archiver restart once), then
+    the start stops and the pod is restarted."""
     if not settings.create_source_topics:
         return
     k = settings.kafka
     names = [k.topic(t) for t in topics.ALL_TOPICS]
-    try:
-        created = ensure_topics(
-            make_admin(k),
-            names,
-            partitions=settings.source_partitions,
-            replication_factor=settings.replication_factor,
-            timeout_s=20.0,
-        )
-    except KafkaException as exc:
-        error = exc.args[0]
-        if error.name() in ("TOPIC_AUTHORIZATION_FAILED", "CLUSTER_AUTHORIZATION_FAILED"):
-            log.warning("source topics not created (not allowed)", reason=str(error))
-            return
-        raise SystemExit(f"cinepulse-archiver: Kafka did not answer ({error}); exiting") from exc
+    deadline = time.monotonic() + settings.kafka_startup_wait_s
+    while True:
+        try:
+            created = ensure_topics(
+                make_admin(k),
+                names,
+                partitions=settings.source_partitions,
+                replication_factor=settings.replication_factor,
+                timeout_s=10.0,
+            )
+            break
+        except KafkaException as exc:
+            error = exc.args[0]
+            if error.name() in ("TOPIC_AUTHORIZATION_FAILED", "CLUSTER_AUTHORIZATION_FAILED"):
+                log.warning("source topics not created (not allowed)", reason=str(error))
+                return
+            if time.monotonic() > deadline:
+                raise SystemExit(
+                    f"cinepulse-archiver: Kafka did not answer within "
+                    f"{settings.kafka_startup_wait_s:g}s ({error}); exiting"
+                ) from exc
+            log.warning("waiting for Kafka", reason=str(error), bootstrap=k.bootstrap_servers)
+            time.sleep(2.0)
     if created:
         log.info("source topics created", topics=created, partitions=settings.source_partitions)
 

@@ -39,6 +39,12 @@ class ArchiverSettings(CinepulseSettings):
         description="create the source and dead-letter topics missing at start: a consumer "
         "subscribed to a topic that does not exist yet sees it only minutes later",
     )
+    kafka_startup_wait_s: float = Field(
+        180,
+        ge=0,
+        description="at start, how long Kafka may take to answer before the archiver exits "
+        "(a fresh install starts it alongside the broker)",
+    )
     source_partitions: int = Field(
         6, ge=1, description="partitions of the source topics it creates (the broker's default)"
     )
