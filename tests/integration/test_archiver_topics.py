@@ -10,7 +10,8 @@ import uuid
 
 import pytest
 
-from cinepulse_archiver.__main__ import ensure_source_topics
+from cinepulse_archiver.__main__ import ensure_source_topics, source_topic_partitions
+from cinepulse_archiver.app import create_app
 from cinepulse_archiver.settings import ArchiverSettings
 from cinepulse_common import topics
 from cinepulse_common.kafka import delete_topics, make_admin
@@ -45,6 +46,11 @@ def test_missing_source_topics_are_created_once(stack: Stack) -> None:
         assert all(n in meta for n in names), sorted(set(names) - set(meta))
         assert {len(meta[n].partitions) for n in names} == {4}
         ensure_source_topics(settings)  # a restart: nothing to create, no error
+        # the counters' changelog topics get as many partitions (faust requires it; the
+        # real node's counters crash-looped on 6 source partitions against 3)
+        assert source_topic_partitions(_settings(stack, prefix, create=False)) == 4
+        app = create_app(settings.model_copy(update={"source_partitions": 4}))
+        assert app.conf.topic_partitions == 4
     finally:
         delete_topics(admin, names)
 

@@ -60,6 +60,24 @@ def ensure_source_topics(settings: ArchiverSettings) -> None:
         log.info("source topics created", topics=created, partitions=settings.source_partitions)
 
 
+def source_topic_partitions(settings: ArchiverSettings) -> int:
+    """How many partitions the user-event topics have (the counters' tables must have as
+    many); ``source_partitions`` when none exists yet. Topics that disagree stop the start:
+    no one count fits them all."""
+    k = settings.kafka
+    names = {k.topic(t) for t in topics.USER_EVENT_TOPICS}
+    meta = make_admin(k).list_topics(timeout=20.0).topics
+    counts = {n: len(meta[n].partitions) for n in sorted(names & set(meta))}
+    if not counts:
+        return settings.source_partitions
+    if len(set(counts.values())) > 1:
+        raise SystemExit(
+            f"cinepulse-archiver: the source topics have different partition counts {counts}; "
+            "its counters' tables need one count (repartition them alike)"
+        )
+    return next(iter(counts.values()))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="cinepulse-archiver",
@@ -74,6 +92,10 @@ def main(argv: list[str] | None = None) -> None:
     configure_logging("archiver", settings.log_level, settings.log_json)
     record_build_info("archiver", __version__)
     ensure_source_topics(settings)
+    partitions = source_topic_partitions(settings)
+    if partitions != settings.source_partitions:
+        log.info("source topics' partitions", partitions=partitions)
+        settings = settings.model_copy(update={"source_partitions": partitions})
     app = create_app(settings, loghandlers=list(logging.getLogger().handlers))
     sys.argv = [
         "cinepulse-archiver",

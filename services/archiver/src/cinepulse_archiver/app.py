@@ -93,7 +93,9 @@ def create_app(
         web_in_thread=False,
         datadir=str(settings.data_dir),
         topic_replication_factor=settings.replication_factor,
-        topic_partitions=3,
+        # the tables' changelog topics: faust requires as many partitions as their source
+        # topics (a mismatch crash-looped the counters on the real node, 6 against 3)
+        topic_partitions=settings.source_partitions,
         producer_acks=-1,
         consumer_auto_offset_reset="earliest",
         table_cleanup_interval=30.0,

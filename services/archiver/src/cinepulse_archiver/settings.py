@@ -46,7 +46,11 @@ class ArchiverSettings(CinepulseSettings):
         "(a fresh install starts it alongside the broker)",
     )
     source_partitions: int = Field(
-        6, ge=1, description="partitions of the source topics it creates (the broker's default)"
+        6,
+        ge=1,
+        description="partitions of the source topics it creates (the broker's default), and "
+        "of its tables' changelog topics: faust requires them equal, so at start the archiver "
+        "takes the partitions its source topics have",
     )
     data_dir: Path = Field(Path("/tmp/cinepulse-archiver"), description="faust's data dir")  # noqa: S108
     session_timeout_s: float = Field(

@@ -131,6 +131,22 @@ def real_containers(node: KubeClient) -> str:
     return f"{n} containers in {len(running)} pods: containerd, non-root, read-only root (but {', '.join(sorted(WRITABLE_ROOT))}), none restarted"
 
 
+def live_counters(proxy: str, at_least: int) -> str:
+    """The archiver's live counters (faust tables) have counted the events: they need
+    changelog topics with as many partitions as the sources (the real node found them
+    crash-looping on a mismatch while archiving went on)."""
+    archiver = access.service_url(proxy, NAMESPACE, release.fullname("archiver"), 6066)
+    r = httpx.get(f"{archiver}/counters/events_per_minute", params={"minutes": 15}, timeout=30)
+    if r.status_code != 200:
+        raise StepFailed(f"archiver /counters/events_per_minute: {r.status_code} {r.text[:200]}")
+    total = sum(sum(m["counts"].values()) for m in r.json()["minutes"])
+    if total < at_least:
+        raise StepFailed(
+            f"the archiver's live counters hold {total} events, expected >= {at_least}"
+        )
+    return f"live counters: {total} events in the last 15 minutes"
+
+
 def spark_pods(node: KubeClient) -> str:
     driver = [p for p in node.get("pods", "-n", NAMESPACE, "-l", "spark-role=driver")
               if p["status"].get("phase") == "Running"]  # fmt: skip
@@ -205,12 +221,13 @@ def e2e(*, keep: bool = False, progress: Callable[[str], None] | None = None,
         if t.lost:
             raise StepFailed(f"{t.lost} acknowledged events not archived and modelled: "
                              f"{t.archived} archived, {t.modelled} modelled of {t.acknowledged}")  # fmt: skip
+        counted = kube._eventually(lambda: live_counters(proxy, t.acknowledged), seconds=90)
         api = access.service_url(proxy, NAMESPACE, release.fullname("api"), 8000)
         user = str(events[0]["user_id"])
         r = httpx.get(f"{api}/api/user_stats/{user}", headers={"X-API-Key": api_key}, timeout=30)
         if r.status_code != 200:
             raise StepFailed(f"api /api/user_stats/{user}: {r.status_code} {r.text[:300]}")
-        return (f"{t.acknowledged}/{t.sent} acknowledged, all archived and modelled; "
+        return (f"{t.acknowledged}/{t.sent} acknowledged, all archived and modelled; {counted}; "
                 f"api user_stats of {user}: {r.text[:160]}")  # fmt: skip
 
     def rolling_upgrade(proxy: str, db: Stores) -> str:
