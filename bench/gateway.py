@@ -360,7 +360,7 @@ def run(stack: Stack) -> Table:
     broker_pid = stack.kafka.pid()
     load = Load(hey_binary(stack), {"X-Write-Key": key}, kafka, rating_topic, broker_pid)
 
-    now = datetime.now(UTC)  # occurred_at: the rules allow 300 s of future skew, years past
+    now = datetime.now(UTC)  # occurred_at: the rules allow 300 s of future skew, 400 days past
     single = json.dumps(rate_event("u-1042", now)).encode()
     batch_list = batch_events(now)
     batch = json.dumps(batch_list).encode()

@@ -30,6 +30,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cinepulse_common import topics
+from cinepulse_common.rules import active_rules
 
 TOPIC_OF = {
     "watch": topics.USER_WATCH_LOG,
@@ -148,7 +149,6 @@ def breaches(rng: random.Random) -> list[tuple[str, Any]]:
         ev["payload"] = _payload(rng, kind, 1)
         return ev
 
-    now = datetime.now(UTC)
     w, r, c, k = base("watch"), base("rate"), base("comment"), base("click")
     cases: list[tuple[str, Any]] = [
         ("not_object", b"[1, 2]"),
@@ -270,7 +270,15 @@ def breaches(rng: random.Random) -> list[tuple[str, Any]]:
     cases += [
         ("", _set(c, "payload.text", "e\u0301" * 2600)),  # 5,200 code points, 2,600 after NFC
         ("", _set(w, "payload", {"position_seconds": 5405, "duration_seconds": 5400})),
-        ("", _set(r, "occurred_at", (now - timedelta(days=36499)).strftime("%Y-%m-%dT%H:%M:%SZ"))),
+        # a day inside the bounded past (time.max_event_age_days before its received_at)
+        (
+            "",
+            _set(
+                _set(r, "received_at", _stamp(BASE, 1)),
+                "occurred_at",
+                _stamp(BASE - timedelta(days=active_rules().time.max_event_age_days - 1), 1),
+            ),
+        ),
         ("", _set(r, "occurred_at", "2026-06-01T10:00:00-00:00")),
         ("", _set(r, "occurred_at", "2026-06-01T10:00:00.123456789+18:00")),
         ("", _set(r, "event_id", str(uuid.uuid4()).upper())),

@@ -54,7 +54,12 @@ class TimeRule(_Strict):
     late_data_tolerance_seconds: int = Field(
         ge=0, description="streaming watermark: events older than this behind the max are late"
     )
-    max_event_age_days: int = Field(ge=1, description="older occurred_at is a rule violation")
+    max_event_age_days: int = Field(
+        ge=1,
+        description="a bounded past: occurred_at may be at most this many days before "
+        "received_at; an older event is refused by the gateway (422) and quarantined by Spark "
+        "and the fallback (occurred_at_too_old)",
+    )
 
 
 class IdentifierRule(_Strict):

@@ -5,9 +5,10 @@ Request life cycle (``POST /api/events`` and ``POST /api/events/batch``):
 1. content type must be JSON (415), the body at most ``limits.max_body_bytes`` (413);
 2. the write key must match a client (401); the client's rate limit, if set, must allow
    the number of events (429 with Retry-After);
-3. each event is validated against the envelope models and the transform rules (422 with
-   the field and the reason); the server stamps ``received_at`` and assigns ``event_id``
-   when the client sent none;
+3. the body is parsed strictly (:mod:`cinepulse_event_gateway.body`: a key repeated in an
+   object is refused, naming it); each event is validated against the envelope models and
+   the transform rules (422 with the field and the reason); the server stamps
+   ``received_at`` and assigns ``event_id`` when the client sent none;
 4. the record goes to its topic (``transform_rules.json``: ``event_types.*.topic``) keyed
    by ``user_id``; the answer is 202 only once Kafka acknowledged it (``acks=all``). No
    acknowledgement within ``limits.produce_timeout_s``: 503 with Retry-After, and the
@@ -23,7 +24,6 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-import pydantic_core
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
@@ -37,9 +37,15 @@ from cinepulse_common.apikeys import ApiKeyError, ApiKeys
 from cinepulse_common.events import EVENT_ADAPTER, Event, EventType
 from cinepulse_common.logging import get_logger
 from cinepulse_common.observability import HttpMetricsMiddleware, add_health_routes
-from cinepulse_common.openapi import OpenApiEdit, customise_openapi
+from cinepulse_common.openapi import OpenApiEdit, customise_openapi, docs_routes
 from cinepulse_common.rules import TransformRules, active_rules
 from cinepulse_event_gateway import metrics, openapi
+from cinepulse_event_gateway.body import (
+    MalformedJson,
+    event_type_label,
+    json_problems,
+    parse_json,
+)
 from cinepulse_event_gateway.models import (
     Accepted,
     BatchItem,
@@ -131,6 +137,19 @@ class Gateway:
         else:
             event = EVENT_ADAPTER.validate_python(data, context=context)
         return event.model_copy(update={"received_at": received_at})
+
+    def accept(self, data: Any, received_at: datetime) -> Event | list[FieldError]:
+        """One parsed event (:func:`parse_json`), or the errors that refuse it (counted):
+        a repeated key or a lone surrogate refuses it before the models see it."""
+        errors = json_problems(data)
+        event_type = event_type_label(data)
+        if not errors:
+            try:
+                return self.validate(data, received_at)
+            except ValidationError as exc:
+                event_type, errors = field_errors(exc)
+        metrics.EVENTS_REJECTED.labels(event_type, _error_type(errors)).inc()
+        return errors
 
     def record(self, event: Event) -> Record:
         return Record(
@@ -231,6 +250,7 @@ def create_app(
         summary="Frontend user events (watch, rate, comment, click) into Kafka.",
         description=openapi.DESCRIPTION,
         lifespan=lifespan,
+        **docs_routes(settings),
     )
     # the key is read straight from the headers (no dependency injection on the hot path);
     # the OpenAPI declares it as an apiKey security scheme
@@ -258,11 +278,13 @@ def create_app(
         body = await gw.read_body(request)
         gw.rate_limit(client, 1)
         try:
-            event = gw.validate(body, datetime.now(UTC))
-        except ValidationError as exc:
-            etype, errors = field_errors(exc)
-            metrics.EVENTS_REJECTED.labels(etype, _error_type(errors)).inc()
-            return JSONResponse({"detail": [e.model_dump() for e in errors]}, status_code=422)
+            data = parse_json(body)
+        except MalformedJson as exc:
+            metrics.EVENTS_REJECTED.labels("unknown", exc.error.type).inc()
+            return JSONResponse({"detail": [exc.error.model_dump()]}, status_code=422)
+        event = gw.accept(data, datetime.now(UTC))
+        if isinstance(event, list):
+            return JSONResponse({"detail": [e.model_dump() for e in event]}, status_code=422)
         [err] = await gw.publisher.publish_many(
             [gw.record(event)], settings.limits.produce_timeout_s
         )
@@ -299,11 +321,9 @@ def create_app(
         client = gw.authenticate(request.headers.get(header))
         body = await gw.read_body(request)
         try:
-            items = pydantic_core.from_json(body)
-        except ValueError as exc:
-            raise HTTPException(
-                422, [{"field": "body", "reason": f"malformed JSON: {exc}", "type": "json_invalid"}]
-            ) from None
+            items = parse_json(body)
+        except MalformedJson as exc:
+            raise HTTPException(422, [exc.error.model_dump()]) from None
         if not isinstance(items, list):
             raise HTTPException(
                 422,
@@ -328,12 +348,9 @@ def create_app(
         results: list[BatchItem] = []
         valid: list[tuple[int, Event]] = []
         for i, item in enumerate(items):
-            try:
-                event = gw.validate(item, now)
-            except ValidationError as exc:
-                etype, errors = field_errors(exc)
-                metrics.EVENTS_REJECTED.labels(etype, _error_type(errors)).inc()
-                results.append(BatchItem(index=i, status="rejected", errors=errors))
+            event = gw.accept(item, now)
+            if isinstance(event, list):
+                results.append(BatchItem(index=i, status="rejected", errors=event))
                 continue
             valid.append((i, event))
             results.append(BatchItem(index=i, status="accepted", event_id=event.event_id))

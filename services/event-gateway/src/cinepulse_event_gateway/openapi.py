@@ -21,8 +21,13 @@ Takes user events from the frontend and publishes them to Kafka (`user_watch_log
   same `event_id` (returned in the answer). A repeated `event_id` is harmless: everything
   downstream dedupes on it.
 * `received_at` is stamped by the gateway; a value sent by the client is replaced.
-* Ranges and sets (rating steps, click targets, text length, clock skew) come from
-  `transform_rules.json`, the same rules Spark and the pandas fallback apply.
+* Ranges and sets (rating steps, click targets, text length, clock skew, the oldest
+  `occurred_at`: 400 days) come from `transform_rules.json`, the same rules Spark and the
+  pandas fallback apply.
+* Validation is strict (422 names the field and the reason): numbers are JSON numbers, not
+  strings or booleans; the nil UUID is no `event_id`; no control or bidirectional control
+  character in `user_id`, `session_id` or a click target, none in a comment but tab and
+  line feed; no key twice in a JSON object.
 """
 
 EXAMPLES: dict[str, dict[str, Any]] = {
