@@ -52,7 +52,8 @@ def api_url(stack: Stack, migrated_template: str) -> Iterator[str]:
     try:
         fill_warehouse(pg)
         app = create_app(
-            ApiSettings(postgres=pg, log_json=False, auth=TEST_AUTH),
+            # docs_enabled: the fuzzing reads /openapi.json
+            ApiSettings(postgres=pg, log_json=False, auth=TEST_AUTH, docs_enabled=True),
             today=lambda: TODAY,
             archiver_transport=httpx.MockTransport(_archiver),
         )

@@ -37,7 +37,12 @@ def gateway(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     names = [kafka.topic(t) for t in topics.USER_EVENT_TOPICS]
     ensure_topics(admin, names)
     port = free_port()
-    env = gateway_env(kafka, CINEPULSE_PORT=str(port), CINEPULSE_LIMITS__MAX_BATCH_EVENTS="50")
+    env = gateway_env(
+        kafka,
+        CINEPULSE_PORT=str(port),
+        CINEPULSE_LIMITS__MAX_BATCH_EVENTS="50",
+        CINEPULSE_DOCS_ENABLED="true",  # the fuzzing reads /openapi.json (off in "test")
+    )
     log = Path(tmp_path_factory.mktemp("gw")) / "gateway.log"
     svc = ServiceProcess("cinepulse_event_gateway", env, port, log).start(ready_path="/readyz")
     yield svc

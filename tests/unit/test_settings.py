@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 
+from cinepulse_common.openapi import docs_routes
 from cinepulse_common.settings import (
     CinepulseSettings,
     KafkaSettings,
@@ -47,3 +48,37 @@ def test_placeholder_secrets_are_refused_in_production(
         load_settings(DemoSettings)
     monkeypatch.setenv("CINEPULSE_ENVIRONMENT", "development")
     assert load_settings(DemoSettings).environment == "development"
+
+
+@pytest.mark.parametrize(
+    ("environment", "enabled", "served"),
+    [
+        ("development", None, True),
+        ("test", None, False),
+        ("production", None, False),
+        ("production", "true", True),
+        ("test", "true", True),
+        ("development", "false", False),
+    ],
+)
+def test_docs_are_served_in_development_unless_set(
+    monkeypatch: pytest.MonkeyPatch, environment: str, enabled: str | None, served: bool
+) -> None:
+    monkeypatch.setenv("CINEPULSE_ENVIRONMENT", environment)
+    monkeypatch.setenv("CINEPULSE_KAFKA__BOOTSTRAP_SERVERS", "k:9092")
+    monkeypatch.setenv("CINEPULSE_POSTGRES__DSN", "postgresql://u:s3cr3t@db/cinepulse")
+    if enabled is None:
+        monkeypatch.delenv("CINEPULSE_DOCS_ENABLED", raising=False)
+    else:
+        monkeypatch.setenv("CINEPULSE_DOCS_ENABLED", enabled)
+    s = load_settings(DemoSettings)
+    assert s.docs_served is served
+    routes = docs_routes(s)
+    if served:
+        assert routes == {
+            "openapi_url": "/openapi.json",
+            "docs_url": "/docs",
+            "redoc_url": "/redoc",
+        }
+    else:
+        assert routes == {"openapi_url": None, "docs_url": None, "redoc_url": None}

@@ -2,7 +2,9 @@
 
 * ``/healthz`` - the process is alive (no dependency checks: a restart would not help them).
 * ``/readyz``  - every registered readiness check passes (Kafka reachable, database answers);
-  503 with the failing checks named otherwise, so a load balancer stops routing to it.
+  503 with the failing checks named otherwise, so a load balancer stops routing to it. The
+  answer says only ``"ok"`` or ``"down"`` per check: why a check failed (exception text,
+  host names, a driver's message) goes to the log, never to the caller.
 * ``/metrics`` - Prometheus exposition of the default registry.
 
 FastAPI apps call :func:`add_health_routes`; processes without an HTTP server (batch jobs,
@@ -32,6 +34,10 @@ from prometheus_client import (
 )
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from cinepulse_common.logging import get_logger
+
+log = get_logger(__name__)
+
 ReadinessCheck = Callable[[], Awaitable[Any] | Any]
 
 BUILD_INFO = Info("cinepulse_build", "Build and service identity")
@@ -44,7 +50,8 @@ def record_build_info(service: str, version: str) -> None:
 
 
 async def run_checks(checks: Mapping[str, ReadinessCheck], timeout_s: float) -> dict[str, str]:
-    """Run each check with a deadline; return ``{name: "ok" | "error: ..."}``."""
+    """Run each check with a deadline; return ``{name: "ok" | "error: ..."}`` (the error
+    text is for the log: :func:`readiness_answer` keeps it from the caller)."""
 
     async def one(check: ReadinessCheck) -> str:
         try:
@@ -65,6 +72,23 @@ async def run_checks(checks: Mapping[str, ReadinessCheck], timeout_s: float) -> 
     return dict(zip(names, results, strict=True))
 
 
+def readiness_answer(results: Mapping[str, str]) -> tuple[dict[str, Any], int]:
+    """The body and status of a readiness probe from ``{check: "ok" | <why it failed>}``:
+    ``{"status": "ok" | "unavailable", "checks": {check: "ok" | "down"}}``, 200 or 503.
+
+    Why a check failed is logged (a warning per failing check), not answered: exception
+    text names hosts, ports, drivers and configuration, and the probe answers anyone who
+    can reach the port."""
+    failed = {name: why for name, why in results.items() if why != "ok"}
+    for name, why in failed.items():
+        log.warning("readiness check failed", check=name, error=why)
+    body = {
+        "status": "unavailable" if failed else "ok",
+        "checks": {name: "down" if name in failed else "ok" for name in results},
+    }
+    return body, 503 if failed else 200
+
+
 def health_router(
     checks: Mapping[str, ReadinessCheck] | None = None, timeout_s: float = 2.0
 ) -> APIRouter:
@@ -77,12 +101,8 @@ def health_router(
 
     @router.get("/readyz", summary="Readiness: every dependency answers")
     async def readyz() -> JSONResponse:
-        results = await run_checks(registered, timeout_s)
-        ready = all(v == "ok" for v in results.values())
-        return JSONResponse(
-            {"status": "ok" if ready else "unavailable", "checks": results},
-            status_code=200 if ready else 503,
-        )
+        body, status = readiness_answer(await run_checks(registered, timeout_s))
+        return JSONResponse(body, status_code=status)
 
     @router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
     async def metrics() -> Response:

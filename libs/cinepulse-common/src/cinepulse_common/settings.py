@@ -60,6 +60,19 @@ class CinepulseSettings(BaseSettings):
     environment: Literal["development", "test", "production"] = "development"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = True
+    docs_enabled: bool | None = Field(
+        None,
+        description="serve /docs, /redoc and /openapi.json (HTTP services); unset: only "
+        "when environment is development",
+    )
+
+    @property
+    def docs_served(self) -> bool:
+        """Whether an HTTP service serves its API documentation: ``docs_enabled`` if set,
+        otherwise only in development (the document maps every route and parameter)."""
+        if self.docs_enabled is None:
+            return self.environment == "development"
+        return self.docs_enabled
 
     @model_validator(mode="after")
     def _no_placeholder_secrets_in_production(self) -> CinepulseSettings:

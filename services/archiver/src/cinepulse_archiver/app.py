@@ -19,7 +19,11 @@ several archiver replicas each holds the counts of its own partitions: the count
 say which partitions they cover.
 
 Web views (faust's web server): ``/healthz``, ``/readyz``, ``/metrics``,
-``/counters/events_per_minute?minutes=``, ``/counters/trending?minutes=&limit=``.
+``/counters/events_per_minute?minutes=``, ``/counters/trending?minutes=&limit=``. faust's
+own views that expose its internals (``/table`` - the tables and their keys' values,
+``/router`` - which worker holds which key, the statistics and ``/assignment``, ``/graph``,
+``/performance``) are switched off in :data:`FAUST_WEB_VIEWS_OFF`; ``/`` answers faust's
+plain ``{"status": "OK"}``.
 """
 
 from __future__ import annotations
@@ -52,8 +56,24 @@ from cinepulse_archiver.settings import ArchiverSettings
 from cinepulse_archiver.sink import MongoSink
 from cinepulse_common import topics
 from cinepulse_common.logging import get_logger
+from cinepulse_common.observability import readiness_answer
 
 log = get_logger(__name__)
+
+#: faust's built-in web views, each off by its own setting (faust.web.base.BLUEPRINT_FLAGS):
+#: ``/table`` lists the tables and reads their keys, ``/router`` maps keys to workers'
+#: URLs, the statistics (at ``/``, with ``/assignment``) show the sensors and the
+#: partitions held, ``/graph`` the service tree, ``/performance`` lag and throughput.
+#: Nobody needs them (the counters and /metrics are the archiver's own views) and they
+#: answer anyone who can reach the port. (The archiver uses no ``@app.table_route``,
+#: which would need ``/router`` across workers.)
+FAUST_WEB_VIEWS_OFF: dict[str, Any] = {
+    "web_tables_enabled": False,
+    "web_router_enabled": False,
+    "web_stats_enabled": False,
+    "web_graph_enabled": False,
+    "web_metrics_enabled": False,
+}
 
 
 #: offsets read back from Kafka at a time when filling a skipped range
@@ -91,6 +111,7 @@ def create_app(
         web_host=settings.web_host,
         web_port=settings.web_port,
         web_in_thread=False,
+        **FAUST_WEB_VIEWS_OFF,
         datadir=str(settings.data_dir),
         topic_replication_factor=settings.replication_factor,
         # the tables' changelog topics: faust requires as many partitions as their source
@@ -314,12 +335,14 @@ def create_app(
             checks["mongo"] = "ok"
         except Exception as exc:  # readiness reports any failure as not ready
             checks["mongo"] = f"error: {type(exc).__name__}: {exc}"
-        checks["kafka"] = "ok" if app.consumer.assignment() else "error: no partition assigned"
-        ready = all(v == "ok" for v in checks.values())
-        return self.json(
-            {"status": "ok" if ready else "unavailable", "checks": checks},
-            status=200 if ready else 503,
-        )
+        try:  # before the consumer has started, assignment() raises (ConsumerNotStarted)
+            assigned = bool(app.consumer.assignment())
+            checks["kafka"] = "ok" if assigned else "error: no partition assigned"
+        except Exception as exc:  # readiness reports any failure as not ready
+            checks["kafka"] = f"error: {type(exc).__name__}: {exc}"
+        # {"status": ..., "checks": {"mongo": "ok" | "down", ...}}; why is logged, not answered
+        body, status = readiness_answer(checks)
+        return self.json(body, status=status)
 
     @app.page("/metrics")
     async def prometheus(self: View, request: Request) -> Response:
