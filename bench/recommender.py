@@ -15,11 +15,13 @@ training time, and serving next to its own framework ceiling, in one run.
   (b) a known user's recommendations (the precomputed top-N), (c) the same user with
   ``exclude_seen=false`` (scored on the fly over every candidate), (d) a cold-start user
   in a genre, (e) similar movies; then (b) at a steady :data:`STEADY_RATE` req/s, the
-  target's load.
+  target's load. Every request carries an internal client's API key (``X-API-Key``,
+  checked as in production).
 """
 
 from __future__ import annotations
 
+import json
 import secrets
 import statistics
 import sys
@@ -115,7 +117,17 @@ def _serve_and_load(
     stack: Stack, dsn: str
 ) -> tuple[dict[str, list[Trial]], dict[str, list[float]]]:
     port = free_port()
-    env = clean_env({"CINEPULSE_POSTGRES__DSN": dsn, "CINEPULSE_LOG_LEVEL": "WARNING"})
+    # an internal client, as the explorer is: its key checked on every request
+    key = secrets.token_urlsafe(24)
+    headers = {"X-API-Key": key}
+    env = clean_env(
+        {
+            "CINEPULSE_POSTGRES__DSN": dsn,
+            "CINEPULSE_AUTH__KEYS": json.dumps({"bench": key}),
+            "CINEPULSE_AUTH__ROLES": json.dumps({"bench": "internal"}),
+            "CINEPULSE_LOG_LEVEL": "WARNING",
+        }
+    )
     cmd = [sys.executable, "-m", "cinepulse_recommender", "serve"]
     cmd += ["--host", "127.0.0.1", "--port", str(port)]
     user = "ml-414"  # the most active MovieLens user
@@ -135,7 +147,7 @@ def _serve_and_load(
     ):
         _ready(server.url, lambda: server.proc.poll() is None, server.log)
         for path in paths.values():  # every path answers 200 before the clock starts
-            r = httpx.get(server.url + path, timeout=10)
+            r = httpx.get(server.url + path, headers=headers, timeout=10)
             if r.status_code != 200:
                 raise RuntimeError(f"{path} answered {r.status_code}: {r.text[:300]}")
 
@@ -145,7 +157,7 @@ def _serve_and_load(
                 server,
                 path,
                 None,
-                {},
+                headers,
                 seconds=seconds,
                 concurrency=CONCURRENCY,
                 per_request=1,

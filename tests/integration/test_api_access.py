@@ -13,10 +13,10 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from cinepulse_api.access import sign_user_token
 from cinepulse_api.app import create_app
 from cinepulse_api.queries import Query
 from cinepulse_api.settings import ApiSettings
+from cinepulse_common.access import sign_user_token
 from cinepulse_common.postgres import connect
 from cinepulse_common.settings import PostgresSettings
 from tests.integration.test_api import TODAY, fill_warehouse

@@ -148,11 +148,24 @@ def test_the_readonly_role_reads_what_the_explorer_shows(readonly_pg: PostgresSe
 # --- in a real browser ----------------------------------------------------------------
 
 
+#: the explorer's key, which the stand-in recommender requires (as the real one does)
+EXPLORER_KEY = "explorer-key"
+
+
 class _Recommender(BaseHTTPRequestHandler):
     """A stand-in for the recommender's ``/api/recommendations`` (movie 3 without a title:
-    the explorer takes it from the warehouse)."""
+    the explorer takes it from the warehouse); 401 without the explorer's key."""
 
     def do_GET(self) -> None:
+        if self.headers.get("X-API-Key") != EXPLORER_KEY:
+            refused = b'{"detail": "missing X-API-Key header"}'
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", "X-API-Key")
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(refused)))
+            self.end_headers()
+            self.wfile.write(refused)
+            return
         body = json.dumps(
             {
                 "items": [
@@ -196,6 +209,7 @@ def explorer(
         env = service_env(
             CINEPULSE_POSTGRES__DSN=readonly_pg.dsn.get_secret_value(),
             CINEPULSE_RECOMMENDER_URL=recommender,
+            CINEPULSE_RECOMMENDER_API_KEY=EXPLORER_KEY,
             CINEPULSE_RECOMMENDER_TIMEOUT_S="1",
         )
         proc = ServiceProcess(

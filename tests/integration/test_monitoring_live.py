@@ -148,12 +148,18 @@ def _drive_traffic(stack: Stack) -> list[str]:
         assert api.get(f"/api/user_stats/{user}").status_code == 401
         assert api.get("/api/top_movies", params={"window": "decade"}).status_code == 422
         assert api.get("/api/movies/999999").status_code == 404
-    with httpx.Client(base_url=stack.recommender.url, timeout=10) as rec:
+    # the recommender takes the api's keys and roles: demo is internal there too
+    rec_key = {"X-API-Key": stack.recommender.demo_key()}
+    with httpx.Client(base_url=stack.recommender.url, headers=rec_key, timeout=10) as rec:
         for _ in range(3):
             r = rec.get("/api/recommendations", params={"user_id": user, "k": 5})
             assert r.status_code == 200, r.text
         r = rec.get("/api/recommendations", params={"user_id": user, "k": 0})
         assert r.status_code == 422
+        unkeyed = httpx.get(
+            f"{stack.recommender.url}/api/recommendations", params={"user_id": user}
+        )
+        assert unkeyed.status_code == 401
         assert rec.get("/api/movies/999999/similar").status_code == 404
     return sent.accepted_ids
 

@@ -4,9 +4,10 @@ with the lowest ids, for time) loaded into the warehouse through the shared load
 * training beats popularity on the held-out period (NDCG@10) and records everything in
   ``recsys.models``; a better model is published, a worse one rejected (CLI and library);
 * serving through the real app: known users, cold start, genres, similar movies, bad input,
-  404s; before any model is published, popularity from the facts;
-* a hot swap under concurrent load, in a real server process: every request answered 200,
-  the answers move to the new version.
+  404s; before any model is published, popularity from the facts; who may read which user's
+  recommendations (the api's keys, roles and user tokens), on real data;
+* a hot swap under concurrent load, in a real server process (keyed like the api): every
+  request answered 200, the answers move to the new version.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from cinepulse_common.access import ApiAuthSettings, sign_user_token
 from cinepulse_common.postgres import connect
 from cinepulse_common.settings import PostgresSettings
 from cinepulse_devstack import Stack
@@ -40,6 +42,15 @@ pytestmark = pytest.mark.integration
 
 #: MovieLens users 1..USERS: ~27k ratings, enough for the model to beat popularity clearly
 USERS = 300
+#: the api's key set, as the chart gives it to the recommender: an internal client (the
+#: explorer) and a frontend
+SECRET = "t" * 32
+AUTH = {
+    "keys": {"explorer": "internal-key", "web": "frontend-key"},
+    "roles": {"explorer": "internal", "web": "frontend"},
+    "user_token_secret": SECRET,
+}
+INTERNAL = {"X-API-Key": "internal-key"}
 
 
 @cache
@@ -59,6 +70,7 @@ def settings(pg: PostgresSettings, **model: object) -> RecommenderSettings:
         postgres=pg,
         model=ModelSettings.model_validate(base | model),
         als=AlsSettings(tune=False),
+        auth=ApiAuthSettings.model_validate(AUTH),
     )
 
 
@@ -192,6 +204,7 @@ def test_serving_known_cold_start_genre_similar_and_bad_input(
     app = create_app(settings(served_db), poll=False)
     with TestClient(app) as client:
         assert client.get("/readyz").status_code == 200
+        client.headers.update(INTERNAL)
 
         known = client.get("/api/recommendations", params={"user_id": "ml-1", "k": 20}).json()
         assert (known["strategy"], known["model_version"]) == ("model", version)
@@ -240,6 +253,39 @@ def test_serving_known_cold_start_genre_similar_and_bad_input(
         assert 'strategy="popular_in_genre"' in text and 'path="precomputed"' in text
 
 
+def test_who_reads_which_users_recommendations(served_db: PostgresSettings) -> None:
+    """On real data: ml-1's recommendations with and without what ml-1 watched differ, yet a
+    refused caller gets the same answer for both."""
+
+    def recs(client: TestClient, headers: dict[str, str], **params: object) -> httpx.Response:
+        return client.get(
+            "/api/recommendations", params={"user_id": "ml-1", "k": 10, **params}, headers=headers
+        )
+
+    mine = {"X-API-Key": "frontend-key", "X-User-Token": sign_user_token(SECRET, "ml-1")}
+    theirs = {"X-API-Key": "frontend-key", "X-User-Token": sign_user_token(SECRET, "ml-2")}
+    with TestClient(create_app(settings(served_db), poll=False)) as client:
+        internal = recs(client, INTERNAL)
+        assert internal.status_code == 200
+        own = recs(client, mine)
+        assert own.status_code == 200 and own.json()["items"] == internal.json()["items"]
+        with_seen = recs(client, mine, exclude_seen="false")
+        assert with_seen.status_code == 200 and with_seen.json()["items"] != own.json()["items"]
+        for headers, status in [
+            ({}, 401),
+            ({"X-API-Key": "nope"}, 401),
+            ({"X-API-Key": "frontend-key"}, 401),
+            (theirs, 403),
+        ]:
+            a, b = (recs(client, headers, exclude_seen=v) for v in ("true", "false"))
+            assert a.status_code == status, (headers, a.text)
+            assert (a.status_code, a.content) == (b.status_code, b.content)
+            assert "items" not in a.text
+        # similar movies, health and metrics stay open
+        assert client.get("/api/movies/1/similar").status_code in (200, 404)
+        assert client.get("/readyz").status_code == 200
+
+
 def test_before_any_model_popularity_comes_from_the_facts(pg_settings: PostgresSettings) -> None:
     fill(pg_settings)
     with connect(pg_settings) as conn:
@@ -249,6 +295,7 @@ def test_before_any_model_popularity_comes_from_the_facts(pg_settings: PostgresS
         ).fetchall()
     with TestClient(create_app(settings(pg_settings), poll=False)) as client:
         assert client.get("/readyz").status_code == 200  # popularity counts as loaded
+        client.headers.update(INTERNAL)
         body = client.get("/api/recommendations", params={"user_id": "ml-1", "k": 3}).json()
         assert (body["strategy"], body["model_version"]) == ("popular", None)
         assert [i["movie_id"] for i in body["items"]] == [int(m) for (m,) in top]
@@ -267,7 +314,7 @@ async def _hammer(
     errors: list[str] = []
 
     async def worker(n: int) -> None:
-        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+        async with httpx.AsyncClient(base_url=url, headers=INTERNAL, timeout=10) as client:
             i = 0
             while not stop.is_set():
                 user = f"ml-{1 + (n * 37 + i) % USERS}" if i % 4 else f"cold-{n}"
@@ -295,6 +342,8 @@ def test_hot_swap_under_load_loses_no_request(served_db: PostgresSettings, tmp_p
             CINEPULSE_POSTGRES__DSN=served_db.dsn.get_secret_value(),
             CINEPULSE_POLL_INTERVAL_S="0.2",
             CINEPULSE_LOG_LEVEL="WARNING",
+            CINEPULSE_AUTH__KEYS=json.dumps(AUTH["keys"]),
+            CINEPULSE_AUTH__ROLES=json.dumps(AUTH["roles"]),
         ),
         port,
         tmp_path / "recommender.log",
@@ -302,6 +351,8 @@ def test_hot_swap_under_load_loses_no_request(served_db: PostgresSettings, tmp_p
     ).start("/readyz")
     v2 = f"{v1}-swapped"
     try:
+        refused = httpx.get(f"{server.url}/api/recommendations", params={"user_id": "ml-1"})
+        assert refused.status_code == 401, refused.text
 
         async def scenario() -> tuple[list[int], list[str], list[str]]:
             stop = asyncio.Event()
@@ -318,7 +369,11 @@ def test_hot_swap_under_load_loses_no_request(served_db: PostgresSettings, tmp_p
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:
                 await asyncio.sleep(0.2)
-                r = httpx.get(f"{server.url}/api/recommendations", params={"user_id": "ml-1"})
+                r = httpx.get(
+                    f"{server.url}/api/recommendations",
+                    params={"user_id": "ml-1"},
+                    headers=INTERNAL,
+                )
                 if r.json()["model_version"] == v2:
                     break
             await asyncio.sleep(1.5)  # keep the load on after the swap

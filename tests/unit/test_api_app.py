@@ -14,9 +14,9 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from cinepulse_api.access import UserTokenError, sign_user_token, verify_user_token
 from cinepulse_api.app import AnswerCache, Encoded, create_app, etag_matches, etag_of, window_bounds
 from cinepulse_api.settings import ApiSettings
+from cinepulse_common.access import UserTokenError, sign_user_token, verify_user_token
 from cinepulse_common.settings import PostgresSettings
 
 # nothing listens on port 9: the pool never gets a connection
@@ -139,7 +139,10 @@ def test_liveness_ok_and_readiness_fails_without_database(client: TestClient) ->
     assert client.get("/healthz").status_code == 200
     r = client.get("/readyz")
     assert r.status_code == 503
-    assert r.json()["checks"]["postgres"].startswith("error")
+    # why (the driver's message: host, port, database) is logged, not answered
+    assert r.json() == {"status": "unavailable", "checks": {"postgres": "down"}}
+    for detail in ("127.0.0.1", "none", "error", "Timeout", "Error"):
+        assert detail not in r.text, detail
 
 
 def test_window_bounds_end_today_inclusive() -> None:
@@ -392,6 +395,30 @@ def test_openapi_documents_every_answer_with_examples(client: TestClient) -> Non
     assert "security" not in spec["paths"]["/api/top_movies"]["get"]  # public
     assert spec["components"]["securitySchemes"]["ApiKey"]["name"] == "X-API-Key"
     assert spec["components"]["securitySchemes"]["UserToken"]["name"] == "X-User-Token"
+
+
+DOCS = ["/docs", "/redoc", "/openapi.json"]
+
+
+@pytest.mark.parametrize("path", DOCS)
+def test_docs_are_off_outside_development(path: str) -> None:
+    for environment in ("production", "test"):
+        with _app(environment=environment) as c:
+            assert c.get(path).status_code == 404, environment
+            # the document is still built in process (for tools), only not served
+            assert "/api/top_movies" in c.app.openapi()["paths"]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("path", DOCS)
+def test_docs_are_served_in_development_or_when_enabled(path: str) -> None:
+    for overrides in (
+        {"environment": "development"},
+        {"environment": "production", "docs_enabled": True},
+    ):
+        with _app(**overrides) as c:
+            assert c.get(path).status_code == 200, overrides
+    with _app(environment="development", docs_enabled=False) as c:
+        assert c.get(path).status_code == 404
 
 
 def test_openapi_with_keyed_aggregates() -> None:

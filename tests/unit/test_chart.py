@@ -281,6 +281,70 @@ def test_network_policies_admit_only_the_documented_flows(
     assert "cp-cinepulse-egress-external" not in policies
 
 
+def _access(docs: list[dict[str, Any]], component: str) -> dict[str, Any]:
+    """A Deployment's access wiring: its CINEPULSE_AUTH__* env, the api-keys volume and mount,
+    and the explorer's key for the recommender."""
+    (dep,) = [
+        d
+        for d in docs
+        if d["kind"] == "Deployment"
+        and d["metadata"]["labels"]["app.kubernetes.io/component"] == component
+    ]
+    spec = dep["spec"]["template"]["spec"]
+    container = spec["containers"][0]
+    return {
+        "env": {
+            e["name"]: e
+            for e in container.get("env", [])
+            if e["name"].startswith("CINEPULSE_AUTH__")
+            or e["name"] == "CINEPULSE_RECOMMENDER_API_KEY"
+        },
+        "mounts": [m for m in container.get("volumeMounts", []) if m["name"] == "api-keys"],
+        "volumes": [v for v in spec.get("volumes", []) if v["name"] == "api-keys"],
+    }
+
+
+def test_the_recommender_takes_the_apis_keys_roles_and_user_tokens(
+    rendered: dict[str, str],
+) -> None:
+    """Recommendations are per-user data: the recommender reads them under the api's rules
+    (its keys Secret, roles, public aggregates, user-token secret), and the explorer sends
+    its own key, one entry of that Secret."""
+    external = chart.documents(rendered["external"])
+    api, recommender = _access(external, "api"), _access(external, "recommender")
+    assert recommender == api
+    env = recommender["env"]
+    assert set(env) == {
+        "CINEPULSE_AUTH__KEYS_PATH",
+        "CINEPULSE_AUTH__PUBLIC_AGGREGATES",
+        "CINEPULSE_AUTH__ROLES",
+        "CINEPULSE_AUTH__USER_TOKEN_SECRET",
+    }
+    assert env["CINEPULSE_AUTH__KEYS_PATH"]["value"] == recommender["mounts"][0]["mountPath"]
+    assert recommender["volumes"][0]["secret"]["secretName"] == "cinepulse-api-keys"
+    assert json.loads(env["CINEPULSE_AUTH__ROLES"]["value"])["explorer"] == "internal"
+    assert env["CINEPULSE_AUTH__USER_TOKEN_SECRET"]["valueFrom"]["secretKeyRef"] == {
+        "name": "cinepulse-user-tokens",
+        "key": "secret",
+    }
+    explorer = _access(external, "explorer")
+    assert explorer["volumes"] == []  # only its own entry reaches the explorer's pod
+    assert explorer["env"] == {
+        "CINEPULSE_RECOMMENDER_API_KEY": {
+            "name": "CINEPULSE_RECOMMENDER_API_KEY",
+            "valueFrom": {
+                "secretKeyRef": {"name": "cinepulse-api-keys", "key": "explorer", "optional": True}
+            },
+        }
+    }
+    # without a keys Secret: nothing mounted, no key for the explorer (every per-user request
+    # is refused, as by the api)
+    default = chart.documents(rendered["default"])
+    assert _access(default, "recommender") == _access(default, "api")
+    assert "CINEPULSE_AUTH__KEYS_PATH" not in _access(default, "recommender")["env"]
+    assert _access(default, "explorer")["env"] == {}
+
+
 def _external_egress(docs: list[dict[str, Any]]) -> dict[str, Any]:
     [spec] = [
         d["spec"]

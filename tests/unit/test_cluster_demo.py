@@ -62,11 +62,19 @@ def test_a_job_from_a_cronjob_overrides_args_and_env_and_never_retries(
     cronjobs: dict[str, dict[str, Any]],
 ) -> None:
     cj = cronjobs["cp-cinepulse-tmdb-incremental"]
+    cj["metadata"]["uid"] = "0d9a3c1e-uid"  # the API server's; a rendering has none
     before = json.dumps(cj, sort_keys=True)
     job = demo.job_from_cronjob(cj, args=["full"], env={"CINEPULSE_TMDB__BASE_URL": "http://h:1"})
     assert json.dumps(cj, sort_keys=True) == before, "the CronJob must not change"
     assert job["kind"] == "Job" and job["spec"]["backoffLimit"] == 0
     assert job["metadata"]["annotations"] == {"cronjob.kubernetes.io/instantiate": "manual"}
+    # owned by the CronJob, so an uninstall removes it (and its pod) with the release
+    (owner,) = job["metadata"]["ownerReferences"]
+    assert (owner["kind"], owner["name"], owner["uid"]) == (
+        "CronJob",
+        cj["metadata"]["name"],
+        "0d9a3c1e-uid",
+    )
     assert job["metadata"]["name"].startswith(cj["metadata"]["name"])
     assert len(job["metadata"]["name"]) <= 63
     container = job["spec"]["template"]["spec"]["containers"][0]
@@ -77,7 +85,9 @@ def test_a_job_from_a_cronjob_overrides_args_and_env_and_never_retries(
     original = cj["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     assert job["spec"]["template"]["spec"]["volumes"] == original["volumes"]
     assert container["securityContext"] == original["containers"][0]["securityContext"]
-    job = demo.job_from_cronjob(cronjobs["cp-cinepulse-recommender-train"])
+    train = {**cronjobs["cp-cinepulse-recommender-train"]}
+    train["metadata"] = {**train["metadata"], "uid": "u"}
+    job = demo.job_from_cronjob(train)
     assert job["spec"]["template"]["spec"]["containers"][0]["args"] == ["train"]
 
 

@@ -51,6 +51,29 @@ def test_recommendations_come_best_first_with_the_request_asked() -> None:
     assert filled["title"].tolist() == ["Alpha", "Gamma"]
 
 
+def test_the_explorers_key_goes_with_the_request() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.headers.get("X-API-Key") != "explorer-key":
+            return httpx.Response(401, json={"detail": "missing X-API-Key header"})
+        return httpx.Response(200, json={"items": [], "strategy": "popular"})
+
+    with httpx.Client(transport=httpx.MockTransport(handler)) as client:
+        recs = fetch_recommendations(
+            "http://rec", "critic", 3, api_key="explorer-key", client=client
+        )
+        assert recs.strategy == "popular"
+        # no key: none sent, and the recommender's refusal is the page's notice
+        with pytest.raises(RecommenderUnavailable, match="HTTP 401: missing X-API-Key header"):
+            fetch_recommendations("http://rec", "critic", 3, client=client)
+    assert "X-API-Key" not in seen[1].headers
+    s = ExplorerSettings(postgres=PostgresSettings(dsn=NO_DB), recommender_api_key="k")
+    assert s.recommender_api_key is not None and s.recommender_api_key.get_secret_value() == "k"
+    assert s.recommender_key_header == "X-API-Key"
+
+
 def test_parse_keeps_strategy_and_model_version() -> None:
     recs = parse_recommendations({"items": [], "strategy": "popular", "model_version": "v2"})
     assert recs.items.empty and list(recs.items.columns) == ["rank", "movie_id", "title", "score"]

@@ -1,7 +1,8 @@
 """Serving without a database: a hand-made model version in memory (known users, cold
 start, genres, exclusions, similar movies, the precomputed and scored paths), the artefact's
 round trip through bytes, and the HTTP layer (k bounds as 422 naming the field, 404s,
-strategies, readiness) with the version swapped in by hand."""
+strategies, readiness) with the version swapped in by hand; who may read which user's
+recommendations (the api's keys, roles and user tokens: 401/403 before the model is read)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 import scipy.sparse as sp
 from fastapi.testclient import TestClient
 
+from cinepulse_common.access import sign_user_token
 from cinepulse_common.settings import PostgresSettings
 from cinepulse_recommender.app import create_app
 from cinepulse_recommender.artefact import Artefact
@@ -29,6 +31,14 @@ from cinepulse_recommender.recommend import (
 from cinepulse_recommender.settings import RecommenderSettings
 
 NO_DB = PostgresSettings(dsn="postgresql://u:p@127.0.0.1:9/none?connect_timeout=1")
+SECRET = "s" * 32
+#: the api's test key set: the recommender takes the same keys and roles
+AUTH = {
+    "keys": {"explorer": "internal-key", "web": "frontend-key", "partner": "partner-key"},
+    "roles": {"explorer": "internal", "web": "frontend"},
+    "user_token_secret": SECRET,
+}
+NOW = 1_800_000_000.0
 
 MOVIES = [101, 102, 103, 104, 105, 106]
 GENRES = [["Drama"], ["Drama", "Comedy"], ["Comedy"], ["Action"], ["Action"], ["Drama"]]
@@ -137,11 +147,19 @@ def test_artefact_round_trips_through_bytes() -> None:
         Artefact.from_bytes(buf.getvalue())
 
 
+def _app(**overrides: object) -> TestClient:
+    settings = RecommenderSettings.model_validate(
+        {"postgres": NO_DB, "readiness_timeout_s": 0.5, "registry_timeout_s": 0.5, "auth": AUTH}
+        | overrides
+    )
+    return TestClient(create_app(settings, poll=False, clock=lambda: NOW))
+
+
 @pytest.fixture
 def client() -> Iterator[TestClient]:
-    settings = RecommenderSettings(postgres=NO_DB, readiness_timeout_s=0.5, registry_timeout_s=0.5)
-    app = create_app(settings, poll=False)
-    with TestClient(app) as c:
+    """An internal client (the explorer's key)."""
+    with _app() as c:
+        c.headers["X-API-Key"] = "internal-key"
         yield c
 
 
@@ -150,8 +168,33 @@ def test_no_model_and_no_database_is_503_and_not_ready(client: TestClient) -> No
     assert r.status_code == 503 and r.headers["retry-after"] == "5"
     ready = client.get("/readyz")
     assert ready.status_code == 503
-    assert ready.json()["checks"]["model"].startswith("error")
+    # why (no model; the database's host and driver error) is logged, not answered
+    assert ready.json() == {
+        "status": "unavailable",
+        "checks": {"model": "down", "postgres": "down"},
+    }
+    for detail in ("no model", "127.0.0.1", "RuntimeError", "error"):
+        assert detail not in ready.text, detail
     assert client.get("/healthz").status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/docs", "/redoc", "/openapi.json"])
+def test_docs_follow_the_environment_and_the_setting(path: str) -> None:
+    for environment, enabled, status in [
+        ("production", None, 404),
+        ("test", None, 404),
+        ("development", None, 200),
+        ("production", True, 200),
+    ]:
+        settings = RecommenderSettings(
+            postgres=NO_DB,
+            environment=environment,
+            docs_enabled=enabled,
+            readiness_timeout_s=0.5,
+            registry_timeout_s=0.5,
+        )
+        with TestClient(create_app(settings, poll=False)) as c:
+            assert c.get(path).status_code == status, (environment, enabled)
 
 
 def test_http_answers_carry_strategy_and_version(client: TestClient) -> None:
@@ -197,3 +240,159 @@ def test_bad_input_is_422_naming_the_field(
     assert r.status_code == 422
     [detail] = r.json()["detail"]
     assert detail["field"] == field and detail["reason"] and detail["type"]
+
+
+# --- access: the api's keys, roles and user tokens ------------------------------------------
+def _token(user: str, ttl: int = 600) -> str:
+    return sign_user_token(SECRET, user, ttl, now=NOW)
+
+
+@pytest.fixture
+def served() -> Iterator[TestClient]:
+    """No key of its own; model v1 served."""
+    with _app() as c:
+        c.app.state.service.swap(Recommender.from_artefact("v1", artefact(), top_n=3))  # type: ignore[attr-defined]
+        yield c
+
+
+@pytest.mark.parametrize(
+    ("headers", "status", "reason"),
+    [
+        ({}, 401, "missing X-API-Key header"),
+        ({"X-API-Key": "nope"}, 401, "invalid X-API-Key (no client has this key)"),
+        ({"X-API-Key": "frontend-key"}, 401, "client 'web' (role frontend) must send X-User-Token"),
+        # a client without a listed role is a frontend: the least privileged
+        ({"X-API-Key": "partner-key"}, 401, "client 'partner' (role frontend) must send"),
+        (
+            {"X-API-Key": "frontend-key", "X-User-Token": _token("bob")},
+            403,
+            "the X-User-Token is for another user; client 'web' (role frontend) may read only",
+        ),
+        (
+            {"X-API-Key": "frontend-key", "X-User-Token": _token("alice", ttl=-1)},
+            401,
+            "invalid X-User-Token: expired",
+        ),
+        # a user token alone is not a credential
+        ({"X-User-Token": _token("alice")}, 401, "missing X-API-Key header"),
+    ],
+    ids=[
+        "no-key",
+        "unknown-key",
+        "frontend-no-token",
+        "unlisted-client-is-frontend",
+        "other-users-token",
+        "expired-token",
+        "token-without-key",
+    ],
+)
+def test_recommendations_are_refused_before_the_model_is_read(
+    served: TestClient, headers: dict[str, str], status: int, reason: str
+) -> None:
+    answers = [
+        served.get(
+            "/api/recommendations",
+            params={"user_id": "alice", "k": 2, "exclude_seen": seen},
+            headers=headers,
+        )
+        for seen in ("true", "false")
+    ]
+    r = answers[0]
+    assert r.status_code == status, r.text
+    assert r.json()["detail"].startswith(reason), r.json()
+    if status == 401:
+        assert r.headers["www-authenticate"] in ("X-API-Key", "X-User-Token")
+    # a refused call learns nothing: exclude_seen (what alice watched) changes no byte
+    same = [(a.status_code, a.content, sorted(a.headers.items())) for a in answers]
+    assert same[0] == same[1]
+    assert "101" not in r.text and "items" not in r.text
+
+
+def test_an_internal_client_reads_any_user(served: TestClient) -> None:
+    key = {"X-API-Key": "internal-key"}
+    for user, first in (("alice", 102), ("bob", 104), ("newcomer", 101)):
+        r = served.get("/api/recommendations", params={"user_id": user, "k": 1}, headers=key)
+        assert r.status_code == 200, r.text
+        assert r.json()["items"][0]["movie_id"] == first
+        assert r.headers["cache-control"] == "private, no-store"
+        assert r.headers["vary"] == "X-API-Key, X-User-Token"
+
+
+def test_a_frontend_reads_its_own_users_recommendations(served: TestClient) -> None:
+    mine = {"X-API-Key": "frontend-key", "X-User-Token": _token("alice")}
+    r = served.get("/api/recommendations", params={"user_id": "alice", "k": 2}, headers=mine)
+    assert r.status_code == 200, r.text
+    assert [i["movie_id"] for i in r.json()["items"]] == [102, 103]
+    seen = served.get(
+        "/api/recommendations",
+        params={"user_id": "alice", "k": 2, "exclude_seen": "false"},
+        headers=mine,
+    )
+    assert seen.status_code == 200 and seen.json()["items"][0]["movie_id"] == 101
+
+
+def test_without_a_token_secret_a_frontend_reads_no_user() -> None:
+    auth = {k: v for k, v in AUTH.items() if k != "user_token_secret"}
+    with _app(auth=auth) as c:
+        r = c.get(
+            "/api/recommendations",
+            params={"user_id": "alice"},
+            headers={"X-API-Key": "frontend-key", "X-User-Token": _token("alice")},
+        )
+    assert r.status_code == 403
+    assert "no user token secret is configured" in r.json()["detail"]
+
+
+def test_similar_movies_health_and_metrics_stay_open(served: TestClient) -> None:
+    assert served.get("/api/movies/101/similar", params={"k": 1}).status_code == 200
+    assert served.get("/healthz").status_code == 200
+    assert served.get("/metrics").status_code == 200
+    with _app(auth=AUTH | {"public_aggregates": False}) as c:
+        # the api's rule for aggregates: a key when they are not public
+        r = c.get("/api/movies/101/similar")
+        assert r.status_code == 401 and r.headers["www-authenticate"] == "X-API-Key"
+        assert c.get("/healthz").status_code == 200
+
+
+def test_auth_disabled_opens_recommendations() -> None:
+    with _app(auth={"enabled": False}) as c:
+        # no credential needed: the request reaches the (missing) model
+        assert c.get("/api/recommendations", params={"user_id": "alice"}).status_code == 503
+        spec = c.app.openapi()
+    assert "securitySchemes" not in spec.get("components", {})
+
+
+def test_openapi_declares_the_security_schemes(served: TestClient) -> None:
+    spec = served.app.openapi()  # type: ignore[attr-defined]
+    schemes = spec["components"]["securitySchemes"]
+    assert (schemes["ApiKey"]["name"], schemes["UserToken"]["name"]) == (
+        "X-API-Key",
+        "X-User-Token",
+    )
+    recs = spec["paths"]["/api/recommendations"]["get"]
+    assert recs["security"] == [{"ApiKey": [], "UserToken": []}, {"ApiKey": []}]
+    assert {"401", "403"} <= set(recs["responses"])
+    assert "security" not in spec["paths"]["/api/movies/{movie_id}/similar"]["get"]  # public
+
+
+def test_auth_settings_are_the_apis(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=r"auth\.enabled=false is for development"):
+        RecommenderSettings(postgres=NO_DB, environment="production", auth={"enabled": False})  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="at least 32 bytes"):
+        RecommenderSettings(postgres=NO_DB, auth={"user_token_secret": "short"})  # type: ignore[arg-type]
+    monkeypatch.setenv("CINEPULSE_POSTGRES__DSN", "postgresql://u:p@db/x")
+    monkeypatch.setenv("CINEPULSE_AUTH__KEYS", '{"explorer": "k1"}')
+    monkeypatch.setenv("CINEPULSE_AUTH__ROLES", '{"explorer": "internal", "web": "frontend"}')
+    monkeypatch.setenv("CINEPULSE_AUTH__USER_TOKEN_SECRET", SECRET)
+    s = RecommenderSettings()
+    assert s.auth.enabled and s.auth.header == "X-API-Key"
+    assert s.auth.roles == {"explorer": "internal", "web": "frontend"}
+    assert s.auth.keys["explorer"].get_secret_value() == "k1"
+    assert s.auth.user_token_secret is not None
+
+
+def test_a_bad_key_source_stops_the_recommender_at_start(tmp_path: object) -> None:
+    with pytest.raises(SystemExit, match="recommender: cannot load API keys"):
+        _app(auth={"keys_path": f"{tmp_path}/missing"})

@@ -152,6 +152,31 @@ app.kubernetes.io/part-of: cinepulse
 {{- end }}
 {{- end }}
 
+{{/*
+Who may read per-user data (CINEPULSE_AUTH__*), the same for the api and the recommender:
+the api's keys Secret (api.apiKeysSecret, mounted), public aggregates, roles and the user
+token secret (api.auth). Appends to the env of a workload dict (as cinepulse.deployment
+takes it) and sets its volumes and volumeMounts:
+  {{- $_ := include "cinepulse.apiAuth" $c }}
+*/}}
+{{- define "cinepulse.apiAuth" -}}
+{{- $api := .ctx.Values.api }}
+{{- $env := default "" .env }}
+{{- if $api.apiKeysSecret }}
+{{- $env = printf "%s\n- name: CINEPULSE_AUTH__KEYS_PATH\n  value: /var/run/secrets/cinepulse/api-keys" $env }}
+{{- $_ := set . "volumes" (printf "- name: api-keys\n  secret:\n    secretName: %s" $api.apiKeysSecret) }}
+{{- $_ := set . "volumeMounts" "- name: api-keys\n  mountPath: /var/run/secrets/cinepulse/api-keys\n  readOnly: true" }}
+{{- end }}
+{{- $env = printf "%s\n- name: CINEPULSE_AUTH__PUBLIC_AGGREGATES\n  value: %q" $env (toString $api.auth.publicAggregates) }}
+{{- with $api.auth.roles }}
+{{- $env = printf "%s\n- name: CINEPULSE_AUTH__ROLES\n  value: %s" $env (toJson . | quote) }}
+{{- end }}
+{{- with $api.auth.userTokenSecret }}
+{{- $env = printf "%s\n- name: CINEPULSE_AUTH__USER_TOKEN_SECRET\n  valueFrom:\n    secretKeyRef:\n      name: %s\n      key: secret" $env . }}
+{{- end }}
+{{- $_ := set . "env" $env }}
+{{- end }}
+
 {{/* ---------------------------------------------------------------- workloads */}}
 
 {{/* probes of an HTTP service on its named port "http" */}}

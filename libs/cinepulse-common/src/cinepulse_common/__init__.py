@@ -3,6 +3,7 @@
 Modules:
     settings       one pydantic-settings base class and the component settings blocks
     logging        structured JSON logging (structlog)
+    apikeys, access  API keys per client; who may read which user's data (api, recommender)
     observability  /metrics, /healthz, /readyz for FastAPI apps and plain processes
     events         the event envelope contract (ARCHITECTURE.md)
     rules          transform_rules.json: models, loader, schema

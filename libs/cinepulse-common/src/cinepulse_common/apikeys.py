@@ -1,5 +1,5 @@
 """Per-client API keys, loaded from a mounted Secret (files) and/or the environment: the
-event gateway's write keys and the serving api's read keys.
+event gateway's write keys and the read keys of the serving api and the recommender.
 
 A key is never kept in memory in the clear: each one is stored as its SHA-256 digest and a
 presented key is hashed and compared with :func:`hmac.compare_digest` against *every*

@@ -165,13 +165,16 @@ def wait_targets_up(stack: Stack, timeout_s: float = 45.0) -> list[tuple[str, st
 
 
 def wait_model_served(stack: Stack, version: str, user: str, timeout_s: float = 60.0) -> bool:
-    """Until the recommender answers with model ``version`` (it polls the registry)."""
+    """Until the recommender answers with model ``version`` (it polls the registry); asked
+    as the stack's ``demo`` client (internal: any user's recommendations)."""
+    key = {"X-API-Key": stack.recommender.demo_key()}
 
     def served() -> int:
         try:
             r = httpx.get(
                 f"{stack.recommender.url}/api/recommendations",
                 params={"user_id": user, "k": 1},
+                headers=key,
                 timeout=2,
             )
             return int(r.status_code == 200 and r.json().get("model_version") == version)
@@ -342,6 +345,7 @@ def sample_user(events: list[dict[str, Any]]) -> str:
 
 def print_report(stack: Stack, r: DemoReport) -> None:
     api, rec = stack.api.url, stack.recommender.url
+    # the api and the recommender share the key set: demo is internal in both
     key = stack.api.demo_key()
     user = r.user
     hdr = f"-H 'X-API-Key: {key}'"
@@ -353,7 +357,7 @@ Where to look
     curl -s {hdr} '{api}/api/user_stats/{user}'
     curl -s '{api}/api/emotion_trends?bucket=week'
   Recommender         {rec}/docs
-    curl -s '{rec}/api/recommendations?user_id={user}&k=5'
+    curl -s {hdr} '{rec}/api/recommendations?user_id={user}&k=5'
   Explorer            {stack.explorer.url}
   Event gateway       {stack.gateway.url}/docs   (write key: {stack.cfg.root}/secrets/write-keys/demo)
   Live counters       {stack.archiver.url}/counters/trending

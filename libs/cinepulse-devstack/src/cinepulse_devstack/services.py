@@ -110,16 +110,23 @@ class KeyedService(PythonService):
     (one file per client, its content the key); the stack's own client is ``demo``."""
 
     keys_folder: str
+    #: the clients whose keys exist before the service starts
+    clients: tuple[str, ...] = ("demo",)
 
     @property
     def keys_dir(self) -> Path:
         return self.cfg.root / "secrets" / self.keys_folder
 
+    def client_key(self, client: str) -> str:
+        """``client``'s key (made on first use; a running service re-reads the folder)."""
+        return stack_secret(self.keys_dir / client)
+
     def demo_key(self) -> str:
-        return stack_secret(self.keys_dir / "demo")
+        return self.client_key("demo")
 
     def service_env(self) -> dict[str, str]:
-        self.demo_key()
+        for client in self.clients:
+            self.client_key(client)
         return {
             "CINEPULSE_PORT": str(self.port),
             "CINEPULSE_HOST": self.cfg.host,
@@ -216,13 +223,25 @@ class SparkStream(PythonService):
         }
 
 
-class Api(KeyedService):
+class ApiKeyedService(KeyedService):
+    """A service reading per-user data with the api's key set (``.stack/secrets/api-keys``,
+    one file per client) and roles: the stack's ``demo`` client and the ``explorer`` are
+    ``internal`` (read any user)."""
+
+    keys_folder = "api-keys"
+    clients = ("demo", "explorer")
+    roles = '{"demo": "internal", "explorer": "internal"}'
+
+    def service_env(self) -> dict[str, str]:
+        return super().service_env() | {"CINEPULSE_AUTH__ROLES": self.roles}
+
+
+class Api(ApiKeyedService):
     """The serving API; the ``demo`` client is ``internal`` (reads any user's stats)."""
 
     name = "api"
     module = "cinepulse_api"
     component = "api"
-    keys_folder = "api-keys"
 
     @property
     def port(self) -> int:
@@ -230,13 +249,13 @@ class Api(KeyedService):
 
     def service_env(self) -> dict[str, str]:
         return super().service_env() | {
-            "CINEPULSE_AUTH__ROLES": '{"demo": "internal"}',
             "CINEPULSE_ARCHIVER_URL": f"http://{self.cfg.host}:{self.cfg.archiver_port}",
         }
 
 
-class Recommender(PythonService):
-    """The recommender's HTTP API (``serve``); it polls the model registry every 5 s here."""
+class Recommender(ApiKeyedService):
+    """The recommender's HTTP API (``serve``), with the api's keys and roles (``demo_key()``
+    reads any user's recommendations); it polls the model registry every 5 s here."""
 
     name = "recommender"
     module = "cinepulse_recommender"
@@ -250,16 +269,14 @@ class Recommender(PythonService):
         return ["serve"]
 
     def service_env(self) -> dict[str, str]:
-        return {
-            "CINEPULSE_PORT": str(self.port),
-            "CINEPULSE_HOST": self.cfg.host,
-            "CINEPULSE_POLL_INTERVAL_S": "5",
-        }
+        return super().service_env() | {"CINEPULSE_POLL_INTERVAL_S": "5"}
 
 
 class Explorer(PythonService):
     """The Streamlit explorer, reading as ``cinepulse_explorer``: a LOGIN member of the
-    read-only role (migration 0008), made by :meth:`ensure_reader` before it starts."""
+    read-only role (migration 0008), made by :meth:`ensure_reader` before it starts; it asks
+    the recommender with the ``explorer`` client's key (an internal client of the api's key
+    set, ``recommender_key``)."""
 
     name = "explorer"
     module = "cinepulse_explorer"
@@ -274,9 +291,11 @@ class Explorer(PythonService):
         stack_env: EnvProvider,
         prometheus: Prometheus,
         reader_dsn: Callable[[], str],
+        recommender_key: Callable[[], str],
     ) -> None:
         super().__init__(cfg, stack_env, prometheus)
         self._reader_dsn = reader_dsn
+        self._recommender_key = recommender_key
 
     @property
     def port(self) -> int:
@@ -288,4 +307,5 @@ class Explorer(PythonService):
             "CINEPULSE_PORT": str(self.port),
             "CINEPULSE_POSTGRES__DSN": self._reader_dsn(),
             "CINEPULSE_RECOMMENDER_URL": f"http://{self.cfg.host}:{self.cfg.recommender_port}",
+            "CINEPULSE_RECOMMENDER_API_KEY": self._recommender_key(),
         }

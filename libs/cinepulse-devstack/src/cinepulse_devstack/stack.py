@@ -69,6 +69,7 @@ class Stack:
             self.infra_env,
             self.prometheus,
             lambda: self.postgres.login_role(Explorer.reader, "cinepulse_readonly"),
+            lambda: self.recommender.client_key("explorer"),
         )
         self.services: list[Component] = [
             self.gateway,

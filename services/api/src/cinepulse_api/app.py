@@ -17,10 +17,11 @@
   slower than ``CINEPULSE_ARCHIVER_TIMEOUT_S``: 503 with ``Retry-After``; an answer that
   makes no sense: 502. Answered with ``Cache-Control: public, max-age=5``.
 
-Access (:mod:`cinepulse_api.access`): aggregates are public unless
-``CINEPULSE_AUTH__PUBLIC_AGGREGATES=false``; per-user data needs an API key (``X-API-Key``)
-of an ``internal`` client, or of a ``frontend`` client with a user token (``X-User-Token``)
-for that very user. 401 names the missing or bad credential, 403 what the caller may not read.
+Access (:mod:`cinepulse_common.access`, shared with the recommender): aggregates are public
+unless ``CINEPULSE_AUTH__PUBLIC_AGGREGATES=false``; per-user data needs an API key
+(``X-API-Key``) of an ``internal`` client, or of a ``frontend`` client with a user token
+(``X-User-Token``) for that very user. 401 names the missing or bad credential, 403 what the
+caller may not read.
 
 Caching: every 200 carries an ``ETag`` (a strong validator over the body) and a
 ``Cache-Control``: ``public, max-age=60`` for aggregates (``CINEPULSE_CACHE_MAX_AGE_S``;
@@ -59,14 +60,19 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 
 from cinepulse_api import __version__, queries
-from cinepulse_api.access import UNRESTRICTED, Access, Caller
 from cinepulse_api.metrics import DB_ERRORS, DB_POOL_WAIT_SECONDS, DB_QUERY_SECONDS, HTTP
 from cinepulse_api.settings import ApiSettings
-from cinepulse_common.apikeys import ApiKeyError, ApiKeys
+from cinepulse_common.access import (
+    Credentials,
+    add_security,
+    aggregate_reader,
+    build_access,
+    user_credentials,
+)
 from cinepulse_common.http_errors import add_validation_handler
 from cinepulse_common.logging import get_logger
 from cinepulse_common.observability import HttpMetricsMiddleware, add_health_routes
-from cinepulse_common.openapi import customise_openapi
+from cinepulse_common.openapi import customise_openapi, docs_routes
 from cinepulse_common.postgres import make_async_pool
 
 log = get_logger(__name__)
@@ -632,90 +638,8 @@ def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     return out
 
 
-@dataclass(frozen=True)
-class Credentials:
-    """A per-user request's caller (identified by its key) and the user token it sent."""
-
-    caller: Caller
-    user_token: str | None
-
-
-async def user_credentials(request: Request) -> Credentials:
-    """The caller of a per-user request (401 without a known key) and its user token."""
-    access: Access = request.app.state.access
-    if not access.enabled:
-        return Credentials(UNRESTRICTED, None)
-    headers = request.headers
-    return Credentials(
-        access.identify(headers.get(access.key_header)), headers.get(access.token_header)
-    )
-
-
-async def aggregate_reader(request: Request) -> None:
-    """Aggregates: open when public, else 401 without a known key."""
-    access: Access = request.app.state.access
-    access.aggregate_reader(request.headers.get(access.key_header))
-
-
+#: the per-user operations (a key, and for a frontend client a user token, in the OpenAPI)
 USER_PATHS = ("/api/user_stats/{user_id}",)
-
-
-def add_security(spec: dict[str, Any], access: Access) -> None:
-    """The key and user-token schemes, and which operation needs what (the dependencies read
-    the headers themselves, as their names are settings)."""
-    schemes = spec.setdefault("components", {}).setdefault("securitySchemes", {})
-    schemes["ApiKey"] = {
-        "type": "apiKey",
-        "in": "header",
-        "name": access.key_header,
-        "description": "the client's API key; per-user endpoints always need one, aggregates "
-        "only when CINEPULSE_AUTH__PUBLIC_AGGREGATES=false. An internal client reads any "
-        "user's data; a frontend client needs a user token too",
-    }
-    schemes["UserToken"] = {
-        "type": "apiKey",
-        "in": "header",
-        "name": access.token_header,
-        "description": "a frontend client's user token: a JWT signed with HS256 (the secret "
-        "shared with the frontend's backend) with the claims sub (the user id), exp and "
-        "aud = cinepulse-api; it lets the client read that user's data only",
-    }
-    for path, item in spec["paths"].items():
-        if not path.startswith("/api/"):
-            continue
-        op = item["get"]
-        if path in USER_PATHS:
-            op["security"] = [{"ApiKey": [], "UserToken": []}, {"ApiKey": []}]
-        elif not access.public_aggregates:
-            op["security"] = [{"ApiKey": []}]
-
-
-def build_access(settings: ApiSettings) -> Access:
-    auth = settings.auth
-    keys = None
-    if auth.enabled:
-        try:
-            keys = ApiKeys.from_settings(auth)
-        except ApiKeyError as exc:
-            raise SystemExit(f"api: cannot load API keys: {exc}") from None
-        unknown = sorted(set(auth.roles) - set(keys.clients))
-        if unknown:
-            log.warning("roles given for clients without a key", clients=unknown)
-        if not keys.clients:
-            log.warning(
-                "no API key is configured: per-user endpoints answer 401 to everyone "
-                "(CINEPULSE_AUTH__KEYS_PATH or CINEPULSE_AUTH__KEYS)"
-            )
-    secret = auth.user_token_secret
-    return Access(
-        keys,
-        roles=auth.roles,
-        public_aggregates=auth.public_aggregates,
-        key_header=auth.header,
-        token_header=auth.user_token_header,
-        token_secret=secret.get_secret_value() if secret else None,
-        token_max_ttl_s=auth.user_token_max_ttl_s,
-    )
 
 
 def create_app(
@@ -729,7 +653,7 @@ def create_app(
     ``archiver_transport`` replaces the network under the archiver client (tests);
     ``clock`` (Unix seconds) is what user tokens' expiry is checked against (tests)."""
     api = Api(settings, today or (lambda: datetime.now(UTC).date()), archiver_transport)
-    access = build_access(settings)
+    access = build_access(settings.auth, service="api")
     if clock is not None:
         access.clock = clock
     auth = settings.auth
@@ -782,6 +706,7 @@ def create_app(
         summary="Top movies, movie details, user statistics, emotion trends and trending.",
         description=__doc__,
         lifespan=lifespan,
+        **docs_routes(settings),
     )
     app.state.access = access
     app.state.api = api
@@ -987,5 +912,5 @@ def create_app(
     app.add_middleware(HttpMetricsMiddleware, metrics=HTTP)
 
     if access.enabled:
-        customise_openapi(app, lambda spec: add_security(spec, access))
+        customise_openapi(app, lambda spec: add_security(spec, access, USER_PATHS))
     return app

@@ -6,63 +6,22 @@ Examples: ``CINEPULSE_POSTGRES__DSN=postgresql://cinepulse:...@postgres:5432/cin
 ``CINEPULSE_AUTH__KEYS_PATH=/var/run/secrets/cinepulse/api-keys`` (a mounted Secret: one file
 per client), ``CINEPULSE_AUTH__ROLES={"explorer": "internal", "web": "frontend"}``,
 ``CINEPULSE_AUTH__USER_TOKEN_SECRET=...`` (shared with the frontend's backend). The access
-rules are in :mod:`cinepulse_api.access`.
+rules are in :mod:`cinepulse_common.access` (shared with the recommender).
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from pydantic import Field
 
-from pydantic import Field, SecretStr, model_validator
-
-from cinepulse_common.apikeys import ApiKeySettings
-from cinepulse_common.settings import CinepulseSettings, PostgresSettings
-
-#: the shortest user token secret accepted (bytes): HS256 wants at least its hash size
-MIN_TOKEN_SECRET_BYTES = 32
+from cinepulse_common.access import KeyedServiceSettings
+from cinepulse_common.settings import PostgresSettings
 
 
-class ApiAuthSettings(ApiKeySettings):
-    """API keys (``keys``, ``keys_path``: see :class:`ApiKeySettings`), roles, user tokens."""
+class ApiSettings(KeyedServiceSettings):
+    """The ``auth`` block (``CINEPULSE_AUTH__*``, refused off in production) comes from
+    :class:`~cinepulse_common.access.KeyedServiceSettings`, shared with the recommender."""
 
-    enabled: bool = Field(
-        True, description="check keys and the per-user rules; false opens everything (dev only)"
-    )
-    header: str = Field("X-API-Key", description="request header carrying the API key")
-    public_aggregates: bool = Field(
-        True,
-        description="top movies, movies, emotion trends and trending without a key; per-user "
-        "endpoints always need one",
-    )
-    roles: dict[str, Literal["internal", "frontend"]] = Field(
-        default_factory=dict,
-        description="client id -> role: internal reads any user, frontend only the user of "
-        "its user token; a client not listed is frontend",
-    )
-    user_token_header: str = Field(
-        "X-User-Token", description="request header carrying a frontend's user token"
-    )
-    user_token_secret: SecretStr | None = Field(
-        None,
-        description="HS256 secret of the user tokens (JWT: sub, exp, aud=cinepulse-api), "
-        f"shared with the frontend's backend; at least {MIN_TOKEN_SECRET_BYTES} bytes. Unset: "
-        "frontend clients read no per-user data",
-    )
-    user_token_max_ttl_s: int = Field(
-        3600, ge=1, description="a token expiring further ahead than this is refused"
-    )
-
-    @model_validator(mode="after")
-    def _strong_secret(self) -> ApiAuthSettings:
-        secret = self.user_token_secret
-        if secret is not None and len(secret.get_secret_value().encode()) < MIN_TOKEN_SECRET_BYTES:
-            raise ValueError(f"user_token_secret must be at least {MIN_TOKEN_SECRET_BYTES} bytes")
-        return self
-
-
-class ApiSettings(CinepulseSettings):
     postgres: PostgresSettings
-    auth: ApiAuthSettings = ApiAuthSettings()
     host: str = "0.0.0.0"  # noqa: S104 - listens inside its pod
     port: int = Field(8000, ge=1, le=65535)
     bayes_prior_votes: float = Field(
@@ -96,9 +55,3 @@ class ApiSettings(CinepulseSettings):
     archiver_timeout_s: float = Field(
         1.0, gt=0, le=30, description="deadline of each request to the archiver (seconds)"
     )
-
-    @model_validator(mode="after")
-    def _auth_in_production(self) -> ApiSettings:
-        if self.environment == "production" and not self.auth.enabled:
-            raise ValueError("auth.enabled=false is for development; production checks keys")
-        return self

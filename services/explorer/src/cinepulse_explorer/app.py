@@ -110,7 +110,15 @@ def recent_users() -> list[str]:
 @cached
 def recommendations(user_id: str, k: int) -> Recommendations:
     s = settings()
-    recs = fetch_recommendations(s.recommender_url, user_id, k, timeout_s=s.recommender_timeout_s)
+    key = s.recommender_api_key
+    recs = fetch_recommendations(
+        s.recommender_url,
+        user_id,
+        k,
+        timeout_s=s.recommender_timeout_s,
+        api_key=key.get_secret_value() if key else None,
+        key_header=s.recommender_key_header,
+    )
     missing = [int(i) for i in recs.items.loc[recs.items["title"].isna(), "movie_id"]]
     if missing:
         with warehouse() as conn:

@@ -1,8 +1,10 @@
 """The recommender, an external HTTP service to the explorer: ``GET
 {recommender_url}/api/recommendations?user_id=&k=`` answers ``{"items": [{"movie_id",
-"title"?, "score"}], "strategy", "model_version"}``. Any failure (down, slow, an error
-status, an answer of another shape) becomes :class:`RecommenderUnavailable`, whose message
-the page shows instead of the list."""
+"title"?, "score"}], "strategy", "model_version"}``. The request carries the explorer's API
+key (``X-API-Key``; the recommender reads per-user data only for a known client, and any
+user's only for an ``internal`` one). Any failure (down, slow, an error status - a refused
+key included -, an answer of another shape) becomes :class:`RecommenderUnavailable`, whose
+message the page shows instead of the list."""
 
 from __future__ import annotations
 
@@ -35,14 +37,19 @@ def fetch_recommendations(
     k: int,
     *,
     timeout_s: float = 2.0,
+    api_key: str | None = None,
+    key_header: str = "X-API-Key",
     client: httpx.Client | None = None,
 ) -> Recommendations:
+    """``api_key``: sent in ``key_header`` (none: no key)."""
     url = f"{base_url.rstrip('/')}/api/recommendations"
+    params: dict[str, str | int] = {"user_id": user_id, "k": k}
+    headers = {key_header: api_key} if api_key else {}
     try:
         if client is None:
-            response = httpx.get(url, params={"user_id": user_id, "k": k}, timeout=timeout_s)
+            response = httpx.get(url, params=params, headers=headers, timeout=timeout_s)
         else:
-            response = client.get(url, params={"user_id": user_id, "k": k}, timeout=timeout_s)
+            response = client.get(url, params=params, headers=headers, timeout=timeout_s)
     except httpx.HTTPError as exc:
         raise RecommenderUnavailable(
             f"the recommender at {base_url} did not answer ({type(exc).__name__}: {exc})"

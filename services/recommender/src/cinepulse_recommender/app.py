@@ -14,6 +14,15 @@ loads the newest published version of ``recsys.models`` at start (popularity fro
 when none is published) and asks the registry again every ``CINEPULSE_POLL_INTERVAL_S``; a
 newer version is loaded off the event loop and swapped in with one reference assignment,
 so every request is answered by exactly one version and none is dropped.
+
+Access (:mod:`cinepulse_common.access`: the api's keys, roles and user tokens, from the
+same ``CINEPULSE_AUTH__*`` variables): recommendations are per-user data - they reveal what
+the user watched (``exclude_seen=false`` against ``true``) - so they need an API key
+(``X-API-Key``) of an ``internal`` client (any user), or of a ``frontend`` client with a user
+token (``X-User-Token``) for that very user; 401 (``WWW-Authenticate`` naming the header) for
+a missing, unknown, malformed or expired credential, 403 for another user's
+recommendations, both decided before the model is read. Similar movies are aggregates:
+public unless ``CINEPULSE_AUTH__PUBLIC_AGGREGATES=false``. Health and metrics stay open.
 """
 
 from __future__ import annotations
@@ -22,18 +31,26 @@ import asyncio
 import contextlib
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import FastAPI, HTTPException, Path, Query, Response
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Response
 from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel
 
+from cinepulse_common.access import (
+    Credentials,
+    add_security,
+    aggregate_reader,
+    build_access,
+    user_credentials,
+)
 from cinepulse_common.http_errors import add_validation_handler
 from cinepulse_common.logging import get_logger
 from cinepulse_common.observability import HttpMetricsMiddleware, add_health_routes
+from cinepulse_common.openapi import customise_openapi, docs_routes
 from cinepulse_common.postgres import make_async_pool
 from cinepulse_recommender import __version__, metrics, registry
 from cinepulse_recommender.artefact import Artefact
@@ -52,6 +69,29 @@ log = get_logger(__name__)
 MAX_BIGINT = 2**63 - 1
 RETRY_AFTER_S = 5
 EPOCH_START = datetime(1970, 1, 1, tzinfo=UTC)
+#: the per-user operations (a key, and for a frontend client a user token, in the OpenAPI)
+USER_PATHS = ("/api/recommendations",)
+
+
+class ErrorMessage(BaseModel):
+    """401, 403, 404, 503: what went wrong, in one sentence."""
+
+    detail: str
+
+
+#: the OpenAPI ``responses`` of a refused request
+REFUSALS: dict[int, dict[str, Any]] = {
+    401: {
+        "model": ErrorMessage,
+        "description": "a credential is missing, unknown, malformed or expired "
+        "(WWW-Authenticate names the header)",
+    },
+    403: {
+        "model": ErrorMessage,
+        "description": "the caller may not read this user's data (a frontend client's "
+        "X-User-Token is for another user)",
+    },
+}
 
 
 class RecommendedMovie(BaseModel):
@@ -188,15 +228,36 @@ def _items(answer: Answer) -> list[RecommendedMovie]:
     ]
 
 
-def _json(answer: BaseModel) -> Response:
+def _json(answer: BaseModel, headers: dict[str, str] | None = None) -> Response:
     """The answer serialised once (pydantic's JSON encoder), rather than validated again
     against the route's ``response_model``, which stays for the OpenAPI schema."""
-    return Response(answer.model_dump_json(), media_type="application/json")
+    return Response(answer.model_dump_json(), media_type="application/json", headers=headers)
 
 
-def create_app(settings: RecommenderSettings, *, poll: bool = True) -> FastAPI:
-    """``poll=False``: no background polling (tests call ``app.state.service.refresh()``)."""
+def create_app(
+    settings: RecommenderSettings,
+    *,
+    poll: bool = True,
+    clock: Callable[[], float] | None = None,
+) -> FastAPI:
+    """``poll=False``: no background polling (tests call ``app.state.service.refresh()``);
+    ``clock`` (Unix seconds) is what user tokens' expiry is checked against (tests)."""
     service = Service(settings)
+    access = build_access(settings.auth, service="recommender")
+    if clock is not None:
+        access.clock = clock
+    user_errors: dict[int | str, dict[str, Any]] = (
+        {401: REFUSALS[401], 403: REFUSALS[403]} if access.enabled else {}
+    )
+    open_aggregates = not access.enabled or access.public_aggregates
+    aggregate_errors: dict[int | str, dict[str, Any]] = (
+        {} if open_aggregates else {401: REFUSALS[401]}
+    )
+    # a per-user answer is for its caller only: no shared cache keeps it
+    private_headers = {
+        "Cache-Control": "private, no-store",
+        "Vary": f"{settings.auth.header}, {settings.auth.user_token_header}",
+    }
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -207,6 +268,8 @@ def create_app(settings: RecommenderSettings, *, poll: bool = True) -> FastAPI:
             "recommender ready",
             version=__version__,
             model=getattr(service.current, "version", None),
+            auth=access.enabled,
+            clients=len(access.keys.clients) if access.keys else 0,
         )
         try:
             yield
@@ -223,13 +286,21 @@ def create_app(settings: RecommenderSettings, *, poll: bool = True) -> FastAPI:
         summary="Recommendations and similar movies from the published LightFM model.",
         description=__doc__,
         lifespan=lifespan,
+        **docs_routes(settings),
     )
     app.state.service = service
+    app.state.access = access
     add_validation_handler(app)
 
-    @app.get("/api/recommendations", response_model=Recommendations, tags=["recommendations"])
+    @app.get(
+        "/api/recommendations",
+        response_model=Recommendations,
+        tags=["recommendations"],
+        responses=user_errors,
+    )
     async def recommendations(
         user_id: Annotated[str, Query(min_length=1, max_length=128)],
+        credentials: Annotated[Credentials, Depends(user_credentials)],
         k: Annotated[int, Query(ge=1, le=100, description="how many movies")] = 10,
         exclude_seen: Annotated[
             bool, Query(description="leave out movies the user has already interacted with")
@@ -237,7 +308,13 @@ def create_app(settings: RecommenderSettings, *, poll: bool = True) -> FastAPI:
         genre: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
     ) -> Response:
         """Up to k movies for the user (popular ones, in the genre if given, for a user the
-        model does not know)."""
+        model does not know).
+
+        Private: an ``internal`` client reads any user; a ``frontend`` client only the user
+        its ``X-User-Token`` was signed for."""
+        # before the model is read: a refused answer is the same whatever else was asked
+        # (exclude_seen, genre, k), so it says nothing of what the user watched
+        access.authorize_user(credentials.caller, user_id, credentials.user_token)
         rec = service.served()
         try:
             answer = rec.recommend(user_id, k, exclude_seen=exclude_seen, genre=genre)
@@ -253,11 +330,16 @@ def create_app(settings: RecommenderSettings, *, poll: bool = True) -> FastAPI:
                 strategy=answer.strategy,
                 model_version=rec.version,
                 items=_items(answer),
-            )
+            ),
+            private_headers,
         )
 
     @app.get(
-        "/api/movies/{movie_id}/similar", response_model=SimilarMovies, tags=["recommendations"]
+        "/api/movies/{movie_id}/similar",
+        response_model=SimilarMovies,
+        tags=["recommendations"],
+        responses=aggregate_errors,
+        dependencies=[Depends(aggregate_reader)],
     )
     async def similar(
         movie_id: Annotated[int, Path(ge=1, le=MAX_BIGINT)],
@@ -288,4 +370,7 @@ def create_app(settings: RecommenderSettings, *, poll: bool = True) -> FastAPI:
         timeout_s=settings.readiness_timeout_s,
     )
     app.add_middleware(HttpMetricsMiddleware, metrics=metrics.HTTP)
+
+    if access.enabled:
+        customise_openapi(app, lambda spec: add_security(spec, access, USER_PATHS))
     return app

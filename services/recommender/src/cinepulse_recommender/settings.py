@@ -4,6 +4,11 @@ Examples: ``CINEPULSE_POSTGRES__DSN=postgresql://cinepulse:...@postgres:5432/cin
 ``CINEPULSE_MODEL__NO_COMPONENTS=64``, ``CINEPULSE_MODEL__EPOCHS=40``,
 ``CINEPULSE_WEIGHTS__CLICK=0.05``, ``CINEPULSE_EVALUATION__TEST_FRACTION=0.2``,
 ``CINEPULSE_POLL_INTERVAL_S=30``.
+
+Who may read recommendations: the api's keys, roles and user-token secret, from the same
+variables (``CINEPULSE_AUTH__KEYS_PATH=/var/run/secrets/cinepulse/api-keys``,
+``CINEPULSE_AUTH__ROLES={"explorer": "internal", "web": "frontend"}``,
+``CINEPULSE_AUTH__USER_TOKEN_SECRET=...``); the rules are in :mod:`cinepulse_common.access`.
 """
 
 from __future__ import annotations
@@ -12,7 +17,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from cinepulse_common.settings import CinepulseSettings, PostgresSettings
+from cinepulse_common.access import KeyedServiceSettings
+from cinepulse_common.settings import PostgresSettings
 
 ItemFeature = Literal["genres", "keywords", "companies"]
 ITEM_FEATURES: tuple[ItemFeature, ...] = ("genres", "keywords", "companies")
@@ -96,7 +102,11 @@ class EvaluationSettings(BaseModel):
     )
 
 
-class RecommenderSettings(CinepulseSettings):
+class RecommenderSettings(KeyedServiceSettings):
+    """The ``auth`` block (``CINEPULSE_AUTH__*``, refused off in production) comes from
+    :class:`~cinepulse_common.access.KeyedServiceSettings`: the same as the api's; only
+    ``serve`` uses it."""
+
     postgres: PostgresSettings
     host: str = "0.0.0.0"  # noqa: S104 - listens inside its pod
     port: int = Field(8001, ge=1, le=65535)

@@ -56,8 +56,10 @@ JOB_TIMEOUT_S = 900
 
 def job_from_cronjob(cronjob: dict[str, Any], *, args: list[str] | None = None,
                      env: dict[str, str] | None = None) -> dict[str, Any]:  # fmt: skip
-    """The Job ``kubectl create job --from=cronjob/NAME`` makes, with the first container's
-    ``args`` and ``env`` changed and no retries (a demo reads the one pod's log)."""
+    """The Job ``kubectl create job --from=cronjob/NAME`` makes (owned by the CronJob, so it
+    goes with the release: the e2e found hand-made Jobs' pods left after an uninstall),
+    with the first container's ``args`` and ``env`` changed and no retries (a demo reads
+    the one pod's log)."""
     spec = copy.deepcopy(cronjob["spec"]["jobTemplate"]["spec"])
     spec["backoffLimit"] = 0
     container = spec["template"]["spec"]["containers"][0]
@@ -69,7 +71,10 @@ def job_from_cronjob(cronjob: dict[str, Any], *, args: list[str] | None = None,
     name = f"{cronjob['metadata']['name']}-{int(time.time())}"[:63]
     return {"apiVersion": "batch/v1", "kind": "Job",
             "metadata": {"name": name, "namespace": cronjob["metadata"].get("namespace", NAMESPACE),
-                         "annotations": {"cronjob.kubernetes.io/instantiate": "manual"}},
+                         "annotations": {"cronjob.kubernetes.io/instantiate": "manual"},
+                         "ownerReferences": [{"apiVersion": "batch/v1", "kind": "CronJob",
+                                              "name": cronjob["metadata"]["name"],
+                                              "uid": cronjob["metadata"]["uid"], "controller": True}]},
             "spec": spec}  # fmt: skip
 
 
@@ -247,7 +252,7 @@ Where to look (the release stays installed; make cluster-down removes the cluste
     curl -s 'localhost:8000/api/top_movies?window=week&limit=5'
     curl -s -H "X-API-Key: $({key})" localhost:8000/api/user_stats/{r.user}
   kubectl -n {ns} port-forward svc/{name("recommender")} 8001 &
-    curl -s 'localhost:8001/api/recommendations?user_id={r.user}&k=5'
+    curl -s -H "X-API-Key: $({key})" 'localhost:8001/api/recommendations?user_id={r.user}&k=5'
   kubectl -n {ns} port-forward svc/{name("explorer")} 8501 &   # http://localhost:8501
   kubectl -n {monitoring.MONITORING_NS} port-forward svc/{monitoring.PROMETHEUS_SERVICE} {monitoring.PROMETHEUS_PORT} &
 """

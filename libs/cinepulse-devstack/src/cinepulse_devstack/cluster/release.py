@@ -48,6 +48,8 @@ class Keys:
     api: str
     #: the TMDB token the fetcher's Job sends (the offline TMDB server's, in the demo)
     tmdb: str
+    #: the explorer's key for the recommender (its own client, internal)
+    explorer: str
 
 
 def _kept(client: KubeClient, name: str, key: str) -> str | None:
@@ -63,6 +65,7 @@ def keys(client: KubeClient, tmdb_token: str) -> Keys:
         write=_kept(client, WRITE_KEYS, CLIENT_KEY) or secrets.token_hex(24),
         api=_kept(client, API_KEYS, CLIENT_KEY) or secrets.token_hex(24),
         tmdb=tmdb_token,
+        explorer=_kept(client, API_KEYS, "explorer") or secrets.token_hex(24),
     )
 
 
@@ -89,7 +92,7 @@ def namespace_manifest(k: Keys) -> str:
         [
             ns,
             secret(WRITE_KEYS, {CLIENT_KEY: k.write, "helm-test": k.write}),
-            secret(API_KEYS, {CLIENT_KEY: k.api, "helm-test": k.api}),
+            secret(API_KEYS, {CLIENT_KEY: k.api, "helm-test": k.api, "explorer": k.explorer}),
             secret(TMDB_SECRET, {"token": k.tmdb}),
         ]
     )
