@@ -2,7 +2,12 @@
 
 Request life cycle (``POST /api/events`` and ``POST /api/events/batch``):
 
-1. content type must be JSON (415), the body at most ``limits.max_body_bytes`` (413);
+0. at most ``limits.max_concurrent_requests`` requests are handled at once: one more is
+   answered 503 with Retry-After at once (:mod:`cinepulse_common.concurrency`; health,
+   readiness and metrics are never refused);
+1. content type must be JSON (415), the body at most ``limits.max_body_bytes`` (413) and
+   received whole within ``limits.body_read_timeout_s`` (408: a slow client holds no
+   request slot for long);
 2. the write key must match a client (401); the client's rate limit, if set, must allow
    the number of events (429 with Retry-After);
 3. the body is parsed strictly (:mod:`cinepulse_event_gateway.body`: a key repeated in an
@@ -17,6 +22,7 @@ Request life cycle (``POST /api/events`` and ``POST /api/events/batch``):
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import AsyncIterator
@@ -34,6 +40,7 @@ from pydantic import ValidationError
 from starlette.responses import Response
 
 from cinepulse_common.apikeys import ApiKeyError, ApiKeys
+from cinepulse_common.concurrency import ConcurrencyLimitMiddleware
 from cinepulse_common.events import EVENT_ADAPTER, Event, EventType
 from cinepulse_common.logging import get_logger
 from cinepulse_common.observability import HttpMetricsMiddleware, add_health_routes
@@ -123,10 +130,20 @@ class Gateway:
             if int(declared) > limit:
                 raise HTTPException(413, f"body of {declared} bytes exceeds {limit} bytes")
         body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > limit:
-                raise HTTPException(413, f"body exceeds {limit} bytes")
+        timeout = self.settings.limits.body_read_timeout_s
+        try:
+            async with asyncio.timeout(timeout):  # the whole body, not each chunk
+                async for chunk in request.stream():
+                    body += chunk
+                    if len(body) > limit:
+                        raise HTTPException(413, f"body exceeds {limit} bytes")
+        except TimeoutError:
+            metrics.BODY_READ_TIMEOUTS.inc()
+            raise HTTPException(
+                408,
+                f"request body not received within {timeout:g} s",
+                headers={"Connection": "close"},  # uvicorn then drops the slow connection
+            ) from None
         return bytes(body)
 
     # --- validation -------------------------------------------------------------------------
@@ -382,6 +399,13 @@ def create_app(
         return Response(payload, status_code=status, media_type="application/json")
 
     add_health_routes(app, {"kafka": lambda: _check_kafka(state)})
+    # inside CORS (a refused browser request can still be read) and the HTTP metrics
+    app.add_middleware(
+        ConcurrencyLimitMiddleware,
+        limit=settings.limits.max_concurrent_requests,
+        retry_after_s=settings.limits.retry_after_s,
+        refused=metrics.CONCURRENCY_LIMITED,
+    )
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

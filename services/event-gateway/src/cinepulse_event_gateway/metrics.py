@@ -35,6 +35,14 @@ KAFKA_ERRORS = Counter(
 # data", and rate() sees the first errors (a series that first appears at N loses those N).
 for _code in ("QUEUE_FULL", "ACK_TIMEOUT"):
     KAFKA_ERRORS.labels(_code)
+CONCURRENCY_LIMITED = Counter(
+    "cinepulse_gateway_concurrency_limited_total",
+    "Requests answered 503 at once: limits.max_concurrent_requests were being handled already",
+)
+BODY_READ_TIMEOUTS = Counter(
+    "cinepulse_gateway_body_read_timeouts_total",
+    "Requests answered 408: the body did not arrive within limits.body_read_timeout_s",
+)
 PRODUCER_QUEUE = Gauge(
     "cinepulse_gateway_producer_queue_messages",
     "Records queued in the producer, not yet acknowledged",

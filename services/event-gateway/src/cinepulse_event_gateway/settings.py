@@ -3,7 +3,8 @@
 Examples: ``CINEPULSE_KAFKA__BOOTSTRAP_SERVERS=kafka:9092``,
 ``CINEPULSE_AUTH__KEYS_PATH=/var/run/secrets/cinepulse/write-keys`` (a mounted Secret: one
 file per client, the file name is the client id and the content its key),
-``CINEPULSE_LIMITS__MAX_BATCH_EVENTS=500``, ``CINEPULSE_RATE_LIMIT=200/second``.
+``CINEPULSE_LIMITS__MAX_BATCH_EVENTS=500``, ``CINEPULSE_LIMITS__MAX_CONCURRENT_REQUESTS=256``,
+``CINEPULSE_LIMITS__BODY_READ_TIMEOUT_S=10``, ``CINEPULSE_RATE_LIMIT=200/second``.
 """
 
 from __future__ import annotations
@@ -24,10 +25,23 @@ class AuthSettings(ApiKeySettings):
 class LimitSettings(BaseModel):
     max_batch_events: int = Field(500, ge=1, le=100_000)
     max_body_bytes: int = Field(1 << 20, ge=1024, description="413 above this")
+    body_read_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="longest time to receive a whole request body; a slower client gets 408",
+    )
+    max_concurrent_requests: int = Field(
+        256,
+        ge=1,
+        description="requests handled at once per process (health, readiness and metrics "
+        "aside); one more gets 503 with Retry-After at once",
+    )
     produce_timeout_s: float = Field(
         5.0, gt=0, description="longest wait for Kafka's acknowledgement before answering 503"
     )
-    retry_after_s: int = Field(5, ge=1, description="Retry-After sent with 503")
+    retry_after_s: int = Field(
+        5, ge=1, description="Retry-After sent with 503 (Kafka or the concurrency limit)"
+    )
     max_in_flight_messages: int = Field(
         100_000, ge=1000, description="producer queue size; full queue answers 503"
     )
