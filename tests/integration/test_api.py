@@ -357,7 +357,8 @@ def test_trending_joins_live_counters_with_titles(pg_settings: PostgresSettings)
         ],
         "partitions": [{"topic": "cinepulse.user-events.rate", "partition": 0}],
     }
-    settings = ApiSettings(postgres=pg_settings, log_json=False, auth=TEST_AUTH)
+    # every request asks the archiver (its answers are not kept: the cache has unit tests)
+    settings = ApiSettings(postgres=pg_settings, log_json=False, auth=TEST_AUTH, trending_cache_s=0)
     app = create_app(settings, archiver_transport=httpx.MockTransport(handler))
     with TestClient(app) as client:
         r = client.get("/api/trending", params={"limit": 3})

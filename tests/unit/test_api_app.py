@@ -2,19 +2,25 @@
 readiness failing when PostgreSQL does not answer (and 503 from a read), /api/trending when
 the archiver is down, slow or odd (a mock transport), access rules that answer before any
 query (401/403), user tokens, ETag matching, the OpenAPI document, window bounds and
-settings. The access rules with data behind them are in tests/integration/test_api_access.py."""
+settings; the answer caches over a stand-in warehouse that counts its queries (one query per
+meaning of a request, bounded, trending kept briefly). The access rules with data behind them
+are in tests/integration/test_api_access.py."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from cinepulse_api.app import AnswerCache, Encoded, create_app, etag_matches, etag_of, window_bounds
+from cinepulse_api.app import create_app, window_bounds
+from cinepulse_api.cache import AnswerCache, Encoded, etag_matches, etag_of, fold_name
 from cinepulse_api.settings import ApiSettings
 from cinepulse_common.access import UserTokenError, sign_user_token, verify_user_token
 from cinepulse_common.settings import PostgresSettings
@@ -160,6 +166,7 @@ def test_settings_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (s.archiver_url, s.archiver_timeout_s) == ("http://127.0.0.1:6066", 1.0)
     assert s.auth.enabled and s.auth.public_aggregates and s.auth.header == "X-API-Key"
     assert s.auth.user_token_secret is None and s.db_pool_timeout_s == 5.0
+    assert (s.answer_cache_s, s.answer_cache_entries, s.trending_cache_s) == (10.0, 1024, 5.0)
 
 
 # --- access: the answers that come before any query ----------------------------------------
@@ -470,3 +477,229 @@ def test_concurrent_misses_share_one_computation() -> None:
         assert cache.get(("f",)) is None  # a failure is not kept
 
     asyncio.run(main())
+
+
+# --- the answer caches: one query per meaning, bounded, trending kept briefly ---------------
+MOVIE_ROW: dict[str, Any] = {
+    "movie_id": 603,
+    "imdb_id": "tt0133093",
+    "title": "The Matrix",
+    "original_title": None,
+    "original_language": "en",
+    "overview": None,
+    "tagline": None,
+    "status": "Released",
+    "release_date": date(1999, 3, 30),
+    "runtime_minutes": 136,
+    "budget": None,
+    "revenue": None,
+    "popularity": None,
+    "vote_average": None,
+    "vote_count": None,
+    "poster_path": None,
+    "adult": False,
+    "updated_at": "2026-11-20T08:00:00Z",
+}
+TOTALS_ROW = {
+    "ratings": 20,
+    "mean_rating": 4.5,
+    "watches": 4,
+    "completed_watches": 3,
+    "watch_seconds": 21600.0,
+    "comments": 2,
+    "clicks": 9,
+}
+#: canned rows per query name (the genre "drama" exists, in any case, like lower() = lower())
+ROWS: dict[str, Callable[[dict[str, Any]], list[dict[str, Any]]]] = {
+    "genre_ids": lambda p: [{"genre_id": 18}] if p["genre"].lower() == "drama" else [],
+    "top_movies": lambda p: [
+        {
+            "total": 1,
+            "c": 4.0,
+            "movie_id": 603,
+            "title": "The Matrix",
+            "release_date": None,
+            "ratings": 20,
+            "mean_rating": 4.5,
+            "score": 4.3,
+        }
+    ],
+    "movie": lambda p: [MOVIE_ROW] if p["movie_id"] == 603 else [],
+    "movie_genres": lambda p: [{"genre_id": 18, "name": "Drama"}],
+    "movie_totals": lambda p: [TOTALS_ROW],
+    "emotion_trends": lambda p: [],
+    "movie_titles": lambda p: [{"movie_id": i, "title": f"Movie {i}"} for i in p["ids"]],
+}
+
+
+class Warehouse:
+    """Stands in for PostgreSQL under an app: canned rows, each query counted by name."""
+
+    def __init__(self) -> None:
+        self.queries: Counter[str] = Counter()
+        self.connections = 0
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[None]:
+        self.connections += 1
+        yield None
+
+    async def fetch(self, query: Any, params: dict[str, Any], conn: Any = None) -> Any:
+        self.queries[query.name] += 1
+        return ROWS[query.name](params)
+
+
+class Archiver:
+    """Stands in for the archiver's /counters/trending; each request's ``limit`` recorded."""
+
+    def __init__(self) -> None:
+        self.limits: list[str] = []
+        self.down = False
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.limits.append(request.url.params["limit"])
+        if self.down:
+            raise httpx.ConnectError("refused")
+        movies = [{"movie_id": 603, "events": 9}, {"movie_id": 99, "events": 4}]
+        return httpx.Response(200, json={"minutes": 15, "movies": movies, "partitions": [0]})
+
+
+@contextmanager
+def _cached(**overrides: object) -> Iterator[tuple[TestClient, Warehouse, Archiver, list[float]]]:
+    """An app over the stand-ins, its caches on a clock the test moves (``now[0]``)."""
+    settings = ApiSettings.model_validate({"postgres": NO_DB, "auth": AUTH} | overrides)
+    now = [0.0]
+    archiver = Archiver()
+    app = create_app(
+        settings,
+        today=lambda: date(2026, 3, 2),
+        archiver_transport=httpx.MockTransport(archiver),
+        cache_clock=lambda: now[0],
+    )
+    warehouse = Warehouse()
+    app.state.api.fetch = warehouse.fetch
+    app.state.api.connection = warehouse.connection
+    with TestClient(app) as client:
+        yield client, warehouse, archiver, now
+
+
+def test_equivalent_spellings_of_a_request_share_one_query() -> None:
+    spellings = [
+        "/api/top_movies",
+        "/api/top_movies?offset=0",  # a default given
+        "/api/top_movies?min_votes=1&window=week",
+        "/api/top_movies?window=week&genre_missing=&limit=20&offset=0&min_votes=1",
+        "/api/top_movies?min_votes=1&offset=0&limit=20&window=week",  # another order
+        "/api/top_movies?offset=00&limit=020",  # another spelling of the numbers
+        "/api/top_movies?utm_source=x&offset=0&page=7",  # not parameters of the endpoint
+    ]
+    with _cached() as (client, db, _, _now):
+        answers = [client.get(url) for url in spellings]
+        assert [r.status_code for r in answers] == [200] * len(spellings)
+        assert len({r.content for r in answers}) == 1
+        assert db.queries == {"top_movies": 1}
+        # a different meaning is a different answer
+        assert client.get("/api/top_movies", params={"offset": 1}).json()["offset"] == 1
+        assert client.get("/api/movies/603").status_code == 200
+        assert client.get("/api/movies/0603?x=1").status_code == 200
+        assert db.queries == {"top_movies": 2, "movie": 1, "movie_genres": 1, "movie_totals": 1}
+
+
+def test_a_genre_in_any_ascii_case_shares_one_query_and_echoes_its_spelling() -> None:
+    with _cached() as (client, db, _, _now):
+        etags, rest = set(), []
+        for spelling in ("Drama", "drama", "DRAMA", "dRaMa"):
+            r = client.get("/api/top_movies", params={"genre": spelling, "window": "week"})
+            assert r.status_code == 200 and r.json()["genre"] == spelling
+            etags.add(r.headers["etag"])
+            rest.append(r.json() | {"genre": None})
+            trends = client.get("/api/emotion_trends", params={"genre": spelling})
+            assert trends.status_code == 200 and trends.json()["genre"] == spelling
+        assert len(etags) == 4  # each body echoes its own spelling...
+        assert rest[0]["items"] and all(r == rest[0] for r in rest)  # ...and is otherwise one
+        assert db.queries == {"genre_ids": 2, "top_movies": 1, "emotion_trends": 1}
+        assert client.get("/api/top_movies", params={"genre": "Western"}).status_code == 404
+        assert client.get("/api/top_movies", params={"genre": "western"}).status_code == 404
+        assert db.queries["genre_ids"] == 4  # a 404 is never kept
+    # only ASCII letters fold (every collation's lower() folds them alike)
+    assert fold_name("Science FICTION") == "science fiction"
+    assert fold_name("ÉPICA") == "Épica" and fold_name(None) is None
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/api/top_movies?offset=-1",
+        "/api/top_movies?offset=1000001",
+        "/api/top_movies?min_votes=0",
+        "/api/top_movies?min_votes=1000000001",
+        "/api/top_movies?limit=101",
+        "/api/top_movies?window=year",
+        "/api/top_movies?genre=" + "x" * 101,
+        "/api/movies/0",
+        "/api/emotion_trends?movie_id=0",
+        "/api/emotion_trends?bucket=hour",
+        "/api/trending?limit=0",
+        "/api/trending?limit=101",
+    ],
+)
+def test_an_out_of_range_value_is_422_and_reaches_neither_cache_nor_database(url: str) -> None:
+    with _cached() as (client, db, archiver, _now):
+        r = client.get(url)
+        assert r.status_code == 422, r.text
+        assert db.queries == {} and db.connections == 0 and archiver.limits == []
+        app: Any = client.app
+        assert len(app.state.answer_cache) == 0 and len(app.state.trending_cache) == 0
+
+
+def test_the_answer_cache_never_holds_more_than_its_entries() -> None:
+    with _cached(answer_cache_entries=3) as (client, db, _, now):
+        app: Any = client.app
+        for offset in range(10):
+            assert client.get("/api/top_movies", params={"offset": offset}).status_code == 200
+            assert len(app.state.answer_cache) <= 3
+        assert db.queries["top_movies"] == 10
+        client.get("/api/top_movies", params={"offset": 9})  # among the 3 most recent: kept
+        assert db.queries["top_movies"] == 10
+        client.get("/api/top_movies", params={"offset": 0})  # the least recent: dropped
+        assert db.queries["top_movies"] == 11
+        # kept CINEPULSE_ANSWER_CACHE_S (10 s), then asked again
+        now[0] = 9.9
+        client.get("/api/top_movies", params={"offset": 0})
+        assert db.queries["top_movies"] == 11
+        now[0] = 10.0
+        client.get("/api/top_movies", params={"offset": 0})
+        assert db.queries["top_movies"] == 12
+
+
+def test_trending_is_kept_for_its_ttl_then_asked_again() -> None:
+    with _cached() as (client, db, archiver, now):
+        first = client.get("/api/trending", params={"limit": 3})
+        assert first.status_code == 200, first.text
+        assert first.headers["cache-control"] == "public, max-age=5"
+        assert first.json()["items"][0] == {"movie_id": 603, "title": "Movie 603", "events": 9}
+        # the same limit, however spelled, within the TTL: neither archiver nor database
+        for url in ("/api/trending?limit=3", "/api/trending?limit=03&minutes=1"):
+            assert client.get(url).content == first.content
+        now[0] = 4.9
+        assert client.get("/api/trending", params={"limit": 3}).content == first.content
+        assert archiver.limits == ["3"] and db.queries == {"movie_titles": 1}
+        # CINEPULSE_TRENDING_CACHE_S (5 s) later: asked again
+        now[0] = 5.0
+        assert client.get("/api/trending", params={"limit": 3}).status_code == 200
+        assert archiver.limits == ["3", "3"] and db.queries == {"movie_titles": 2}
+        # another limit is another answer; a failure is not kept
+        archiver.down = True
+        assert client.get("/api/trending").status_code == 503
+        archiver.down = False
+        assert client.get("/api/trending").json()["limit"] == 10
+        assert archiver.limits == ["3", "3", "10", "10"]
+        app: Any = client.app
+        assert len(app.state.trending_cache) == 2
+
+
+def test_trending_cache_off() -> None:
+    with _cached(trending_cache_s=0) as (client, _db, archiver, _now):
+        for _ in range(3):
+            assert client.get("/api/trending", params={"limit": 3}).status_code == 200
+        assert archiver.limits == ["3", "3", "3"]

@@ -15,7 +15,8 @@
   archiver's ``/counters/trending`` (``CINEPULSE_ARCHIVER_URL``), with their ``dim_movie``
   titles (``null`` for a movie the warehouse does not know yet). The archiver down, failing or
   slower than ``CINEPULSE_ARCHIVER_TIMEOUT_S``: 503 with ``Retry-After``; an answer that
-  makes no sense: 502. Answered with ``Cache-Control: public, max-age=5``.
+  makes no sense: 502. Kept ``CINEPULSE_TRENDING_CACHE_S`` (5 s) per ``limit``; answered with
+  ``Cache-Control: public, max-age=5``.
 
 Access (:mod:`cinepulse_common.access`, shared with the recommender): aggregates are public
 unless ``CINEPULSE_AUTH__PUBLIC_AGGREGATES=false``; per-user data needs an API key
@@ -28,9 +29,13 @@ Caching: every 200 carries an ``ETag`` (a strong validator over the body) and a
 ``private`` when aggregates need a key), ``private, max-age=60`` with ``Vary`` on the
 credentials for per-user answers. A request whose ``If-None-Match`` holds that ETag gets 304
 with no body (the ETag is over the answer, not the data's version). The api keeps each
-aggregate answer ``CINEPULSE_ANSWER_CACHE_S`` (10 s; requests missing the same answer at once
-share one query): aggregates change only when the aggregates job runs. Per-user answers are
-computed for every request, in one query.
+aggregate answer ``CINEPULSE_ANSWER_CACHE_S`` (10 s; at most ``CINEPULSE_ANSWER_CACHE_ENTRIES``,
+1,024, the least recently used dropped first; requests missing the same answer at once share
+one query): aggregates change only when the aggregates job runs. An answer's key is what the
+request means: its validated parameters with their defaults, whatever their order or
+spelling (``offset=0`` or none, a genre in any ASCII case); undeclared parameters are
+ignored, and an out-of-range value is a 422 that reaches neither the cache nor the database.
+Per-user answers are computed for every request, in one query.
 
 Errors: 404 with a message naming what was not found; 422 ``{"detail": [{"field", "reason",
 "type"}]}`` naming each bad query or path parameter; 503 with ``Retry-After`` when the
@@ -40,13 +45,9 @@ error body is in the OpenAPI document.
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
 import time
-from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -60,6 +61,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 
 from cinepulse_api import __version__, queries
+from cinepulse_api.cache import Answer, AnswerCache, answer_key, cached_answer, fold_name
 from cinepulse_api.metrics import DB_ERRORS, DB_POOL_WAIT_SECONDS, DB_QUERY_SECONDS, HTTP
 from cinepulse_api.settings import ApiSettings
 from cinepulse_common.access import (
@@ -84,6 +86,8 @@ WINDOW_DAYS: dict[str, int | None] = {"day": 1, "week": 7, "month": 30, "all": N
 MAX_BIGINT = 2**63 - 1
 #: Cache-Control max-age of /api/trending (live counters: short)
 TRENDING_MAX_AGE_S = 5
+#: the most movies /api/trending answers (so also the most answers its cache holds: one per limit)
+TRENDING_LIMIT_MAX = 100
 #: Retry-After of a 503 from /api/trending (seconds)
 TRENDING_RETRY_AFTER_S = 5
 #: Retry-After of a 503 when the database does not answer (seconds)
@@ -500,100 +504,6 @@ class Api:
             await conn.execute("SELECT 1")
 
 
-# --- caching ---------------------------------------------------------------------------------
-def etag_of(body: bytes) -> str:
-    """A strong validator: the same bytes, the same tag."""
-    return '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"'
-
-
-def etag_matches(if_none_match: str | None, etag: str) -> bool:
-    """RFC 9110 If-None-Match: ``*`` or any listed tag, compared weakly (``W/`` ignored)."""
-    if not if_none_match:
-        return False
-    if if_none_match.strip() == "*":
-        return True
-    return any(c.strip().removeprefix("W/") == etag for c in if_none_match.split(","))
-
-
-@dataclass(frozen=True)
-class Encoded:
-    """An answer's JSON body and its ETag."""
-
-    body: bytes
-    etag: str
-
-    @classmethod
-    def of(cls, model: BaseModel) -> Encoded:
-        body = model.__pydantic_serializer__.to_json(model)
-        return cls(body, etag_of(body))
-
-
-class AnswerCache:
-    """Encoded aggregate answers, kept ``ttl_s`` seconds (LRU, at most ``entries``).
-
-    The aggregates change only when the aggregates job runs (every 30 minutes), and answers
-    already say ``max-age`` to every cache on the way; keeping the answer here for a few
-    seconds saves recomputing a ranking over every day of ``agg_movie_daily`` per request.
-    Per-user answers are never kept."""
-
-    def __init__(self, ttl_s: float, entries: int, clock: Callable[[], float]) -> None:
-        self.ttl_s = ttl_s
-        self.entries = entries
-        self.clock = clock
-        self._items: OrderedDict[tuple[Any, ...], tuple[float, Encoded]] = OrderedDict()
-        self._pending: dict[tuple[Any, ...], asyncio.Future[Encoded]] = {}
-
-    def get(self, key: tuple[Any, ...]) -> Encoded | None:
-        item = self._items.get(key)
-        if item is None:
-            return None
-        if self.clock() >= item[0]:
-            del self._items[key]
-            return None
-        self._items.move_to_end(key)
-        return item[1]
-
-    async def get_or_compute(
-        self, key: tuple[Any, ...], compute: Callable[[], Awaitable[Encoded]]
-    ) -> Encoded:
-        """The kept answer, or ``compute()``'s (kept); requests that miss the same key at
-        the same time share one computation instead of each running the query."""
-        found = self.get(key)
-        if found is not None:
-            return found
-        pending = self._pending.get(key)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        task = asyncio.ensure_future(compute())
-        self._pending[key] = task
-        try:
-            return self.put(key, await asyncio.shield(task))
-        finally:
-            self._pending.pop(key, None)
-
-    def put(self, key: tuple[Any, ...], value: Encoded) -> Encoded:
-        if self.ttl_s > 0:
-            self._items[key] = (self.clock() + self.ttl_s, value)
-            self._items.move_to_end(key)
-            while len(self._items) > self.entries:
-                self._items.popitem(last=False)
-        return value
-
-
-def cached_answer(
-    request: Request, answer: BaseModel | Encoded, cache_control: str, vary: str | None = None
-) -> Response:
-    """The answer as JSON with ``ETag`` and ``Cache-Control``; 304 without a body when the
-    request's ``If-None-Match`` holds the tag."""
-    encoded = answer if isinstance(answer, Encoded) else Encoded.of(answer)
-    headers = {"ETag": encoded.etag, "Cache-Control": cache_control}
-    if vary:
-        headers["Vary"] = vary
-    if etag_matches(request.headers.get("if-none-match"), encoded.etag):
-        return Response(status_code=304, headers=headers)
-    return Response(encoded.body, media_type="application/json", headers=headers)
-
-
 # --- OpenAPI: the answers each operation may give --------------------------------------------
 _HEADER_DOCS = {
     "ETag": {"description": "strong validator of the body", "schema": {"type": "string"}},
@@ -648,16 +558,24 @@ def create_app(
     today: Callable[[], date] | None = None,
     archiver_transport: httpx.AsyncBaseTransport | None = None,
     clock: Callable[[], float] | None = None,
+    cache_clock: Callable[[], float] = time.monotonic,
 ) -> FastAPI:
     """``today`` (UTC by default) ends the windows of /api/top_movies; tests pin it.
     ``archiver_transport`` replaces the network under the archiver client (tests);
-    ``clock`` (Unix seconds) is what user tokens' expiry is checked against (tests)."""
+    ``clock`` (Unix seconds) is what user tokens' expiry is checked against (tests);
+    ``cache_clock`` (seconds) is what the answer caches' TTLs run on (tests)."""
     api = Api(settings, today or (lambda: datetime.now(UTC).date()), archiver_transport)
     access = build_access(settings.auth, service="api")
     if clock is not None:
         access.clock = clock
     auth = settings.auth
-    cache = AnswerCache(settings.answer_cache_s, settings.answer_cache_entries, time.monotonic)
+    # aggregate answers; trending's (live counters) are kept shorter, one per limit at most
+    cache: AnswerCache[Answer] = AnswerCache(
+        settings.answer_cache_s, settings.answer_cache_entries, cache_clock
+    )
+    live_cache: AnswerCache[Answer] = AnswerCache(
+        settings.trending_cache_s, TRENDING_LIMIT_MAX, cache_clock
+    )
     max_age = settings.cache_max_age_s
     # aggregates are the same for everyone; when they need a key, no shared cache keeps them
     shared = "public" if not access.enabled or access.public_aggregates else "private"
@@ -710,6 +628,8 @@ def create_app(
     )
     app.state.access = access
     app.state.api = api
+    app.state.answer_cache = cache
+    app.state.trending_cache = live_cache
 
     add_validation_handler(app)
 
@@ -741,9 +661,17 @@ def create_app(
     ) -> Response:
         """Movies ranked by the Bayesian average of their ratings in the window."""
         date_from, date_to = window_bounds(window, api.today())
-        key = ("top_movies", date_from, date_to, genre, min_votes, limit, offset)
+        key = answer_key(
+            "top_movies",
+            date_from=date_from,
+            date_to=date_to,
+            genre=fold_name(genre),
+            min_votes=min_votes,
+            limit=limit,
+            offset=offset,
+        )
 
-        async def compute() -> Encoded:
+        async def compute() -> Answer:
             async with api.connection() as conn:
                 genre_ids = await api.genre_ids(genre, conn)
                 rows = await api.fetch(
@@ -759,7 +687,7 @@ def create_app(
                     },
                     conn,
                 )
-            return Encoded.of(
+            return Answer.of(
                 TopMovies(
                     window=window,
                     genre=genre,
@@ -770,19 +698,21 @@ def create_app(
                     limit=limit,
                     offset=offset,
                     total=rows[0]["total"],
-                )
+                ),
+                "genre",
             )
 
-        return cached_answer(request, await cache.get_or_compute(key, compute), aggregate_cache)
+        answer = await cache.get_or_compute(key, compute)
+        return cached_answer(request, answer.echoing(genre=genre), aggregate_cache)
 
     @aggregate_get("/api/movies/{movie_id}", Movie, ["movies"], 404, 503)
     async def movie(
         request: Request, movie_id: Annotated[int, Path(ge=1, le=MAX_BIGINT)]
     ) -> Response:
         """One movie (``dim_movie``), its genres and its all-time aggregates."""
-        key = ("movie", movie_id)
+        key = answer_key("movie", movie_id=movie_id)
 
-        async def compute() -> Encoded:
+        async def compute() -> Answer:
             params = {"movie_id": movie_id}
             async with api.connection() as conn:
                 rows = await api.fetch(queries.MOVIE, params, conn)
@@ -790,9 +720,10 @@ def create_app(
                     raise HTTPException(404, f"unknown movie {movie_id}")
                 genres = await api.fetch(queries.MOVIE_GENRES, params, conn)
                 [totals] = await api.fetch(queries.MOVIE_TOTALS, params, conn)
-            return Encoded.of(Movie.model_validate({**rows[0], "genres": genres, "totals": totals}))
+            return Answer.of(Movie.model_validate({**rows[0], "genres": genres, "totals": totals}))
 
-        return cached_answer(request, await cache.get_or_compute(key, compute), aggregate_cache)
+        answer = await cache.get_or_compute(key, compute)
+        return cached_answer(request, answer.encoded, aggregate_cache)
 
     @app.get(
         "/api/user_stats/{user_id}",
@@ -847,9 +778,9 @@ def create_app(
                     }
                 ]
             )
-        key = ("emotion_trends", movie_id, genre, bucket)
+        key = answer_key("emotion_trends", movie_id=movie_id, genre=fold_name(genre), bucket=bucket)
 
-        async def compute() -> Encoded:
+        async def compute() -> Answer:
             async with api.connection() as conn:
                 genre_ids = await api.genre_ids(genre, conn)
                 rows = await api.fetch(
@@ -878,35 +809,44 @@ def create_app(
                         },
                     )
                 )
-            return Encoded.of(
-                EmotionTrends(movie_id=movie_id, genre=genre, bucket=bucket, buckets=out)
+            return Answer.of(
+                EmotionTrends(movie_id=movie_id, genre=genre, bucket=bucket, buckets=out), "genre"
             )
 
-        return cached_answer(request, await cache.get_or_compute(key, compute), aggregate_cache)
+        answer = await cache.get_or_compute(key, compute)
+        return cached_answer(request, answer.echoing(genre=genre), aggregate_cache)
 
     @aggregate_get("/api/trending", Trending, ["movies"], 502, 503)
     async def trending(
-        request: Request, limit: Annotated[int, Query(ge=1, le=100)] = 10
+        request: Request, limit: Annotated[int, Query(ge=1, le=TRENDING_LIMIT_MAX)] = 10
     ) -> Response:
         """The movies with the most events in the last minutes (live, from the archiver),
         with their titles; ``title`` is null for a movie not yet in the warehouse. 503 with
         ``Retry-After`` when the archiver is down or slow."""
-        counts = await api.archiver_trending(limit)
-        movies = counts.movies[:limit]
-        titles: dict[int, str] = {}
-        if movies:
-            ids = [m.movie_id for m in movies if 0 < m.movie_id <= MAX_BIGINT]
-            rows = await api.fetch(queries.MOVIE_TITLES, {"ids": ids})
-            titles = {r["movie_id"]: r["title"] for r in rows}
-        answer = Trending(
-            minutes=counts.minutes,
-            limit=limit,
-            items=[
-                TrendingMovie(movie_id=m.movie_id, title=titles.get(m.movie_id), events=m.events)
-                for m in movies
-            ],
-        )
-        return cached_answer(request, answer, trending_cache)
+
+        async def compute() -> Answer:
+            counts = await api.archiver_trending(limit)
+            movies = counts.movies[:limit]
+            titles: dict[int, str] = {}
+            if movies:
+                ids = [m.movie_id for m in movies if 0 < m.movie_id <= MAX_BIGINT]
+                rows = await api.fetch(queries.MOVIE_TITLES, {"ids": ids})
+                titles = {r["movie_id"]: r["title"] for r in rows}
+            return Answer.of(
+                Trending(
+                    minutes=counts.minutes,
+                    limit=limit,
+                    items=[
+                        TrendingMovie(
+                            movie_id=m.movie_id, title=titles.get(m.movie_id), events=m.events
+                        )
+                        for m in movies
+                    ],
+                )
+            )
+
+        answer = await live_cache.get_or_compute(answer_key("trending", limit=limit), compute)
+        return cached_answer(request, answer.encoded, trending_cache)
 
     add_health_routes(app, {"postgres": api.check}, timeout_s=settings.readiness_timeout_s)
     app.add_middleware(HttpMetricsMiddleware, metrics=HTTP)

@@ -42,6 +42,14 @@ class ApiSettings(KeyedServiceSettings):
     answer_cache_entries: int = Field(
         1024, ge=1, description="most aggregate answers kept (least recently used go first)"
     )
+    trending_cache_s: float = Field(
+        5.0,
+        ge=0,
+        le=60,
+        description="how long the api keeps a /api/trending answer (live counters: as long as "
+        "its Cache-Control max-age) before asking the archiver again; one per limit, so at "
+        "most 100; 0 = never kept",
+    )
     db_pool_timeout_s: float = Field(
         5.0,
         gt=0,

@@ -11,7 +11,11 @@ Agents
              again from Kafka and archived first (:mod:`cinepulse_archiver.continuity`).
 ``count``    the user-event topics; per-minute tumbling windows (faust windowed tables,
              changelogged in Kafka, so a restart resumes the counts) of events per type
-             and events per movie.
+             and events per movie. No key index: the counter views read the stored
+             entries of the windows they ask for, and entries older than the tables'
+             ``expires`` are dropped every ``TABLE_CLEANUP_S``, recovered ones included
+             (:mod:`cinepulse_archiver.counters`), so memory and a read's cost follow the
+             keys counted in the kept windows, not every movie ever counted.
 
 Table keys carry the changelog partition they are written to (``rate@2``, ``603@0``): a key
 is only ever written from, and recovered from, one partition; reads sum over all keys. With
@@ -32,7 +36,7 @@ import asyncio
 import logging
 import os
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn, cast
 
@@ -42,6 +46,7 @@ from prometheus_client import generate_latest
 
 from cinepulse_archiver import metrics
 from cinepulse_archiver.continuity import Continuity, Gap, first_gap, read_range
+from cinepulse_archiver.counters import expire_stale, window_counts, window_starts
 from cinepulse_archiver.documents import (
     MOVIES,
     USER_LOGS,
@@ -78,6 +83,8 @@ FAUST_WEB_VIEWS_OFF: dict[str, Any] = {
 
 #: offsets read back from Kafka at a time when filling a skipped range
 GAP_CHUNK = 10_000
+#: seconds between two expiries of the counters' stale windows (faust's and the archiver's)
+TABLE_CLEANUP_S = 30.0
 
 
 def broker_urls(bootstrap: str) -> list[str]:
@@ -119,7 +126,7 @@ def create_app(
         topic_partitions=settings.source_partitions,
         producer_acks=-1,
         consumer_auto_offset_reset="earliest",
-        table_cleanup_interval=30.0,
+        table_cleanup_interval=TABLE_CLEANUP_S,
         **logging_options,
         # a crashed worker's partitions move on after this, not faust's default 60 s
         broker_session_timeout=settings.session_timeout_s,
@@ -138,13 +145,14 @@ def create_app(
     next_offset: dict[tuple[str, int], int] = {}
     continuity = Continuity()
 
-    # Any: faust's WindowWrapperT stubs lack relative_to(), which the class has
+    # Any: faust's WindowWrapperT stubs lack relative_to(), which the class has. No
+    # key_index: faust never prunes one (see cinepulse_archiver.counters)
     per_minute: Any = app.Table(
         "events_per_minute", default=int, key_type=str, value_type=int, partitions=None
-    ).tumbling(60, expires=timedelta(minutes=settings.counter_minutes), key_index=True)
+    ).tumbling(60, expires=timedelta(minutes=settings.counter_minutes))
     per_movie: Any = app.Table(
         "movie_events_per_minute", default=int, key_type=str, value_type=int, partitions=None
-    ).tumbling(60, expires=timedelta(minutes=max(settings.trending_minutes, 60)), key_index=True)
+    ).tumbling(60, expires=timedelta(minutes=max(settings.trending_minutes, 60)))
 
     async def send_dead_letter(source: Source, value: bytes | None, exc: Unusable) -> None:
         fut = await dlq.send(
@@ -299,6 +307,13 @@ def create_app(
         await sink.ensure_indexes()
         log.info("archiver started", sources=source_names, batch_size=settings.batch_size)
 
+    @app.timer(interval=TABLE_CLEANUP_S)
+    async def expire_counters() -> None:
+        # faust expires only the windows this process wrote; this drops recovered ones too
+        now = time.time()
+        for table in (per_minute.table, per_movie.table):
+            expire_stale(table, now)
+
     @app.timer(interval=5.0)
     async def update_lag() -> None:
         for tp in app.consumer.assignment():
@@ -366,16 +381,14 @@ def create_app(
             minutes = _int_param(request, "minutes", 15, settings.counter_minutes)
         except ValueError as exc:
             return self.json({"detail": str(exc)}, status=422)
-        now = time.time()
-        keys = _index_keys(per_minute)
-        series = []
-        for i in range(minutes):
-            ts = now - 60 * i
-            window = per_minute.relative_to(ts)
-            counts: dict[str, int] = defaultdict(int)
-            for key in keys:
-                counts[key.rsplit("@", 1)[0]] += window[key].value()
-            series.append({"minute": _minute_start(ts), "counts": dict(counts)})
+        table = per_minute.table
+        by_window = window_counts(table.data.items(), window_starts(table, time.time(), minutes))
+        # every event type counted in these minutes, 0 in a minute without it
+        names = sorted(set().union(*by_window.values()))
+        series = [
+            {"minute": _minute_start(start), "counts": {name: counts[name] for name in names}}
+            for start, counts in by_window.items()
+        ]
         return self.json({"minutes": series, "partitions": _partitions()})
 
     @app.page("/counters/trending")
@@ -387,15 +400,13 @@ def create_app(
             limit = _int_param(request, "limit", 10, 1000)
         except ValueError as exc:
             return self.json({"detail": str(exc)}, status=422)
-        now = time.time()
-        keys = _index_keys(per_movie)
-        totals: dict[int, int] = defaultdict(int)
-        for i in range(minutes):
-            window = per_movie.relative_to(now - 60 * i)
-            for key in keys:
-                n = window[key].value()
-                if n:
-                    totals[int(key.rsplit("@", 1)[0])] += n
+        table = per_movie.table
+        totals: Counter[int] = Counter()
+        for counts in window_counts(
+            table.data.items(), window_starts(table, time.time(), minutes)
+        ).values():
+            for movie, n in counts.items():
+                totals[int(movie)] += n
         top = sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
         return self.json(
             {
@@ -415,11 +426,6 @@ def _die(message: str, exc: BaseException, code: int = 70) -> NoReturn:
         log.warning(message)
     logging.shutdown()
     os._exit(code)
-
-
-def _index_keys(table: Any) -> list[str]:
-    """Every key the windowed table has seen (its key index; ``keys()`` needs an event)."""
-    return list(table.key_index_table.keys())
 
 
 def _ms(timestamp: float | None) -> int | None:
