@@ -349,7 +349,7 @@ def demo_steps(node: KubeClient, opts: local_demo.DemoOptions, keys: release.Key
     """The demo on the cluster's steps (:func:`.demo.run_steps`) on the e2e's release: the
     chart's CronJobs run as Jobs, MovieLens through the gateway, nothing acknowledged lost."""
     r = demo.run_steps(node, opts, keys, lambda s: say(f"    {s}"))
-    report.traffic.append(Traffic(f"the demo's replay ({r.source.split(',')[0]})", r.sent.sent,
+    report.traffic.append(Traffic(f"the demo's replay ({r.source.split(', replayed')[0]})", r.sent.sent,
                                   r.sent.accepted, r.acked_archived, r.landed, r.sent.seconds))  # fmt: skip
     counts, training = r.reconcile.get("counts", {}), r.training
     if r.lost or r.reconcile.get("exit") != 0:
