@@ -890,8 +890,8 @@ def test_a_body_slower_than_the_read_timeout_is_408_and_not_published(
 
     async def session(c: httpx.AsyncClient) -> tuple[httpx.Response, float, httpx.Response]:
         start = time.monotonic()
-        # four pieces 0.25 s apart: each on its own is quick, the whole body is not
-        slow = await c.post(path, content=chunks(0.25), headers=JSON_KEY)
+        # four pieces 1 s apart: each on its own is quick, the whole body takes 4 s
+        slow = await c.post(path, content=chunks(1.0), headers=JSON_KEY)
         elapsed = time.monotonic() - start
         # the same body in pieces, in time: accepted
         prompt = await c.post(path, content=chunks(0), headers=JSON_KEY)
@@ -902,7 +902,9 @@ def test_a_body_slower_than_the_read_timeout_is_408_and_not_published(
     assert slow.status_code == 408, slow.text
     assert slow.json()["detail"] == "request body not received within 0.3 s"
     assert slow.headers["connection"] == "close"
-    assert elapsed < 0.9  # answered at the deadline, not once the body was in
+    # answered at the 0.3 s deadline, not once the body was in (4 s): the margin is wide so
+    # that a busy machine cannot fail it
+    assert elapsed < 3.0
     assert sample("cinepulse_gateway_body_read_timeouts_total") == before + 1
     assert prompt.status_code == 202, prompt.text
     assert len(publisher.published) == 1  # the prompt one only
