@@ -284,22 +284,28 @@ def nodes_manifest(count: int = NODES) -> str:
     return yaml.safe_dump_all(docs)
 
 
+def restricted_namespace() -> dict[str, Any]:
+    """The release's namespace, Pod Security "restricted" enforced by the API server (the
+    kwok e2e's, the real node's and the demo on a cluster's)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {
+            "name": NAMESPACE,
+            "labels": {
+                "pod-security.kubernetes.io/enforce": "restricted",
+                "pod-security.kubernetes.io/enforce-version": "latest",
+                "pod-security.kubernetes.io/warn": "restricted",
+            },
+        },
+    }
+
+
 def namespace_manifest() -> str:
     """The release's namespace (Pod Security "restricted" enforced by the API server), the
     write-keys Secret of ci/default-values.yaml, and hostPath volumes for the claims."""
     docs: list[dict[str, Any]] = [
-        {
-            "apiVersion": "v1",
-            "kind": "Namespace",
-            "metadata": {
-                "name": NAMESPACE,
-                "labels": {
-                    "pod-security.kubernetes.io/enforce": "restricted",
-                    "pod-security.kubernetes.io/enforce-version": "latest",
-                    "pod-security.kubernetes.io/warn": "restricted",
-                },
-            },
-        },
+        restricted_namespace(),
         {
             "apiVersion": "v1",
             "kind": "Secret",

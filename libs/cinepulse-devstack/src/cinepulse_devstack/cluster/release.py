@@ -72,17 +72,6 @@ def keys(client: KubeClient, tmdb_token: str) -> Keys:
 def namespace_manifest(k: Keys) -> str:
     """The namespace (Pod Security "restricted" enforced), the gateway's write keys, the
     api's keys and the fetcher's TMDB token."""
-    ns = {
-        "apiVersion": "v1",
-        "kind": "Namespace",
-        "metadata": {
-            "name": NAMESPACE,
-            "labels": {
-                "pod-security.kubernetes.io/enforce": "restricted",
-                "pod-security.kubernetes.io/enforce-version": "latest",
-            },
-        },
-    }
 
     def secret(name: str, data: dict[str, str]) -> dict[str, object]:
         meta = {"name": name, "namespace": NAMESPACE}
@@ -90,7 +79,7 @@ def namespace_manifest(k: Keys) -> str:
 
     return yaml.safe_dump_all(
         [
-            ns,
+            kube.restricted_namespace(),
             secret(WRITE_KEYS, {CLIENT_KEY: k.write, "helm-test": k.write}),
             secret(API_KEYS, {CLIENT_KEY: k.api, "helm-test": k.api, "explorer": k.explorer}),
             secret(TMDB_SECRET, {"token": k.tmdb}),
