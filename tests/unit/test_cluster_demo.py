@@ -6,6 +6,7 @@ the real node in the real-node e2e (tests/e2e/test_cluster_e2e.py)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from typing import Any
 
@@ -121,6 +122,11 @@ def test_node_providers() -> None:
     ],
 )
 def test_make_demo_dispatches_on_cluster(cluster_var: str, runs: str) -> None:
-    r = subprocess.run(["make", "-n", "demo", f"CLUSTER={cluster_var}", "DEMO_ARGS=--users 5"],
-                       cwd=repo_root(), capture_output=True, text=True, check=True)  # fmt: skip
+    # Under `make test` the parent make's MAKEFLAGS/MAKELEVEL would make this one print
+    # "Entering/Leaving directory" lines; the test runs make as a user would, from a shell.
+    env = {k: v for k, v in os.environ.items() if k not in {"MAKEFLAGS", "MAKELEVEL", "MFLAGS"}}
+    r = subprocess.run(
+        ["make", "--no-print-directory", "-n", "demo", f"CLUSTER={cluster_var}", "DEMO_ARGS=--users 5"],
+        cwd=repo_root(), capture_output=True, text=True, check=True, env=env,
+    )  # fmt: skip
     assert runs in r.stdout.splitlines()[-1]
