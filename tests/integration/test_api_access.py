@@ -13,8 +13,8 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
+from cinepulse_api.adapters.queries import Query
 from cinepulse_api.app import create_app
-from cinepulse_api.queries import Query
 from cinepulse_api.settings import ApiSettings
 from cinepulse_common.access import sign_user_token
 from cinepulse_common.postgres import connect
@@ -266,7 +266,7 @@ def test_aggregate_answers_are_kept_for_a_while_and_user_data_never(
 def test_the_api_sessions_are_read_only(warehouse: PostgresSettings) -> None:
     write = Query("write", "INSERT INTO dim_genre VALUES (999, 'Western', 'spark')")
     with _client(warehouse) as c:
-        api = c.app.state.api  # type: ignore[attr-defined]
+        api = c.app.state.warehouse  # type: ignore[attr-defined]
         with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
             c.portal.call(api.fetch, write, {})  # type: ignore[union-attr]
         # and the pool is still usable: each statement is its own transaction

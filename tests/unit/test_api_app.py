@@ -19,7 +19,8 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from cinepulse_api.app import create_app, window_bounds
+from cinepulse_api.adapters.warehouse import window_bounds
+from cinepulse_api.app import create_app
 from cinepulse_api.cache import AnswerCache, Encoded, etag_matches, etag_of, fold_name
 from cinepulse_api.settings import ApiSettings
 from cinepulse_common.access import UserTokenError, sign_user_token, verify_user_token
@@ -577,8 +578,8 @@ def _cached(**overrides: object) -> Iterator[tuple[TestClient, Warehouse, Archiv
         cache_clock=lambda: now[0],
     )
     warehouse = Warehouse()
-    app.state.api.fetch = warehouse.fetch
-    app.state.api.connection = warehouse.connection
+    app.state.warehouse.fetch = warehouse.fetch
+    app.state.warehouse.connection = warehouse.connection
     with TestClient(app) as client:
         yield client, warehouse, archiver, now
 

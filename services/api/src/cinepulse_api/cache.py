@@ -160,3 +160,29 @@ def cached_answer(
     if etag_matches(request.headers.get("if-none-match"), encoded.etag):
         return Response(status_code=304, headers=headers)
     return Response(encoded.body, media_type="application/json", headers=headers)
+
+
+#: Cache-Control max-age of /api/trending (live counters: short)
+TRENDING_MAX_AGE_S = 5
+
+
+@dataclass(frozen=True)
+class CachePolicy:
+    """The ``Cache-Control`` of each kind of answer, and the ``Vary`` of per-user ones."""
+
+    aggregate: str
+    trending: str
+    private: str
+    private_vary: str
+
+    @classmethod
+    def of(cls, max_age_s: int, *, shared: bool, key_header: str, token_header: str) -> CachePolicy:
+        """Aggregates are the same for everyone (``shared``, ``public``); when they need a key,
+        no shared cache keeps them (``private``). Per-user answers vary with the credentials."""
+        scope = "public" if shared else "private"
+        return cls(
+            aggregate=f"{scope}, max-age={max_age_s}",
+            trending=f"{scope}, max-age={TRENDING_MAX_AGE_S}",
+            private=f"private, max-age={max_age_s}",
+            private_vary=f"{key_header}, {token_header}",
+        )

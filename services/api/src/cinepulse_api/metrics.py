@@ -5,8 +5,8 @@ so that building several apps (tests) does not register them twice.
   {route,method}`` (latency by route template), ``..._http_requests_in_flight``;
 * ``cinepulse_api_http_errors_total{route,status}``: answers of 400 and above by route;
 * ``cinepulse_api_db_query_duration_seconds{query}``: each query's execution and fetch, by
-  query name (:mod:`cinepulse_api.queries`); ``..._db_pool_wait_seconds``: the wait for a pooled
-  connection; ``..._db_errors_total{query,error}``.
+  query name (:mod:`cinepulse_api.adapters.queries`); ``..._db_pool_wait_seconds``: the wait
+  for a pooled connection; ``..._db_errors_total{query,error}``.
 """
 
 from __future__ import annotations
