@@ -91,7 +91,7 @@ chart-check: ## the Helm chart: lint, render each ci/ scenario, kubeconform, kub
 clean: down ## stop the stack and delete its state (.stack/); caches are kept
 	rm -rf .stack
 
-# -- container images (optional: podman, or docker with a public base; see README "Images") --
+# -- container images (optional: podman, or docker with a public base; see docs/operations/images.md) --
 .PHONY: images images-deps images-all test-images
 images: ## build every service's container image (podman); one image: make image-<svc>, e.g. image-api
 	@bash scripts/images.sh
@@ -109,7 +109,7 @@ test-images: ## the image tests: services (non-root, /healthz, jobs' --help) and
 	$(RUN) pytest tests/images -q
 
 # -- the chart on a real control plane (kube-apiserver, controller-manager, scheduler, etcd from
-#    the Go module proxy; kwok's fake nodes). See README "Chart on a real control plane" --
+#    the Go module proxy; kwok's fake nodes). See docs/operations/chart.md --
 .PHONY: kube-tools chart-e2e kind-up kind-e2e kind-down
 kube-tools: ## build kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, etcd, kwok (cached)
 	@bash scripts/k8s-tools.sh

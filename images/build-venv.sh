@@ -1,6 +1,6 @@
 #!/bin/sh
 # Builder stages of every Cinepulse image, from wheels only: pip reaches no package index
-# inside a build (ARCHITECTURE.md); scripts/images.sh staged the wheels on the host.
+# inside a build (docs/architecture.md); scripts/images.sh staged the wheels on the host.
 #
 #   build-venv.sh deps DIR   /opt/venv: the third-party packages of DIR/requirements.txt
 #                            (the locked closure from uv.lock), without pip

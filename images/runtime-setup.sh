@@ -2,7 +2,7 @@
 # Final stage of every Cinepulse image: the Debian packages a service needs at run time
 # (its arguments; none for most), the non-root user cinepulse (10001:10001), and the
 # folders that user may write to when the root filesystem is writable (with a read-only
-# root, the chart mounts emptyDirs there: see the README, "Images").
+# root, the chart mounts emptyDirs there: see docs/operations/images.md).
 set -eu
 UID_GID=10001
 

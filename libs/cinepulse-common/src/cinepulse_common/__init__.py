@@ -5,7 +5,7 @@ Modules:
     logging        structured JSON logging (structlog)
     apikeys, access  API keys per client; who may read which user's data (api, recommender)
     observability  /metrics, /healthz, /readyz for FastAPI apps and plain processes
-    events         the event envelope contract (ARCHITECTURE.md)
+    events         the event envelope contract (docs/architecture.md)
     rules          transform_rules.json: models, loader, schema
     topics         Kafka topic names
     kafka, postgres, mongo  client factories

@@ -1,4 +1,4 @@
-"""Kafka topic names fixed by ARCHITECTURE.md."""
+"""Kafka topic names fixed by docs/architecture.md."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The JVM jars the Spark jobs need beyond pyspark: the Kafka source and the PostgreSQL
-JDBC driver, resolved from Maven Central with ``mvn`` (ARCHITECTURE.md) into a cache.
+JDBC driver, resolved from Maven Central with ``mvn`` (docs/architecture.md) into a cache.
 
 ``spark.jars.packages`` would resolve them with Ivy at every start, straight from Maven
 Central's host; resolving once with Maven and passing ``spark.jars`` works offline after.
