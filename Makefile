@@ -5,7 +5,7 @@ UV ?= $(shell command -v uv || echo python3 -m uv)
 RUN := $(UV) run --frozen --all-packages
 STACK := $(RUN) cinepulse-stack
 
-.PHONY: help setup up down status env migrate smoke services demo test test-unit test-integration test-airflow drills lint format schemas bench chart-check clean
+.PHONY: help setup up down status env migrate smoke services demo test test-unit test-integration test-airflow drills lint format schemas docs bench chart-check clean
 
 help: ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -81,6 +81,10 @@ format: ## apply ruff's fixes and formatting
 
 schemas: ## regenerate transform_rules.schema.json from the rules models
 	$(RUN) python -m cinepulse_common.rules > libs/cinepulse-common/src/cinepulse_common/transform_rules.schema.json
+
+docs: ## regenerate the settings and metrics references (docs/reference/) from the code
+	$(RUN) python scripts/settings_reference.py
+	$(RUN) python scripts/metrics_reference.py
 
 bench: ## run every benchmark; writes results/bench.md, bench.json and bench/*.png
 	$(RUN) python -m bench
