@@ -13,7 +13,10 @@ Request life cycle (``POST /api/events`` and ``POST /api/events/batch``):
 3. the body is parsed strictly (:mod:`cinepulse_event_gateway.body`: a key repeated in an
    object is refused, naming it); each event is validated against the envelope models and
    the transform rules (422 with the field and the reason); the server stamps
-   ``received_at`` and assigns ``event_id`` when the client sent none;
+   ``received_at`` and assigns ``event_id`` when the client sent none: random, or, when the
+   request carries an ``Idempotency-Key`` header, derived from the client, the key and the
+   event's index (:mod:`cinepulse_event_gateway.idempotency`), so that a resend of the same
+   request with the same key repeats the ids (a malformed key: 422 naming the header);
 4. the record goes to its topic (``transform_rules.json``: ``event_types.*.topic``) keyed
    by ``user_id``; the answer is 202 only once Kafka acknowledged it (``acks=all``). No
    acknowledgement within ``limits.produce_timeout_s``: 503 with Retry-After, and the
@@ -52,6 +55,14 @@ from cinepulse_event_gateway.body import (
     event_type_label,
     json_problems,
     parse_json,
+)
+from cinepulse_event_gateway.idempotency import (
+    HEADER as IDEMPOTENCY_HEADER,
+)
+from cinepulse_event_gateway.idempotency import (
+    InvalidIdempotencyKey,
+    derived_event_id,
+    parse_key,
 )
 from cinepulse_event_gateway.models import (
     Accepted,
@@ -181,6 +192,21 @@ class Gateway:
 _CROSS_FIELD_NAMES = frozenset({"occurred_at", "position_seconds", "duration_seconds"})
 
 
+def idempotency_key(request: Request) -> str | None:
+    """The request's ``Idempotency-Key``, checked (422 naming the header otherwise)."""
+    try:
+        return parse_key(request.headers.get(IDEMPOTENCY_HEADER))
+    except InvalidIdempotencyKey as exc:
+        raise HTTPException(422, [exc.error.model_dump()]) from None
+
+
+def with_derived_id(event: Event, item: Any, client: str, key: str | None, index: int) -> Event:
+    """``event`` with the id derived from the Idempotency-Key when the client sent none."""
+    if key is None or not isinstance(item, dict) or "event_id" in item:
+        return event
+    return event.model_copy(update={"event_id": derived_event_id(client, key, index)})
+
+
 def field_errors(exc: ValidationError) -> tuple[str, list[FieldError]]:
     """(event type or 'unknown', errors naming the field and the reason)."""
     event_type = "unknown"
@@ -292,6 +318,7 @@ def create_app(
     async def post_event(request: Request) -> Response:
         gw = state["gw"]
         client = gw.authenticate(request.headers.get(header))
+        key = idempotency_key(request)
         body = await gw.read_body(request)
         gw.rate_limit(client, 1)
         try:
@@ -302,6 +329,7 @@ def create_app(
         event = gw.accept(data, datetime.now(UTC))
         if isinstance(event, list):
             return JSONResponse({"detail": [e.model_dump() for e in event]}, status_code=422)
+        event = with_derived_id(event, data, client, key, 0)
         [err] = await gw.publisher.publish_many(
             [gw.record(event)], settings.limits.produce_timeout_s
         )
@@ -336,6 +364,7 @@ def create_app(
     async def post_batch(request: Request) -> Response:
         gw = state["gw"]
         client = gw.authenticate(request.headers.get(header))
+        key = idempotency_key(request)
         body = await gw.read_body(request)
         try:
             items = parse_json(body)
@@ -369,6 +398,7 @@ def create_app(
             if isinstance(event, list):
                 results.append(BatchItem(index=i, status="rejected", errors=event))
                 continue
+            event = with_derived_id(event, item, client, key, i)
             valid.append((i, event))
             results.append(BatchItem(index=i, status="accepted", event_id=event.event_id))
 
@@ -411,7 +441,7 @@ def create_app(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["POST", "OPTIONS"],
-            allow_headers=[settings.auth.header, "Content-Type"],
+            allow_headers=[settings.auth.header, "Content-Type", IDEMPOTENCY_HEADER],
             max_age=600,
         )
     app.add_middleware(HttpMetricsMiddleware, metrics=metrics.HTTP)

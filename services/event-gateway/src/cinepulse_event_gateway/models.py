@@ -39,7 +39,8 @@ class BatchItem(BaseModel):
     index: int = Field(ge=0, description="position in the request array")
     status: Literal["accepted", "rejected", "unavailable"] = Field(
         description="accepted: Kafka acknowledged it; rejected: invalid, do not resend "
-        "as is; unavailable: Kafka did not acknowledge it, resend with the same event_id"
+        "as is; unavailable: Kafka did not acknowledge it, resend with the same event_id (an "
+        "event sent without one: resend the request with the same Idempotency-Key)"
     )
     event_id: UUID | None = None
     errors: list[FieldError] | None = None

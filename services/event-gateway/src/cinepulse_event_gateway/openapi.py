@@ -106,8 +106,30 @@ def batch_responses(max_events: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
+#: the optional ``Idempotency-Key`` request header (cinepulse_event_gateway.idempotency)
+IDEMPOTENCY_PARAMETER: dict[str, Any] = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "Makes a resend safe for events sent without `event_id`: their ids are "
+    "derived from the write key's client, this key and the event's position in the request "
+    "(UUIDv5), so resending the same request with the same key gives the same ids and the "
+    "copies are deduplicated downstream. Without it such events get a random id and a resent "
+    "request (e.g. after a 503) stores them twice. Use one new key per distinct request, "
+    "e.g. a UUID. 1 to 128 characters of `A-Z a-z 0-9 - _ . : + / =`.",
+    "schema": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 128,
+        "pattern": "^[A-Za-z0-9_.:+/=-]+$",
+    },
+    "example": "4f1c2a9e-batch-0001",
+}
+
+
 def single_body() -> dict[str, Any]:
     return {
+        "parameters": [IDEMPOTENCY_PARAMETER],
         "requestBody": {
             "required": True,
             "content": {
@@ -116,12 +138,13 @@ def single_body() -> dict[str, Any]:
                     "examples": EXAMPLES,
                 }
             },
-        }
+        },
     }
 
 
 def batch_body(max_events: int) -> dict[str, Any]:
     return {
+        "parameters": [IDEMPOTENCY_PARAMETER],
         "requestBody": {
             "required": True,
             "description": f"1 to {max_events} events; each is accepted or rejected on its own",
@@ -136,7 +159,7 @@ def batch_body(max_events: int) -> dict[str, Any]:
                     "example": [EXAMPLES["rate"]["value"], EXAMPLES["click"]["value"]],
                 }
             },
-        }
+        },
     }
 
 
