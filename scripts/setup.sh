@@ -20,6 +20,8 @@ command -v mvn >/dev/null || need_pkgs+=(maven)
 command -v prometheus >/dev/null || need_pkgs+=(prometheus)
 command -v promtool >/dev/null || need_pkgs+=(prometheus)
 command -v prometheus-pushgateway >/dev/null || need_pkgs+=(prometheus-pushgateway)
+# the Airflow alert hook's test runs a real Alertmanager (airflow/tests/conftest.py)
+command -v prometheus-alertmanager >/dev/null || need_pkgs+=(prometheus-alertmanager)
 # the explorer's browser test (headless Chromium driven by Selenium); lightfm's build (gcc, OpenMP)
 command -v chromium >/dev/null || need_pkgs+=(chromium)
 command -v chromedriver >/dev/null || need_pkgs+=(chromium-driver)
@@ -43,7 +45,7 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
     "${need_pkgs[@]}" >/dev/null
 else
-  step "system packages present (java, mvn, postgresql-15, prometheus, pushgateway, chromium, gcc, containerd, podman)"
+  step "system packages present (java, mvn, postgresql-15, prometheus, pushgateway, alertmanager, chromium, gcc, containerd, podman)"
 fi
 command -v go >/dev/null || { echo "Go 1.22+ is needed to build FerretDB: install it from go.dev or your distribution" >&2; exit 1; }
 

@@ -6,11 +6,15 @@ every day whose facts changed since the last successful run (late events, promot
 fallback runs).
 
 A KubernetesPodOperator running ``cinepulse-spark-jobs aggregate`` (Spark in local mode
-inside the pod) rather than the SparkKubernetesOperator submitting
-services/spark-jobs/deploy/sparkapplication-aggregates.yaml: a day of facts fits one pod, the
-task's state is the command's exit code, the pod comes from the same template (security
-context, Secrets, resources) as every other task, and Airflow needs no RBAC on the Spark
-operator's CRDs. The SparkApplication stays for clusters that run aggregates without Airflow.
+inside the pod) rather than the SparkKubernetesOperator submitting the chart's aggregates
+SparkApplication: a day of facts fits one pod, the task's state is the command's exit code,
+the pod comes from the same template (security context, Secrets, resources) as every other
+task, and Airflow needs no RBAC on the Spark operator's CRDs. The chart's schedule
+(ScheduledSparkApplication, or a CronJob with spark.launcher=submit) stays for clusters that
+run aggregates without Airflow; install the chart with ``airflow.enabled=true`` beside this
+DAG so the chart schedules none.
+Either way the command takes a PostgreSQL advisory lock: a second run at the same time exits
+3 (retried by this task's backoff) without touching anything.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 Airflow is configured here, before anything imports it: an AIRFLOW_HOME of this session's
 own (a temporary directory, removed at the end) with a SQLite metadata database, the DAGs
 folder of this repository, no examples, and no ``cinepulse_config`` from the environment
-(the tests assert the documented defaults unless they override them).
+nor its endpoint variables (the tests assert the documented defaults unless they override
+them).
 """
 
 from __future__ import annotations
@@ -16,8 +17,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -42,7 +42,7 @@ os.environ.update(
     }
 )
 for _name in list(os.environ):
-    if _name.startswith(("AIRFLOW_VAR_", "AIRFLOW_CONN_")):
+    if _name.startswith(("AIRFLOW_VAR_", "AIRFLOW_CONN_", "CINEPULSE_AIRFLOW_")):
         del os.environ[_name]
 sys.path.insert(0, str(DAGS))
 sys.path.insert(0, str(Path(__file__).parent))
@@ -111,33 +111,6 @@ def stack_resources(local_stack: None, tmp_path: Path) -> Iterator[dict[str, Any
     stack_helper("teardown", res["file"])
 
 
-@contextmanager
-def http_stub(handle: Callable[[str, str, bytes], dict[str, Any] | None]) -> Iterator[str]:
-    """A local HTTP server answering every GET/POST with ``handle(method, path, body)`` as
-    JSON (200); yields its base URL."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def _answer(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            data = json.dumps(handle(self.command, self.path, body) or {}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(data)
-
-        do_GET = do_POST = _answer
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-
-
 @dataclass
 class LivePrometheus:
     """The local stack's real Prometheus, scraping a heartbeat exporter of this test's own:
@@ -203,3 +176,92 @@ def prometheus(local_stack: None) -> Iterator[LivePrometheus]:
     finally:
         stack_helper("unregister-target", name)
         server.shutdown()
+
+
+@dataclass
+class LiveAlertmanager:
+    """A real Alertmanager (Debian's ``prometheus-alertmanager``) on loopback, of this test
+    session's own: a minimal configuration (every alert to a receiver that notifies no one),
+    no clustering, its state in a temporary directory."""
+
+    url: str
+
+    def alerts(self, **matchers: str) -> list[dict[str, Any]]:
+        """``GET /api/v2/alerts`` filtered by label equality matchers."""
+        import httpx
+
+        params = {"filter": [f'{k}="{v}"' for k, v in matchers.items()]}
+        answer = httpx.get(f"{self.url}/api/v2/alerts", params=params, timeout=10)
+        answer.raise_for_status()
+        found: list[dict[str, Any]] = answer.json()
+        return found
+
+
+ALERTMANAGER_CONFIG = """\
+route:
+  receiver: "null"
+  group_wait: 1s
+  group_interval: 1s
+receivers:
+  - name: "null"
+"""
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="session")
+def alertmanager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveAlertmanager]:
+    import httpx
+
+    binary = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+    if binary is None:
+        pytest.fail("no Alertmanager: apt-get install prometheus-alertmanager (make setup)")
+    home = tmp_path_factory.mktemp("alertmanager")
+    (home / "alertmanager.yml").write_text(ALERTMANAGER_CONFIG)
+    port = _free_port()
+    log = (home / "alertmanager.log").open("wb")
+    proc = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={home / 'alertmanager.yml'}",
+            f"--storage.path={home / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--cluster.listen-address=",  # no gossip port: a single instance
+            "--log.level=warn",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(
+                    f"Alertmanager exited ({proc.returncode}):\n"
+                    + (home / "alertmanager.log").read_text()[-3000:]
+                )
+            try:
+                if httpx.get(f"{url}/-/ready", timeout=1).is_success:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"Alertmanager on {url} not ready within 30s")
+            time.sleep(0.2)
+        yield LiveAlertmanager(url)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from cinepulse_airflow import config
-from conftest import LivePrometheus, stack_helper, workspace_bin
+from conftest import LiveAlertmanager, LivePrometheus, stack_helper, workspace_bin
 from local_pods import LocalPods
 
 pytestmark = pytest.mark.integration
@@ -203,6 +203,8 @@ def test_tmdb_ingest_incremental_then_an_invalid_token_fails_without_retries(
     tmdb_offline: str,
     local_pods: LocalPodsFactory,
     caplog: pytest.LogCaptureFixture,
+    alertmanager: LiveAlertmanager,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     res = stack_resources
     changed = [19995, 285, 206647]
@@ -231,6 +233,8 @@ def test_tmdb_ingest_incremental_then_an_invalid_token_fails_without_retries(
     ]
 
     # a wrong token: exit 3, which a retry cannot fix: failed at the first try, alert raised
+    # in the real Alertmanager, found through the endpoint variable the Helm values set
+    monkeypatch.setenv(config.ENDPOINT_ENV["alertmanager_url"], alertmanager.url)
     local.secrets = {**local.secrets, "cinepulse-tmdb": {"token": "not-the-token"}}
     with caplog.at_level("ERROR", logger="cinepulse.alerts"):
         failed = dag.test(run_conf={"load": "incremental"})
@@ -243,6 +247,14 @@ def test_tmdb_ingest_incremental_then_an_invalid_token_fails_without_retries(
     payload = json.loads(alert.split(" ", 1)[1])
     assert (payload["dag_id"], payload["task_id"]) == ("tmdb_ingest", "incremental_load")
     assert "exited 3" in payload["error"]
+    (got,) = [
+        a
+        for a in alertmanager.alerts(dag_id="tmdb_ingest", task_id="incremental_load")
+        if a["annotations"]["run_id"] == failed.run_id
+    ]
+    assert got["labels"]["alertname"] == "CinepulseAirflowTaskFailed"
+    assert got["annotations"]["description"] == payload["error"]
+    assert got["annotations"]["try_number"] == "1"
 
 
 def test_data_quality_reconciles_a_settled_hour(

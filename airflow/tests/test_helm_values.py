@@ -49,13 +49,80 @@ def test_the_dags_configuration_in_the_values_is_valid(
     values: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The Variable the values set parses, and every key in it is one config.py knows."""
-    (configmap,) = values["extraConfigMaps"].values()
-    env = yaml.safe_load(configmap["data"])
+    env = configmap_env(values, "{{ .Release.Name }}-cinepulse")
     raw = env[config.ENV_VARIABLE]
     monkeypatch.setenv(config.ENV_VARIABLE, raw)
     cfg = config.load()
     assert cfg["namespace"] == json.loads(raw)["namespace"] == "cinepulse"
-    assert "configMapRef" in values["extraEnvFrom"]
+    # the endpoints are not in the Variable (it would shadow their ConfigMap)
+    assert not set(json.loads(raw)) & set(config.ENDPOINT_ENV)
+    refs = yaml.safe_load(values["extraEnvFrom"])
+    assert [r["configMapRef"]["name"] for r in refs] == list(values["extraConfigMaps"])
+
+
+ENDPOINTS = "{{ .Release.Name }}-cinepulse-endpoints"
+
+
+def configmap_env(values: dict[str, Any], name: str) -> dict[str, str]:
+    env: dict[str, str] = yaml.safe_load(values["extraConfigMaps"][name]["data"])
+    return env
+
+
+def helm_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Helm's coalescing of several -f files: maps merge key by key, anything else replaces."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            merged[key] = helm_merge(base[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def test_monitoring_endpoints_default_to_kube_prometheus_stack(
+    values: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The guard's Prometheus and the alerts' Alertmanager are kube-prometheus-stack's Services
+    (release `kube-prometheus-stack`, namespace `monitoring`), read by config.load()."""
+    env = configmap_env(values, ENDPOINTS)
+    assert set(env) == set(config.ENDPOINT_ENV.values())
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    cfg = config.load()
+    assert cfg["prometheus_url"] == "http://kube-prometheus-stack-prometheus.monitoring.svc:9090"
+    assert (
+        cfg["alertmanager_url"] == "http://kube-prometheus-stack-alertmanager.monitoring.svc:9093"
+    )
+    assert "prometheus-server" not in (HELM / "values.yaml").read_text()
+
+
+def test_the_local_cluster_values_override_only_the_endpoints(
+    values: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    local = yaml.safe_load((HELM / "values-local-cluster.yaml").read_text())
+    assert list(local) == ["extraConfigMaps"] and list(local["extraConfigMaps"]) == [ENDPOINTS]
+    merged = helm_merge(values, local)
+    assert (
+        merged["extraConfigMaps"]["{{ .Release.Name }}-cinepulse"]
+        == (values["extraConfigMaps"]["{{ .Release.Name }}-cinepulse"])
+    )
+    for name, value in configmap_env(merged, ENDPOINTS).items():
+        monkeypatch.setenv(name, value)
+    cfg = config.load()
+    # the local cluster's Prometheus: the operator's Service (cluster/monitoring.py)
+    monitoring = REPO / "libs/cinepulse-devstack/src/cinepulse_devstack/cluster/monitoring.py"
+    assert 'PROMETHEUS_SERVICE, PROMETHEUS_PORT = "prometheus-operated", 9090' in (
+        monitoring.read_text()
+    )
+    assert cfg["prometheus_url"] == "http://prometheus-operated.monitoring.svc:9090"
+    assert cfg["alertmanager_url"] == ""
+
+
+def test_the_variable_overrides_the_endpoint_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CINEPULSE_AIRFLOW_PROMETHEUS_URL", "http://from-env:9090")
+    assert config.load()["prometheus_url"] == "http://from-env:9090"
+    monkeypatch.setenv(config.ENV_VARIABLE, json.dumps({"prometheus_url": "http://var:9090"}))
+    assert config.load()["prometheus_url"] == "http://var:9090"
 
 
 def test_rbac_grants_pods_in_the_cinepulse_namespace_only(
@@ -76,5 +143,9 @@ def test_every_file_is_documented(values: dict[str, Any]) -> None:
     text = (HELM / "values.yaml").read_text()
     assert text.startswith("# Values for the official Apache Airflow Helm chart")
     readme = (REPO / "README.md").read_text()
-    assert "## Airflow" in readme and "airflow/helm/values.yaml" in readme
+    assert "docs/operations/airflow.md" in readme
+    airflow_doc = (REPO / "docs/operations/airflow.md").read_text()
+    assert "airflow/helm/values.yaml" in airflow_doc
+    alerts_doc = (REPO / "docs/operations/alerts.md").read_text()
+    assert "airflow/helm/values-local-cluster.yaml" in alerts_doc
     assert Path(HELM / "rbac-cinepulse.yaml").exists()

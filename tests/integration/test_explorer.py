@@ -20,8 +20,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
+import httpx
 import psycopg
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
@@ -382,6 +384,34 @@ def test_the_explorer_shows_the_seeded_data_in_a_browser(
     page.assert_no_traceback()
     _publish(page.shot("user"), "explorer-user.png")
     assert top.stat().st_size > 10_000
+
+    # /metrics on the explorer's own port: the page's queries, counted and timed
+    metrics = httpx.get(f"{app.url}/metrics", timeout=10)
+    assert metrics.status_code == 200
+    assert metrics.headers["content-type"].startswith("text/plain")
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(metrics.text)
+        for s in family.samples
+    }
+    ok = ("outcome", "ok")
+    for query in ("date_span", "movie_window", "daily_activity", "recommendations"):
+        key = ("cinepulse_explorer_queries_total", (ok, ("query", query)))
+        assert samples.get(key, 0) >= 1, query
+    assert ("cinepulse_build_info", (("service", "explorer"), ("version", "0.1.0"))) in samples
+
+
+def test_the_explorer_serves_metrics_on_its_port(
+    explorer: Callable[[str], ServiceProcess],
+) -> None:
+    """No browser: the server (st.App) answers /metrics beside Streamlit's health and page."""
+    app = explorer(f"http://127.0.0.1:{free_port()}")
+    assert httpx.get(f"{app.url}/_stcore/health", timeout=10).text == "ok"
+    assert "<html" in httpx.get(app.url, timeout=10).text.lower()
+    metrics = httpx.get(f"{app.url}/metrics", timeout=10)
+    assert metrics.status_code == 200
+    assert 'cinepulse_build_info{service="explorer",version="0.1.0"} 1.0' in metrics.text
+    assert "# TYPE cinepulse_explorer_queries_total counter" in metrics.text
 
 
 @needs_browser

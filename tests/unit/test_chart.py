@@ -787,6 +787,15 @@ def test_local_scrape_labels_mirror_the_monitors(
     monitors = chart.monitor_labels(default_docs)
     deployments = {d["metadata"]["name"]: d for d in default_docs if d["kind"] == "Deployment"}
     stack = Stack(StackSettings(root=tmp_path))
+    # the Pushgateway's counterpart is the local Prometheus' static job, scraped with
+    # honor_labels as the chart's ServiceMonitor does (honorLabels): the pushed series keep
+    # the job/instance the batch jobs gave them in both
+    gateway = monitors.pop(f"ServiceMonitor/{chart.RELEASE}-cinepulse-pushgateway")
+    assert gateway["endpoint"] == "http"
+    (local,) = [
+        j for j in stack.prometheus.config()["scrape_configs"] if j["job_name"] == "pushgateway"
+    ]
+    assert local["honor_labels"] is True
     matched: set[str] = set()
     for svc in stack.services:
         assert isinstance(svc, PythonService)

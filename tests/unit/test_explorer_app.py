@@ -108,7 +108,7 @@ def test_every_failure_is_one_readable_exception(
 def test_streamlit_runs_headless_on_the_settings_port() -> None:
     settings = ExplorerSettings(postgres=PostgresSettings(dsn=NO_DB), log_level="WARNING")
     args = cli.streamlit_args(settings, "127.0.0.1", 18501)
-    assert args[:2] == ["run", str(cli.APP)] and cli.APP.is_file()
+    assert args[:2] == ["run", str(cli.SERVER)] and cli.SERVER.is_file() and cli.APP.is_file()
     for flag in [
         "--server.headless=true",
         "--server.address=127.0.0.1",
@@ -137,3 +137,44 @@ def test_the_page_says_the_warehouse_is_down_without_a_traceback(
     assert not at.exception
     assert len(at.error) == 1
     assert at.error[0].value.startswith("The warehouse cannot be read: ")
+
+
+def test_timed_counts_and_times_each_call_and_its_failures() -> None:
+    from prometheus_client import REGISTRY
+
+    from cinepulse_explorer.metrics import timed
+
+    def sample(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    @timed
+    def unit_probe(fail: bool) -> str:
+        if fail:
+            raise RuntimeError("down")
+        return "rows"
+
+    ok0 = sample("cinepulse_explorer_queries_total", query="unit_probe", outcome="ok")
+    err0 = sample("cinepulse_explorer_queries_total", query="unit_probe", outcome="error")
+    assert unit_probe(False) == "rows"
+    with pytest.raises(RuntimeError):
+        unit_probe(True)
+    assert sample("cinepulse_explorer_queries_total", query="unit_probe", outcome="ok") == ok0 + 1
+    assert (
+        sample("cinepulse_explorer_queries_total", query="unit_probe", outcome="error") == err0 + 1
+    )
+    assert sample("cinepulse_explorer_query_seconds_count", query="unit_probe") >= 2
+    assert unit_probe.__name__ == "unit_probe"  # st.cache_data keys on the function
+
+
+def test_the_metrics_endpoint_answers_prometheus_text() -> None:
+    from starlette.applications import Starlette
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    from cinepulse_explorer.metrics import metrics_endpoint
+
+    client = TestClient(Starlette(routes=[Route("/metrics", metrics_endpoint)]))
+    answer = client.get("/metrics")
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("text/plain")
+    assert "cinepulse_explorer_query_seconds" in answer.text

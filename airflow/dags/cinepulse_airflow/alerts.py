@@ -2,16 +2,24 @@
 
 A failed task (after its retries) calls :func:`on_failure`: it logs one ERROR line
 ``cinepulse-alert {json}`` (the cluster's log pipeline can alert on it) and, when
-``alert_webhook_url`` is configured, POSTs the same JSON to it (an Alertmanager/Slack-style
-webhook receiver). A webhook that fails is logged, never raised: the alert must not hide the
-task's own error.
+``alertmanager_url`` is configured, POSTs the alert to Alertmanager's v2 API
+(``POST {alertmanager_url}/api/v2/alerts``: a JSON *array* of alerts, each with ``labels``,
+``annotations``, ``startsAt``, ``endsAt`` and ``generatorURL``). The alert is
+``alertname=CinepulseAirflowTaskFailed`` with the DAG and task as labels (one alert per failing
+task: a second failure of the same task refreshes it) and the run, try, error and log URL as
+annotations; it resolves by itself ``alert_ttl_s`` after the failure.
+
+Delivery that fails (no answer, or any non-2xx status) raises :class:`AlertDeliveryError`
+after the log line is written: Airflow runs the callback after the task's failure is
+recorded and logs the exception ("Failed to run task callback") in the task's log, so the
+task's own error stays what the run shows and the lost alert is visible next to it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -21,6 +29,13 @@ from airflow.sdk import DAG
 from cinepulse_airflow.config import Config, load
 
 log = logging.getLogger("cinepulse.alerts")
+
+ALERTNAME = "CinepulseAirflowTaskFailed"
+API_PATH = "/api/v2/alerts"
+
+
+class AlertDeliveryError(RuntimeError):
+    """Alertmanager did not accept the alert (unreachable, or a non-2xx answer)."""
 
 
 def alert_payload(context: Any) -> dict[str, Any]:
@@ -39,17 +54,70 @@ def alert_payload(context: Any) -> dict[str, Any]:
     }
 
 
+def _rfc3339(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def alertmanager_alerts(
+    payload: dict[str, Any], cfg: Config, now: datetime | None = None
+) -> list[dict[str, Any]]:
+    """``payload`` as the body Alertmanager's ``POST /api/v2/alerts`` takes: a list of one
+    postable alert. Label and annotation values are strings; empty ones are left out
+    (Alertmanager refuses an alert without labels, and an empty label is no label)."""
+    now = now or datetime.now(UTC)
+    labels = {
+        "alertname": ALERTNAME,
+        "severity": str(cfg["alert_severity"]),
+        "service": "airflow",
+        "dag_id": payload["dag_id"],
+        "task_id": payload["task_id"],
+    }
+    summary = f"Airflow task {payload['dag_id']}.{payload['task_id']} failed"
+    annotations = {
+        "summary": summary,
+        "description": payload["error"],
+        "run_id": payload["run_id"],
+        "try_number": payload["try_number"],
+        "logical_date": payload["logical_date"],
+        "log_url": payload["log_url"],
+    }
+    alert: dict[str, Any] = {
+        "labels": {k: str(v) for k, v in labels.items() if v not in (None, "")},
+        "annotations": {k: str(v) for k, v in annotations.items() if v not in (None, "")},
+        "startsAt": _rfc3339(now),
+        "endsAt": _rfc3339(now + timedelta(seconds=int(cfg["alert_ttl_s"]))),
+    }
+    if payload["log_url"]:
+        alert["generatorURL"] = str(payload["log_url"])
+    return [alert]
+
+
+def send(alerts: list[dict[str, Any]], cfg: Config) -> None:
+    """POST ``alerts`` to the configured Alertmanager; :class:`AlertDeliveryError` unless it
+    answers 2xx."""
+    url = str(cfg["alertmanager_url"]).rstrip("/") + API_PATH
+    try:
+        answer = httpx.post(url, json=alerts, timeout=float(cfg["alert_timeout_s"]))
+    except httpx.HTTPError as exc:
+        raise AlertDeliveryError(f"Alertmanager {url} unreachable: {exc}") from exc
+    if not answer.is_success:
+        raise AlertDeliveryError(
+            f"Alertmanager {url} refused the alert: HTTP {answer.status_code} {answer.text[:500]}"
+        )
+
+
 def on_failure(context: Any, cfg: Config | None = None) -> dict[str, Any]:
-    """The on_failure_callback: log (always) and POST (when configured) one alert."""
+    """The on_failure_callback: log (always), then POST the alert to Alertmanager (when
+    configured; raises :class:`AlertDeliveryError` if it is not accepted)."""
     cfg = cfg or load()
     payload = alert_payload(context)
     log.error("cinepulse-alert %s", json.dumps(payload, default=str))
-    url = cfg["alert_webhook_url"]
-    if url:
+    if cfg["alertmanager_url"]:
         try:
-            httpx.post(url, json=payload, timeout=float(cfg["alert_timeout_s"])).raise_for_status()
-        except httpx.HTTPError as exc:
-            log.error("cinepulse-alert: the webhook %s failed: %s", url, exc)
+            send(alertmanager_alerts(payload, cfg), cfg)
+        except AlertDeliveryError as exc:
+            log.error("cinepulse-alert: not delivered: %s", exc)
+            raise
     return payload
 
 

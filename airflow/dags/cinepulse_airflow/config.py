@@ -5,7 +5,9 @@ of them with one JSON Airflow Variable, ``cinepulse_config``, deep-merged over
 :data:`DEFAULTS`. Set it as the environment variable ``AIRFLOW_VAR_CINEPULSE_CONFIG`` (the
 Helm values do, from a ConfigMap): Airflow reads environment Variables before the metadata
 database, so parsing a DAG file costs no database query. A key that is not in the defaults
-is refused (a typo must not silently fall back to a default).
+is refused (a typo must not silently fall back to a default). The Prometheus and Alertmanager
+URLs also come from environment variables of their own (:data:`ENDPOINT_ENV`), which the
+Variable overrides when it names them.
 
 DAG files never name an image, namespace, Secret, service account or resource amount: they
 ask :func:`load` and build pods with :mod:`cinepulse_airflow.pods`.
@@ -21,6 +23,14 @@ from typing import Any
 
 VARIABLE = "cinepulse_config"
 ENV_VARIABLE = "AIRFLOW_VAR_CINEPULSE_CONFIG"
+
+# The monitoring endpoints, each an environment variable of its own (the Helm values set them
+# from a ConfigMap of their own, so a values file for another cluster overrides just them):
+# over the defaults, under the ``cinepulse_config`` Variable.
+ENDPOINT_ENV = {
+    "prometheus_url": "CINEPULSE_AIRFLOW_PROMETHEUS_URL",
+    "alertmanager_url": "CINEPULSE_AIRFLOW_ALERTMANAGER_URL",
+}
 
 # Components: one image each (issue 9 builds them), the CINEPULSE_* Secrets its command reads,
 # its service account and its resources.
@@ -107,12 +117,16 @@ DEFAULTS: dict[str, Any] = {
     "retries": 3,
     "retry_delay_s": 60,
     "max_retry_delay_s": 1800,
-    # failure alerts: always an ERROR log line; also a JSON POST when a URL is set
-    # (an Alertmanager/Slack-style webhook receiver)
-    "alert_webhook_url": "",
+    # failure alerts: always an ERROR log line; also an alert POSTed to Alertmanager's v2 API
+    # when its base URL is set (e.g. http://kube-prometheus-stack-alertmanager.monitoring.svc:9093;
+    # the hook appends /api/v2/alerts). The alert resolves alert_ttl_s after the failure.
+    "alertmanager_url": "",
     "alert_timeout_s": 10,
+    "alert_severity": "warning",
+    "alert_ttl_s": 3600,
     # where streaming_guard reads health from
     "postgres_conn_id": "cinepulse_postgres",
+    # Prometheus' base URL (the Spark heartbeat query); "" = judge by the newest fact only
     "prometheus_url": "",
     "schedules": {
         "tmdb_ingest": "5 * * * *",
@@ -199,9 +213,11 @@ class Config:
 
 
 def load(override: dict[str, Any] | None = None) -> Config:
-    """The configuration: :data:`DEFAULTS`, the ``cinepulse_config`` Variable over them, then
-    ``override`` (tests)."""
-    merged = _merge(DEFAULTS, _read_variable())
+    """The configuration: :data:`DEFAULTS`, the endpoint variables of :data:`ENDPOINT_ENV`
+    (when set) over them, the ``cinepulse_config`` Variable over those, then ``override``
+    (tests)."""
+    endpoints = {key: os.environ[env] for key, env in ENDPOINT_ENV.items() if env in os.environ}
+    merged = _merge(_merge(DEFAULTS, endpoints), _read_variable())
     if override:
         merged = _merge(merged, override)
     return Config(merged)

@@ -144,9 +144,19 @@ app.kubernetes.io/part-of: cinepulse
 {{- end }}
 {{- end }}
 
+{{/* The Pushgateway the batch jobs push to: jobs.pushgatewayUrl when set, else this
+     release's own (pushgateway.enabled), else none ("") */}}
+{{- define "cinepulse.pushgatewayUrl" -}}
+{{- if .Values.jobs.pushgatewayUrl -}}
+{{ .Values.jobs.pushgatewayUrl }}
+{{- else if .Values.pushgateway.enabled -}}
+http://{{ include "cinepulse.component.fullname" (dict "ctx" . "component" "pushgateway") }}:{{ .Values.pushgateway.port }}
+{{- end }}
+{{- end }}
+
 {{/* env of the batch jobs (Pushgateway) */}}
 {{- define "cinepulse.env.jobs" -}}
-{{- with .Values.jobs.pushgatewayUrl }}
+{{- with include "cinepulse.pushgatewayUrl" . }}
 - name: CINEPULSE_PUSHGATEWAY_URL
   value: {{ . | quote }}
 {{- end }}

@@ -1,7 +1,10 @@
-"""``cinepulse-explorer``: check the settings, then ``streamlit run`` the page in this process.
+"""``cinepulse-explorer``: check the settings, then ``streamlit run`` the explorer in this
+process: :mod:`cinepulse_explorer.server`, an ``st.App`` serving the page (``app.py``) and
+``/metrics``.
 
 The server runs headless (no browser opened, no e-mail prompt), sends no usage statistics,
-watches no files and offers viewers no developer menu. Probes: ``GET /_stcore/health``.
+watches no files and offers viewers no developer menu. Probes: ``GET /_stcore/health``;
+Prometheus: ``GET /metrics`` on the same port.
 """
 
 from __future__ import annotations
@@ -13,13 +16,14 @@ from cinepulse_common.settings import load_settings
 from cinepulse_explorer.settings import ExplorerSettings
 
 APP = Path(__file__).with_name("app.py")
+SERVER = Path(__file__).with_name("server.py")
 
 
 def streamlit_args(settings: ExplorerSettings, address: str, port: int) -> list[str]:
     """The ``streamlit run`` command line (without the program name)."""
     return [
         "run",
-        str(APP),
+        str(SERVER),
         "--server.headless=true",
         f"--server.address={address}",
         f"--server.port={port}",

@@ -20,6 +20,7 @@ import streamlit as st
 from cinepulse_common.postgres import connect
 from cinepulse_common.settings import load_settings
 from cinepulse_explorer import data
+from cinepulse_explorer.metrics import timed
 from cinepulse_explorer.recommender import (
     Recommendations,
     RecommenderUnavailable,
@@ -39,8 +40,9 @@ def settings() -> ExplorerSettings:
 
 
 def cached(func: F) -> F:
-    """``st.cache_data`` with the settings' TTL (failures are not cached: they raise)."""
-    return st.cache_data(ttl=settings().cache_ttl_s, show_spinner=False)(func)  # type: ignore[return-value]
+    """``st.cache_data`` with the settings' TTL (failures are not cached: they raise); what
+    runs on a cache miss is counted and timed (:func:`cinepulse_explorer.metrics.timed`)."""
+    return st.cache_data(ttl=settings().cache_ttl_s, show_spinner=False)(timed(func))  # type: ignore[return-value]
 
 
 @contextmanager
