@@ -35,7 +35,7 @@ from threadpoolctl import threadpool_limits
 from bench.report import Figure, Table, Target
 from cinepulse_common.emotion import EMOTIONS, EmotionClassifier, default_model_path, train
 from cinepulse_common.emotion.goemotions import load_goemotions
-from cinepulse_common.emotion.model import multilabel_f1, tune_thresholds
+from cinepulse_common.emotion.training import multilabel_f1, tune_thresholds
 from cinepulse_devstack import Stack
 
 #: the local stack is not needed

@@ -31,14 +31,13 @@ from cinepulse_common.emotion import (
     train,
 )
 from cinepulse_common.emotion import model as emotion_model
+from cinepulse_common.emotion import training as emotion_training
 from cinepulse_common.emotion.__main__ import main
-from cinepulse_common.emotion.goemotions import DatasetError, default_data_dir
+from cinepulse_common.emotion.goemotions import DatasetError
+from tests.datasets import needs
 from tests.factories import goemotions_sample
 
-pytestmark = pytest.mark.skipif(
-    not (default_data_dir() / "test.tsv").is_file(),
-    reason=f"GoEmotions is not in the shared data sets ({default_data_dir()})",
-)
+pytestmark = needs("goemotions")
 
 JOYFUL = "I absolutely loved this movie, it made me so happy!"
 ANGRY = "This movie made me furious, what an infuriating waste of my time."
@@ -149,7 +148,7 @@ def test_thresholds_maximise_f1_on_the_tuning_split() -> None:
     p = np.array([[0.9, 0.2], [0.8, 0.1], [0.3, 0.4], [0.1, 0.3]])
     y = np.array([[1, 0], [1, 0], [0, 0], [0, 0]], dtype=np.int8)
     # column 0: any threshold in (0.3, 0.8] is perfect, the lowest wins; column 1: no positives
-    assert emotion_model.tune_thresholds(p, y).tolist() == [0.31, 0.5]
+    assert emotion_training.tune_thresholds(p, y).tolist() == [0.31, 0.5]
 
 
 def test_multilabel_f1_agrees_with_scikit_learn() -> None:
@@ -158,7 +157,7 @@ def test_multilabel_f1_agrees_with_scikit_learn() -> None:
     gold = (rng.random((500, 7)) < 0.2).astype(np.int8)
     gold[:, 2] = 0  # a class never present
     pred[:, 2] = 0  # and never predicted
-    ours = emotion_model.multilabel_f1(pred, gold)
+    ours = emotion_training.multilabel_f1(pred, gold)
     assert ours["macro_f1"] == round(f1_score(gold, pred, average="macro", zero_division=0), 4)
     expected = f1_score(gold, pred, average=None, zero_division=0)
     assert list(ours["per_class_f1"].values()) == [round(float(v), 4) for v in expected]

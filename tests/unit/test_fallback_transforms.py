@@ -24,24 +24,23 @@ from cinepulse_common.validation import (
 )
 from cinepulse_common.warehouse import EVENT_COLUMNS, QUARANTINE_COLUMNS
 from cinepulse_pandas_fallback import job
-from cinepulse_pandas_fallback.transforms import (
-    _checks,
+from cinepulse_pandas_fallback.checks import _checks, split_valid, validate_events
+from cinepulse_pandas_fallback.spark_json import (
     _java_double,
     as_decimal,
     as_double,
     as_long,
     as_string,
+)
+from cinepulse_pandas_fallback.spark_time import date_key, timestamp_us
+from cinepulse_pandas_fallback.transforms import (
     assign_event_ids,
-    date_key,
     deduplicate_events,
     label_comments,
     model_events,
     normalise_event_types,
     normalise_events,
     parse_events,
-    split_valid,
-    timestamp_us,
-    validate_events,
 )
 from tests.factories import event, with_field
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from cinepulse_common.events import EventType
+from cinepulse_common.event_types import EventType
 from cinepulse_common.rules import (
     SCHEMA_FILENAME,
     RulesError,

@@ -22,8 +22,7 @@ import re
 import unicodedata
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID, uuid4
 
 from pydantic import (
@@ -42,15 +41,9 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-if TYPE_CHECKING:
-    from cinepulse_common.rules import TransformRules
-
-
-class EventType(StrEnum):
-    WATCH = "watch"
-    RATE = "rate"
-    COMMENT = "comment"
-    CLICK = "click"
+# EventType is part of the envelope's API (``from cinepulse_common.events import EventType``)
+from cinepulse_common.event_types import EventType as EventType
+from cinepulse_common.rules import TransformRules, active_rules
 
 
 def _rules(info: ValidationInfo) -> TransformRules:
@@ -58,8 +51,6 @@ def _rules(info: ValidationInfo) -> TransformRules:
     rules = ctx.get("rules") if isinstance(ctx, dict) else None
     if rules is not None:
         return rules  # type: ignore[no-any-return,unused-ignore]
-    from cinepulse_common.rules import active_rules
-
     return active_rules()
 
 

@@ -21,7 +21,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from cinepulse_common.events import EventType
+from cinepulse_common.event_types import EventType
 
 RULES_FILENAME = "transform_rules.json"
 SCHEMA_FILENAME = "transform_rules.schema.json"

@@ -46,19 +46,17 @@ from cinepulse_common.warehouse import (
     load_events,
 )
 from cinepulse_pandas_fallback import metrics
+from cinepulse_pandas_fallback.checks import full_match, split_valid, validate_events
 from cinepulse_pandas_fallback.settings import PandasFallbackSettings
 from cinepulse_pandas_fallback.source import read_chunks
 from cinepulse_pandas_fallback.transforms import (
     assign_event_ids,
     deduplicate_events,
-    full_match,
     label_comments,
     model_events,
     normalise_event_types,
     normalise_events,
     parse_events,
-    split_valid,
-    validate_events,
 )
 
 log = get_logger(__name__)

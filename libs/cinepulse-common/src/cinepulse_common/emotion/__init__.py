@@ -36,9 +36,8 @@ from cinepulse_common.emotion.model import (  # noqa: E402
     EmotionModelError,
     classify_comments,
     default_model_path,
-    evaluate,
-    train,
 )
+from cinepulse_common.emotion.training import evaluate, train  # noqa: E402
 
 __all__ = [
     "EMOTIONS",

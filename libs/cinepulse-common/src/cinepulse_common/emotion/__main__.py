@@ -18,9 +18,8 @@ from cinepulse_common.emotion.model import (
     EmotionClassifier,
     EmotionModelError,
     default_model_path,
-    evaluate,
-    train,
 )
+from cinepulse_common.emotion.training import evaluate, train
 
 PROG = "python -m cinepulse_common.emotion"
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from cinepulse_common.paths import DATASETS_ENV, datasets_root
+from cinepulse_common.paths import DATASETS_ENV, dataset_dir
 
 #: the labels a comment can get, in this order everywhere (a PostgreSQL CHECK uses them)
 EMOTIONS = ("anger", "disgust", "fear", "joy", "sadness", "surprise", "neutral")
@@ -44,7 +44,7 @@ class DatasetError(Exception):
 
 
 def default_data_dir() -> Path:
-    return datasets_root() / "goemotions"
+    return dataset_dir("goemotions")
 
 
 @dataclass(frozen=True)
@@ -111,14 +111,15 @@ class GoEmotions:
 
 
 def load_goemotions(root: Path | None = None) -> GoEmotions:
-    """The GoEmotions folder at ``root`` (default ``$CINEPULSE_DATASETS/goemotions``), checked:
-    every file present, the Ekman mapping covering each fine-grained emotion exactly once."""
+    """The GoEmotions folder at ``root`` (default: where ``cinepulse-data where`` finds it),
+    checked: every file present, the Ekman mapping covering each fine-grained emotion exactly once."""
     root = default_data_dir() if root is None else Path(root)
     missing = [name for name in REQUIRED_FILES if not (root / name).is_file()]
     if missing:
         raise DatasetError(
-            f"GoEmotions not found at {root} (missing {', '.join(missing)}); pass --data DIR "
-            f"or set ${DATASETS_ENV} to the data sets folder that holds goemotions/"
+            f"GoEmotions not found at {root} (missing {', '.join(missing)}): run "
+            f"`cinepulse-data fetch goemotions`, pass --data DIR or set ${DATASETS_ENV} to "
+            f"a data sets folder that holds goemotions/"
         )
     names = tuple((root / "emotions.txt").read_text(encoding="utf-8").split())
     try:

@@ -1,0 +1,155 @@
+"""Promoting a pandas-fallback run (schema ``fallback``) into the main facts, Spark's facts
+winning (see :func:`promote_run`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from cinepulse_common.warehouse.columns import FACT_BASE, FACT_EXTRA, FACT_TABLE, QUARANTINE_COLUMNS
+from cinepulse_common.warehouse.load import _ids, _upsert_dims
+
+
+def _fact_in_public(alias: str) -> sql.Composable:
+    """True when the event of ``alias`` has a fact in any public fact table."""
+    return sql.SQL(" OR ").join(
+        sql.SQL("EXISTS (SELECT 1 FROM {t} AS p WHERE p.event_id = {a}.event_id)").format(
+            t=sql.Identifier("public", table), a=sql.Identifier(alias)
+        )
+        for table in FACT_TABLE.values()
+    )
+
+
+def promote_run(
+    conn: psycopg.Connection[Any],
+    run_id: str,
+    *,
+    dry_run: bool = False,
+    source_flag: str = "pandas",
+) -> dict[str, dict[str, int]]:
+    """Move one fallback run into the main tables inside the caller's transaction; returns
+    per table ``{"inserted": n, "present": m}`` (``dry_run``: what *would* be inserted, and
+    nothing is written; for ``dim_user``, "inserted" counts new or widened users).
+    Idempotent, and Spark's facts win:
+
+    * a fact whose ``event_id`` already has a fact in any public fact table is skipped (its
+      copy there stays as it is); the others are inserted with the run's ``source_flag``;
+    * ``dim_date`` and ``dim_user`` as :func:`load_events` does them, from the facts that
+      are inserted (the foreign keys hold; new users get ``source_flag``);
+    * the run's quarantine, keyed on the source position like every quarantine row.
+
+    Staging is not written: a promoted run's raw records stay in MongoDB (the replay
+    source); the facts are what the aggregates and the api read."""
+    run = sql.Literal(run_id)
+    new_facts = sql.SQL(" UNION ALL ").join(
+        sql.SQL(
+            "SELECT f.user_id, f.date_key, f.occurred_at FROM {t} AS f "
+            "WHERE f.run_id = {run} AND NOT ({present})"
+        ).format(t=sql.Identifier("fallback", table), run=run, present=_fact_in_public("f"))
+        for table in FACT_TABLE.values()
+    )
+    events = sql.SQL("({})").format(new_facts)
+    counts: dict[str, dict[str, int]] = {}
+    same_position = sql.SQL(
+        "(p.source_topic, p.source_partition, p.source_offset, p.event_id) IS NOT DISTINCT FROM "
+        "(q.source_topic, q.source_partition, q.source_offset, q.event_id)"
+    )
+    with conn.cursor() as cur:
+
+        def pair(query: sql.Composed) -> tuple[int, int]:
+            cur.execute(query)
+            row = cur.fetchone()
+            assert row is not None
+            return int(row[0]), int(row[1])
+
+        def count(query: sql.Composed) -> int:
+            cur.execute(query)
+            row = cur.fetchone()
+            assert row is not None
+            return int(row[0])
+
+        # dimensions: counted first (the same whether or not it is a dry run), then written
+        new, old = pair(
+            sql.SQL("""
+            SELECT count(*) FILTER (WHERE d.date_key IS NULL),
+                   count(*) FILTER (WHERE d.date_key IS NOT NULL)
+            FROM (SELECT DISTINCT date_key FROM {events} AS e) AS x
+            LEFT JOIN dim_date AS d USING (date_key)
+            """).format(events=events)
+        )
+        counts["dim_date"] = {"inserted": new, "present": old}
+        changed = sql.SQL("d.user_id IS NULL OR u.f < d.first_seen_at OR u.l > d.last_seen_at")
+        new, old = pair(
+            sql.SQL("""
+            SELECT count(*) FILTER (WHERE {changed}), count(*) FILTER (WHERE NOT ({changed}))
+            FROM (SELECT user_id, min(occurred_at) AS f, max(occurred_at) AS l
+                  FROM {events} AS e GROUP BY user_id) AS u
+            LEFT JOIN dim_user AS d USING (user_id)
+            """).format(events=events, changed=changed)
+        )
+        counts["dim_user"] = {"inserted": new, "present": old}
+        if not dry_run:
+            written = _upsert_dims(cur, events, sql.Literal(source_flag))
+            for dim, n in written.items():
+                total = counts[dim]["inserted"] + counts[dim]["present"]
+                counts[dim] = {"inserted": n, "present": total - n}
+        for event_type, table in FACT_TABLE.items():
+            target = sql.Identifier("fallback", table)
+            if dry_run:
+                new, old = pair(
+                    sql.SQL("""
+                    SELECT count(*) FILTER (WHERE NOT present), count(*) FILTER (WHERE present)
+                    FROM (SELECT {present} AS present FROM {t} AS f WHERE f.run_id = {run}) AS x
+                    """).format(present=_fact_in_public("f"), t=target, run=run)
+                )
+                counts[table] = {"inserted": new, "present": old}
+                continue
+            cols = _ids([*FACT_BASE, *FACT_EXTRA[event_type], "source_flag"])
+            cur.execute(
+                sql.SQL("""
+                INSERT INTO {public} ({cols})
+                SELECT {cols} FROM {t} AS f WHERE f.run_id = {run} AND NOT ({present})
+                ORDER BY f.event_id
+                ON CONFLICT DO NOTHING
+                """).format(
+                    public=sql.Identifier("public", table),
+                    cols=cols,
+                    t=target,
+                    run=run,
+                    present=_fact_in_public("f"),
+                )
+            )
+            inserted = cur.rowcount
+            offered = count(
+                sql.SQL("SELECT count(*) FROM {t} WHERE run_id = {run}").format(t=target, run=run)
+            )
+            counts[table] = {"inserted": inserted, "present": offered - inserted}
+        if dry_run:
+            new, old = pair(
+                sql.SQL("""
+                SELECT count(*) FILTER (WHERE NOT present), count(*) FILTER (WHERE present)
+                FROM (SELECT EXISTS (SELECT 1 FROM public.quarantine AS p WHERE {same}) AS present
+                      FROM fallback.quarantine AS q WHERE q.run_id = {run}) AS x
+                """).format(same=same_position, run=run)
+            )
+            counts["quarantine"] = {"inserted": new, "present": old}
+        else:
+            cols = _ids([*QUARANTINE_COLUMNS, "source_flag"])
+            cur.execute(
+                sql.SQL("""
+                INSERT INTO public.quarantine ({cols})
+                SELECT {cols} FROM fallback.quarantine WHERE run_id = {run}
+                ORDER BY quarantine_id
+                ON CONFLICT DO NOTHING
+                """).format(cols=cols, run=run)
+            )
+            inserted = cur.rowcount
+            offered = count(
+                sql.SQL("SELECT count(*) FROM fallback.quarantine WHERE run_id = {run}").format(
+                    run=run
+                )
+            )
+            counts["quarantine"] = {"inserted": inserted, "present": offered - inserted}
+    return counts
