@@ -5,3 +5,17 @@ real local stack: the session fixture starts it, or reuses it when it is already
 each test gets isolated state of its own: a topic prefix in Kafka, a database in PostgreSQL
 (cloned from a migrated template) and a database on the MongoDB-protocol server.
 """
+
+import pytest
+
+from tests.datasets import check_marks
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "dataset(name, *files): needs that data set (tests/datasets.py)"
+    )
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    check_marks(item)  # a test marked @needs(<data set>): skip, or in CI fail, when missing

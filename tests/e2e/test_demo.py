@@ -18,11 +18,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cinepulse_common.paths import datasets_root
 from cinepulse_devstack.config import StackSettings
+from tests.datasets import needs
 
-if not (datasets_root() / "movielens-small" / "tags.csv").is_file():
-    pytest.skip("the shared data sets are not on this machine", allow_module_level=True)
+pytestmark = needs("movielens-small")
 
 
 def free_ports(n: int) -> list[int]:

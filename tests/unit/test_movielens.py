@@ -7,12 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from cinepulse_common.paths import datasets_root
 from cinepulse_common.warehouse import EVENT_COLUMNS, MOVIE_COLUMNS
 from cinepulse_devstack.movielens import MovieLensMissingError, read_movielens
+from tests.datasets import needs
 
-if not (datasets_root() / "movielens-small" / "ratings.csv").is_file():
-    pytest.skip("the shared data sets are not on this machine", allow_module_level=True)
+pytestmark = [needs("movielens-small"), needs("tmdb-5000")]
 
 EV = {c: i for i, c in enumerate(EVENT_COLUMNS)}
 MV = {c: i for i, c in enumerate(MOVIE_COLUMNS)}

@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from cinepulse_common.events import parse_event
-from cinepulse_common.paths import datasets_root
 from cinepulse_devstack.demo import DemoOptions, demo_events, sample_user
 from cinepulse_devstack.movielens import read_movielens
 from cinepulse_devstack.replay import _squeeze, movielens_events
+from tests.datasets import needs
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
-have_data = (datasets_root() / "movielens-small" / "tags.csv").is_file()
-needs_data = pytest.mark.skipif(not have_data, reason="the shared data sets are not here")
+
+
+def needs_data(test: Callable[..., None]) -> Callable[..., None]:
+    """MovieLens and the TMDB movies (the replay keeps the ratings of those movies)."""
+    return needs("movielens-small")(needs("tmdb-5000")(test))
 
 
 def test_squeeze_keeps_order_and_spacing_within_the_span() -> None:
@@ -65,7 +69,8 @@ def test_replaying_twice_gives_the_same_ids() -> None:
 def test_the_demo_falls_back_to_synthetic_events_without_data(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("CINEPULSE_DATASETS", str(tmp_path))
+    monkeypatch.setenv("CINEPULSE_DATASETS", str(tmp_path))  # an empty mirror
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # and an empty cache
     source, events = demo_events(DemoOptions(synthetic_default=250))
     assert source.startswith("synthetic: 250")
     assert len(events) == 250

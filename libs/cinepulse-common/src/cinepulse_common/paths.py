@@ -1,5 +1,12 @@
 """Where things live on a developer machine or CI runner: the checkout, the download cache
-and the shared data sets (tests, benchmarks, demos and model training read them in place)."""
+and the data sets (tests, benchmarks, demos and model training read them in place).
+
+A data set ``NAME`` is looked for, in this order and nowhere else:
+
+1. in the local mirror: ``$CINEPULSE_DATASETS/NAME`` when the variable is set, else
+   ``<repo>/../shared/datasets/NAME`` when that folder exists;
+2. in ``<cache>/datasets/NAME``, where ``cinepulse-data fetch`` puts the sets it downloads.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +14,6 @@ import os
 from pathlib import Path
 
 DATASETS_ENV = "CINEPULSE_DATASETS"
-
-#: where the shared data sets are looked for when $CINEPULSE_DATASETS is unset: next to the
-#: repository (``../shared/datasets``), else this workplace's shared folder (a CI clone may
-#: live elsewhere)
-FALLBACK_DATASETS = (Path("/work/shared/datasets"),)
 
 
 def repo_root() -> Path:
@@ -30,14 +32,39 @@ def default_cache() -> Path:
     return Path(base) / "cinepulse"
 
 
-def datasets_root() -> Path:
-    """``$CINEPULSE_DATASETS``, else ``<repo>/../shared/datasets`` if it exists, else the
-    first of :data:`FALLBACK_DATASETS` that exists (else the first choice, for the error)."""
+def datasets_cache() -> Path:
+    """Where ``cinepulse-data fetch`` unpacks the data sets: ``<cache>/datasets``."""
+    return default_cache() / "datasets"
+
+
+def dataset_mirrors() -> list[tuple[Path, str]]:
+    """The local mirror, if any, with how it was chosen (for messages): ``$CINEPULSE_DATASETS``
+    when set (it replaces the other), else ``<repo>/../shared/datasets`` when it exists."""
     env = os.environ.get(DATASETS_ENV)
     if env:
-        return Path(env)
+        return [(Path(env), f"${DATASETS_ENV}")]
     beside = repo_root().parent / "shared" / "datasets"
-    for candidate in (beside, *FALLBACK_DATASETS):
-        if candidate.is_dir():
-            return candidate
-    return beside
+    if beside.is_dir():
+        return [(beside, "mirror beside the checkout")]
+    return []
+
+
+def dataset_roots() -> list[Path]:
+    """Every folder a data set is looked for in, in order: the mirror, then the cache."""
+    return [*(root for root, _ in dataset_mirrors()), datasets_cache()]
+
+
+def dataset_dir(name: str) -> Path:
+    """The folder of data set ``name``: the first of :func:`dataset_roots` that holds it,
+    else where ``cinepulse-data fetch`` would put it (for the error message)."""
+    for root in dataset_roots():
+        if (root / name).is_dir():
+            return root / name
+    return datasets_cache() / name
+
+
+def datasets_root() -> Path:
+    """The first folder of :func:`dataset_roots` (``$CINEPULSE_DATASETS``, else the mirror
+    beside the checkout, else the cache). Prefer :func:`dataset_dir`, which looks for one
+    set in every folder in turn."""
+    return dataset_roots()[0]

@@ -199,10 +199,10 @@ def run_demo(stack: Stack, opts: DemoOptions) -> int:
     source, events = demo_events(opts)
     services = [stack.gateway.name, stack.archiver.name, stack.spark_stream.name]
     try:
-        from cinepulse_common.paths import datasets_root
+        from cinepulse_common.paths import dataset_dir
         from cinepulse_devstack.tmdb_offline import require_dataset
 
-        require_dataset(datasets_root() / "tmdb-5000" / "tmdb_5000_movies.csv")
+        require_dataset(dataset_dir("tmdb-5000") / "tmdb_5000_movies.csv")
         services.append(stack.tmdb_offline.name)
     except DatasetMissingError as exc:
         print(f"TMDB data set not found ({exc}): no movie metadata is loaded", file=sys.stderr)

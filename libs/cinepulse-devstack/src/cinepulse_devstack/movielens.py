@@ -28,7 +28,7 @@ from typing import Any
 
 import psycopg
 
-from cinepulse_common.paths import datasets_root
+from cinepulse_common.paths import dataset_dir
 from cinepulse_common.warehouse import EVENT_COLUMNS, MOVIE_COLUMNS, load_events, load_movies
 from cinepulse_devstack.tmdb_offline import DatasetMissingError, json_list, require_dataset
 
@@ -129,19 +129,17 @@ def rating_event(
 
 def read_movielens(root: Path | None = None, *, users: int | None = None) -> MovieLens:
     """The TMDB movies and the MovieLens ratings of those movies (see the module doc)."""
-    root = root or datasets_root()
+    tmdb = root / "tmdb-5000" if root else dataset_dir("tmdb-5000")
+    ml = root / "movielens-small" if root else dataset_dir("movielens-small")
     csv.field_size_limit(1 << 24)
     data = MovieLens()
     known: set[int] = set()
-    with require_dataset(root / "tmdb-5000" / "tmdb_5000_movies.csv").open(
-        newline="", encoding="utf-8"
-    ) as f:
+    with require_dataset(tmdb / "tmdb_5000_movies.csv").open(newline="", encoding="utf-8") as f:
         for row in csv.DictReader(f):
             movie_id = int(row["id"])
             if movie_id not in known:
                 known.add(movie_id)
                 data.movies.append(movie_row(row))
-    ml = root / "movielens-small"
     with require_dataset(ml / "links.csv").open(newline="", encoding="utf-8") as f:
         for row in csv.DictReader(f):
             if row["tmdbId"].strip() and int(row["tmdbId"]) in known:

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from cinepulse_common.paths import datasets_root
+from cinepulse_common.paths import dataset_dir
 from cinepulse_common.warehouse import EVENT_COLUMNS
 from cinepulse_devstack.movielens import MOVIELENS_NAMESPACE, USER_PREFIX, read_movielens
 from cinepulse_devstack.tmdb_offline import require_dataset
@@ -50,7 +50,7 @@ def movielens_events(
     ``users=N`` keeps the first N MovieLens users (whole histories: a smaller, still real
     slice). Raises :class:`~cinepulse_devstack.tmdb_offline.DatasetMissingError` when a file
     is missing."""
-    root = root or datasets_root()
+    tags = (root / "movielens-small" if root else dataset_dir("movielens-small")) / "tags.csv"
     now = now or datetime.now(UTC)
     data = read_movielens(root, users=users)
     raw: list[tuple[int, Event]] = []
@@ -68,9 +68,7 @@ def movielens_events(
                 },
             )
         )
-    with require_dataset(root / "movielens-small" / "tags.csv").open(
-        newline="", encoding="utf-8"
-    ) as f:
+    with require_dataset(tags).open(newline="", encoding="utf-8") as f:
         for tag in csv.DictReader(f):
             user = int(tag["userId"])
             tmdb_id = data.links.get(int(tag["movieId"]))

@@ -6,8 +6,8 @@ A real TMDB client runs against it unchanged; only the base URL differs. It answ
 * ``tmdb-api/tmdb-api-openapi.json`` (TMDB's OpenAPI description with a recorded example
   response per path): the response shapes (field names and order), the genre list verbatim.
 
-Both are read from the data sets folder (``$CINEPULSE_DATASETS``, default
-``<repo>/../shared/datasets``) and never copied.
+Both are read in place from a local data sets mirror (``$CINEPULSE_DATASETS``, else
+``<repo>/../shared/datasets``; ``cinepulse-data where`` shows which) and never copied.
 
 Paths (GET, ``Authorization: Bearer <token>`` or ``?api_key=<key>``)::
 
@@ -61,12 +61,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from cinepulse_common.paths import DATASETS_ENV, datasets_root
+from cinepulse_common.paths import DATASETS_ENV, dataset_dir
 
 log = logging.getLogger("cinepulse.tmdb_offline")
 
-DEFAULT_CSV = datasets_root() / "tmdb-5000" / "tmdb_5000_movies.csv"
-DEFAULT_OPENAPI = datasets_root() / "tmdb-api" / "tmdb-api-openapi.json"
+DEFAULT_CSV = dataset_dir("tmdb-5000") / "tmdb_5000_movies.csv"
+DEFAULT_OPENAPI = dataset_dir("tmdb-api") / "tmdb-api-openapi.json"
 
 DEFAULT_TOKEN = "offline-read-token"  # noqa: S105 - a fixed demo credential, not a secret
 DEFAULT_API_KEY = "offline-api-key"
@@ -198,8 +198,10 @@ def require_dataset(path: Path) -> Path:
     setting that points at the data sets."""
     if not path.is_file():
         raise DatasetMissingError(
-            f"data file not found: {path} (set ${DATASETS_ENV} to the data sets folder, "
-            "which holds tmdb-5000/, tmdb-api/ and movielens-small/)"
+            f"data file not found: {path} (`cinepulse-data where` shows where each data set "
+            "is looked for; `cinepulse-data fetch` downloads the public ones, the TMDB sets "
+            f"come from a mirror: set ${DATASETS_ENV} to a folder holding tmdb-5000/ and "
+            "tmdb-api/)"
         )
     return path
 
