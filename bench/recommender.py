@@ -4,11 +4,12 @@ training time, and serving next to its own framework ceiling, in one run.
 * Data: the 3,000 TMDB movies and the 57,578 MovieLens ratings of those movies (610 users),
   loaded through the shared load step into a fresh, migrated database.
 * Quality: one real training run (``run_training`` with the default settings, as
-  ``cinepulse-recommender train`` does): LightFM, implicit's ALS and popularity on the same
-  per-user time split (each user's latest 20% held out), the same candidates and the same
-  exclusions; LightFM's epochs and ALS's factors/regularisation/alpha tuned on a validation
-  split carved from the training part. NDCG@10, P@10, R@10; training time with tuning and
-  of the final fit alone.
+  ``cinepulse-recommender train`` does): every candidate (popularity, implicit's ALS,
+  LightFM, RP3beta, EASE^R, a blend) on the same per-user time split (each user's latest
+  20% held out), the same candidates and the same exclusions; each tuned on a validation
+  split carved from the training part (see docs/recommender.md). NDCG@10, P@10, R@10 on the test part and NDCG@10 on validation (what
+  picks the served model); training time with tuning and of the final fit alone. The
+  served model's ratio to ALS is the headline.
 * Serving: ``python -m cinepulse_recommender serve`` (uvicorn, uvloop, httptools; one
   process) with that model; ``hey`` at a fixed concurrency (:data:`CONCURRENCY`),
   interleaved rounds of (a) ``GET /healthz`` of the same process (the framework ceiling),
@@ -27,10 +28,12 @@ import statistics
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.loadgen import (
@@ -46,20 +49,30 @@ from bench.loadgen import (
 from bench.report import Figure, Table, Target
 from cinepulse_common.postgres import connect
 from cinepulse_common.settings import PostgresSettings
+from cinepulse_common.warehouse import EVENT_COLUMNS, MOVIE_COLUMNS
 from cinepulse_devstack import Stack
 from cinepulse_devstack.movielens import load_movielens, read_movielens
 from cinepulse_devstack.procs import tail
 from cinepulse_migrations.cli import upgrade
+from cinepulse_recommender.interactions import Events
 from cinepulse_recommender.settings import RecommenderSettings
-from cinepulse_recommender.training import Outcome, run_training, stderr_progress
+from cinepulse_recommender.training import (
+    Outcome,
+    run_training,
+    stderr_progress,
+    train_and_evaluate,
+)
+from cinepulse_recommender.warehouse import Catalogue, WarehouseData
 
 ROUNDS = 3
 WARMUP_S = 2
 TRIAL_S = 8
 CONCURRENCY = 16
 STEADY_RATE = 500
-#: the issue's targets
-TARGET_VS_ALS = 1.3
+#: the issue's targets (issue 23): the served model never below the tuned ALS of the same
+#: run, aiming at 1.05x
+FLOOR_VS_ALS = 1.0
+TARGET_VS_ALS = 1.05
 TARGET_VS_POPULARITY = 1.5
 TARGET_P99_MS = 30.0
 TARGET_RPS = 500
@@ -196,33 +209,43 @@ def _table(
         f"{m['split']['candidates']:,} candidate movies)",
         "model",
     )
-    names = {
-        "model": f"LightFM ({_lightfm_params(outcome.params['lightfm'])})",
-        "als": f"implicit ALS ({_als_params(m['als']['params'])})",
-        "popularity": "popularity (users per movie in the training part)",
-    }
-    shorts = {"model": "LightFM", "als": "ALS", "popularity": "popularity"}
     quality = {}
-    for name in ("model", "als", "popularity"):
-        r = m[name]
+    for name, r in m["candidates"].items():
         quality[name] = table.add(
-            names[name],
+            f"{LABELS[name]} ({_params(name, r['params'])})",
             {
                 f"NDCG@{k}": Figure(r[f"ndcg@{k}"], better="higher", fmt=".4f"),
                 f"P@{k}": Figure(r[f"precision@{k}"], better="higher", fmt=".4f"),
                 f"R@{k}": Figure(r[f"recall@{k}"], better="higher", fmt=".4f"),
+                f"validation NDCG@{k}": Figure(r[f"validation_ndcg@{k}"] or 0.0, fmt=".4f"),
                 "train (with tuning)": Figure(r["train_seconds"], "s", fmt=".1f"),
-                "fit": Figure(r.get("fit_seconds", r["train_seconds"]), "s", fmt=".1f"),
+                "fit": Figure(r["fit_seconds"], "s", fmt=".1f"),
             },
-            baseline=name != "model",
-            short=shorts[name],
+            baseline=name in ("als", "popularity"),
+            short=LABELS[name],
         )
-    lightfm = quality["model"]
-    lightfm.compare(f"NDCG@{k}", quality["als"], target=Target(">=", TARGET_VS_ALS), headline=True)
-    lightfm.compare(f"NDCG@{k}", quality["popularity"], target=Target(">=", TARGET_VS_POPULARITY))
+    served = m["served"]
+    # the served family's row on the test part (its split model, before the refit)
+    # (a baseline served is compared with itself: 1.0x, short of the aim, and it says so)
+    chosen = quality[served["family"]]
+    chosen.compare(f"NDCG@{k}", quality["als"], target=Target(">=", TARGET_VS_ALS), headline=True)
+    chosen.compare(f"NDCG@{k}", quality["popularity"], target=Target(">=", TARGET_VS_POPULARITY))
+    ci = m["ratios"].get(f"ndcg@{k}_vs_als_ci95")
+    table.notes.append(
+        f"served/ALS NDCG@{k} {m['ratios'][f'ndcg@{k}_vs_als']:.3f}x"
+        + (f", paired bootstrap 95% interval over users {ci[0]:.3f}-{ci[1]:.3f}" if ci else "")
+    )
+    table.notes.append(
+        f"served: {served['why']}; refitted on {served['refit_train_pairs']:,} pairs "
+        f"({served['refit_seconds']:.1f}s) after selection. Targets: never below ALS (>= "
+        f"{FLOOR_VS_ALS}x), aim >= {TARGET_VS_ALS}x; >= {TARGET_VS_POPULARITY}x popularity"
+    )
+    for skipped in m["skipped"]:
+        table.notes.append(f"{skipped['family']} not trained: {skipped['reason']}")
     table.notes.append(
         f"the run: load {loaded_s:.1f}s, training job {outcome.seconds:.1f}s end to end "
-        f"(read, split, both baselines, tuning, artefact, registry); model {outcome.version} "
+        f"(read, split, every candidate with its tuning, refit, artefact, registry); model "
+        f"{outcome.version} "
         f"{'published' if outcome.published else 'rejected'} ({outcome.reason})"
     )
     serving = Table(
@@ -307,12 +330,74 @@ def _table(
     return [table, serving]
 
 
-def _lightfm_params(p: dict[str, Any]) -> str:
-    return (
-        f"{p['loss']}, {p['no_components']} components, {p['epochs']} of {p['max_epochs']} "
-        f"epochs, features: identity + {' + '.join(p['item_features'])}"
+LABELS = {
+    "popularity": "popularity",
+    "als": "implicit ALS",
+    "lightfm": "LightFM",
+    "rp3beta": "RP3beta",
+    "ease": "EASE^R",
+    "blend": "blend",
+}
+
+
+def _params(family: str, p: dict[str, Any]) -> str:
+    if family == "lightfm":
+        return (
+            f"{p['loss']}, {p['no_components']} components, {p['epochs']} of {p['max_epochs']} "
+            f"epochs, features: identity + {' + '.join(p['item_features'])}"
+        )
+    if family == "als":
+        keys = ("factors", "regularization", "alpha", "iterations")
+        return ", ".join(f"{k}={p[k]}" for k in keys)
+    if family == "ease":
+        return f"lambda={p['lam']:g}, {p['items']:,} items"
+    if family == "rp3beta":
+        return f"alpha={p['alpha']:g}, beta={p['beta']:g}, {p['neighbours']} neighbours"
+    if family == "blend":
+        return f"{p['factors']} + {p['item']}, item weight {p['weight']:g}"
+    return "users per movie in the training part"
+
+
+# --- quality alone, without the stack ---------------------------------------------------------
+def movielens_data() -> WarehouseData:
+    """MovieLens-small as the warehouse hands it to the trainer (the same events, catalogue
+    and tags), read straight from the dataset files: no database needed."""
+    ml = read_movielens()
+    e = {c: EVENT_COLUMNS.index(c) for c in ("user_id", "movie_id", "rating", "occurred_at")}
+    rows = ml.ratings
+    events = Events(
+        user_id=np.array([r[e["user_id"]] for r in rows], dtype=np.str_),
+        movie_id=np.array([r[e["movie_id"]] for r in rows], dtype=np.int64),
+        kind=np.array(["rate"] * len(rows), dtype=np.str_),
+        value=np.array([r[e["rating"]] for r in rows], dtype=np.float64),
+        completed=np.zeros(len(rows), dtype=bool),
+        at=np.array([r[e["occurred_at"]].timestamp() for r in rows], dtype=np.float64),
     )
+    c = {name: MOVIE_COLUMNS.index(name) for name in MOVIE_COLUMNS}
+    titles: dict[int, str] = {}
+    genres: dict[int, list[str]] = {}
+    tags: list[tuple[int, str]] = []
+    for m in ml.movies:
+        movie = int(m[c["movie_id"]])
+        titles[movie] = m[c["title"]]
+        genres[movie] = [g["name"] for g in json.loads(m[c["genres"]])]
+        tags += [(movie, f"genre:{g}") for g in genres[movie]]
+        tags += [(movie, f"keyword:{x['id']}") for x in json.loads(m[c["keywords"]])]
+        tags += [(movie, f"company:{x['id']}") for x in json.loads(m[c["companies"]])]
+    ids = np.array(sorted(titles), dtype=np.int64)
+    now = datetime.now(UTC)
+    return WarehouseData(events, Catalogue(ids, titles, genres, tags), now, now)
 
 
-def _als_params(p: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={p[k]}" for k in ("factors", "regularization", "alpha", "iterations"))
+def quality() -> None:
+    """``python -m bench.recommender``: every candidate on MovieLens-small with the default
+    settings and the trainer's own split (no database, no serving), one JSON line each."""
+    settings = RecommenderSettings(postgres=PostgresSettings(dsn="postgresql://unused@x/x"))
+    m = train_and_evaluate(movielens_data(), settings, stderr_progress).metrics(10)
+    for name, r in m["candidates"].items():
+        print(json.dumps({"candidate": name} | {k: v for k, v in r.items() if k != "params"}))
+    print(json.dumps({"served": m["served"], "ratios": m["ratios"], "skipped": m["skipped"]}))
+
+
+if __name__ == "__main__":
+    quality()

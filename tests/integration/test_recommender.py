@@ -1,8 +1,9 @@
 """The recommender on real data in a real, migrated PostgreSQL: MovieLens-small (the users
 with the lowest ids, for time) loaded into the warehouse through the shared load step.
 
-* training beats popularity on the held-out period (NDCG@10) and records everything in
-  ``recsys.models``; a better model is published, a worse one rejected (CLI and library);
+* training beats popularity on the held-out period (NDCG@10) and records every candidate in
+  ``recsys.models``; a better model is published, a worse one rejected (CLI and library); a
+  model refitted on every pair cannot be compared on pairs it has seen;
 * serving through the real app: known users, cold start, genres, similar movies, bad input,
   404s; before any model is published, popularity from the facts; who may read which user's
   recommendations (the api's keys, roles and user tokens), on real data;
@@ -33,7 +34,13 @@ from cinepulse_devstack import Stack
 from cinepulse_devstack.movielens import MovieLens, load_movielens, read_movielens
 from cinepulse_recommender import registry
 from cinepulse_recommender.app import create_app
-from cinepulse_recommender.settings import AlsSettings, ModelSettings, RecommenderSettings
+from cinepulse_recommender.settings import (
+    AlsSettings,
+    EaseSettings,
+    ModelSettings,
+    RecommenderSettings,
+    Rp3Settings,
+)
 from cinepulse_recommender.training import run_training
 from tests.integration.conftest import _create_db as create_db
 from tests.integration.services import ServiceProcess, free_port, service_env
@@ -70,12 +77,24 @@ def settings(pg: PostgresSettings, **model: object) -> RecommenderSettings:
         postgres=pg,
         model=ModelSettings.model_validate(base | model),
         als=AlsSettings(tune=False),
+        ease=EaseSettings(tune=False),
+        rp3beta=Rp3Settings(tune=False),
         auth=ApiAuthSettings.model_validate(AUTH),
     )
 
 
-#: a deliberately poor model: 2 components, 1 epoch
-WEAK = {"no_components": 2, "epochs": 1}
+def weak(pg: PostgresSettings) -> RecommenderSettings:
+    """Deliberately poor candidates (2 components, 1 epoch or iteration, no item models), the
+    split model served (no refit), so a later run can be compared on its held-out pairs."""
+    s = settings(pg, no_components=2, epochs=1)
+    return s.model_copy(
+        update={
+            "als": AlsSettings(tune=False, factors=2, iterations=1),
+            "ease": EaseSettings(enabled=False),
+            "rp3beta": Rp3Settings(enabled=False),
+            "evaluation": s.evaluation.model_copy(update={"refit": False}),
+        }
+    )
 
 
 def quiet(_message: str) -> None:
@@ -86,8 +105,14 @@ def test_training_beats_popularity_publishes_better_and_rejects_worse(
     pg_settings: PostgresSettings, tmp_path: Path
 ) -> None:
     fill(pg_settings)
-    weak = run_training(settings(pg_settings, **WEAK), progress=quiet)
-    assert weak.published and weak.reason == "first model: nothing published yet"
+    first = run_training(weak(pg_settings), progress=quiet)
+    assert first.published and first.reason == "first model: nothing published yet"
+    assert first.metrics["served"]["refit"] is False
+    assert first.metrics["skipped"] == [
+        {"family": "rp3beta", "reason": "disabled (rp3beta.enabled false)"},
+        {"family": "ease", "reason": "disabled (ease.enabled false)"},
+        {"family": "blend", "reason": "needs a factor model (ALS, LightFM) and an item model"},
+    ]
 
     # the CLI, as the Airflow Job runs it: exit 0, progress on stderr, one JSON line on stdout
     env = service_env(
@@ -96,6 +121,8 @@ def test_training_beats_popularity_publishes_better_and_rejects_worse(
         CINEPULSE_MODEL__TUNE_EPOCHS="false",
         CINEPULSE_MODEL__ITEM_FEATURES='["genres"]',
         CINEPULSE_ALS__TUNE="false",
+        CINEPULSE_EASE__TUNE="false",
+        CINEPULSE_RP3BETA__TUNE="false",
     )
     cli = subprocess.run(
         [sys.executable, "-m", "cinepulse_recommender", "train"],
@@ -108,18 +135,24 @@ def test_training_beats_popularity_publishes_better_and_rejects_worse(
     [line] = cli.stdout.splitlines()
     strong = json.loads(line)
     assert strong["status"] == "published", strong
-    assert strong["reason"].startswith("ndcg@10 ") and weak.version in strong["reason"]
-    assert "LightFM" in cli.stderr and "popularity: ndcg@10" in cli.stderr
-    # the model beats popularity on the held-out period, clearly
+    assert strong["reason"].startswith("ndcg@10 ") and first.version in strong["reason"]
+    assert "LightFM" in cli.stderr and "EASE^R" in cli.stderr and "served: " in cli.stderr
+    # the model beats popularity on the held-out period, clearly, and never loses to ALS
     assert strong["ndcg@10"] > 1.1 * strong["popularity_ndcg@10"], strong
+    assert strong["ndcg@10"] >= strong["als_ndcg@10"], strong
+    assert set(strong["candidates"]) == {"popularity", "als", "lightfm", "rp3beta", "ease", "blend"}
+    assert strong["candidates"][strong["served"]]["ndcg@10"] == strong["ndcg@10"]
 
-    again = run_training(settings(pg_settings, **WEAK), progress=quiet)
+    # the published model was refitted on every pair: on the same data, every held-out pair
+    # of the next run is one it trained on, so nothing is left to compare on: rejected
+    again = run_training(weak(pg_settings), progress=quiet)
     assert not again.published
-    assert again.reason.startswith("not better: ndcg@10"), again.reason
+    assert again.reason == (
+        f"no held-out pairs left that model {strong['version']} was not trained on"
+    )
     comparison = again.metrics["published_comparison"]
     assert comparison["version"] == strong["version"]
-    assert comparison["dropped_pairs"] == 0  # same data: nothing the published model trained on
-    assert comparison["published"]["ndcg@10"] > comparison["candidate"]["ndcg@10"]
+    assert comparison["dropped_pairs"] == again.metrics["split"]["relevant_pairs"]
 
     with connect(pg_settings) as conn:
         assert registry.newest_published(conn) == strong["version"]
@@ -138,7 +171,7 @@ def test_training_beats_popularity_publishes_better_and_rejects_worse(
     assert span is not None
     first_rating, last_rating, ratings = span
     assert {v: r[0] for v, r in rows.items()} == {
-        weak.version: "published",
+        first.version: "published",
         strong["version"]: "published",
         again.version: "rejected",
     }
@@ -149,7 +182,11 @@ def test_training_beats_popularity_publishes_better_and_rejects_worse(
     assert (data_from, data_to) == (first_rating, last_rating)
     assert users == USERS and pairs == ratings and 0 < items <= 3000
     assert params["lightfm"]["epochs"] == 15 and params["lightfm"]["loss"] == "warp"
-    assert set(params) >= {"lightfm", "als", "weights", "evaluation", "window"}
+    assert params["ease"]["lam"] == 100.0 and params["served"] == strong["served"]
+    assert set(params) >= {"lightfm", "als", "ease", "weights", "evaluation", "window"}
+    # served: refitted on every pair, its split model's held-out score recorded
+    assert metrics["served"]["refit_train_pairs"] == pairs > metrics["split"]["train_pairs"]
+    assert metrics["served"]["split_ndcg@10"] == strong["ndcg@10"]
     for name in ("model", "popularity", "als"):
         assert set(metrics[name]) >= {"precision@10", "recall@10", "ndcg@10", "users"}
         assert metrics[name]["users"] == metrics["split"]["users_evaluated"]

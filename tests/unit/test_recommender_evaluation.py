@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
+from cinepulse_recommender.artefact import Artefact
 from cinepulse_recommender.evaluation import (
     Split,
     evaluate,
@@ -20,14 +21,9 @@ from cinepulse_recommender.evaluation import (
 )
 from cinepulse_recommender.interactions import Events, event_weights, to_pairs
 from cinepulse_recommender.models import item_features, popularity, popularity_scorer
+from cinepulse_recommender.publishing import Comparison, compare_with_published, decide
 from cinepulse_recommender.settings import RecommenderSettings, WeightSettings
-from cinepulse_recommender.training import (
-    Evaluation,
-    NotEnoughDataError,
-    compare_with_published,
-    decide,
-    train_and_evaluate,
-)
+from cinepulse_recommender.training import Evaluation, NotEnoughDataError, train_and_evaluate
 from cinepulse_recommender.warehouse import Catalogue, WarehouseData
 
 
@@ -250,22 +246,36 @@ def test_the_whole_training_step_on_synthetic_tastes_beats_popularity() -> None:
     metrics = ev.metrics(10)
     assert metrics["model"]["users"] == metrics["popularity"]["users"] == 60
     assert metrics["model"]["ndcg@10"] > 1.2 * metrics["popularity"]["ndcg@10"], metrics
-    assert [c["epochs"] for c in metrics["tuning"]["lightfm_epochs"]] == [10, 20]
-    # the artefact serves what was evaluated, and knows every movie of the catalogue
+    assert [c["epochs"] for c in metrics["tuning"]["lightfm"]] == [10, 20]
+    # the served family is refitted on every pair, and knows every movie of the catalogue
     assert ev.artefact.item_ids.tolist() == list(range(1, 41))
-    assert ev.artefact.trained.nnz == metrics["split"]["train_pairs"]
+    assert ev.artefact.trained.nnz == metrics["served"]["refit_train_pairs"] == 60 * 12
+    assert metrics["split"]["train_pairs"] < 60 * 12
     assert ev.artefact.seen.nnz == 60 * 12
 
     with pytest.raises(NotEnoughDataError):
         train_and_evaluate(_synthetic(_events([])), s, progress=lambda _m: None)
 
 
+def compare(version: str, published: Artefact, ev: Evaluation) -> Comparison:
+    scorer = ev.model.model.scorer()
+    return compare_with_published(version, published, scorer, ev.pairs, ev.split, ev.relevant, 10)
+
+
+#: the split model is served (no refit), so its artefact can stand for "the same model"
+NO_REFIT = SYNTHETIC.model_copy(
+    update={"evaluation": SYNTHETIC.evaluation.model_copy(update={"refit": False})}
+)
+
+
 def test_publish_decision_against_the_published_model_on_the_same_split() -> None:
-    ev = train_and_evaluate(_synthetic(_taste_groups()), SYNTHETIC, progress=lambda _m: None)
+    ev = train_and_evaluate(_synthetic(_taste_groups()), NO_REFIT, progress=lambda _m: None)
     assert decide(None, 0.0, 10) == (True, "first model: nothing published yet")
 
-    # the same model published: same held-out pairs, same answers, not better
-    same = compare_with_published("v1", ev.artefact, ev, 10)
+    # the same model published: same held-out pairs, same answers, not better (an item
+    # model here, scored from this run's training pairs; the weak one below has factors)
+    assert ev.artefact.kind == "item", ev.served
+    same = compare("v1", ev.artefact, ev)
     assert same.dropped_pairs == 0
     assert same.candidate.ndcg == pytest.approx(same.published.ndcg)
     published, reason = decide(same, 0.0, 10)
@@ -274,15 +284,23 @@ def test_publish_decision_against_the_published_model_on_the_same_split() -> Non
     # a published model that was trained on this run's held-out pairs: they are left out of
     # the comparison (it would otherwise win by having seen the answers)
     leaky = dataclasses.replace(ev.artefact, trained=ev.artefact.seen)
-    compared = compare_with_published("v0", leaky, ev, 10)
+    compared = compare("v0", leaky, ev)
     assert compared.dropped_pairs == metrics_relevant(ev)
     assert compared.candidate.users == 0
     assert decide(compared, 0.0, 10)[0] is False
 
     # a weaker published model (popularity only: no users known) loses
-    weak = dataclasses.replace(ev.artefact, user_ids=np.array(["someone-else"]))
-    weak = dataclasses.replace(weak, user_factors=ev.artefact.user_factors[:1])
-    beaten = compare_with_published("v0", weak, ev, 10)
+    n_items = len(ev.artefact.item_ids)
+    weak = dataclasses.replace(
+        ev.artefact,
+        user_ids=np.array(["someone-else"]),
+        user_factors=np.zeros((1, 1), dtype=np.float32),
+        item_factors=np.zeros((n_items, 1), dtype=np.float32),
+        item_bias=np.zeros(n_items, dtype=np.float32),
+        item_matrix=None,
+        matrix_items=None,
+    )
+    beaten = compare("v0", weak, ev)
     assert beaten.candidate.ndcg > beaten.published.ndcg
     published, reason = decide(beaten, 0.05, 10)
     assert published and "beats published v0" in reason

@@ -1,7 +1,8 @@
 """``cinepulse-recommender``: train (the Job Airflow runs), list the registry, serve.
 
-  cinepulse-recommender train            train, evaluate against the baselines, publish if
-                                         better than the published model (or the first)
+  cinepulse-recommender train            train every candidate, serve the best on validation
+                                         unless a baseline beats it, publish if better than
+                                         the published model (or the first)
   cinepulse-recommender models [--limit N]   the registry's latest versions, one JSON line each
   cinepulse-recommender serve [--host --port]  the HTTP API (port 8001)
 
@@ -9,7 +10,8 @@
 (the summary's ``status`` says ``published`` or ``rejected``, i.e. not better); 2 bad
 configuration; 4 PostgreSQL unreachable; 1 anything else (e.g. too little data to evaluate).
 Configuration: CINEPULSE_POSTGRES__DSN and the CINEPULSE_MODEL__*, CINEPULSE_ALS__*,
-CINEPULSE_WEIGHTS__*, CINEPULSE_EVALUATION__* variables (see the README).
+CINEPULSE_WEIGHTS__*, CINEPULSE_EVALUATION__*, CINEPULSE_EASE__*, CINEPULSE_RP3BETA__*
+variables (see docs/recommender.md).
 """
 
 from __future__ import annotations
@@ -106,6 +108,7 @@ def list_models(settings: RecommenderSettings, limit: int) -> int:
                     "users": row["n_users"],
                     "movies": row["n_items"],
                     "pairs": row["n_interactions"],
+                    "served": row["metrics"].get("served", {}).get("family", "lightfm"),
                     f"ndcg@{k}": row["metrics"].get("model", {}).get(f"ndcg@{k}"),
                     f"popularity_ndcg@{k}": row["metrics"].get("popularity", {}).get(f"ndcg@{k}"),
                     f"als_ndcg@{k}": row["metrics"].get("als", {}).get(f"ndcg@{k}"),

@@ -6,6 +6,11 @@ representations (LightFM's item features already folded in), the item biases, th
 the training part (to evaluate it later on another split without leakage) and of the whole
 window (what each user has seen), popularity over the window (the cold-start fallback),
 the candidate items, titles and genres.
+
+Two kinds of model (``meta["kind"]``): ``factors`` - ``user_factors[u] . item_factors[i] +
+item_bias[i]``; ``item`` - an item x item matrix over ``matrix_items`` (EASE^R), a user
+scored as their weighted pairs of the window (``seen``, weights kept) times the matrix
+(:meth:`Artefact.scores`); ``blend`` - both, standardised and weighted by ``blend_weight``. Format 1 (factors only, no pair weights) still loads.
 """
 
 from __future__ import annotations
@@ -19,20 +24,29 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
-FORMAT = 1
+from cinepulse_recommender.models import blend_scores
+
+FORMAT = 2
+READABLE = (1, 2)
 
 
-def _csr_arrays(name: str, m: sp.csr_matrix) -> dict[str, npt.NDArray[Any]]:
+def _csr_arrays(name: str, m: sp.csr_matrix, *, values: bool = False) -> dict[str, Any]:
     m = sp.csr_matrix(m)
-    return {
+    arrays = {
         f"{name}_indptr": m.indptr.astype(np.int64),
         f"{name}_indices": m.indices.astype(np.int32),
     }
+    if values:  # an item model scores users from their weighted pairs
+        arrays[f"{name}_data"] = m.data.astype(np.float32)
+    return arrays
 
 
 def _csr(arrays: Any, name: str, shape: tuple[int, int]) -> sp.csr_matrix:
     indptr, indices = arrays[f"{name}_indptr"], arrays[f"{name}_indices"]
-    data = np.ones(len(indices), dtype=np.float32)
+    if f"{name}_data" in arrays:
+        data = arrays[f"{name}_data"]
+    else:
+        data = np.ones(len(indices), dtype=np.float32)
     return sp.csr_matrix((data, indices, indptr), shape=shape)
 
 
@@ -50,6 +64,38 @@ class Artefact:
     titles: list[str]
     genres: list[list[str]]  # per item
     meta: dict[str, Any] = field(default_factory=dict)
+    #: an item model's matrix over ``matrix_items`` (None: a factor model)
+    item_matrix: npt.NDArray[np.float32] | None = None
+    matrix_items: npt.NDArray[np.int64] | None = None
+    #: a blend: the item model's weight (standardised scores, see models.blend_scores)
+    blend_weight: float | None = None
+
+    @property
+    def kind(self) -> str:
+        if self.item_matrix is None:
+            return "factors"
+        return "item" if self.blend_weight is None else "blend"
+
+    def factor_scores(self, users: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
+        out = self.user_factors[users] @ self.item_factors.T + self.item_bias
+        return np.asarray(out, dtype=np.float32)
+
+    def scores(self, users: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
+        """Raw scores of a block of users over every item (nothing masked)."""
+        if self.item_matrix is None:
+            return self.factor_scores(users)
+        items = self.history_scores(self.seen[users])
+        if self.blend_weight is None:
+            return items
+        return blend_scores(self.factor_scores(users), items, self.blend_weight)
+
+    def history_scores(self, history: sp.csr_matrix) -> npt.NDArray[np.float32]:
+        """An item model's scores of users given as rows of weighted pairs over this
+        artefact's items."""
+        assert self.item_matrix is not None and self.matrix_items is not None
+        out = np.zeros((history.shape[0], len(self.item_ids)), dtype=np.float32)
+        out[:, self.matrix_items] = history[:, self.matrix_items] @ self.item_matrix
+        return out
 
     def to_bytes(self) -> bytes:
         genre_names = sorted({g for gs in self.genres for g in gs})
@@ -62,7 +108,14 @@ class Artefact:
             ),
             shape=(len(self.item_ids), len(genre_names)),
         )
-        meta = self.meta | {"format": FORMAT}
+        meta = self.meta | {
+            "format": FORMAT,
+            "kind": self.kind,
+            "blend_weight": self.blend_weight,
+        }
+        item_model: dict[str, Any] = {}
+        if self.item_matrix is not None:
+            item_model = {"item_matrix": self.item_matrix, "matrix_items": self.matrix_items}
         arrays: dict[str, npt.NDArray[Any]] = dict(
             meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
             user_ids=self.user_ids.astype(np.str_),
@@ -74,7 +127,8 @@ class Artefact:
             popularity=self.popularity,
             titles=np.array(self.titles, dtype=np.str_),
             genre_names=np.array(genre_names, dtype=np.str_),
-            **_csr_arrays("seen", self.seen),
+            **_csr_arrays("seen", self.seen, values=True),
+            **item_model,
             **_csr_arrays("trained", self.trained),
             **_csr_arrays("genres", item_genres),
         )
@@ -86,7 +140,7 @@ class Artefact:
     def from_bytes(cls, data: bytes) -> Artefact:
         with np.load(io.BytesIO(data), allow_pickle=False) as a:
             meta = json.loads(a["meta"].tobytes().decode())
-            if meta.get("format") != FORMAT:
+            if meta.get("format") not in READABLE:
                 raise ValueError(f"unknown artefact format {meta.get('format')!r}")
             user_ids, item_ids = a["user_ids"], a["item_ids"]
             shape = (len(user_ids), len(item_ids))
@@ -108,4 +162,7 @@ class Artefact:
                     for s, e in zip(item_genres.indptr[:-1], item_genres.indptr[1:], strict=True)
                 ],
                 meta=meta,
+                item_matrix=a.get("item_matrix"),
+                matrix_items=a.get("matrix_items"),
+                blend_weight=meta.get("blend_weight"),
             )

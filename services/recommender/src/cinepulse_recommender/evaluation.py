@@ -12,13 +12,14 @@
   Users without any are not evaluated; every model is evaluated on the same users.
 * **Metrics** at k: precision = hits / k; recall = hits / relevant; NDCG = DCG / ideal DCG
   with binary gains, DCG = sum over hits of 1 / log2(rank + 1) (ranks from 1). Each is the
-  mean over evaluated users.
+  mean over evaluated users; a ratio of two models' NDCG gets a paired bootstrap interval
+  over users (:func:`bootstrap_ratio`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -118,6 +119,8 @@ class Result:
     recall: float
     ndcg: float
     users: int
+    #: each evaluated user's NDCG (users in ascending index order): for paired intervals
+    per_user: npt.NDArray[np.float64] | None = field(default=None, compare=False, repr=False)
 
     def as_dict(self, k: int) -> dict[str, float | int]:
         return {
@@ -154,11 +157,31 @@ def evaluate(
         return Result(0.0, 0.0, 0.0, 0)
     seen = split.train.matrix()
     candidates = split.candidates
-    sums = np.zeros(3)
+    per_user = np.zeros((len(users), 3))
     for start in range(0, len(users), batch):
         chunk = users[start : start + batch]
         ranked = top_k(scorer(chunk), seen[chunk], candidates, k)
-        for u, items in zip(chunk.tolist(), ranked, strict=True):
-            sums += user_metrics(items, relevant[u], k)
-    p, r, n = sums / len(users)
-    return Result(float(p), float(r), float(n), len(users))
+        for j, (u, items) in enumerate(zip(chunk.tolist(), ranked, strict=True)):
+            per_user[start + j] = user_metrics(items, relevant[u], k)
+    p, r, n = per_user.mean(axis=0)
+    return Result(float(p), float(r), float(n), len(users), per_user[:, 2])
+
+
+def bootstrap_ratio(
+    a: npt.NDArray[np.float64],
+    b: npt.NDArray[np.float64],
+    *,
+    resamples: int = 2000,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """A paired bootstrap 95% interval of ``mean(a) / mean(b)`` over users: the same
+    resampled users for both (``a[i]`` and ``b[i]`` are one user's figures), so what the
+    two models have in common (easy and hard users) cancels out of the interval."""
+    if len(a) != len(b) or not len(a):
+        raise ValueError("paired figures of the same, non-empty set of users are needed")
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(a), size=(resamples, len(a)))
+    num, den = a[idx].mean(axis=1), b[idx].mean(axis=1)
+    ratios = num[den > 0] / den[den > 0]
+    lo, hi = np.percentile(ratios, [2.5, 97.5])
+    return float(lo), float(hi)

@@ -6,15 +6,18 @@
 * :func:`train_als` - implicit's ALS on the same pairs (confidence = alpha * weight).
 * :func:`popularity` - items by how many users have a pair with them.
 
-Each returns a *scorer* (users -> scores over every item) for
-:func:`~cinepulse_recommender.evaluation.evaluate`. Tuning (:func:`tune_lightfm`,
-:func:`tune_als`) only ever sees a validation split carved out of the training part.
+Each gives a :class:`Trained` whose model (:class:`Factors`, or :class:`ItemModel` for the
+item-based candidates of :mod:`~cinepulse_recommender.itemmodels`) has a *scorer* (users ->
+scores over every item) for :func:`~cinepulse_recommender.evaluation.evaluate`, and a
+``refit`` that fits the same family with the chosen parameters on other pairs. Tuning
+(:func:`tune_lightfm`, ALS's grid) only ever sees a validation split carved out of the
+training part.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,12 +75,83 @@ class Factors:
 
 
 @dataclass
-class Trained:
+class ItemModel:
+    """An item-based model (EASE^R): ``score(u) = history[u] @ matrix``, over the items the
+    matrix covers (``items``; the others score 0: they had no pair to learn from). Serving
+    scores a user from their history, so the model needs no per-user state."""
+
+    matrix: npt.NDArray[np.float32]  # len(items) x len(items)
+    items: npt.NDArray[np.int64]  # item indices (of the Pairs' item space) the matrix covers
+    history: sp.csr_matrix  # users x items: the weighted pairs users are scored from
+
+    def scorer(self) -> Scorer:
+        return item_scorer(self.matrix, self.items, self.history)
+
+
+def item_scorer(
+    matrix: npt.NDArray[np.float32], items: npt.NDArray[np.int64], history: sp.csr_matrix
+) -> Scorer:
+    n_items = history.shape[1]
+    own = sp.csr_matrix(history[:, items], dtype=np.float32)  # column slicing once, not per call
+
+    def score(users: npt.NDArray[np.int64]) -> npt.NDArray[np.floating]:
+        out = np.zeros((len(users), n_items), dtype=np.float32)
+        out[:, items] = own[users] @ matrix
+        return out
+
+    return score
+
+
+def standardised(scores: npt.NDArray[np.floating]) -> npt.NDArray[np.float32]:
+    """Each row as z-scores over its items: models on different scales become addable."""
+    scores = np.asarray(scores, dtype=np.float32)
+    std = scores.std(axis=1, keepdims=True)
+    return (scores - scores.mean(axis=1, keepdims=True)) / np.where(std > 0, std, 1.0)
+
+
+def blend_scores(
+    factors: npt.NDArray[np.floating], items: npt.NDArray[np.floating], weight: float
+) -> npt.NDArray[np.float32]:
+    """``(1 - weight)`` x the factor model's standardised scores + ``weight`` x the item
+    model's (serving and evaluation both use this)."""
+    return (1 - weight) * standardised(factors) + weight * standardised(items)
+
+
+@dataclass
+class Blend:
+    """A factor model and an item model, their standardised scores weighted."""
+
     factors: Factors
+    item: ItemModel
+    weight: float  # of the item model
+
+    def scorer(self) -> Scorer:
+        f, i = self.factors.scorer(), self.item.scorer()
+
+        def score(users: npt.NDArray[np.int64]) -> npt.NDArray[np.floating]:
+            return blend_scores(f(users), i(users), self.weight)
+
+        return score
+
+
+#: what a candidate serves: a factor model, an item-based one, or a blend of the two
+Model = Factors | ItemModel | Blend
+
+
+@dataclass
+class Trained:
+    model: Model
     seconds: float  # tuning included
     fit_seconds: float  # the final fit alone
     params: dict[str, Any]
     tuning: list[dict[str, Any]] = field(default_factory=list)
+    #: the model's family: popularity, als, lightfm, ease
+    family: str = ""
+    #: NDCG@k of the chosen parameters on the validation split (None: not measured yet)
+    validation_ndcg: float | None = None
+    #: the same family with the same (chosen) parameters fitted on other pairs: the final
+    #: model is refitted on every pair of the window, the validation score on its train part
+    refit: Callable[[Pairs], Model] | None = None
 
 
 def _lightfm(s: ModelSettings) -> Any:
@@ -172,7 +246,18 @@ def train_lightfm(
     factors = fit_lightfm(pairs, features, s, epochs)
     t2 = time.perf_counter()
     params = s.model_dump() | {"epochs": epochs, "max_epochs": s.epochs}
-    return Trained(factors, t2 - t0, t2 - t1, params, curve)
+    at = [float(c[f"ndcg@{k}"]) for c in curve if c["epochs"] == epochs]
+    best: float | None = at[0] if at else None
+    return Trained(
+        factors,
+        t2 - t0,
+        t2 - t1,
+        params,
+        curve,
+        family="lightfm",
+        validation_ndcg=best,
+        refit=lambda p: fit_lightfm(p, features, s, epochs),
+    )
 
 
 def fit_als(pairs: Pairs, s: AlsSettings, threads: int, **overrides: Any) -> Factors:
@@ -228,7 +313,17 @@ def train_als(
     factors = fit_als(pairs, s, threads, **chosen)
     t2 = time.perf_counter()
     params = s.model_dump() | chosen
-    return Trained(factors, t2 - t0, t2 - t1, params, tuning)
+    valid = max(float(t[f"ndcg@{k}"]) for t in tuning) if tuning else None
+    return Trained(
+        factors,
+        t2 - t0,
+        t2 - t1,
+        params,
+        tuning,
+        family="als",
+        validation_ndcg=valid,
+        refit=lambda p: fit_als(p, s, threads, **chosen),
+    )
 
 
 def popularity(pairs: Pairs) -> npt.NDArray[np.float64]:
@@ -236,6 +331,23 @@ def popularity(pairs: Pairs) -> npt.NDArray[np.float64]:
     users = np.bincount(pairs.item, minlength=pairs.shape[1]).astype(np.float64)
     weight = np.bincount(pairs.item, weights=pairs.weight, minlength=pairs.shape[1])
     return users + weight / (weight.max() + 1.0) if len(weight) else users
+
+
+def popularity_model(pairs: Pairs) -> Factors:
+    """Popularity as a factor model (no user factors, the item bias is the popularity), so
+    it can be served like any other candidate when it is the best."""
+    return Factors(
+        user=np.zeros((pairs.shape[0], 1), dtype=np.float32),
+        item=np.zeros((pairs.shape[1], 1), dtype=np.float32),
+        item_bias=popularity(pairs).astype(np.float32),
+    )
+
+
+def train_popularity(pairs: Pairs) -> Trained:
+    t0 = time.perf_counter()
+    model = popularity_model(pairs)
+    seconds = time.perf_counter() - t0
+    return Trained(model, seconds, seconds, {}, family="popularity", refit=popularity_model)
 
 
 def popularity_scorer(pairs: Pairs) -> Scorer:

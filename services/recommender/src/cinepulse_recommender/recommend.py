@@ -11,8 +11,12 @@ ends on it. Strategies:
 * ``popular_in_genre`` / ``popular`` - a user the model does not know (cold start), or no
   model published yet: the movies with the most users in the window, in the genre when one
   is asked for.
-* similar movies: ``model`` (cosine of the item representations, features included);
-  ``popular_in_genre`` (same genres) without a model.
+* similar movies: ``model`` (cosine of the item representations, features included; an
+  item model's own item x item weights); ``popular_in_genre`` (same genres) without a model
+  or for a movie an item model learnt nothing of.
+
+A factor model scores ``user . item + bias``; an item model (EASE^R) scores a user's
+weighted pairs times its item x item matrix (:meth:`~.artefact.Artefact.scores`).
 """
 
 from __future__ import annotations
@@ -106,8 +110,11 @@ class Recommender:
             return
         self.user_pos = {u: i for i, u in enumerate(a.user_ids.tolist())}
         self.noncandidates = np.flatnonzero(~a.candidates)
-        norms = np.linalg.norm(a.item_factors, axis=1, keepdims=True)
-        self.unit = (a.item_factors / np.maximum(norms, 1e-12)).astype(np.float32)
+        # similar movies: cosine of the item representations (an item model uses its
+        # matrix's rows directly, see similar())
+        vectors = a.item_factors if a.item_matrix is None else np.zeros((0, 0), np.float32)
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        self.unit = (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
         n_users = len(a.user_ids)
         self.top = np.full((n_users, self.top_n), -1, dtype=np.int64)
         self.top_scores = np.zeros((n_users, self.top_n), dtype=np.float32)
@@ -148,7 +155,7 @@ class Recommender:
         """A block of users' scores, without their seen items and non-candidates."""
         a = self.artefact
         assert a is not None
-        scores = a.user_factors[users] @ a.item_factors.T + a.item_bias
+        scores = a.scores(users)
         scores[:, self.noncandidates] = -np.inf
         rows, cols = a.seen[users].nonzero()
         scores[rows, cols] = -np.inf
@@ -160,13 +167,30 @@ class Recommender:
         """One user's scores over every item, masked (the on-the-fly path)."""
         a = self.artefact
         assert a is not None
-        scores = a.item_factors @ a.user_factors[u] + a.item_bias
+        if a.item_matrix is None:  # one matrix-vector product: the hot path stays 1-d
+            scores = a.item_factors @ a.user_factors[u] + a.item_bias
+        else:
+            scores = a.scores(np.array([u], dtype=np.int64))[0]
         scores[self.noncandidates] = -np.inf
         if genre is not None:
             scores[self.genre_out[genre.lower()]] = -np.inf
         if exclude_seen:
             scores[a.seen.indices[a.seen.indptr[u] : a.seen.indptr[u + 1]]] = -np.inf
         return scores
+
+    def _similarities(self, a: Artefact, i: int) -> npt.NDArray[np.float32] | None:
+        """Item ``i``'s similarity to every item; None when the model learnt nothing of it
+        (an item model's movie without pairs: the same genres' popular movies then)."""
+        if a.item_matrix is None:
+            return self.unit @ self.unit[i]
+        assert a.matrix_items is not None
+        row = int(np.searchsorted(a.matrix_items, i))
+        if row == len(a.matrix_items) or a.matrix_items[row] != i:
+            return None
+        # EASE's row i: how much having item i predicts each other item
+        sims = np.full(len(a.item_ids), -np.inf, dtype=np.float32)
+        sims[a.matrix_items] = a.item_matrix[row]
+        return sims
 
     def _items(self, idx: npt.NDArray[np.int64], scores: npt.NDArray[np.floating]) -> list[Item]:
         ids, titles = self.pop.item_ids, self.pop.titles
@@ -214,7 +238,8 @@ class Recommender:
         if i is None:
             raise UnknownMovieError(movie_id)
         a = self.artefact
-        if a is None:
+        sims = None if a is None else self._similarities(a, i)
+        if sims is None:
             genres = self.pop.genres[i]
             order = self.popular[None]
             if genres:
@@ -222,7 +247,6 @@ class Recommender:
                 order = order[np.logical_or.reduce(masks)[order]]
             order = order[order != i][:k]
             return Answer(self._items(order, self.pop.popularity[order]), POPULAR_IN_GENRE, POPULAR)
-        sims = self.unit @ self.unit[i]
         sims[self.noncandidates] = -np.inf
         sims[i] = -np.inf
         idx = best_row(sims, k)

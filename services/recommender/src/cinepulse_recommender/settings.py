@@ -86,6 +86,35 @@ class AlsSettings(BaseModel):
     )
 
 
+class ItemModelSettings(BaseModel):
+    """What the item x item candidates (:mod:`~.itemmodels`) share: a dense matrix over the
+    items with pairs, so a bound on their number."""
+
+    enabled: bool = True
+    tune: bool = Field(True, description="pick the parameters on the validation split")
+    max_items: int = Field(
+        5000,
+        ge=1,
+        description="above this many items with pairs the candidate is skipped (and the run "
+        "says so): its dense matrix takes items^2 x 8 bytes (5,000: 200 MB) to build",
+    )
+
+
+class EaseSettings(ItemModelSettings):
+    """The EASE^R candidate (closed form; its inverse takes items^3 time)."""
+
+    lam: float = Field(100.0, gt=0, description="L2 penalty lambda when not tuned")
+
+
+class Rp3Settings(ItemModelSettings):
+    """The RP3beta candidate (a 3-step random walk user-item-user-item, its transition
+    probabilities raised to ``alpha``, divided by the target item's popularity^``beta``)."""
+
+    alpha: float = Field(0.5, gt=0, description="when not tuned")
+    beta: float = Field(0.5, ge=0, description="when not tuned")
+    neighbours: int = Field(100, ge=1, description="the most similar items kept per item")
+
+
 class EvaluationSettings(BaseModel):
     """The time-based split: each user's latest interactions are held out."""
 
@@ -94,6 +123,11 @@ class EvaluationSettings(BaseModel):
         5, ge=2, description="users with fewer (user, movie) pairs stay train-only"
     )
     k: int = Field(10, ge=1, le=100, description="cut-off of precision, recall and NDCG")
+    refit: bool = Field(
+        True,
+        description="serve the chosen model refitted with its chosen parameters on every pair "
+        "of the window (false: the model fitted on the training part, as measured)",
+    )
     min_improvement: float = Field(
         0.0,
         ge=0,
@@ -113,6 +147,11 @@ class RecommenderSettings(KeyedServiceSettings):
     weights: WeightSettings = WeightSettings()
     model: ModelSettings = ModelSettings()
     als: AlsSettings = AlsSettings()
+    ease: EaseSettings = EaseSettings()
+    rp3beta: Rp3Settings = Rp3Settings()
+    blend: bool = Field(
+        True, description="also try a blend of the best factor and item models (weight tuned)"
+    )
     evaluation: EvaluationSettings = EvaluationSettings()
     window_days: int | None = Field(
         None, ge=1, description="train on the last N days of events (None: every event)"

@@ -1,18 +1,24 @@
-"""One training run: warehouse -> pairs -> split -> model and baselines -> registry.
+"""One training run: warehouse -> pairs -> split -> candidates -> the served model -> registry.
 
 1. Read the facts of the window and the catalogue from one snapshot.
 2. Pairs (:mod:`~cinepulse_recommender.interactions`), the time split and, inside its
    training part, the validation split (:mod:`~cinepulse_recommender.evaluation`).
-3. Popularity, implicit's ALS and LightFM trained on the training part (ALS and LightFM
-   tuned on the validation split), all three evaluated on the test part: same users, same
-   candidates, same exclusions.
-4. The model is saved as a ``candidate`` with every figure; the published model (if any)
-   is evaluated on this run's split too, on the held-out pairs it was not trained on (the
-   candidate on the same pairs), and the candidate is published only if its NDCG@k is
-   higher (by ``min_improvement``), or if nothing is published yet.
-
-The artefact is the model that was evaluated (fitted on the training part): what is
-measured is what is served. Every pair of the window still counts as "seen" when serving.
+3. Candidates trained on the training part, each tuned on the validation split only:
+   popularity, implicit's ALS, LightFM, RP3beta and EASE^R (the last two skipped above
+   their ``max_items`` items, and the run says so), and a blend of the best factor and
+   item models (:mod:`~cinepulse_recommender.blend`). Every one is evaluated on the test part: same users, same candidates,
+   same exclusions.
+4. The model served is the one with the best NDCG@k on the validation split, whatever its
+   family, unless a baseline (popularity, ALS) beats it on the test part: then that
+   baseline (:func:`~cinepulse_recommender.publishing.gate`).
+5. It is refitted with its chosen parameters on every pair of the window (the latest 20%
+   are the most predictive in a time split; a model fitted without them would never see
+   them); the held-out score of the split model and the refit's training size are recorded
+   (``evaluation.refit`` false: the split model is served, as measured).
+6. The version is saved as a ``candidate`` with every figure and published only if its
+   split model beats the published model on this run's held-out pairs that the published
+   model was not trained on (:mod:`~cinepulse_recommender.publishing`), or if nothing is
+   published yet.
 """
 
 from __future__ import annotations
@@ -26,28 +32,34 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from cinepulse_common.postgres import connect
 from cinepulse_recommender import registry
 from cinepulse_recommender.artefact import Artefact
+from cinepulse_recommender.blend import train_blend
 from cinepulse_recommender.evaluation import (
     Result,
-    Scorer,
     Split,
+    bootstrap_ratio,
     evaluate,
     relevant_items,
     time_split,
 )
 from cinepulse_recommender.interactions import Pairs, to_pairs
+from cinepulse_recommender.itemmodels import Skipped, train_item_model
 from cinepulse_recommender.models import (
+    Blend,
+    Factors,
+    ItemModel,
+    Model,
     Trained,
     item_features,
     popularity,
-    popularity_scorer,
     train_als,
     train_lightfm,
+    train_popularity,
 )
+from cinepulse_recommender.publishing import compare_with_published, decide, gate
 from cinepulse_recommender.settings import RecommenderSettings
 from cinepulse_recommender.warehouse import WarehouseData, read_training_data
 
@@ -63,16 +75,44 @@ class NotEnoughDataError(RuntimeError):
     """Too few interactions to split and evaluate."""
 
 
+#: the candidate families, in the order ties on validation are broken (simplest first)
+FAMILIES = ("popularity", "als", "lightfm", "rp3beta", "ease", "blend")
+LABELS = {
+    "popularity": "popularity",
+    "als": "ALS",
+    "lightfm": "LightFM",
+    "rp3beta": "RP3beta",
+    "ease": "EASE^R",
+    "blend": "blend",
+}
+
+
 @dataclass
 class Evaluation:
     pairs: Pairs
     split: Split
     relevant: dict[int, set[int]]
-    model: Trained
-    als: Trained
-    results: dict[str, Result]
-    popularity_seconds: float
-    artefact: Artefact
+    candidates: dict[str, Trained]  # by family, fitted on the training part
+    results: dict[str, Result]  # each candidate on the test part
+    skipped: list[Skipped]
+    chosen: str  # best on validation
+    served: str  # after the baseline gate
+    why: str
+    artefact: Artefact  # the served family, refitted on every pair (or the split model)
+    refit_pairs: int
+    refit_seconds: float
+
+    @property
+    def model(self) -> Trained:
+        """The served family's split model (what was measured on the held-out pairs)."""
+        return self.candidates[self.served]
+
+    def interval(self, a: str, b: str) -> list[float] | None:
+        """The paired bootstrap 95% interval of a's NDCG over b's (None if b scores 0)."""
+        x, y = self.results[a].per_user, self.results[b].per_user
+        if x is None or y is None or not y.any():
+            return None
+        return list(bootstrap_ratio(x, y))
 
     def metrics(self, k: int) -> dict[str, Any]:
         r = self.results
@@ -81,39 +121,48 @@ class Evaluation:
         def ratio(a: float, b: float) -> float | None:
             return a / b if b > 0 else None
 
+        def entry(name: str) -> dict[str, Any]:
+            t = self.candidates[name]
+            return r[name].as_dict(k) | {
+                "family": name,
+                f"validation_ndcg@{k}": t.validation_ndcg,
+                "train_seconds": round(t.seconds, 3),
+                "fit_seconds": round(t.fit_seconds, 3),
+                "params": t.params,
+            }
+
+        served = self.served
         return {
             "k": k,
             "split": {
                 "train_pairs": len(self.split.train),
                 "test_pairs": len(self.split.test),
-                "users_evaluated": r["model"].users,
+                "users_evaluated": r[served].users,
                 "relevant_pairs": sum(len(v) for v in self.relevant.values()),
                 "candidates": int(self.split.candidates.sum()),
             },
-            "model": r["model"].as_dict(k)
-            | {
-                "train_seconds": round(self.model.seconds, 3),
-                "fit_seconds": round(self.model.fit_seconds, 3),
+            "candidates": {name: entry(name) for name in self.candidates},
+            "skipped": [{"family": s.family, "reason": s.reason} for s in self.skipped],
+            "served": {
+                "family": served,
+                "chosen_on_validation": self.chosen,
+                "why": self.why,
+                f"split_ndcg@{k}": ndcg[served],
+                "refit": self.refit_pairs > len(self.split.train),
+                "refit_train_pairs": self.refit_pairs,
+                "refit_seconds": round(self.refit_seconds, 3),
             },
-            "popularity": r["popularity"].as_dict(k)
-            | {"train_seconds": round(self.popularity_seconds, 3)},
-            "als": r["als"].as_dict(k)
-            | {
-                "train_seconds": round(self.als.seconds, 3),
-                "fit_seconds": round(self.als.fit_seconds, 3),
-                "params": self.als.params,
-            },
+            # the served model and the two baselines under their own keys (the CLI, the
+            # bench and older rows of the registry read these)
+            "model": entry(served),
+            "popularity": entry("popularity"),
+            "als": entry("als"),
             "ratios": {
-                f"ndcg@{k}_vs_popularity": ratio(ndcg["model"], ndcg["popularity"]),
-                f"ndcg@{k}_vs_als": ratio(ndcg["model"], ndcg["als"]),
+                f"ndcg@{k}_vs_popularity": ratio(ndcg[served], ndcg["popularity"]),
+                f"ndcg@{k}_vs_als": ratio(ndcg[served], ndcg["als"]),
+                f"ndcg@{k}_vs_als_ci95": self.interval(served, "als"),
             },
-            "tuning": {
-                "lightfm_epochs": self.model.tuning,
-                "als_best": max(self.als.tuning, key=lambda t: t[f"ndcg@{k}"])
-                if self.als.tuning
-                else None,
-                "als_trials": len(self.als.tuning),
-            },
+            "tuning": {name: t.tuning for name, t in self.candidates.items() if t.tuning},
         }
 
 
@@ -131,6 +180,56 @@ def features_for(pairs: Pairs, data: WarehouseData, s: RecommenderSettings) -> A
     tags = [(pos[m], t) for m, t in data.catalogue.tags if m in pos]
     matrix, _names = item_features(pairs.shape[1], tags, s.model.min_feature_movies)
     return matrix
+
+
+def validation_score(t: Trained, validation: Split, k: int) -> float:
+    """NDCG@k on the validation split of ``t``'s family with its chosen parameters: from
+    its tuning when it was tuned, else fitted on the validation split's training part."""
+    if t.validation_ndcg is None:
+        assert t.refit is not None
+        model = t.refit(validation.train)
+        t.validation_ndcg = evaluate(model.scorer(), validation, k).ndcg
+    return t.validation_ndcg
+
+
+def build_artefact(
+    model: Model,
+    pairs: Pairs,
+    split: Split,
+    fitted_on: Pairs,
+    data: WarehouseData,
+    meta: dict[str, Any],
+) -> Artefact:
+    """What serving needs of ``model`` (fitted on ``fitted_on``); every pair of the window
+    counts as seen."""
+    ids = pairs.item_ids.tolist()
+    n_users, n_items = pairs.shape
+    item = model.item if isinstance(model, Blend) else model
+    factors = model.factors if isinstance(model, Blend) else model
+    if isinstance(factors, ItemModel):  # no factors: empty ones keep the artefact's shape
+        factors = Factors(
+            user=np.zeros((n_users, 0), dtype=np.float32),
+            item=np.zeros((n_items, 0), dtype=np.float32),
+            item_bias=np.zeros(n_items, dtype=np.float32),
+        )
+    assert isinstance(factors, Factors)
+    return Artefact(
+        user_ids=pairs.user_ids,
+        item_ids=pairs.item_ids,
+        user_factors=factors.user,
+        item_factors=factors.item,
+        item_bias=factors.item_bias,
+        candidates=split.candidates,
+        popularity=popularity(pairs),
+        seen=pairs.matrix(),
+        trained=fitted_on.matrix(),
+        titles=[data.catalogue.titles.get(int(m), "") for m in ids],
+        genres=[data.catalogue.genres.get(int(m), []) for m in ids],
+        meta=meta,
+        item_matrix=item.matrix if isinstance(item, ItemModel) else None,
+        matrix_items=item.items if isinstance(item, ItemModel) else None,
+        blend_weight=model.weight if isinstance(model, Blend) else None,
+    )
 
 
 def train_and_evaluate(
@@ -153,108 +252,66 @@ def train_and_evaluate(
         f"{len(split.test):,} held out; {len(relevant):,} users evaluated"
     )
     features = features_for(pairs, data, s)
+    candidates: dict[str, Trained] = {}
+    skipped: list[Skipped] = []
+    trainers: dict[str, Callable[[], Trained | Skipped]] = {
+        "popularity": lambda: train_popularity(split.train),
+        "als": lambda: train_als(split.train, s.als, s.model.threads, k, validation),
+        "lightfm": lambda: train_lightfm(split.train, features, s.model, k, validation),
+        "rp3beta": lambda: train_item_model("rp3beta", split.train, s.rp3beta, k, validation),
+        "ease": lambda: train_item_model("ease", split.train, s.ease, k, validation),
+        # last: it blends the best of the others, already trained and scored on validation
+        "blend": lambda: train_blend(candidates, validation, k)
+        if s.blend
+        else Skipped("blend", "disabled (blend false)"),
+    }
     results: dict[str, Result] = {}
+    for name in FAMILIES:
+        trained = trainers[name]()
+        if isinstance(trained, Skipped):
+            skipped.append(trained)
+            progress(f"{LABELS[name]}: skipped ({trained.reason})")
+            continue
+        candidates[name] = trained
+        results[name] = evaluate(trained.model.scorer(), split, k, relevant=relevant)
+        valid = validation_score(trained, validation, k)
+        progress(
+            f"{LABELS[name]} ({trained.seconds:.1f}s, {len(trained.tuning)} tuning trials): "
+            f"ndcg@{k} {results[name].ndcg:.4f} on the test part, {valid:.4f} on validation"
+        )
+    order = {name: i for i, name in enumerate(FAMILIES)}
+    chosen = max(candidates, key=lambda n: (candidates[n].validation_ndcg or 0.0, -order[n]))
+    served, why = gate(chosen, results, k)
+    progress(f"served: {why}")
 
     t0 = time.perf_counter()
-    pop_scorer = popularity_scorer(split.train)
-    pop_seconds = time.perf_counter() - t0
-    results["popularity"] = evaluate(pop_scorer, split, k, relevant=relevant)
-    progress(f"popularity: ndcg@{k} {results['popularity'].ndcg:.4f}")
-
-    als = train_als(split.train, s.als, s.model.threads, k, validation)
-    results["als"] = evaluate(als.factors.scorer(), split, k, relevant=relevant)
-    progress(
-        f"ALS ({als.seconds:.1f}s, {len(als.tuning)} tuning trials): "
-        f"ndcg@{k} {results['als'].ndcg:.4f}"
-    )
-
-    model = train_lightfm(split.train, features, s.model, k, validation)
-    results["model"] = evaluate(model.factors.scorer(), split, k, relevant=relevant)
-    progress(
-        f"LightFM ({model.seconds:.1f}s, {model.params['epochs']} epochs): "
-        f"ndcg@{k} {results['model'].ndcg:.4f}"
-    )
-    titles = [data.catalogue.titles.get(int(m), "") for m in pairs.item_ids.tolist()]
-    genres = [data.catalogue.genres.get(int(m), []) for m in pairs.item_ids.tolist()]
-    artefact = Artefact(
-        user_ids=pairs.user_ids,
-        item_ids=pairs.item_ids,
-        user_factors=model.factors.user,
-        item_factors=model.factors.item,
-        item_bias=model.factors.item_bias,
-        candidates=split.candidates,
-        popularity=popularity(pairs),
-        seen=pairs.matrix(),
-        trained=split.train.matrix(),
-        titles=titles,
-        genres=genres,
-        meta={"trained_at": time.time(), "k": k},
-    )
-    return Evaluation(pairs, split, relevant, model, als, results, pop_seconds, artefact)
-
-
-# --- comparing with the published model -----------------------------------------------------
-def _positions(values: npt.NDArray[Any], known: npt.NDArray[Any]) -> npt.NDArray[np.int64]:
-    index = {v: i for i, v in enumerate(known.tolist())}
-    return np.array([index.get(v, -1) for v in values.tolist()], dtype=np.int64)
-
-
-@dataclass
-class Comparison:
-    version: str
-    candidate: Result
-    published: Result
-    dropped_pairs: int  # held-out pairs the published model was trained on
-
-
-def published_scorer(
-    champion: Artefact, pairs: Pairs
-) -> tuple[Scorer, npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """The published model's answers over this run's users and items, as it serves them: a
-    user it knows gets its scores, another its popularity; items it does not know (or did
-    not serve) score -inf."""
-    cu = _positions(pairs.user_ids, champion.user_ids)
-    ci = _positions(pairs.item_ids, champion.item_ids)
-    served = ci >= 0
-    served[served] = champion.candidates[ci[served]]
-    cols = ci[served]
-    pop = champion.popularity[cols].astype(np.float32)
-
-    def score(users: npt.NDArray[np.int64]) -> npt.NDArray[np.floating]:
-        out = np.full((len(users), pairs.shape[1]), -np.inf, dtype=np.float32)
-        known = cu[users] >= 0
-        block = np.full((len(users), len(cols)), 0.0, dtype=np.float32)
-        if known.any():
-            f = champion.user_factors[cu[users][known]]
-            block[known] = f @ champion.item_factors[cols].T + champion.item_bias[cols]
-        block[~known] = pop
-        out[:, served] = block
-        return out
-
-    return score, cu, ci
-
-
-def compare_with_published(
-    champion_version: str, champion: Artefact, ev: Evaluation, k: int
-) -> Comparison:
-    scorer, cu, ci = published_scorer(champion, ev.pairs)
-    trained = champion.trained.tolil().rows
-    relevant: dict[int, set[int]] = {}
-    dropped = 0
-    for u, items in ev.relevant.items():
-        keep = set()
-        for i in items:
-            if cu[u] >= 0 and ci[i] >= 0 and int(ci[i]) in trained[cu[u]]:
-                dropped += 1
-            else:
-                keep.add(i)
-        if keep:
-            relevant[u] = keep
-    return Comparison(
-        version=champion_version,
-        candidate=evaluate(ev.model.factors.scorer(), ev.split, k, relevant=relevant),
-        published=evaluate(scorer, ev.split, k, relevant=relevant),
-        dropped_pairs=dropped,
+    best = candidates[served]
+    assert best.refit is not None
+    fit_on = pairs if ev.refit else split.train
+    model = best.refit(pairs) if ev.refit else best.model
+    refit_seconds = time.perf_counter() - t0
+    if ev.refit:
+        progress(f"{LABELS[served]} refitted on all {len(pairs):,} pairs ({refit_seconds:.1f}s)")
+    meta = {
+        "trained_at": time.time(),
+        "k": k,
+        "family": served,
+        "params": best.params,
+    }
+    artefact = build_artefact(model, pairs, split, fit_on, data, meta)
+    return Evaluation(
+        pairs,
+        split,
+        relevant,
+        candidates,
+        results,
+        skipped,
+        chosen,
+        served,
+        why,
+        artefact,
+        len(fit_on),
+        refit_seconds,
     )
 
 
@@ -278,29 +335,17 @@ class Outcome:
             f"ndcg@{k}": self.metrics["model"][f"ndcg@{k}"],
             f"popularity_ndcg@{k}": self.metrics["popularity"][f"ndcg@{k}"],
             f"als_ndcg@{k}": self.metrics["als"][f"ndcg@{k}"],
+            "served": self.metrics["served"]["family"],
+            "why": self.metrics["served"]["why"],
+            # every candidate on the test part
+            "candidates": {
+                name: {m: c[m] for m in (f"ndcg@{k}", f"recall@{k}", f"precision@{k}")}
+                for name, c in self.metrics["candidates"].items()
+            },
+            "skipped": self.metrics["skipped"],
             "counts": self.counts,
             "seconds": round(self.seconds, 1),
         }
-
-
-def decide(comparison: Comparison | None, min_improvement: float, k: int) -> tuple[bool, str]:
-    """Publish when nothing is published, or when the candidate's NDCG@k beats the
-    published model's on the same held-out pairs by more than ``min_improvement``."""
-    if comparison is None:
-        return True, "first model: nothing published yet"
-    new, old = comparison.candidate.ndcg, comparison.published.ndcg
-    bar = old * (1 + min_improvement)
-    if comparison.candidate.users == 0:
-        return False, (f"no held-out pairs left that model {comparison.version} was not trained on")
-    if new > bar:
-        return True, (
-            f"ndcg@{k} {new:.4f} beats published {comparison.version}'s {old:.4f} on the "
-            f"same {comparison.candidate.users} users"
-        )
-    return False, (
-        f"not better: ndcg@{k} {new:.4f} vs published {comparison.version}'s {old:.4f} on the "
-        f"same {comparison.candidate.users} users (needs > {bar:.4f})"
-    )
 
 
 def run_training(
@@ -328,8 +373,8 @@ def run_training(
         n_items=int(ev.split.candidates.sum()),
         n_interactions=len(ev.pairs),
         params={
-            "lightfm": ev.model.params,
-            "als": ev.als.params,
+            "served": ev.served,
+            **{name: t.params for name, t in ev.candidates.items()},
             "weights": s.weights.model_dump(),
             "evaluation": s.evaluation.model_dump(),
             "window": {"since": since.isoformat(), "until": until.isoformat()},
@@ -347,7 +392,15 @@ def run_training(
         comparison = None
         if champion_version is not None:
             champion = Artefact.from_bytes(registry.artefact_bytes(conn, champion_version))
-            comparison = compare_with_published(champion_version, champion, ev, k)
+            comparison = compare_with_published(
+                champion_version,
+                champion,
+                ev.model.model.scorer(),
+                ev.pairs,
+                ev.split,
+                ev.relevant,
+                k,
+            )
             metrics["published_comparison"] = {
                 "version": champion_version,
                 "dropped_pairs": comparison.dropped_pairs,
