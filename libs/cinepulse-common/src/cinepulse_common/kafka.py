@@ -1,12 +1,19 @@
-"""Kafka client factories (confluent-kafka / librdkafka).
+"""Kafka client factories (confluent-kafka / librdkafka), and the security options of the
+other clients, all built from the one :class:`KafkaSettings` block.
 
 Producers are durable by default: ``acks=all`` with the idempotent producer, so a retried
 send never duplicates and an acknowledged record is on every in-sync replica.
+
+Three clients read the same settings: librdkafka (:func:`base_config`: the gateway, the
+fetcher, the tools), faust's aiokafka (:func:`faust_credentials`: the archiver) and Spark's
+Java client (:func:`spark_kafka_options`: the streaming job). Each gets the same security
+protocol, SASL mechanism and credentials; TLS verifies the brokers against the system CAs.
 """
 
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Iterable
 from typing import Any
 
@@ -31,6 +38,66 @@ def base_config(s: KafkaSettings) -> dict[str, Any]:
         cfg["sasl.username"] = s.sasl_username or ""
         cfg["sasl.password"] = s.sasl_password.get_secret_value() if s.sasl_password else ""
     return cfg
+
+
+#: the JAAS login module of each SASL mechanism, for Spark's Java Kafka client
+JAAS_LOGIN_MODULES = {
+    "PLAIN": "org.apache.kafka.common.security.plain.PlainLoginModule",
+    "SCRAM-SHA-256": "org.apache.kafka.common.security.scram.ScramLoginModule",
+    "SCRAM-SHA-512": "org.apache.kafka.common.security.scram.ScramLoginModule",
+}
+
+
+def _jaas_quote(value: str) -> str:
+    """A JAAS option value: double-quoted, with ``\\`` and ``"`` escaped."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def jaas_config(s: KafkaSettings) -> str:
+    """``sasl.jaas.config`` of the Java client for the SASL settings of ``s``."""
+    if not s.sasl_mechanism:
+        raise ValueError("no SASL mechanism configured (CINEPULSE_KAFKA__SASL_MECHANISM)")
+    password = s.sasl_password.get_secret_value() if s.sasl_password else ""
+    return (
+        f"{JAAS_LOGIN_MODULES[s.sasl_mechanism]} required "
+        f"username={_jaas_quote(s.sasl_username or '')} password={_jaas_quote(password)};"
+    )
+
+
+def spark_kafka_options(s: KafkaSettings) -> dict[str, str]:
+    """The ``kafka.*`` options of Spark's Kafka source (or sink) for ``s``: the brokers, the
+    security protocol and, with SASL, the mechanism and the JAAS configuration."""
+    opts = {
+        "kafka.bootstrap.servers": s.bootstrap_servers,
+        "kafka.security.protocol": s.security_protocol,
+    }
+    if s.uses_sasl and s.sasl_mechanism:
+        opts["kafka.sasl.mechanism"] = s.sasl_mechanism
+        opts["kafka.sasl.jaas.config"] = jaas_config(s)
+    return opts
+
+
+def ssl_context(s: KafkaSettings) -> ssl.SSLContext | None:
+    """The TLS context of a Python client (system CAs, host names checked), or ``None``."""
+    return ssl.create_default_context() if s.uses_tls else None
+
+
+def faust_credentials(s: KafkaSettings) -> Any:
+    """faust's ``broker_credentials`` for ``s`` (``None`` for PLAINTEXT): SASL with the
+    mechanism, username and password (over TLS with SASL_SSL), or TLS alone with SSL."""
+    import faust  # only the archiver depends on faust
+
+    if s.security_protocol == "PLAINTEXT":
+        return None
+    context = ssl_context(s)
+    if not s.uses_sasl:
+        return faust.SSLCredentials(context)
+    return faust.SASLCredentials(
+        username=s.sasl_username,
+        password=s.sasl_password.get_secret_value() if s.sasl_password else "",
+        mechanism=s.sasl_mechanism,
+        ssl_context=context,
+    )
 
 
 def make_producer(s: KafkaSettings, **overrides: Any) -> Producer:

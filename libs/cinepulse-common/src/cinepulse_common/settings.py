@@ -19,11 +19,24 @@ ENV_PREFIX = "CINEPULSE_"
 PLACEHOLDER_SECRETS = frozenset({"changeme", "change-me", "secret", "password", "cinepulse"})
 
 
+#: the SASL mechanisms every Kafka client of Cinepulse (librdkafka, faust's aiokafka, Spark's
+#: Java client) can use with a username and password
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
 class KafkaSettings(BaseModel):
+    """How every Cinepulse client reaches Kafka. The clients' own options (librdkafka's,
+    faust's credentials, Spark's ``kafka.*``) are all built from this one block in
+    :mod:`cinepulse_common.kafka`; TLS verifies the brokers against the system's CAs."""
+
     bootstrap_servers: str = Field(description="host:port[,host:port...]")
     client_id: str = "cinepulse"
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: str | None = None
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="SSL and SASL_SSL verify the brokers against the system CAs"
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        None, description="required with SASL_PLAINTEXT and SASL_SSL"
+    )
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
     #: prefix prepended to every topic name (tests use it for isolation; empty in production)
@@ -31,6 +44,24 @@ class KafkaSettings(BaseModel):
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"
+
+    @property
+    def uses_sasl(self) -> bool:
+        return self.security_protocol in ("SASL_PLAINTEXT", "SASL_SSL")
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.security_protocol in ("SSL", "SASL_SSL")
+
+    @model_validator(mode="after")
+    def _sasl_complete(self) -> KafkaSettings:
+        if self.uses_sasl and not (self.sasl_mechanism and self.sasl_username is not None):
+            raise ValueError(
+                f"security_protocol {self.security_protocol} needs sasl_mechanism (one of "
+                f"{', '.join(SASL_MECHANISMS)}), sasl_username and sasl_password "
+                "(CINEPULSE_KAFKA__SASL_MECHANISM, __SASL_USERNAME, __SASL_PASSWORD)"
+            )
+        return self
 
 
 class PostgresSettings(BaseModel):

@@ -13,6 +13,9 @@ Prometheus) as processes on loopback, all state under ``.stack/``.
   cinepulse-stack load-movies     tmdb-fetcher full load from the offline TMDB server
   cinepulse-stack versions        the version of every component
   cinepulse-stack demo            everything, end to end, on sample data (make demo)
+  cinepulse-stack doctor          check the Kafka topics' durability settings (replication,
+                                  min.insync.replicas, unclean election, retention); exit 1
+                                  on FAIL (--bootstrap: another Kafka, e.g. an external one)
 """
 
 from __future__ import annotations
@@ -55,6 +58,12 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument(
         "--synthetic", type=int, metavar="N", help="N synthetic events instead of MovieLens"
     )
+    from cinepulse_common import kafka_doctor
+
+    doctor = sub.add_parser(
+        "doctor", help="check the Kafka topics' settings (docs/operations/reliability.md)"
+    )
+    kafka_doctor.add_arguments(doctor)
     sub.add_parser("env")
     sub.add_parser("migrate")
     sub.add_parser("smoke")
@@ -156,6 +165,14 @@ def _dispatch(stack: Stack, args: argparse.Namespace) -> int:
             f"smoke ok: event {r.event_id} -> {r.topic}[{r.partition}]@{r.offset} "
             f"-> stg_user_logs in {r.seconds:.2f}s"
         )
+    elif args.cmd == "doctor":
+        from cinepulse_common import kafka_doctor
+        from cinepulse_common.settings import KafkaSettings
+
+        if not args.bootstrap:
+            _require_up(stack, ["kafka"])
+        kafka = KafkaSettings(bootstrap_servers=args.bootstrap or stack.kafka.bootstrap)
+        return kafka_doctor.run(kafka, args)
     elif args.cmd == "versions":
         for name, version in stack.versions().items():
             print(f"{name}: {version}")

@@ -60,6 +60,7 @@ from cinepulse_archiver.documents import (
 from cinepulse_archiver.settings import ArchiverSettings
 from cinepulse_archiver.sink import MongoSink
 from cinepulse_common import topics
+from cinepulse_common.kafka import faust_credentials
 from cinepulse_common.logging import get_logger
 from cinepulse_common.observability import readiness_answer
 
@@ -111,6 +112,8 @@ def create_app(
         settings.app_id,
         broker=broker_urls(k.bootstrap_servers),
         broker_client_id=k.client_id,
+        # SASL/TLS from the same settings as every other client (None: PLAINTEXT)
+        broker_credentials=faust_credentials(k),
         store="memory://",
         key_serializer="raw",
         value_serializer="raw",

@@ -21,11 +21,17 @@ Request life cycle (``POST /api/events`` and ``POST /api/events/batch``):
    by ``user_id``; the answer is 202 only once Kafka acknowledged it (``acks=all``). No
    acknowledgement within ``limits.produce_timeout_s``: 503 with Retry-After, and the
    ``event_id`` to resend with - a repeated ``event_id`` is harmless downstream.
+
+``/readyz`` does not follow Kafka: with Kafka down the pods stay in their Service and answer
+503 + Retry-After themselves (a readiness that followed Kafka removed every pod at once, and
+clients got connection errors). Kafka's state is the ``cinepulse_gateway_kafka_reachable``
+gauge, refreshed by :func:`_watch_kafka`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 from collections.abc import AsyncIterator
@@ -275,6 +281,7 @@ def create_app(
         else:
             pub = publisher
         state["gw"] = Gateway(settings, rules, pub, keys)
+        watcher = asyncio.create_task(_watch_kafka(pub), name="kafka-watch")
         log.info(
             "event gateway ready",
             topics=sorted(state["gw"].topics.values()),
@@ -284,6 +291,9 @@ def create_app(
         try:
             yield
         finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await watcher
             if owned is not None:  # flush what is queued before the process ends
                 owned.close()
 
@@ -428,7 +438,10 @@ def create_app(
         status = 422 if summary.accepted == 0 else 202
         return Response(payload, status_code=status, media_type="application/json")
 
-    add_health_routes(app, {"kafka": lambda: _check_kafka(state)})
+    # Readiness does not follow Kafka: a Kafka outage must not take every gateway pod out of
+    # its Service at once (clients would get connection errors); the app answers 503 with
+    # Retry-After itself. Kafka's state is in cinepulse_gateway_kafka_reachable.
+    add_health_routes(app, {"gateway": lambda: _check_started(state)})
     # inside CORS (a refused browser request can still be read) and the HTTP metrics
     app.add_middleware(
         ConcurrencyLimitMiddleware,
@@ -453,9 +466,42 @@ def create_app(
     return app
 
 
-def _check_kafka(state: dict[str, Gateway]) -> None:
-    gw = state.get("gw")
-    if gw is None:
+def _check_started(state: dict[str, Gateway]) -> None:
+    """Readiness: the app has started (its publisher exists) and can answer requests."""
+    if state.get("gw") is None:
         raise RuntimeError("not started")
-    metrics.PRODUCER_QUEUE.set(gw.publisher.queue_length())
-    gw.publisher.check()
+
+
+#: how often the gateway asks Kafka for its metadata (cinepulse_gateway_kafka_reachable)
+KAFKA_WATCH_INTERVAL_S = 10.0
+KAFKA_WATCH_TIMEOUT_S = 5.0
+
+
+async def _watch_kafka(publisher: Publisher, interval_s: float | None = None) -> None:
+    """Report Kafka's reachability and the producer queue as metrics, never as readiness.
+
+    A metadata request every ``interval_s`` (off the event loop); a failure is logged once
+    when the state changes, not on every probe."""
+    interval = KAFKA_WATCH_INTERVAL_S if interval_s is None else interval_s
+    reachable: bool | None = None
+    while True:
+        try:
+            # the publisher's check bounds its own metadata request (2 s by default)
+            await asyncio.wait_for(asyncio.to_thread(publisher.check), KAFKA_WATCH_TIMEOUT_S)
+            now = True
+            why = ""
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # any failure means unreachable; the gateway keeps serving
+            now = False
+            why = f"{type(exc).__name__}: {exc}"
+        metrics.KAFKA_REACHABLE.set(1 if now else 0)
+        with contextlib.suppress(Exception):  # a metric must never stop the watch
+            metrics.PRODUCER_QUEUE.set(publisher.queue_length())
+        if now != reachable:
+            if now:
+                log.info("Kafka reachable")
+            else:
+                log.warning("Kafka unreachable; events are answered 503", error=why)
+            reachable = now
+        await asyncio.sleep(interval)

@@ -48,6 +48,12 @@ PRODUCER_QUEUE = Gauge(
     "Records queued in the producer, not yet acknowledged",
 )
 
+KAFKA_REACHABLE = Gauge(
+    "cinepulse_gateway_kafka_reachable",
+    "1 if Kafka answered the gateway's last metadata request (every 10 s), else 0; "
+    "readiness does not follow it: with Kafka down the gateway answers 503 + Retry-After",
+)
+
 _ACCEPTED_CHILDREN: dict[str, Any] = {}
 
 

@@ -185,7 +185,7 @@ class KafkaPublisher:
         return results
 
     def check(self, timeout_s: float = 2.0) -> None:
-        """Readiness: a broker answers a metadata request."""
+        """A broker answers a metadata request (cinepulse_gateway_kafka_reachable; not readiness)."""
         md = self._producer.list_topics(timeout=timeout_s)
         if not md.brokers:
             raise KafkaException("no broker in cluster metadata")

@@ -5,10 +5,12 @@
   cinepulse-spark-jobs stream --available-now    read what is there, write it, stop
   cinepulse-spark-jobs aggregate                 daily aggregates of the dates that changed
   cinepulse-spark-jobs aggregate --from 2026-11-01 --to 2026-11-26
+  cinepulse-spark-jobs aggregate --lock-wait 600 wait up to 10 min for a running aggregates run
 
 Configuration: CINEPULSE_* variables (Kafka, PostgreSQL, CINEPULSE_CHECKPOINT_DIR,
 CINEPULSE_MASTER, CINEPULSE_JARS_DIR). Exit codes: 0 stopped cleanly, 1 a query or the job
-failed, 2 bad arguments or configuration.
+failed, 2 bad arguments or configuration, 3 (aggregate) another aggregates run holds the
+lock (after --lock-wait seconds, default 0): nothing was done, try again later.
 """
 
 from __future__ import annotations
@@ -46,6 +48,13 @@ def _parser() -> argparse.ArgumentParser:
     agg = sub.add_parser("aggregate", help="the daily aggregates the api reads (batch)")
     agg.add_argument("--from", dest="date_from", type=date.fromisoformat, help="first day")
     agg.add_argument("--to", dest="date_to", type=date.fromisoformat, help="last day")
+    agg.add_argument(
+        "--lock-wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long for another aggregates run to finish (default 0: exit 3 at once)",
+    )
     return parser
 
 
@@ -72,10 +81,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     spark.sparkContext.setLogLevel("WARN")
     if args.job == "aggregate":
-        from cinepulse_spark_jobs.aggregates import run_aggregates
+        from cinepulse_spark_jobs.aggregates import EXIT_LOCKED, AggregatesLocked, run_aggregates
 
         try:
-            summary = run_aggregates(spark, settings, args.date_from, args.date_to)
+            summary = run_aggregates(
+                spark, settings, args.date_from, args.date_to, lock_wait_s=args.lock_wait
+            )
+        except AggregatesLocked as exc:
+            log.warning("aggregates not run: locked", error=str(exc))
+            print(f"cinepulse-spark-jobs aggregate: {exc}", file=sys.stderr)
+            return EXIT_LOCKED
         except Exception as exc:
             log.error("aggregates failed", error=str(exc)[:2000])
             print(f"cinepulse-spark-jobs aggregate: failed: {exc}", file=sys.stderr)
@@ -90,7 +105,12 @@ def main(argv: list[str] | None = None) -> int:
 def _stream(spark: object, settings: SparkJobsSettings, which: str, available_now: bool) -> int:
     from cinepulse_common.observability import start_metrics_server
     from cinepulse_spark_jobs.metrics import MetricsListener
-    from cinepulse_spark_jobs.stream import QUERIES, start_stream
+    from cinepulse_spark_jobs.stream import (
+        DATA_LOSS_RECOVERY,
+        QUERIES,
+        is_data_loss,
+        start_stream,
+    )
 
     spark.streams.addListener(MetricsListener())  # type: ignore[attr-defined]
     if settings.metrics_port:
@@ -122,6 +142,13 @@ def _stream(spark: object, settings: SparkJobsSettings, which: str, available_no
             if error is not None:
                 # one query failing stops the driver: the operator restarts it (Always)
                 log.error("query failed", query=q.name, error=str(error)[:2000])
+                if is_data_loss(error):
+                    log.critical(
+                        "Kafka data loss: the query stopped rather than skip records",
+                        query=q.name,
+                        recovery=DATA_LOSS_RECOVERY,
+                    )
+                    print(f"cinepulse-spark-jobs: {q.name}: {DATA_LOSS_RECOVERY}", file=sys.stderr)
                 failed = True
     for q in queries:
         q.stop()

@@ -9,10 +9,21 @@ The facts of those days are read over JDBC, aggregated by Spark
 (:func:`daily_movie`, :func:`daily_activity`, :func:`daily_emotions`: pure functions over
 DataFrames), and written in one transaction: the days' old rows deleted, the new ones
 COPYed, the run recorded in ``agg_runs``. A failed run changes nothing but its own record.
+
+One run at a time, whoever schedules it (the Airflow DAG ``daily_aggregates``, the chart's
+ScheduledSparkApplication, a person): a run holds the PostgreSQL session advisory lock
+:data:`LOCK_KEY` from before it records itself in ``agg_runs`` until it ends (a driver that
+dies releases it with its connection). A second run waits up to ``lock_wait_s`` (default 0:
+not at all), then raises :class:`AggregatesLocked` without touching anything - the command
+exits :data:`EXIT_LOCKED` (3) with a message naming the holder's backend pid. Airflow retries
+that exit code with its backoff; the days the second run would have taken are still
+"changed" for the next run, so nothing is lost.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import time
 from collections.abc import Iterable, Sequence
@@ -20,6 +31,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
+import psycopg
 from psycopg import sql
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -33,6 +45,48 @@ log = get_logger(__name__)
 
 JOB = "daily_aggregates"
 SOURCE_FLAG = "spark"
+
+#: the session advisory lock one aggregates run holds (a signed 64-bit key)
+LOCK_KEY = int.from_bytes(
+    hashlib.sha256(f"cinepulse.aggregates:{JOB}".encode()).digest()[:8], "big", signed=True
+)
+LOCK_POLL_S = 1.0
+#: the command's exit code when another run holds the lock
+EXIT_LOCKED = 3
+
+
+class AggregatesLocked(RuntimeError):
+    """Another aggregates run holds :data:`LOCK_KEY` (and did not release it in time)."""
+
+
+def _lock_holder(conn: Any) -> int | None:
+    """The backend pid holding :data:`LOCK_KEY`, if visible (a bigint advisory key is split
+    into classid = high 32 bits, objid = low 32 bits, objsubid 1 in ``pg_locks``)."""
+    row = conn.execute(
+        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
+        " AND classid = %s AND objid = %s AND objsubid = 1 LIMIT 1",
+        ((LOCK_KEY >> 32) & 0xFFFFFFFF, LOCK_KEY & 0xFFFFFFFF),
+    ).fetchone()
+    return int(row[0]) if row else None
+
+
+def acquire_lock(conn: Any, wait_s: float = 0.0) -> None:
+    """Take :data:`LOCK_KEY` on ``conn`` (a session lock: held until released or the
+    connection closes), polling up to ``wait_s``; :class:`AggregatesLocked` after that."""
+    deadline = time.monotonic() + wait_s
+    logged = False
+    while not conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()[0]:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise AggregatesLocked(
+                f"another {JOB} run holds the lock (PostgreSQL advisory lock {LOCK_KEY},"
+                f" backend pid {_lock_holder(conn)}); waited {wait_s:g}s: not running"
+            )
+        if not logged:
+            log.info("waiting for the aggregates lock", holder=_lock_holder(conn), wait_s=wait_s)
+            logged = True
+        time.sleep(min(LOCK_POLL_S, remaining))
+
 
 #: per fact: (event type, the columns the aggregates need beyond the common ones)
 FACTS: dict[str, tuple[str, str]] = {
@@ -229,62 +283,79 @@ def run_aggregates(
     settings: SparkJobsSettings,
     date_from: date | None = None,
     date_to: date | None = None,
+    lock_wait_s: float = 0.0,
 ) -> Summary:
     started = time.monotonic()
     with connect(settings.postgres, autocommit=True) as conn:
-        row = conn.execute(
-            "INSERT INTO agg_runs (job, date_from, date_to) VALUES (%s, %s, %s) RETURNING run_id",
-            (JOB, date_from, date_to),
-        ).fetchone()
-        assert row is not None
-        run_id = int(row[0])
+        acquire_lock(conn, lock_wait_s)
         try:
-            margin = timedelta(seconds=settings.aggregate_margin_s)
-            keys = changed_dates(conn, date_from, date_to, margin)
-            summary = Summary(
-                run_id,
-                len(keys),
-                _date(keys[0]) if keys else date_from,
-                _date(keys[-1]) if keys else date_to,
-            )
-            log.info("aggregating", run_id=run_id, dates=len(keys))
-            if keys:
-                events = read_facts(spark, settings, keys).persist()
-                outputs = {
-                    "agg_movie_daily": (daily_movie(events), MOVIE_DAILY_COLUMNS),
-                    "agg_daily_activity": (daily_activity(events), ACTIVITY_COLUMNS),
-                    "agg_emotion_daily": (daily_emotions(events), EMOTION_COLUMNS),
-                }
-                with conn.transaction(), conn.cursor() as cur:
-                    for table, (frame, columns) in outputs.items():
-                        rows = (tuple(r) for r in frame.toLocalIterator(prefetchPartitions=True))
-                        summary.rows[table] = _replace(cur, table, columns, keys, rows)
-                        log.info("aggregate written", table=table, rows=summary.rows[table])
-                    cur.execute(
-                        "UPDATE agg_runs SET status = 'succeeded', finished_at = now(), dates = %s,"
-                        " date_from = %s, date_to = %s, rows_written = %s WHERE run_id = %s",
-                        (
-                            len(keys),
-                            summary.date_from,
-                            summary.date_to,
-                            json.dumps(summary.rows),
-                            run_id,
-                        ),
-                    )
-                events.unpersist()
-            else:
-                conn.execute(
-                    "UPDATE agg_runs SET status = 'succeeded', finished_at = now() "
-                    "WHERE run_id = %s",
-                    (run_id,),
-                )
-        except BaseException as exc:
-            conn.execute(
-                "UPDATE agg_runs SET status = 'failed', finished_at = now(), error = %s "
-                "WHERE run_id = %s",
-                (str(exc)[:2000], run_id),
-            )
-            raise
+            summary = _run_locked(spark, settings, conn, date_from, date_to)
+        finally:
+            # a broken connection released it already; its error is the one to raise
+            with contextlib.suppress(psycopg.Error):
+                conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
     summary.seconds = time.monotonic() - started
     log.info("aggregates done", **json.loads(summary.line()))
+    return summary
+
+
+def _run_locked(
+    spark: SparkSession,
+    settings: SparkJobsSettings,
+    conn: Any,
+    date_from: date | None,
+    date_to: date | None,
+) -> Summary:
+    row = conn.execute(
+        "INSERT INTO agg_runs (job, date_from, date_to) VALUES (%s, %s, %s) RETURNING run_id",
+        (JOB, date_from, date_to),
+    ).fetchone()
+    assert row is not None
+    run_id = int(row[0])
+    try:
+        margin = timedelta(seconds=settings.aggregate_margin_s)
+        keys = changed_dates(conn, date_from, date_to, margin)
+        summary = Summary(
+            run_id,
+            len(keys),
+            _date(keys[0]) if keys else date_from,
+            _date(keys[-1]) if keys else date_to,
+        )
+        log.info("aggregating", run_id=run_id, dates=len(keys))
+        if keys:
+            events = read_facts(spark, settings, keys).persist()
+            outputs = {
+                "agg_movie_daily": (daily_movie(events), MOVIE_DAILY_COLUMNS),
+                "agg_daily_activity": (daily_activity(events), ACTIVITY_COLUMNS),
+                "agg_emotion_daily": (daily_emotions(events), EMOTION_COLUMNS),
+            }
+            with conn.transaction(), conn.cursor() as cur:
+                for table, (frame, columns) in outputs.items():
+                    rows = (tuple(r) for r in frame.toLocalIterator(prefetchPartitions=True))
+                    summary.rows[table] = _replace(cur, table, columns, keys, rows)
+                    log.info("aggregate written", table=table, rows=summary.rows[table])
+                cur.execute(
+                    "UPDATE agg_runs SET status = 'succeeded', finished_at = now(), dates = %s,"
+                    " date_from = %s, date_to = %s, rows_written = %s WHERE run_id = %s",
+                    (
+                        len(keys),
+                        summary.date_from,
+                        summary.date_to,
+                        json.dumps(summary.rows),
+                        run_id,
+                    ),
+                )
+            events.unpersist()
+        else:
+            conn.execute(
+                "UPDATE agg_runs SET status = 'succeeded', finished_at = now() WHERE run_id = %s",
+                (run_id,),
+            )
+    except BaseException as exc:
+        conn.execute(
+            "UPDATE agg_runs SET status = 'failed', finished_at = now(), error = %s "
+            "WHERE run_id = %s",
+            (str(exc)[:2000], run_id),
+        )
+        raise
     return summary

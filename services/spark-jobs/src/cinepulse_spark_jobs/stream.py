@@ -11,12 +11,28 @@ idempotent keys (``event_id``; the quarantine's source position; the movie id), 
 micro-batch replayed after a crash, or every record again after the checkpoint is deleted,
 writes nothing twice. Each query has its own checkpoint folder under ``checkpoint_dir``; a
 restart resumes from it.
+
+Two guards against losing data silently:
+
+* Kafka is read with ``failOnDataLoss=true``: offsets the query still needs that are gone
+  (removed by retention while the query was down, or a topic deleted and recreated) stop the
+  query with Spark's data-loss error instead of being skipped. The driver logs the recovery
+  (:data:`DATA_LOSS_RECOVERY`; docs/operations/reliability.md): replay the gap from the
+  MongoDB archive with ``cinepulse-fallback replay``.
+* The events query's landing tables are shared by every driver: the landing and the load of
+  a micro-batch run under a PostgreSQL advisory lock (:func:`landing_lock`), so a second
+  driver (a zombie, or ``--available-now`` beside the stream) waits instead of truncating
+  the tables under the first one's batch.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 from psycopg import sql
 from pyspark.sql import DataFrame, SparkSession
@@ -24,9 +40,11 @@ from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
 from cinepulse_common import topics
+from cinepulse_common.kafka import spark_kafka_options
 from cinepulse_common.logging import get_logger
 from cinepulse_common.postgres import connect
 from cinepulse_common.rules import TransformRules
+from cinepulse_common.settings import PostgresSettings
 from cinepulse_common.validation import UUID_PATTERN, event_reasons, rule_code
 from cinepulse_common.warehouse import (
     QUARANTINE_COLUMNS,
@@ -62,6 +80,64 @@ SOURCE_FLAG = "spark"
 LANDING = "spark_batch"
 EVENTS, MOVIES = "events", "movies"
 QUERIES = (EVENTS, MOVIES)
+#: what to do when a query stops on Spark's data-loss error (logged by the driver)
+DATA_LOSS_RECOVERY = (
+    "Kafka no longer holds offsets this query has not processed (retention removed them, or "
+    "the topic was recreated). The archiver kept the records in MongoDB: replay the gap with "
+    "`cinepulse-fallback replay --from <last batch written> --to <first record still in "
+    "Kafka>` (idempotent), then restart the query from the records Kafka still holds (move "
+    "its checkpoint aside). See docs/operations/reliability.md."
+)
+#: seconds between two attempts at the landing lock held by another driver
+LANDING_LOCK_POLL_S = 0.5
+
+
+def is_data_loss(error: object) -> bool:
+    """Whether a query's exception is the Kafka source's data-loss stop."""
+    text = str(error)
+    # Spark's message names the option; newer versions also carry an error class
+    # (KAFKA_DATA_LOSS.*); an out-of-range fetch is the same loss seen by the consumer
+    markers = ("failOnDataLoss", "KAFKA_DATA_LOSS", "OffsetOutOfRange")
+    return any(m in text for m in markers) or "data loss" in text.lower()
+
+
+def landing_lock_key(name: str) -> int:
+    """The advisory-lock key (a signed 64-bit integer) of the landing tables ``name``."""
+    digest = hashlib.sha256(f"cinepulse.landing:{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def _try_lock(conn: Any, key: int) -> bool:
+    row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+    return bool(row and row[0])
+
+
+@contextmanager
+def landing_lock(settings: PostgresSettings, name: str) -> Iterator[None]:
+    """Hold the session advisory lock of the landing tables ``name`` (on a connection of its
+    own, for the landing over JDBC and the load): another driver waits here until it is
+    released. A driver that dies releases it with its connection. Polled (not a blocking
+    ``pg_advisory_lock``) so the wait is logged and no statement timeout cuts it short."""
+    key = landing_lock_key(name)
+    with connect(settings, autocommit=True) as conn:
+        waited_since: float | None = None
+        logged = 0.0
+        while not _try_lock(conn, key):
+            now = time.monotonic()
+            if waited_since is None:
+                waited_since = now
+            if now - logged >= 60:
+                log.warning(
+                    "another driver holds the landing tables; waiting",
+                    landing=name,
+                    waited_s=round(now - waited_since, 1),
+                )
+                logged = now
+            time.sleep(LANDING_LOCK_POLL_S)
+        try:
+            yield
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
 
 
 def transform_events(
@@ -110,24 +186,26 @@ def process_events_batch(
     batch = batch.coalesce(settings.batch_partitions)
     modelled, quarantined = transform_events(batch, rules, cache=True)
     # 1. land the batch over JDBC from the executors (no round trip through the driver's
-    # Python) into UNLOGGED landing tables, emptied first: a replayed batch lands again
-    with connect(settings.postgres, autocommit=True) as conn:
-        landing = ensure_batch_tables(conn, LANDING)
-        conn.execute(sql.SQL("TRUNCATE {}, {}").format(*map(sql.Identifier, landing)))
-    jdbc = jdbc_options(settings.postgres)
-    jdbc["url"] += "?stringtype=unspecified&reWriteBatchedInserts=true"
-    for frame, table in (
-        (model_events(modelled, "is_late"), landing[0]),
-        (_quarantine_rows(quarantined).select(*QUARANTINE_COLUMNS), landing[1]),
-    ):
-        frame.write.format("jdbc").options(**jdbc).option("dbtable", table).option(
-            "batchsize", "10000"
-        ).mode("append").save()
-    t_landed = time.monotonic()
-    batch.sparkSession.catalog.clearCache()
-    # 2. one transaction: staging, dimensions, facts, quarantine (idempotent keys)
-    with connect(settings.postgres) as conn:
-        written = load_events_from_tables(conn, LANDING, source_flag=SOURCE_FLAG)
+    # Python) into UNLOGGED landing tables, emptied first: a replayed batch lands again.
+    # Under the landing lock until the load is done: another driver waits
+    with landing_lock(settings.postgres, LANDING):
+        with connect(settings.postgres, autocommit=True) as conn:
+            landing = ensure_batch_tables(conn, LANDING)
+            conn.execute(sql.SQL("TRUNCATE {}, {}").format(*map(sql.Identifier, landing)))
+        jdbc = jdbc_options(settings.postgres)
+        jdbc["url"] += "?stringtype=unspecified&reWriteBatchedInserts=true"
+        for frame, table in (
+            (model_events(modelled, "is_late"), landing[0]),
+            (_quarantine_rows(quarantined).select(*QUARANTINE_COLUMNS), landing[1]),
+        ):
+            frame.write.format("jdbc").options(**jdbc).option("dbtable", table).option(
+                "batchsize", "10000"
+            ).mode("append").save()
+        t_landed = time.monotonic()
+        batch.sparkSession.catalog.clearCache()
+        # 2. one transaction: staging, dimensions, facts, quarantine (idempotent keys)
+        with connect(settings.postgres) as conn:
+            written = load_events_from_tables(conn, LANDING, source_flag=SOURCE_FLAG)
     t_load = time.monotonic()
     late = written.pop("late", 0)
     rules_seen = Counter(
@@ -180,13 +258,16 @@ def _source(
     k = settings.kafka
     if k is None:  # __main__ refuses to start the stream without it
         raise ValueError("the streaming job needs Kafka settings (CINEPULSE_KAFKA__*)")
+    reader = spark.readStream.format("kafka")
+    # the brokers and, for a secured Kafka, the protocol, SASL mechanism and JAAS login
+    for key, value in spark_kafka_options(k).items():
+        reader = reader.option(key, value)
     return (
-        spark.readStream.format("kafka")
-        .option("kafka.bootstrap.servers", k.bootstrap_servers)
-        .option("subscribe", ",".join(k.topic(t) for t in names))
+        reader.option("subscribe", ",".join(k.topic(t) for t in names))
         .option("startingOffsets", "earliest")
         .option("maxOffsetsPerTrigger", str(max_offsets))
-        .option("failOnDataLoss", "false")
+        # offsets gone from Kafka before they were processed stop the query (never skipped)
+        .option("failOnDataLoss", "true")
         .load()
     )
 
