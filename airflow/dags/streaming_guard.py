@@ -1,7 +1,9 @@
 """streaming_guard: the pandas fallback over what Spark's streaming path missed. Every few
 minutes: is Spark healthy? If not (or if the Variable ``use_pandas_fallback`` forces it), run
 the pandas fallback over the arrival window nobody covered yet, and record the run for an
-admin to promote (never automatic: ``cinepulse-fallback promote RUN_ID``)."""
+admin to promote (never automatic: ``cinepulse-fallback promote RUN_ID``, or the DAG
+``promote_fallback``). One run per outage: while the outage lasts, each window extends the
+outage's run (``--extend``) rather than starting a new one."""
 
 from __future__ import annotations
 
@@ -18,6 +20,8 @@ cfg = config.load()
 FALLBACK_RUNS = Asset("cinepulse://postgres/fallback/runs")
 REQUESTED_BY = "airflow/streaming_guard/{{ run_id }}"
 WINDOW = "{{ ti.xcom_pull(task_ids='check_streaming')['window_%s'] }}"
+# '' = a new run
+EXTEND = "{{ ti.xcom_pull(task_ids='check_streaming')['extend_run_id'] or '' }}"
 
 # one run at a time: each run starts where the last fallback run ended
 with alerts.cinepulse_dag(
@@ -32,16 +36,22 @@ with alerts.cinepulse_dag(
         from airflow.providers.postgres.hooks.postgres import PostgresHook
 
         forced = streaming.is_true(Variable.get("use_pandas_fallback", default="false"))
+        outage = Variable.get(streaming.OUTAGE_VARIABLE, default=None)
         with closing(PostgresHook(postgres_conn_id=cfg["postgres_conn_id"]).get_conn()) as conn:
             newest_fact, last_fallback_end = streaming.coverage(conn)
+            outage_run = streaming.outage_run(conn, outage)
         signals = streaming.Signals(
             now=pendulum.now("UTC"),
             forced=forced,
             heartbeat_at=streaming.heartbeat(cfg["prometheus_url"]),
             newest_spark_fact_at=newest_fact,
             last_fallback_end=last_fallback_end,
+            outage_run=outage_run,
         )
         decision = streaming.decide(signals, cfg["streaming"])
+        if decision.healthy and not decision.forced and outage:
+            Variable.delete(streaming.OUTAGE_VARIABLE)  # the outage is over
+            print(f"streaming_guard: the outage of fallback run {outage} is over")
         print(f"streaming_guard: {decision.reason}")
         return decision.as_dict()
 
@@ -53,25 +63,35 @@ with alerts.cinepulse_dag(
         cfg,
         task_id="run_fallback",
         component="pandas-fallback",
-        arguments=["run", "--from", WINDOW % "start", "--to", WINDOW % "end", "--by", REQUESTED_BY],
+        arguments=[
+            *("run", "--from", WINDOW % "start", "--to", WINDOW % "end"),
+            *("--extend", EXTEND, "--by", REQUESTED_BY),
+        ],
         fail_fast_exit_codes=(2,),  # bad arguments or configuration
     )
 
     @task(outlets=[FALLBACK_RUNS])
     def record_for_promotion(**context: Any) -> dict[str, Any]:
-        """Find the run the pod made (by its --by) and announce it for promotion."""
+        """Find the run the pod made (by its --by) or extended, announce it for promotion,
+        and remember it as the outage's run."""
         from airflow.providers.postgres.hooks.postgres import PostgresHook
 
         requested_by = f"airflow/streaming_guard/{context['run_id']}"
+        extended = context["ti"].xcom_pull(task_ids="check_streaming")["extend_run_id"]
         with closing(PostgresHook(postgres_conn_id=cfg["postgres_conn_id"]).get_conn()) as conn:
-            run = streaming.find_run(conn, requested_by)
+            run = streaming.find_run(conn, requested_by, extended)
         if run is None or run["status"] not in ("succeeded", "promoted"):
             raise RuntimeError(f"no succeeded fallback run requested by {requested_by}: {run}")
-        context["outlet_events"][FALLBACK_RUNS].extra = {"run_id": run["run_id"]}
+        Variable.set(streaming.OUTAGE_VARIABLE, run["run_id"])
+        context["outlet_events"][FALLBACK_RUNS].extra = {
+            "run_id": run["run_id"],
+            "extended": bool(extended),
+        }
         print(
-            f"fallback run {run['run_id']} ({run['window_start']} .. {run['window_end']},"
-            f" {run['events_read']} events) awaits promotion:"
-            f" cinepulse-fallback promote {run['run_id']}"
+            f"fallback run {run['run_id']} ({'extended, ' if extended else ''}"
+            f"{run['window_start']} .. {run['window_end']}, {run['events_read']} events)"
+            f" awaits promotion: cinepulse-fallback promote {run['run_id']}"
+            " (or trigger the DAG promote_fallback)"
         )
         return run
 

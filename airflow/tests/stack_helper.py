@@ -11,7 +11,9 @@ the migrations, the archiver's document builder) rather than copying it.
   down NAME...                    stop those
   provision                       a migrated PostgreSQL database, a MongoDB database and a
                                   Kafka topic prefix of the test's own (JSON on stdout)
-  archive RESOURCES.json N AT     N valid user events as the archiver stores them, arrived AT
+  archive RESOURCES.json N AT [FIRST]
+                                  N valid user events as the archiver stores them, arrived AT
+                                  (at offsets FIRST.., default 0)
   movielens RESOURCES.json USERS  MovieLens-small's movies and the ratings of users 1..USERS
                                   into the warehouse (the recommender's training data)
   teardown RESOURCES.json         drop them
@@ -55,7 +57,7 @@ def provision() -> dict[str, Any]:
     }
 
 
-def archive(res: dict[str, Any], count: int, at: datetime) -> list[str]:
+def archive(res: dict[str, Any], count: int, at: datetime, first: int = 0) -> list[str]:
     from tests.factories import event
 
     from cinepulse_archiver.documents import Source, to_document
@@ -63,7 +65,7 @@ def archive(res: dict[str, Any], count: int, at: datetime) -> list[str]:
     from cinepulse_common.settings import MongoSettings
 
     docs, ids = [], []
-    for offset in range(count):
+    for offset in range(first, first + count):
         record = event("rate", user_id=f"user-{offset % 7}", movie_id=550 + offset % 5)
         ids.append(record["event_id"])
         source = Source(f"{res['topic_prefix']}user_rating_log", 0, offset, b"k", None)
@@ -127,7 +129,8 @@ def main(argv: list[str]) -> int:
         print(json.dumps(provision()))
     elif command == "archive":
         res = json.loads(Path(rest[0]).read_text())
-        print(json.dumps(archive(res, int(rest[1]), datetime.fromisoformat(rest[2]))))
+        first = int(rest[3]) if len(rest) > 3 else 0
+        print(json.dumps(archive(res, int(rest[1]), datetime.fromisoformat(rest[2]), first)))
     elif command == "movielens":
         res = json.loads(Path(rest[0]).read_text())
         print(json.dumps(movielens(res, int(rest[1]))))

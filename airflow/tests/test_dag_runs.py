@@ -96,6 +96,7 @@ def test_streaming_guard_forced_then_unhealthy_then_healthy(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     res = stack_resources
+    _forget_the_outage()
     arrived = (datetime.now(UTC) - timedelta(minutes=10)).isoformat()
     ids = json.loads(stack_helper("archive", res["file"], "12", arrived))
     dag = dagbag.dags["streaming_guard"]
@@ -112,9 +113,9 @@ def test_streaming_guard_forced_then_unhealthy_then_healthy(
     }
     ran = local.ran[-1]
     assert ran.argv[0].endswith("/.venv/bin/cinepulse-fallback")
-    assert ran.argv[1:2] == ["run"] and ran.argv[-2:] == [
-        "--by",
-        f"airflow/streaming_guard/{first.run_id}",
+    assert ran.argv[1:2] == ["run"] and ran.argv[-4:] == [
+        *("--extend", ""),  # a new run
+        *("--by", f"airflow/streaming_guard/{first.run_id}"),
     ]
     runs = _query(
         res["dsn"],
@@ -134,16 +135,28 @@ def test_streaming_guard_forced_then_unhealthy_then_healthy(
     ) == [(len(ids),)]
     # recorded for promotion (an asset event naming the run), never promoted by itself
     assert _query(res["dsn"], "SELECT count(*) FROM fact_rating") == [(0,)]
-    assert [e.extra for e in _asset_events()] == [{"run_id": run_id}]
+    assert [e.extra for e in _asset_events()] == [{"run_id": run_id, "extended": False}]
+    assert _outage_variable() == run_id
 
-    # 2: not forced, Spark still silent: the next run starts where the last one ended
+    # 2: not forced, Spark still silent: the same outage, so the next window (from where the
+    # run ended) extends the run rather than starting another one
+    later = json.loads(
+        stack_helper("archive", res["file"], "3", datetime.now(UTC).isoformat(), "100")
+    )
     monkeypatch.setenv("AIRFLOW_VAR_USE_PANDAS_FALLBACK", "false")
     second = dag.test(logical_date=datetime.now(UTC))
     assert _states(second)["run_fallback"] == "success"
+    assert local.ran[-1].argv[-4:-2] == ["--extend", run_id]
     runs = _query(
-        res["dsn"], "SELECT window_start, events_read FROM fallback.runs ORDER BY started_at"
+        res["dsn"],
+        "SELECT run_id, status, window_start, window_end, events_read FROM fallback.runs",
     )
-    assert runs[1] == (end, 0)
+    assert len(runs) == 1 and runs[0][:3] == (run_id, "succeeded", start)
+    assert runs[0][3] > end and runs[0][4] == len(ids) + len(later)
+    assert _query(
+        res["dsn"], "SELECT count(*) FROM fallback.fact_rating WHERE run_id = %s", run_id
+    ) == [(len(ids) + len(later),)]
+    assert _asset_events()[-1].extra == {"run_id": run_id, "extended": True}
 
     # 3: Spark's heartbeat is fresh (Prometheus answers): healthy, nothing runs
     prometheus.set_heartbeat(time.time() - 1)
@@ -158,7 +171,123 @@ def test_streaming_guard_forced_then_unhealthy_then_healthy(
         "streaming_ok": "success",
     }
     assert len(local.ran) == 2
-    assert len(_query(res["dsn"], "SELECT run_id FROM fallback.runs")) == 2
+    assert _outage_variable() is None  # the outage is over
+
+    # 4: Spark down again: a new outage, a new run, from where the last one ended
+    prometheus.set_heartbeat(time.time() - 3600)
+    again = dag.test(logical_date=datetime.now(UTC))
+    assert _states(again)["run_fallback"] == "success"
+    assert local.ran[-1].argv[-4:-2] == ["--extend", ""]
+    runs = _query(res["dsn"], "SELECT run_id, window_start FROM fallback.runs ORDER BY started_at")
+    assert (
+        len(runs) == 2
+        and runs[1][1]
+        == _query(res["dsn"], "SELECT window_end FROM fallback.runs WHERE run_id = %s", run_id)[0][
+            0
+        ]
+    )
+    assert _outage_variable() == runs[1][0]
+    _forget_the_outage()
+
+
+def _outage_variable() -> str | None:
+    from airflow.models.variable import Variable
+
+    from cinepulse_airflow import streaming
+
+    value: str | None = Variable.get(streaming.OUTAGE_VARIABLE, default_var=None)
+    return value
+
+
+def _forget_the_outage() -> None:
+    from airflow.models.variable import Variable
+
+    from cinepulse_airflow import streaming
+
+    Variable.delete(streaming.OUTAGE_VARIABLE)
+
+
+def _fallback(res: dict[str, Any], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(workspace_bin("cinepulse-fallback")), *args],
+        env={
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(Path.home()),
+            "CINEPULSE_POSTGRES__DSN": res["dsn"],
+            "CINEPULSE_MONGO__URL": res["mongo_url"],
+            "CINEPULSE_MONGO__DATABASE": res["mongo_database"],
+        },
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_promote_fallback_by_hand_dry_run_then_named_then_all(
+    dagbag: Any, local_pods: LocalPodsFactory, stack_resources: dict[str, Any]
+) -> None:
+    res = stack_resources
+    now = datetime.now(UTC).replace(microsecond=0)
+    stack_helper("archive", res["file"], "4", (now - timedelta(minutes=50)).isoformat())
+    runs = []
+    for start, end in (
+        (now - timedelta(hours=1), now - timedelta(minutes=30)),
+        (now - timedelta(minutes=30), now),
+    ):
+        done = _fallback(res, "run", "--from", start.isoformat(), "--to", end.isoformat())
+        assert done.returncode == 0, done.stderr[-2000:]
+        runs.append(json.loads(done.stdout.strip().splitlines()[-1])["run_id"])
+    dag = dagbag.dags["promote_fallback"]
+    local = local_pods("cinepulse-fallback")
+
+    def statuses() -> list[str]:
+        return [
+            r[0] for r in _query(res["dsn"], "SELECT status FROM fallback.runs ORDER BY started_at")
+        ]
+
+    # a dry run of everything pending: logged, nothing changes
+    dry = dag.test(run_conf={"run_ids": "all", "dry_run": True})
+    assert _states(dry) == {"plan": "success", "promote": "success"}, local.ran[-1].stderr[-2000:]
+    assert local.ran[-1].argv[1:] == [
+        "promote",
+        "--all-pending",
+        "--by",
+        f"airflow/promote_fallback/{dry.run_id}",
+    ]
+    assert "would promote 2 run(s)" in local.ran[-1].stderr
+    assert statuses() == ["succeeded", "succeeded"]
+
+    # one run by its id
+    # (dry_run given each time: dag.test() keeps the previous run's parameters on the DAG)
+    named = dag.test(run_conf={"run_ids": [runs[0]], "dry_run": False})
+    assert _states(named)["promote"] == "success"
+    assert statuses() == ["promoted", "succeeded"], (local.ran[-1].argv, local.ran[-1].stderr)
+    assert _query(res["dsn"], "SELECT count(*) FROM fact_rating") == [(4,)]
+
+    # all: the other one; then all again: nothing pending, still a success
+    everything = dag.test(run_conf={"run_ids": "all", "dry_run": False})
+    assert _states(everything)["promote"] == "success"
+    assert statuses() == ["promoted", "promoted"]
+    assert _query(
+        res["dsn"], "SELECT promoted_by FROM fallback.promotions ORDER BY promoted_at"
+    ) == [
+        (f"airflow/promote_fallback/{named.run_id}",),
+        (f"airflow/promote_fallback/{everything.run_id}",),
+    ]
+    nothing = dag.test(run_conf={"run_ids": "all", "dry_run": False})
+    assert _states(nothing)["promote"] == "success"
+    assert "nothing to do" in local.ran[-1].stderr
+    assert len(_query(res["dsn"], "SELECT * FROM fallback.promotions")) == 2
+
+    # an unknown run: exit 3, failed at once (no retry can fix it); a bad id: no pod at all
+    unknown = dag.test(run_conf={"run_ids": ["fallback-nope"], "dry_run": False})
+    assert local.ran[-1].returncode == 3
+    (ti,) = [t for t in unknown.get_task_instances() if t.task_id == "promote"]
+    assert (str(ti.state), ti.try_number) == ("failed", 1)
+    pods_before = len(local.ran)
+    bad = dag.test(run_conf={"run_ids": ["--all-pending"], "dry_run": False})
+    assert _states(bad) == {"plan": "failed", "promote": "upstream_failed"}
+    assert len(local.ran) == pods_before
 
 
 def _free_port() -> int:

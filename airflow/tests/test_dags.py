@@ -20,7 +20,9 @@ DAG_IDS = {
     "recommender_train",
     "daily_aggregates",
     "data_quality",
+    "promote_fallback",
 }
+MANUAL = {"promote_fallback"}  # triggered by hand only
 
 # task id -> the task ids directly downstream
 STRUCTURE: dict[str, dict[str, set[str]]] = {
@@ -39,6 +41,7 @@ STRUCTURE: dict[str, dict[str, set[str]]] = {
     "recommender_train": {"train": set()},
     "daily_aggregates": {"aggregate_day": {"aggregate_changed"}, "aggregate_changed": set()},
     "data_quality": {"reconcile": set()},
+    "promote_fallback": {"plan": {"promote"}, "promote": set()},
 }
 
 
@@ -51,10 +54,13 @@ def test_dagbag_imports_every_dag_without_errors(dagbag: Any) -> None:
 def test_structure(dagbag: Any, dag_id: str) -> None:
     dag = dagbag.dags[dag_id]
     assert {t.task_id: set(t.downstream_task_ids) for t in dag.tasks} == STRUCTURE[dag_id]
-    # a cron trigger: a run's data interval is its trigger time (see cinepulse_airflow.windows)
-    assert type(dag.timetable).__name__ == "CronTriggerTimetable"
-    assert dag.timetable.expression == CFG.schedule(dag_id)
-    assert str(dag.timetable.timezone) == "UTC"
+    if dag_id in MANUAL:
+        assert type(dag.timetable).__name__ == "NullTimetable"
+    else:
+        # a cron trigger: a run's data interval is its trigger time (cinepulse_airflow.windows)
+        assert type(dag.timetable).__name__ == "CronTriggerTimetable"
+        assert dag.timetable.expression == CFG.schedule(dag_id)
+        assert str(dag.timetable.timezone) == "UTC"
     assert dag.catchup is False
     assert dag.max_active_runs == 1
     assert dag.start_date == pendulum.datetime(2026, 1, 1, tz="UTC")
@@ -98,6 +104,7 @@ def test_fail_fast_exit_codes(dagbag: Any) -> None:
         ("daily_aggregates", "aggregate_day"): (2,),
         ("daily_aggregates", "aggregate_changed"): (2,),
         ("data_quality", "reconcile"): (1, 2),
+        ("promote_fallback", "promote"): (2, 3),
     }
 
 
@@ -131,3 +138,46 @@ def test_dag_files_hard_code_no_cluster_names() -> None:
             line for line in path.read_text().splitlines() if not line.lstrip().startswith("#")
         )
         assert not forbidden.findall(code.split('"""', 2)[-1]), path.name
+
+
+@pytest.mark.parametrize(
+    ("run_ids", "dry_run", "expected"),
+    [
+        ("all", False, ["promote", "--all-pending", "--apply", "--by", "me"]),
+        ("all", True, ["promote", "--all-pending", "--by", "me"]),
+        (
+            ["fallback-a", "fallback-b", "fallback-a"],
+            False,
+            ["promote", "fallback-a", "fallback-b", "--by", "me"],
+        ),
+        (["fallback-a"], True, ["promote", "fallback-a", "--dry-run", "--by", "me"]),
+    ],
+)
+def test_promote_fallback_arguments(run_ids: Any, dry_run: bool, expected: list[str]) -> None:
+    from promote_fallback import promote_arguments
+
+    assert promote_arguments(run_ids, dry_run, "me") == expected
+
+
+@pytest.mark.parametrize("run_ids", [[], "some", ["--all-pending"], ["a b"], [3], None])
+def test_promote_fallback_refuses_what_is_not_run_ids(run_ids: Any) -> None:
+    from promote_fallback import promote_arguments
+
+    with pytest.raises(ValueError):
+        promote_arguments(run_ids, False, "me")
+
+
+def test_promote_fallback_plan_fails_without_retry_on_bad_parameters(dagbag: Any) -> None:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    plan = dagbag.dags["promote_fallback"].get_task("plan").python_callable
+    context = {"run_id": "manual__1", "params": {"run_ids": ["x y"], "dry_run": False}}
+    with pytest.raises(AirflowFailException, match="not fallback run ids"):
+        plan(**context)
+    context["params"] = {"run_ids": "all", "dry_run": True}
+    assert plan(**context) == [
+        "promote",
+        "--all-pending",
+        "--by",
+        "airflow/promote_fallback/manual__1",
+    ]

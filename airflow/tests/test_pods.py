@@ -19,7 +19,10 @@ AT = pendulum.datetime(2026, 11, 28, 3, 5, 42, tz="UTC")  # a run's trigger time
 STREAMING_DECISION = {
     "window_start": "2026-11-28T02:00:00+00:00",
     "window_end": "2026-11-28T03:05:00+00:00",
+    "extend_run_id": None,
 }
+PROMOTE_PLAN = ["promote", "--all-pending", "--apply", "--by", "airflow/promote_fallback/m"]
+XCOMS: dict[str, Any] = {"check_streaming": STREAMING_DECISION, "plan": PROMOTE_PLAN}
 
 # (dag, task) -> (component, rendered arguments)
 PODS: dict[tuple[str, str], tuple[str, list[str]]] = {
@@ -33,6 +36,8 @@ PODS: dict[tuple[str, str], tuple[str, list[str]]] = {
             "2026-11-28T02:00:00+00:00",
             "--to",
             "2026-11-28T03:05:00+00:00",
+            "--extend",
+            "",
             "--by",
             "airflow/streaming_guard/scheduled__2026-11-28T03:05:42+00:00",
         ],
@@ -47,6 +52,8 @@ PODS: dict[tuple[str, str], tuple[str, list[str]]] = {
         "quality",
         ["reconcile", "--from", "2026-11-28T01:00:00+00:00", "--to", "2026-11-28T02:00:00+00:00"],
     ),
+    # the arguments the plan task returned
+    ("promote_fallback", "promote"): ("pandas-fallback", PROMOTE_PLAN),
 }
 SECRET_ENV = {
     "tmdb-fetcher": {
@@ -69,7 +76,10 @@ SECRET_ENV = {
 def _context(dag: Any) -> dict[str, Any]:
     from airflow.sdk.execution_time import macros
 
-    ti = SimpleNamespace(xcom_pull=lambda task_ids: STREAMING_DECISION)
+    def xcom_pull(task_ids: str, **_: Any) -> Any:
+        return XCOMS[task_ids]
+
+    ti = SimpleNamespace(xcom_pull=xcom_pull)
     return {
         "dag": dag,
         "ti": ti,

@@ -107,6 +107,52 @@ def test_nothing_uncovered_skips_even_when_forced() -> None:
     assert d.run_fallback is False and "nothing uncovered" in d.reason
 
 
+def _outage(status: str = "succeeded", ends: timedelta = timedelta(minutes=5)) -> Any:
+    end = (NOW - ends).replace(microsecond=0)
+    return streaming.OutageRun("fallback-outage", status, end)
+
+
+def _down(**kw: Any) -> streaming.Signals:
+    return signals(
+        heartbeat_at=NOW - timedelta(hours=2), newest_spark_fact_at=NOW - timedelta(hours=2), **kw
+    )
+
+
+def test_the_outage_run_is_extended_while_the_outage_lasts() -> None:
+    run = _outage()
+    d = streaming.decide(_down(last_fallback_end=run.window_end, outage_run=run), SETTINGS)
+    assert d.run_fallback and d.extend_run_id == "fallback-outage"
+    assert d.window_start == run.window_end.isoformat() and d.window_end == END
+    assert "extending the outage's run fallback-outage" in d.reason
+    forced = streaming.decide(
+        signals(forced=True, last_fallback_end=run.window_end, outage_run=run), SETTINGS
+    )
+    assert forced.extend_run_id == "fallback-outage"
+
+
+@pytest.mark.parametrize(
+    ("why", "kw"),
+    [
+        ("no outage run (the last check was healthy)", {"outage_run": None}),
+        ("promoted meanwhile: closed", {"outage_run": _outage("promoted")}),
+        ("failed", {"outage_run": _outage("failed")}),
+        # a newer fallback run ended later (e.g. run by hand): no gap after the outage's run
+        ("not where the window starts", {"outage_run": _outage(ends=timedelta(minutes=9))}),
+    ],
+)
+def test_a_new_run_when_the_outage_run_cannot_be_extended(why: str, kw: dict[str, Any]) -> None:
+    last_end = (NOW - timedelta(minutes=5)).replace(microsecond=0)
+    d = streaming.decide(_down(last_fallback_end=last_end, **kw), SETTINGS)
+    assert d.run_fallback and d.extend_run_id is None, why
+    assert d.window_start == last_end.isoformat()
+
+
+def test_spark_coverage_past_the_outage_run_starts_a_new_run() -> None:
+    run = _outage(ends=timedelta(hours=3))
+    d = streaming.decide(_down(last_fallback_end=run.window_end, outage_run=run), SETTINGS)
+    assert d.run_fallback and d.extend_run_id is None
+
+
 @pytest.mark.parametrize(
     ("value", "forced"),
     [

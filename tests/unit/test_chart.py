@@ -210,8 +210,7 @@ def test_every_http_service_is_served_probed_and_scraped(
         for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
             assert container[probe]["httpGet"]["port"] == "http", (name, probe)
         assert "checksum/config" in dep["spec"]["template"]["metadata"]["annotations"]
-        if component != "explorer":  # Streamlit has no /metrics
-            assert component in monitors, component
+        assert component in monitors, component  # the explorer too: /metrics on its port
     assert {"gateway", "recommender"} <= {
         h["spec"]["scaleTargetRef"]["name"].rsplit("-", 1)[-1]
         for h in by_kind["HorizontalPodAutoscaler"].values()
@@ -277,6 +276,10 @@ def test_network_policies_admit_only_the_documented_flows(
     assert clients("archiver") == {"api"}
     # public servers without ingressFrom admit any client on their port only
     assert "from" not in policies["cp-cinepulse-gateway-ingress"]["ingress"][0]
+    # Prometheus' namespace reaches every scraped server's /metrics (the explorer's included)
+    for server in ("gateway", "archiver", "api", "recommender", "explorer"):
+        scrape = policies[f"cp-cinepulse-{server}-ingress"]["ingress"][-1]
+        assert "namespaceSelector" in scrape["from"][0], server
     # every dependency bundled: nothing leaves for a managed one
     assert "cp-cinepulse-egress-external" not in policies
 

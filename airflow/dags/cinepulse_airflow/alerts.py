@@ -139,13 +139,14 @@ START = pendulum.datetime(2026, 1, 1, tz="UTC")
 def cinepulse_dag(
     cfg: Config, dag_id: str, doc: str | None, *, tags: list[str], **kwargs: Any
 ) -> DAG:
-    """A DAG on its configured schedule (UTC cron), never catching up, one run at a time, with
-    :func:`default_args`; ``doc`` (the DAG file's docstring) is its documentation and its
-    first sentence its description."""
+    """A DAG on its configured schedule (UTC cron; ``schedule=None`` for one triggered by
+    hand only), never catching up, one run at a time, with :func:`default_args`; ``doc`` (the
+    DAG file's docstring) is its documentation and its first sentence its description."""
+    schedule = kwargs.pop("schedule") if "schedule" in kwargs else cfg.schedule(dag_id)
     return DAG(
         dag_id=dag_id,
         description=" ".join((doc or "").split()).split(". ")[0].removeprefix(f"{dag_id}: "),
-        schedule=cfg.schedule(dag_id),
+        schedule=schedule,
         start_date=START,
         catchup=False,
         max_active_runs=1,

@@ -108,13 +108,14 @@ def pod_task(
     *,
     task_id: str,
     component: str,
-    arguments: Sequence[str],
+    arguments: Sequence[str] | Any,
     fail_fast_exit_codes: Collection[int] = (),
     **kwargs: Any,
 ) -> CinepulsePodOperator:
     """One task that runs ``<component's command> <arguments>`` in a pod of its own.
 
-    ``arguments`` may hold Jinja templates (``{{ data_interval_start }}`` ...). Extra keyword
+    ``arguments`` may hold Jinja templates (``{{ data_interval_start }}`` ...), or be the
+    output of an upstream task (the whole list, made at run time). Extra keyword
     arguments go to the operator (``retries``, ``execution_timeout``, ...)."""
     comp = cfg.component(component)
     secrets, env = _secrets(cfg, comp.get("secrets", []))
@@ -128,7 +129,8 @@ def pod_task(
         image_pull_policy=cfg["image_pull_policy"],
         image_pull_secrets=[k8s.V1LocalObjectReference(name=n) for n in cfg["image_pull_secrets"]],
         cmds=[comp["command"]],
-        arguments=list(arguments),
+        # a list (of Jinja templates), or an upstream task's output (an XComArg)
+        arguments=list(arguments) if isinstance(arguments, (list, tuple)) else arguments,
         env_vars=[*env, k8s.V1EnvVar(name="HOME", value=SCRATCH)],
         env_from=[
             k8s.V1EnvFromSource(

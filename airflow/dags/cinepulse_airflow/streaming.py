@@ -11,7 +11,15 @@ and over which arrival window. :func:`read_signals` gathers the signals:
 * where the fallback's coverage ends: the newest ``window_end`` of a succeeded or promoted
   fallback run;
 * the Airflow Variable ``use_pandas_fallback`` (true forces a run, for maintenance or when
-  Spark writes wrong data).
+  Spark writes wrong data);
+* the outage's run: the Variable :data:`OUTAGE_VARIABLE` names the fallback run of the outage
+  in progress (set when a run is recorded for promotion, deleted at the first healthy check),
+  and the database says whether it is still open (succeeded, not promoted) and where it ends.
+
+One run per outage: while the outage lasts, each window **extends** the outage's run
+(``cinepulse-fallback run --extend RUN_ID``) when the window starts exactly where that run
+ends; a new run starts when there is none, when it was promoted meanwhile (promotion closes
+it), or when Spark's coverage moved past it.
 
 The window is on arrival time, half open, as ``cinepulse-fallback run`` takes it: from where
 Spark's coverage (less a margin for its lag) or the last fallback run ended, whichever is
@@ -28,6 +36,15 @@ from typing import Any
 FACT_TABLES = ("fact_watch", "fact_rating", "fact_comment", "fact_click")
 HEARTBEAT_QUERY = "max(cinepulse_spark_last_progress_timestamp_seconds)"
 TRUE_WORDS = {"1", "true", "yes", "on"}
+#: the Airflow Variable naming the fallback run of the outage in progress
+OUTAGE_VARIABLE = "streaming_guard_outage_run"
+
+
+@dataclass(frozen=True)
+class OutageRun:
+    run_id: str
+    status: str
+    window_end: datetime
 
 
 @dataclass(frozen=True)
@@ -37,6 +54,7 @@ class Signals:
     heartbeat_at: datetime | None  # None: no Prometheus configured, or no such series
     newest_spark_fact_at: datetime | None
     last_fallback_end: datetime | None
+    outage_run: OutageRun | None = None  # the outage's run so far, if any
 
 
 @dataclass(frozen=True)
@@ -47,6 +65,7 @@ class Decision:
     reason: str
     window_start: str | None = None  # ISO 8601, UTC
     window_end: str | None = None
+    extend_run_id: str | None = None  # the outage's run this window extends (None: a new run)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -86,6 +105,12 @@ def decide(s: Signals, settings: dict[str, Any]) -> Decision:
     if start >= end:
         return Decision(
             False, healthy, s.forced, f"{why}; nothing uncovered since {start.isoformat()}"
+        )
+    run = s.outage_run
+    if run is not None and run.status == "succeeded" and run.window_end == start:
+        why += f"; extending the outage's run {run.run_id}"
+        return Decision(
+            True, healthy, s.forced, why, start.isoformat(), end.isoformat(), run.run_id
         )
     return Decision(True, healthy, s.forced, why, start.isoformat(), end.isoformat())
 
@@ -140,16 +165,33 @@ def coverage(conn: Any) -> tuple[datetime | None, datetime | None]:
     return row[0], row[1]
 
 
+def outage_run(conn: Any, run_id: str | None) -> OutageRun | None:
+    """The state of the outage's run (the Variable's value), None when unknown."""
+    if not run_id:
+        return None
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT status, window_end FROM fallback.runs WHERE run_id = %s AND kind = 'fallback'",
+            (run_id,),
+        )
+        row = cur.fetchone()
+    return None if row is None else OutageRun(run_id, row[0], row[1])
+
+
 FIND_RUN_SQL = (
     "SELECT run_id, status, window_start, window_end, events_read, rows_written"
     " FROM fallback.runs WHERE requested_by = %s ORDER BY started_at DESC LIMIT 1"
 )
 
 
-def find_run(conn: Any, requested_by: str) -> dict[str, Any] | None:
-    """The newest fallback run requested by ``requested_by`` (what the DAG passed as --by)."""
+def find_run(conn: Any, requested_by: str, run_id: str | None = None) -> dict[str, Any] | None:
+    """The newest fallback run requested by ``requested_by`` (what the DAG passed as --by),
+    or, given ``run_id`` (an extended run), that run."""
     with conn.cursor() as cur:
-        cur.execute(FIND_RUN_SQL, (requested_by,))
+        if run_id:
+            cur.execute(FIND_RUN_SQL.replace("requested_by = %s", "run_id = %s"), (run_id,))
+        else:
+            cur.execute(FIND_RUN_SQL, (requested_by,))
         row = cur.fetchone()
     if row is None:
         return None

@@ -139,10 +139,17 @@ class EventGateway(KeyedService):
     module = "cinepulse_event_gateway"
     component = "gateway"
     keys_folder = "write-keys"
+    #: the stack's own client replays the demo (500 events/s and more), the drills and the
+    #: integration tests through the gateway: never throttled (every other key gets the
+    #: gateway's default limit, 100 events/s)
+    rate_limits = '{"demo": "unlimited"}'
 
     @property
     def port(self) -> int:
         return self.cfg.gateway_port
+
+    def service_env(self) -> dict[str, str]:
+        return super().service_env() | {"CINEPULSE_RATE_LIMITS": self.rate_limits}
 
 
 class Archiver(PythonService):
@@ -282,7 +289,7 @@ class Explorer(PythonService):
     module = "cinepulse_explorer"
     component = "explorer"
     health_path = "/_stcore/health"
-    scraped = False  # Streamlit serves no /metrics
+    scraped = True  # /metrics: a route of its Streamlit server (cinepulse_explorer.server)
     reader = "cinepulse_explorer"
 
     def __init__(

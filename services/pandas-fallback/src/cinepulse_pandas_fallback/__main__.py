@@ -1,21 +1,28 @@
 """``cinepulse-fallback``: the pandas fallback of the Spark path, its promotion, and replays.
 
   cinepulse-fallback run --from 2026-11-26T08:00Z --to 2026-11-26T10:00Z [--chunk-size N]
-      raw events that *arrived* (archiver's received_at) in [from, to) -> fallback schema
+                         [--extend RUN_ID]
+      raw events that *arrived* (archiver's received_at) in [from, to) -> fallback schema;
+      --extend adds the window to that succeeded run (one run per outage; --from at or
+      before its end; an empty value starts a new run)
   cinepulse-fallback runs [--limit N]
       the latest runs (fallback and replay), their status and promotions
-  cinepulse-fallback promote RUN_ID [--dry-run] [--by NAME]
-      one succeeded fallback run -> the main facts (Spark's facts stay); --dry-run counts
+  cinepulse-fallback promote RUN_ID... [--dry-run] [--by NAME]
+      succeeded fallback runs -> the main facts (Spark's facts stay); --dry-run counts
+  cinepulse-fallback promote --all-pending [--apply] [--by NAME]
+      every run awaiting promotion, oldest first: a dry run that lists them and counts their
+      rows unless --apply; with none pending, says so and exits 0 (idempotent)
   cinepulse-fallback replay --from ... --to ... [--chunk-size N]
-      reprocess raw events straight into the main tables (after a bug fix); idempotent
+      reprocess raw events (and the movie topic's records, into dim_movie) straight into the
+      main tables (after a bug fix); idempotent
 
 Times are ISO 8601; one without an offset is UTC. Progress goes to stderr, one JSON summary
 line to stdout. Configuration: CINEPULSE_POSTGRES__DSN, CINEPULSE_MONGO__URL (and
 CINEPULSE_MONGO__DATABASE, CINEPULSE_CHUNK_SIZE, CINEPULSE_PUSHGATEWAY_URL, ...).
 
-Exit codes: 0 done; 1 the run failed (recorded as failed, nothing of it visible);
-2 bad arguments or configuration; 3 unknown run, or a run that cannot be promoted;
-4 MongoDB or PostgreSQL unreachable.
+Exit codes: 0 done; 1 the run failed (recorded as failed, nothing of it visible; a failed
+extension leaves its run as it was); 2 bad arguments or configuration; 3 unknown run, or a
+run that cannot be promoted or extended; 4 MongoDB or PostgreSQL unreachable.
 """
 
 from __future__ import annotations
@@ -59,9 +66,18 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--to", dest="end", type=instant, required=True, help="arrived before")
         p.add_argument("--chunk-size", type=int, help="documents per chunk (memory bound)")
         p.add_argument("--by", help="who asked for it (default: the OS user)")
-    promote = sub.add_parser("promote", help="promote a succeeded run into the main facts")
-    promote.add_argument("run_id")
-    promote.add_argument("--dry-run", action="store_true", help="count, change nothing")
+        if name == "run":
+            p.add_argument(
+                "--extend", metavar="RUN_ID", help="extend this succeeded run ('' = a new run)"
+            )
+    promote = sub.add_parser("promote", help="promote succeeded runs into the main facts")
+    promote.add_argument("run_ids", nargs="*", metavar="RUN_ID")
+    promote.add_argument(
+        "--all-pending", action="store_true", help="every run awaiting promotion (dry run)"
+    )
+    mode = promote.add_mutually_exclusive_group()
+    mode.add_argument("--dry-run", action="store_true", help="count, change nothing")
+    mode.add_argument("--apply", action="store_true", help="with --all-pending: promote them")
     promote.add_argument("--by", help="who promotes it (default: the OS user)")
     runs = sub.add_parser("runs", help="list the latest runs")
     runs.add_argument("--limit", type=int, default=20)
@@ -98,6 +114,11 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--chunk-size must be at least 1")
     if args.command == "runs" and args.limit < 1:
         parser.error("--limit must be at least 1")
+    if args.command == "promote":
+        if args.all_pending == bool(args.run_ids):
+            parser.error("give run ids or --all-pending (one of them)")
+        if args.apply and not args.all_pending:
+            parser.error("--apply goes with --all-pending (a named run is promoted as asked)")
     settings = load_settings(PandasFallbackSettings)
     configure_logging("pandas-fallback", settings.log_level, settings.log_json)
     prog = "cinepulse-fallback"
@@ -121,31 +142,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_OK
 
     if args.command == "promote":
-        from cinepulse_pandas_fallback.runs import NotPromotable, RunNotFound, promote
+        return _promote(settings, args)
 
-        try:
-            result = promote(
-                settings.postgres,
-                args.run_id,
-                by=args.by or getpass.getuser(),
-                dry_run=args.dry_run,
-            )
-        except (RunNotFound, NotPromotable) as exc:
-            print(f"{prog} promote: {exc}", file=sys.stderr)
-            return EXIT_RUN
-        print(result.table(), file=sys.stderr)
-        _print_json(
-            {
-                "run_id": result.run_id,
-                "dry_run": result.dry_run,
-                "promoted_by": result.promoted_by,
-                "promoted_at": result.promoted_at,
-                "rows": result.rows,
-            }
-        )
-        return EXIT_OK
-
-    from cinepulse_pandas_fallback.job import Kind, RunFailed, run_window
+    from cinepulse_pandas_fallback.job import Kind, NotExtendable, RunFailed, run_window
 
     try:
         rules = active_rules()
@@ -162,8 +161,12 @@ def main(argv: list[str] | None = None) -> int:
             kind=kind,
             requested_by=args.by or getpass.getuser(),
             chunk_size=args.chunk_size,
+            extend=getattr(args, "extend", None) or None,
         )
         code = EXIT_OK
+    except NotExtendable as exc:
+        print(f"{prog} {args.command}: {exc}", file=sys.stderr)
+        return EXIT_RUN
     except RunFailed as exc:
         summary = exc.summary
         print(f"{prog} {args.command}: {exc}", file=sys.stderr)
@@ -171,6 +174,60 @@ def main(argv: list[str] | None = None) -> int:
     _print_json(summary.as_dict())
     if settings.pushgateway_url:
         metrics.push(settings.pushgateway_url, kind)
+    return code
+
+
+def _promotion_json(result: Any) -> dict[str, Any]:
+    return {
+        "run_id": result.run_id,
+        "dry_run": result.dry_run,
+        "promoted_by": result.promoted_by,
+        "promoted_at": result.promoted_at,
+        "rows": result.rows,
+    }
+
+
+def _promote(settings: PandasFallbackSettings, args: argparse.Namespace) -> int:
+    """``promote RUN_ID...`` (each as asked) or ``promote --all-pending`` (a dry run unless
+    ``--apply``). One JSON line per run on stdout, the tables on stderr."""
+    from cinepulse_pandas_fallback.runs import (
+        NotPromotable,
+        RunNotFound,
+        pending_runs,
+        promote,
+        promote_pending,
+    )
+
+    prog = "cinepulse-fallback promote"
+    by = args.by or getpass.getuser()
+    if args.all_pending:
+        dry_run = not args.apply
+        pending = pending_runs(settings.postgres)
+        if not pending:
+            print(f"{prog}: no fallback run awaits promotion; nothing to do", file=sys.stderr)
+            _print_json({"pending": 0, "dry_run": dry_run, "promoted": []})
+            return EXIT_OK
+        results = promote_pending(settings.postgres, by=by, dry_run=dry_run)
+        for result in results:
+            print(result.table(), file=sys.stderr)
+            _print_json(_promotion_json(result))
+        verb = "would promote" if dry_run else "promoted"
+        print(
+            f"{prog}: {verb} {len(results)} run(s): {' '.join(r.run_id for r in results)}"
+            + ("\n  (a dry run: add --apply to promote them)" if dry_run else ""),
+            file=sys.stderr,
+        )
+        return EXIT_OK
+    code = EXIT_OK
+    for run_id in args.run_ids:
+        try:
+            result = promote(settings.postgres, run_id, by=by, dry_run=args.dry_run)
+        except (RunNotFound, NotPromotable) as exc:
+            print(f"{prog}: {exc}", file=sys.stderr)
+            code = EXIT_RUN
+            continue
+        print(result.table(), file=sys.stderr)
+        _print_json(_promotion_json(result))
     return code
 
 

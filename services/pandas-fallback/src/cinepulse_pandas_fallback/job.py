@@ -14,6 +14,13 @@ marked ``failed`` (a killed one stays ``running``, with no rows), so nothing is 
 half-visible and only a succeeded run can be promoted. A replay holds its rows' locks until
 it commits: give a large range in several replays (each is atomic).
 
+A fallback run can be **extended** (``extend=RUN_ID``: one run per outage, the guard's
+``--extend``): the new window, which must start at or before the run's end (no gap), is read
+and written under the run's id in one transaction that also moves the run's ``window_end``,
+adds its counts, and holds the run's row lock (a promotion waits for it). Only a
+``succeeded`` run can be extended (a promoted one is closed: the next window is a new run);
+a failed extension rolls back whole and leaves the run as it was.
+
 An event whose copies fall in different chunks is written once: before a chunk is loaded,
 events an earlier chunk (or, for a replay, anything) already wrote are dropped, as Spark's
 dedup drops them within a batch.
@@ -27,6 +34,7 @@ import secrets
 import sys
 import time
 from collections import Counter
+from collections.abc import Generator
 from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -44,9 +52,11 @@ from cinepulse_common.warehouse import (
     QUARANTINE_COLUMNS,
     existing_event_ids,
     load_events,
+    load_movies,
 )
 from cinepulse_pandas_fallback import metrics
 from cinepulse_pandas_fallback.checks import full_match, split_valid, validate_events
+from cinepulse_pandas_fallback.movies import MOVIES_COLLECTION, transform_movies
 from cinepulse_pandas_fallback.settings import PandasFallbackSettings
 from cinepulse_pandas_fallback.source import read_chunks
 from cinepulse_pandas_fallback.transforms import (
@@ -124,6 +134,7 @@ class RunSummary:
     window_end: datetime
     status: str = "running"
     events_read: int = 0
+    movies_read: int = 0  # a replay's movie records
     chunks: int = 0
     seconds: float = 0.0
     late: int = 0
@@ -143,6 +154,7 @@ class RunSummary:
             "window_start": self.window_start.isoformat(),
             "window_end": self.window_end.isoformat(),
             "events_read": self.events_read,
+            "movies_read": self.movies_read,
             "chunks": self.chunks,
             "seconds": round(self.seconds, 3),
             "events_per_s": round(self.events_read / self.seconds, 1) if self.seconds else None,
@@ -198,6 +210,62 @@ def _progress(s: RunSummary, out: TextIO | None, started: float) -> None:
     )
 
 
+class NotExtendable(ValueError):
+    """The run to extend does not exist, is not a succeeded fallback run, or the new window
+    would leave a gap after it."""
+
+
+def _lock_for_extension(
+    conn: psycopg.Connection[Any], run_id: str, start: datetime, end: datetime
+) -> tuple[datetime, datetime, int, dict[str, Any]]:
+    """Lock the run to extend (inside the caller's transaction) and check the new window;
+    returns its (window_start, window_end, events_read, rows_written)."""
+    row = conn.execute(
+        "SELECT kind, status, window_start, window_end, events_read, rows_written"
+        " FROM fallback.runs WHERE run_id = %s FOR UPDATE",
+        (run_id,),
+    ).fetchone()
+    if row is None:
+        raise NotExtendable(f"no fallback run {run_id!r} to extend")
+    kind, status, w_start, w_end, events_read, rows_written = row
+    if kind != "fallback" or status != "succeeded":
+        raise NotExtendable(
+            f"{run_id} is a {status} {kind} run; only a succeeded fallback run can be extended"
+            + (" (a promoted run is closed: start a new one)" if status == "promoted" else "")
+        )
+    if start > w_end:
+        raise NotExtendable(
+            f"{run_id} ends at {w_end.isoformat()}: extending it from {start.isoformat()}"
+            " would leave a gap"
+        )
+    if end <= w_end:
+        raise NotExtendable(f"{run_id} already covers up to {w_end.isoformat()}")
+    return w_start, w_end, int(events_read), dict(rows_written or {})
+
+
+def _record_extension(
+    conn: psycopg.Connection[Any],
+    s: RunSummary,
+    before: tuple[datetime, datetime, int, dict[str, Any]],
+) -> None:
+    w_start, _, events_read, rows_written = before
+    written = Counter({k: v for k, v in rows_written.items() if isinstance(v, int)})
+    written.update(s.written)
+    by_rule = Counter(rows_written.get("quarantined_by_rule") or {})
+    by_rule.update(s.quarantined)
+    conn.execute(
+        "UPDATE fallback.runs SET window_start = %s, window_end = %s, events_read = %s,"
+        " rows_written = %s, finished_at = now() WHERE run_id = %s",
+        (
+            min(w_start, s.window_start),
+            s.window_end,
+            events_read + s.events_read,
+            json.dumps({**dict(written), "quarantined_by_rule": dict(by_rule)}),
+            s.run_id,
+        ),
+    )
+
+
 def run_window(
     settings: PandasFallbackSettings,
     rules: TransformRules,
@@ -208,24 +276,42 @@ def run_window(
     requested_by: str | None = None,
     chunk_size: int | None = None,
     progress: TextIO | None = sys.stderr,
+    extend: str | None = None,
 ) -> RunSummary:
     """One run over the documents that arrived in ``[start, end)``; raises
-    :class:`RunFailed` (after recording the run as failed) if anything goes wrong."""
+    :class:`RunFailed` (after recording the run as failed) if anything goes wrong.
+
+    ``extend``: add the window to that succeeded fallback run instead of starting a new one
+    (raises :class:`NotExtendable` before reading anything when it cannot be; a failure
+    leaves the run as it was)."""
     if end <= start:
         raise ValueError(
             f"the window is empty: {start.isoformat()} is not before {end.isoformat()}"
         )
+    if extend and kind != "fallback":
+        raise NotExtendable("only a fallback run can be extended")
     size = chunk_size or settings.chunk_size
     schema, flag = SCHEMA[kind], SOURCE_FLAG[kind]
-    summary = RunSummary(new_run_id(kind), kind, start, end)
+    summary = RunSummary(extend or new_run_id(kind), kind, start, end)
     started = time.monotonic()
     with make_client(settings.mongo) as client, connect(settings.postgres) as conn:
         collection = raw_database(client, settings.mongo)[settings.collection]
-        _record_start(conn, summary, requested_by or getpass.getuser())
-        log.info("run started", run_id=summary.run_id, kind=kind, start=str(start), end=str(end))
+        if extend:
+            with conn.transaction():  # fail early, before any read
+                _lock_for_extension(conn, extend, start, end)
+        else:
+            _record_start(conn, summary, requested_by or getpass.getuser())
+        log.info(
+            "run extended" if extend else "run started",
+            run_id=summary.run_id,
+            kind=kind,
+            start=str(start),
+            end=str(end),
+        )
         try:
             chunks = read_chunks(collection, start, end, size)
             with conn.transaction(), closing(chunks):
+                before = _lock_for_extension(conn, extend, start, end) if extend else None
                 while True:
                     waited = time.monotonic()
                     documents = next(chunks, None)
@@ -234,15 +320,22 @@ def run_window(
                         break
                     _write_chunk(conn, documents, rules, summary, schema, flag)
                     _progress(summary, progress, started)
+                if kind == "replay":  # the movie topic: straight into dim_movie, as Spark
+                    movies = raw_database(client, settings.mongo)[MOVIES_COLLECTION]
+                    _write_movies(conn, read_chunks(movies, start, end, size), rules, summary)
                 summary.status = "succeeded"
                 summary.seconds = time.monotonic() - started
-                _record_end(conn, summary)
+                if before is not None:
+                    _record_extension(conn, summary, before)
+                else:
+                    _record_end(conn, summary)
         except Exception as exc:
             summary.status, summary.error = "failed", f"{type(exc).__name__}: {exc}"[:2000]
             summary.seconds = time.monotonic() - started
             try:
-                with conn.transaction():
-                    _record_end(conn, summary)
+                if not extend:  # an extension rolled back whole: the run stays as it was
+                    with conn.transaction():
+                        _record_end(conn, summary)
             except psycopg.Error as record_exc:  # e.g. PostgreSQL itself went away
                 log.error("run failure not recorded", run_id=summary.run_id, error=str(record_exc))
             _observe(summary)
@@ -284,6 +377,30 @@ def _write_chunk(
     summary.load_s += time.monotonic() - t1
     summary.written.update(written)
     summary.late += int(events["is_late"].sum())
+    summary.quarantined.update(held["rule"].tolist())
+
+
+def _write_movies(
+    conn: psycopg.Connection[Any],
+    chunks: Generator[pd.DataFrame, None, None],
+    rules: TransformRules,
+    summary: RunSummary,
+) -> None:
+    """The window's movie records (few: TMDB's metadata), all at once so the newest fetch
+    of each movie wins across the window, through Spark's movie transforms
+    (:mod:`cinepulse_pandas_fallback.movies`) into ``dim_movie`` and its bridges (SCD type 1,
+    the shared load step) and the main quarantine."""
+    with closing(chunks):
+        frames = list(chunks)
+    if not frames:
+        return
+    documents = pd.concat(frames, ignore_index=True)
+    summary.movies_read += len(documents)
+    rows, quarantined = transform_movies(documents, rules)
+    held = quarantine_rows(quarantined.assign(event_id=None, event_type=None))
+    summary.written.update(load_movies(conn, _rows(rows), source_flag=SOURCE_FLAG["replay"]))
+    written = load_events(conn, (), _rows(held), source_flag=SOURCE_FLAG["replay"])
+    summary.written.update(written)
     summary.quarantined.update(held["rule"].tolist())
 
 

@@ -6,6 +6,10 @@ Promotion takes one **succeeded** fallback run and, in one transaction,
 quarantine; the run becomes ``promoted`` and ``fallback.promotions`` records who, when, and
 the rows per table. Promoting a promoted run again inserts nothing (and is recorded, with
 zero rows). A dry run counts the same rows in a read-only transaction and records nothing.
+
+:func:`pending_runs` lists the fallback runs that await promotion (succeeded, not yet
+promoted), oldest first: what ``promote --all-pending`` promotes, one run per transaction
+(a run promoted meanwhile is skipped), so a second call finds none.
 """
 
 from __future__ import annotations
@@ -27,6 +31,10 @@ class RunNotFound(LookupError):
 
 
 class NotPromotable(ValueError):
+    pass
+
+
+class AlreadyPromoted(NotPromotable):
     pass
 
 
@@ -55,9 +63,17 @@ class Promotion:
         return "\n".join(lines)
 
 
-def promote(pg: PostgresSettings, run_id: str, *, by: str, dry_run: bool = False) -> Promotion:
+def promote(
+    pg: PostgresSettings,
+    run_id: str,
+    *,
+    by: str,
+    dry_run: bool = False,
+    only_pending: bool = False,
+) -> Promotion:
     """Promote (or, ``dry_run``, count) one fallback run; raises :class:`RunNotFound` or
-    :class:`NotPromotable`."""
+    :class:`NotPromotable` (``only_pending``: :class:`AlreadyPromoted` for a promoted run,
+    rather than promoting it again)."""
     with connect(pg) as conn:
         conn.read_only = dry_run  # a dry run cannot write, whatever happens
         with conn.transaction():
@@ -71,6 +87,8 @@ def promote(pg: PostgresSettings, run_id: str, *, by: str, dry_run: bool = False
                     f"no fallback run {run_id!r} (cinepulse-fallback runs lists them)"
                 )
             kind, status = row
+            if only_pending and status == "promoted":
+                raise AlreadyPromoted(f"{run_id} is already promoted")
             if kind != "fallback":
                 raise NotPromotable(f"{run_id} is a {kind}: it wrote into the main tables itself")
             if status not in PROMOTABLE:
@@ -97,6 +115,30 @@ def promote(pg: PostgresSettings, run_id: str, *, by: str, dry_run: bool = False
                 "UPDATE fallback.runs SET status = 'promoted' WHERE run_id = %s", (run_id,)
             )
     return Promotion(run_id, by, False, rows, promoted_at)
+
+
+def pending_runs(pg: PostgresSettings) -> list[dict[str, Any]]:
+    """The fallback runs awaiting promotion (succeeded), oldest window first."""
+    with connect(pg) as conn:
+        rows = conn.execute(
+            "SELECT run_id, window_start, window_end, events_read, requested_by"
+            " FROM fallback.runs WHERE kind = 'fallback' AND status = 'succeeded'"
+            " ORDER BY window_start, started_at"
+        ).fetchall()
+    keys = ("run_id", "window_start", "window_end", "events_read", "requested_by")
+    return [dict(zip(keys, r, strict=True)) for r in rows]
+
+
+def promote_pending(pg: PostgresSettings, *, by: str, dry_run: bool = True) -> list[Promotion]:
+    """Promote (or, ``dry_run``, count) every run awaiting promotion, oldest first, each in a
+    transaction of its own; a run promoted by someone else meanwhile is skipped."""
+    done = []
+    for run in pending_runs(pg):
+        try:
+            done.append(promote(pg, run["run_id"], by=by, dry_run=dry_run, only_pending=True))
+        except AlreadyPromoted:
+            continue
+    return done
 
 
 RUN_COLUMNS = (
