@@ -134,12 +134,6 @@ def test_malformed_release_dates_are_quarantined_by_the_fallback() -> None:
     assert held["quarantine_reason"].tolist() == ["release_date: not a date"] * 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Spark's validate_movies casts release_date with to_date under ANSI mode: a malformed"
-    " date raises CAST_INVALID_INPUT and fails the movies micro-batch (try_to_date would"
-    " quarantine it); cinepulse_spark_jobs.transforms, outside the fallback",
-)
 def test_spark_quarantines_malformed_release_dates_too(spark: Any) -> None:
     _compare(spark, [*corpus(), *MALFORMED_DATES])
 

@@ -420,7 +420,9 @@ def _movie_checks() -> Iterable[tuple[Column, Column]]:
     yield F.col("id").isNull() | (F.col("id") <= 0), F.lit("id: missing or not positive")
     yield F.col("title").isNull() | (F.trim("title") == ""), F.lit("title: missing")
     yield (
-        F.col("release_date").isNotNull() & F.to_date("release_date").isNull(),
+        # try_to_date: under ANSI mode (Spark 4's default) to_date raises on 1999-02-30 and fails
+        # the whole micro-batch; a malformed date is this record's quarantine reason instead
+        F.col("release_date").isNotNull() & F.try_to_date("release_date").isNull(),
         F.lit("release_date: not a date"),
     )
     for name in ("runtime", "budget", "revenue", "vote_count", "popularity"):
@@ -474,7 +476,7 @@ def model_movies(movies: DataFrame, rules: TransformRules) -> DataFrame:
     values = {
         "movie_id": F.col("id"),
         "runtime_minutes": F.col("runtime"),
-        "release_date": F.to_date("release_date"),
+        "release_date": F.try_to_date("release_date"),
         "vote_average": F.round(F.col("vote_average"), 1).cast(T.DecimalType(3, 1)),
         "adult": F.coalesce(F.col("adult"), F.lit(False)),
         "genres": named("genres"),
