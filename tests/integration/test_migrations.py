@@ -37,6 +37,13 @@ def test_upgrade_downgrade_upgrade_round_trip(empty_pg_dsn: str) -> None:
         *FACTS,
     } <= tables
     assert {*FACTS, "runs", "quarantine"} <= _tables(empty_pg_dsn, "fallback")
+    fallback_movies = {"dim_movie", "dim_genre", "dim_keyword", "dim_company"} | {
+        f"bridge_movie_{d}" for d in ("genre", "keyword", "company")
+    }
+    assert fallback_movies <= _tables(empty_pg_dsn, "fallback")  # 0009
+    downgrade(empty_pg_dsn, "0008")
+    assert not fallback_movies & _tables(empty_pg_dsn, "fallback")
+    upgrade(empty_pg_dsn, "head")
 
     downgrade(empty_pg_dsn, "0002")
     assert "runs" not in _tables(empty_pg_dsn, "fallback")

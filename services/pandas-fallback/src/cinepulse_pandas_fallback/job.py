@@ -134,7 +134,7 @@ class RunSummary:
     window_end: datetime
     status: str = "running"
     events_read: int = 0
-    movies_read: int = 0  # a replay's movie records
+    movies_read: int = 0  # the window's movie records
     chunks: int = 0
     seconds: float = 0.0
     late: int = 0
@@ -320,9 +320,12 @@ def run_window(
                         break
                     _write_chunk(conn, documents, rules, summary, schema, flag)
                     _progress(summary, progress, started)
-                if kind == "replay":  # the movie topic: straight into dim_movie, as Spark
-                    movies = raw_database(client, settings.mongo)[MOVIES_COLLECTION]
-                    _write_movies(conn, read_chunks(movies, start, end, size), rules, summary)
+                # the movie topic: a replay straight into dim_movie, as Spark; a fallback
+                # run into fallback.dim_movie, until promoted
+                movies = raw_database(client, settings.mongo)[MOVIES_COLLECTION]
+                _write_movies(
+                    conn, read_chunks(movies, start, end, size), rules, summary, schema, flag
+                )
                 summary.status = "succeeded"
                 summary.seconds = time.monotonic() - started
                 if before is not None:
@@ -385,11 +388,14 @@ def _write_movies(
     chunks: Generator[pd.DataFrame, None, None],
     rules: TransformRules,
     summary: RunSummary,
+    schema: str,
+    flag: str,
 ) -> None:
     """The window's movie records (few: TMDB's metadata), all at once so the newest fetch
     of each movie wins across the window, through Spark's movie transforms
     (:mod:`cinepulse_pandas_fallback.movies`) into ``dim_movie`` and its bridges (SCD type 1,
-    the shared load step) and the main quarantine."""
+    the shared load step) and the quarantine; a fallback run's into the ``fallback`` schema
+    under its run id (an extension's version of a movie replaces the run's earlier one)."""
     with closing(chunks):
         frames = list(chunks)
     if not frames:
@@ -398,8 +404,11 @@ def _write_movies(
     summary.movies_read += len(documents)
     rows, quarantined = transform_movies(documents, rules)
     held = quarantine_rows(quarantined.assign(event_id=None, event_type=None))
-    summary.written.update(load_movies(conn, _rows(rows), source_flag=SOURCE_FLAG["replay"]))
-    written = load_events(conn, (), _rows(held), source_flag=SOURCE_FLAG["replay"])
+    run_id = summary.run_id if schema != "public" else None
+    summary.written.update(
+        load_movies(conn, _rows(rows), source_flag=flag, schema=schema, run_id=run_id)
+    )
+    written = load_events(conn, (), _rows(held), source_flag=flag, schema=schema, run_id=run_id)
     summary.written.update(written)
     summary.quarantined.update(held["rule"].tolist())
 

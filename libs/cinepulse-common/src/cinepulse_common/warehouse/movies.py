@@ -1,5 +1,6 @@
 """Loading movies (the ``movie`` topic): SCD type 1 upserts of ``dim_movie``, the genre,
-keyword and company dimensions, and each movie's bridges replaced by its current lists."""
+keyword and company dimensions, and each movie's bridges replaced by its current lists; a
+fallback run's movies kept apart (schema ``fallback``) and their promotion."""
 
 from __future__ import annotations
 
@@ -12,102 +13,325 @@ from psycopg import sql
 from cinepulse_common.warehouse.columns import DIM_MOVIE_COLUMNS, MOVIE_COLUMN_TYPES
 from cinepulse_common.warehouse.load import _copy_into_temp, _ids
 
+#: (list column, dimension, its key, its extra columns)
+MOVIE_LISTS: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
+    ("genres", "dim_genre", "genre_id", ()),
+    ("keywords", "dim_keyword", "keyword_id", ()),
+    ("companies", "dim_company", "company_id", ("origin_country",)),
+)
+#: the movie tables a fallback run writes and a promotion upserts, in order
+MOVIE_TABLES: tuple[str, ...] = (
+    "dim_movie",
+    *(t for _, dim, _, _ in MOVIE_LISTS for t in (dim, f"bridge_movie_{dim[4:]}")),
+)
+
+
+def _bridge(dim: str) -> str:
+    return f"bridge_movie_{dim.removeprefix('dim_')}"
+
+
+_BATCH = sql.Identifier("_batch_movies")
+
+
+def _pairs(column: str, source: sql.Composable = _BATCH) -> sql.Composable:
+    """(movie_id, id) of every element of each movie's list ``column``."""
+    return sql.SQL(
+        "SELECT DISTINCT m.movie_id, (e->>'id')::integer AS id "
+        "FROM {source} AS m, jsonb_array_elements(m.{column}) AS e"
+    ).format(source=source, column=sql.Identifier(column))
+
+
+def _elements(names: Sequence[str]) -> list[sql.Composable]:
+    return [
+        sql.SQL("(e->>'id')::integer"),
+        *(sql.SQL("e->>{}").format(sql.Literal(n)) for n in names[1:]),
+    ]
+
 
 def load_movies(
-    conn: psycopg.Connection[Any], movies: Iterable[Sequence[Any]], *, source_flag: str
+    conn: psycopg.Connection[Any],
+    movies: Iterable[Sequence[Any]],
+    *,
+    source_flag: str,
+    schema: str = "public",
+    run_id: str | None = None,
 ) -> dict[str, int]:
     """Upsert movies (one row per movie, :data:`MOVIE_COLUMNS` order; the engine keeps the
-    latest version of each) inside the caller's transaction; returns rows changed per table."""
+    latest version of each) inside the caller's transaction; returns rows changed per table.
+
+    ``schema='fallback'`` (with a ``run_id``) writes a fallback run's movies apart: a movie
+    the run already holds is replaced by this version (as a later micro-batch overwrites on
+    the streaming path), with its bridges; :func:`promote_run_movies` moves them later."""
+    if schema not in ("public", "fallback") or (schema == "fallback") != (run_id is not None):
+        raise ValueError("schema 'public' without a run_id, or 'fallback' with one")
     written: dict[str, int] = {}
     flag = sql.Literal(source_flag)
     with conn.cursor() as cur:
         if not _copy_into_temp(cur, "_batch_movies", MOVIE_COLUMN_TYPES, movies):
             cur.execute("DROP TABLE _batch_movies")
             return written
-        cols = _ids(DIM_MOVIE_COLUMNS)
-        excluded = sql.SQL(", ").join(
-            sql.SQL("EXCLUDED.{}").format(sql.Identifier(c)) for c in DIM_MOVIE_COLUMNS[1:]
-        )
-        current = sql.SQL(", ").join(
-            sql.SQL("dim_movie.{}").format(sql.Identifier(c)) for c in DIM_MOVIE_COLUMNS[1:]
-        )
-        # SCD type 1: overwrite a changed movie; leave an unchanged one (and its updated_at)
-        cur.execute(
-            sql.SQL("""
-            INSERT INTO dim_movie ({cols}, source_flag)
-            SELECT {cols}, {flag} FROM _batch_movies ORDER BY movie_id
-            ON CONFLICT (movie_id) DO UPDATE SET ({rest}, source_flag, updated_at)
-                = ({excluded}, EXCLUDED.source_flag, now())
-            WHERE ({current}) IS DISTINCT FROM ({excluded})
-            """).format(
-                cols=cols,
-                flag=flag,
-                rest=_ids(DIM_MOVIE_COLUMNS[1:]),
-                excluded=excluded,
-                current=current,
-            )
-        )
-        written["dim_movie"] = cur.rowcount
-        for column, dim, key, extra in (
-            ("genres", "dim_genre", "genre_id", ()),
-            ("keywords", "dim_keyword", "keyword_id", ()),
-            ("companies", "dim_company", "company_id", ("origin_country",)),
-        ):
-            names = [key, "name", *extra]
-            values = [
-                sql.SQL("(e->>'id')::integer"),
-                sql.SQL("e->>'name'"),
-                *(sql.SQL("e->>{}").format(sql.Literal(x)) for x in extra),
-            ]
-            cur.execute(
-                sql.SQL("""
-                INSERT INTO {dim} ({names}, source_flag)
-                SELECT DISTINCT ON ((e->>'id')::integer) {values}, {flag}
-                FROM _batch_movies, jsonb_array_elements({column}) AS e
-                ORDER BY (e->>'id')::integer
-                ON CONFLICT ({key}) DO UPDATE SET ({set_cols}) = ({set_vals})
-                WHERE ({cur_vals}) IS DISTINCT FROM ({set_vals})
-                """).format(
-                    dim=sql.Identifier(dim),
-                    names=_ids(names),
-                    values=sql.SQL(", ").join(values),
-                    flag=flag,
-                    column=sql.Identifier(column),
-                    key=sql.Identifier(key),
-                    set_cols=_ids([*names[1:], "source_flag"]),
-                    set_vals=sql.SQL(", ").join(
-                        sql.SQL("EXCLUDED.{}").format(sql.Identifier(n))
-                        for n in [*names[1:], "source_flag"]
-                    ),
-                    cur_vals=sql.SQL(", ").join(
-                        sql.SQL("{}.{}").format(sql.Identifier(dim), sql.Identifier(n))
-                        for n in [*names[1:], "source_flag"]
-                    ),
-                )
-            )
-            written[dim] = cur.rowcount
-            bridge_name = f"bridge_movie_{dim.removeprefix('dim_')}"
-            bridge = sql.Identifier(bridge_name)
-            pairs = sql.SQL(
-                "SELECT DISTINCT m.movie_id, (e->>'id')::integer AS id "
-                "FROM _batch_movies AS m, jsonb_array_elements(m.{column}) AS e"
-            ).format(column=sql.Identifier(column))
-            cur.execute(
-                sql.SQL("""
-                DELETE FROM {bridge} AS b
-                USING _batch_movies AS m
-                WHERE b.movie_id = m.movie_id
-                  AND (b.movie_id, b.{key}) NOT IN ({pairs})
-                """).format(bridge=bridge, key=sql.Identifier(key), pairs=pairs)
-            )
-            removed = cur.rowcount
-            cur.execute(
-                sql.SQL("""
-                INSERT INTO {bridge} (movie_id, {key}, source_flag)
-                SELECT movie_id, id, {flag} FROM ({pairs}) AS p ORDER BY movie_id, id
-                ON CONFLICT DO NOTHING
-                """).format(bridge=bridge, key=sql.Identifier(key), flag=flag, pairs=pairs)
-            )
-            written[bridge_name] = removed + cur.rowcount
+        if run_id is None:
+            written = _upsert_batch_movies(cur, flag)
+        else:
+            written = _keep_run_movies(cur, sql.Literal(run_id), flag)
         cur.execute("DROP TABLE _batch_movies")
     return written
+
+
+def _upsert_batch_movies(cur: psycopg.Cursor[Any], flag: sql.Composable) -> dict[str, int]:
+    """The main tables from the temporary table ``_batch_movies`` (SCD type 1)."""
+    written: dict[str, int] = {}
+    cols = _ids(DIM_MOVIE_COLUMNS)
+    excluded = sql.SQL(", ").join(
+        sql.SQL("EXCLUDED.{}").format(sql.Identifier(c)) for c in DIM_MOVIE_COLUMNS[1:]
+    )
+    current = sql.SQL(", ").join(
+        sql.SQL("dim_movie.{}").format(sql.Identifier(c)) for c in DIM_MOVIE_COLUMNS[1:]
+    )
+    # SCD type 1: overwrite a changed movie; leave an unchanged one (and its updated_at)
+    cur.execute(
+        sql.SQL("""
+        INSERT INTO dim_movie ({cols}, source_flag)
+        SELECT {cols}, {flag} FROM _batch_movies ORDER BY movie_id
+        ON CONFLICT (movie_id) DO UPDATE SET ({rest}, source_flag, updated_at)
+            = ({excluded}, EXCLUDED.source_flag, now())
+        WHERE ({current}) IS DISTINCT FROM ({excluded})
+        """).format(
+            cols=cols,
+            flag=flag,
+            rest=_ids(DIM_MOVIE_COLUMNS[1:]),
+            excluded=excluded,
+            current=current,
+        )
+    )
+    written["dim_movie"] = cur.rowcount
+    for column, dim, key, extra in MOVIE_LISTS:
+        names = [key, "name", *extra]
+        cur.execute(
+            sql.SQL("""
+            INSERT INTO {dim} ({names}, source_flag)
+            SELECT DISTINCT ON ((e->>'id')::integer) {values}, {flag}
+            FROM _batch_movies, jsonb_array_elements({column}) AS e
+            ORDER BY (e->>'id')::integer
+            ON CONFLICT ({key}) DO UPDATE SET ({set_cols}) = ({set_vals})
+            WHERE ({cur_vals}) IS DISTINCT FROM ({set_vals})
+            """).format(
+                dim=sql.Identifier(dim),
+                names=_ids(names),
+                values=sql.SQL(", ").join(_elements(names)),
+                flag=flag,
+                column=sql.Identifier(column),
+                key=sql.Identifier(key),
+                set_cols=_ids([*names[1:], "source_flag"]),
+                set_vals=sql.SQL(", ").join(
+                    sql.SQL("EXCLUDED.{}").format(sql.Identifier(n))
+                    for n in [*names[1:], "source_flag"]
+                ),
+                cur_vals=sql.SQL(", ").join(
+                    sql.SQL("{}.{}").format(sql.Identifier(dim), sql.Identifier(n))
+                    for n in [*names[1:], "source_flag"]
+                ),
+            )
+        )
+        written[dim] = cur.rowcount
+        bridge = sql.Identifier(_bridge(dim))
+        pairs = _pairs(column)
+        cur.execute(
+            sql.SQL("""
+            DELETE FROM {bridge} AS b
+            USING _batch_movies AS m
+            WHERE b.movie_id = m.movie_id
+              AND (b.movie_id, b.{key}) NOT IN ({pairs})
+            """).format(bridge=bridge, key=sql.Identifier(key), pairs=pairs)
+        )
+        removed = cur.rowcount
+        cur.execute(
+            sql.SQL("""
+            INSERT INTO {bridge} (movie_id, {key}, source_flag)
+            SELECT movie_id, id, {flag} FROM ({pairs}) AS p ORDER BY movie_id, id
+            ON CONFLICT DO NOTHING
+            """).format(bridge=bridge, key=sql.Identifier(key), flag=flag, pairs=pairs)
+        )
+        written[_bridge(dim)] = removed + cur.rowcount
+    return written
+
+
+def _keep_run_movies(
+    cur: psycopg.Cursor[Any], run: sql.Composable, flag: sql.Composable
+) -> dict[str, int]:
+    """A fallback run's tables from ``_batch_movies``: each movie replaces the run's earlier
+    version of it (its bridges go with it, by cascade)."""
+    written: dict[str, int] = {}
+    cols = _ids(DIM_MOVIE_COLUMNS)
+    cur.execute(
+        sql.SQL(
+            "DELETE FROM fallback.dim_movie WHERE run_id = {run}"
+            " AND movie_id IN (SELECT movie_id FROM _batch_movies)"
+        ).format(run=run)
+    )
+    cur.execute(
+        sql.SQL("""
+        INSERT INTO fallback.dim_movie (run_id, {cols}, source_flag)
+        SELECT {run}, {cols}, {flag} FROM _batch_movies ORDER BY movie_id
+        """).format(cols=cols, run=run, flag=flag)
+    )
+    written["dim_movie"] = cur.rowcount
+    for column, dim, key, extra in MOVIE_LISTS:
+        names = [key, "name", *extra]
+        cur.execute(
+            sql.SQL("""
+            INSERT INTO {dim} (run_id, {names}, source_flag)
+            SELECT DISTINCT ON ((e->>'id')::integer) {run}, {values}, {flag}
+            FROM _batch_movies, jsonb_array_elements({column}) AS e
+            ORDER BY (e->>'id')::integer
+            ON CONFLICT (run_id, {key}) DO UPDATE SET ({set_cols}) = ROW({set_vals})
+            """).format(
+                dim=sql.Identifier("fallback", dim),
+                names=_ids(names),
+                run=run,
+                values=sql.SQL(", ").join(_elements(names)),
+                flag=flag,
+                column=sql.Identifier(column),
+                key=sql.Identifier(key),
+                set_cols=_ids(names[1:]),
+                set_vals=sql.SQL(", ").join(
+                    sql.SQL("EXCLUDED.{}").format(sql.Identifier(n)) for n in names[1:]
+                ),
+            )
+        )
+        written[dim] = cur.rowcount
+        cur.execute(
+            sql.SQL("""
+            INSERT INTO {bridge} (run_id, movie_id, {key}, source_flag)
+            SELECT {run}, movie_id, id, {flag} FROM ({pairs}) AS p ORDER BY movie_id, id
+            """).format(
+                bridge=sql.Identifier("fallback", _bridge(dim)),
+                key=sql.Identifier(key),
+                run=run,
+                flag=flag,
+                pairs=_pairs(column),
+            )
+        )
+        written[_bridge(dim)] = cur.rowcount
+    return written
+
+
+def _run_movies(run: sql.Composable) -> sql.Composable:
+    """A fallback run's movies as :data:`MOVIE_COLUMNS` rows (lists rebuilt from its bridges)."""
+    lists = []
+    for column, dim, key, extra in MOVIE_LISTS:
+        fields = sql.SQL(", ").join(
+            sql.SQL("{}, d.{}").format(sql.Literal(n), sql.Identifier(n)) for n in ("name", *extra)
+        )
+        lists.append(
+            sql.SQL("""
+            coalesce((SELECT jsonb_agg(jsonb_strip_nulls(jsonb_build_object('id', d.{key}, {fields}))
+                                       ORDER BY d.{key})
+                      FROM {bridge} AS b JOIN {dim} AS d USING (run_id, {key})
+                      WHERE b.run_id = m.run_id AND b.movie_id = m.movie_id), '[]'::jsonb)
+                AS {column}
+            """).format(
+                key=sql.Identifier(key),
+                fields=fields,
+                bridge=sql.Identifier("fallback", _bridge(dim)),
+                dim=sql.Identifier("fallback", dim),
+                column=sql.Identifier(column),
+            )
+        )
+    return sql.SQL(
+        "SELECT {cols}, {lists} FROM fallback.dim_movie AS m WHERE m.run_id = {run}"
+    ).format(
+        cols=sql.SQL(", ").join(
+            sql.SQL("m.{}").format(sql.Identifier(c)) for c in DIM_MOVIE_COLUMNS
+        ),
+        lists=sql.SQL(", ").join(lists),
+        run=run,
+    )
+
+
+def promote_run_movies(
+    cur: psycopg.Cursor[Any], run_id: str, *, dry_run: bool, source_flag: str
+) -> dict[str, dict[str, int]]:
+    """Upsert one fallback run's movies into the main movie tables with the streaming path's
+    load (SCD type 1: the run's version of a movie overwrites a different one; an equal one
+    is left as it is), inside the caller's transaction. Per table ``{"inserted": n,
+    "present": m}``: rows new or changed (for a bridge, added or removed) and rows already
+    as the run has them; ``dry_run`` counts the same with reads only."""
+    run, flag = sql.Literal(run_id), sql.Literal(source_flag)
+    source = _run_movies(run)
+
+    def one(query: sql.Composable) -> tuple[int, ...]:
+        cur.execute(sql.SQL("WITH b AS ({source}) ").format(source=source) + query)
+        row = cur.fetchone()
+        assert row is not None
+        return tuple(int(v) for v in row)
+
+    counts: dict[str, dict[str, int]] = {}
+    rest = DIM_MOVIE_COLUMNS[1:]
+    changed, offered = one(
+        sql.SQL("""
+        SELECT count(*) FILTER (WHERE d.movie_id IS NULL OR ({cur}) IS DISTINCT FROM ({new})),
+               count(*)
+        FROM b LEFT JOIN dim_movie AS d USING (movie_id)
+        """).format(
+            cur=sql.SQL(", ").join(sql.SQL("d.{}").format(sql.Identifier(c)) for c in rest),
+            new=sql.SQL(", ").join(sql.SQL("b.{}").format(sql.Identifier(c)) for c in rest),
+        )
+    )
+    counts["dim_movie"] = {"inserted": changed, "present": offered - changed}
+    for column, dim, key, extra in MOVIE_LISTS:
+        names = [key, "name", *extra]
+        changed, offered = one(
+            sql.SQL("""
+            , e AS (SELECT DISTINCT ON ((e->>'id')::integer) {values}
+                    FROM b, jsonb_array_elements(b.{column}) AS e
+                    ORDER BY (e->>'id')::integer)
+            SELECT count(*) FILTER (WHERE d.{key} IS NULL
+                                       OR ({cur}, d.source_flag) IS DISTINCT FROM
+                                          ({new}, {flag}::source_flag)),
+                   count(*)
+            FROM e LEFT JOIN {dim} AS d USING ({key})
+            """).format(
+                values=sql.SQL(", ").join(
+                    sql.SQL("{} AS {}").format(v, sql.Identifier(n))
+                    for v, n in zip(_elements(names), names, strict=True)
+                ),
+                column=sql.Identifier(column),
+                key=sql.Identifier(key),
+                cur=sql.SQL(", ").join(
+                    sql.SQL("d.{}").format(sql.Identifier(n)) for n in names[1:]
+                ),
+                new=sql.SQL(", ").join(
+                    sql.SQL("e.{}").format(sql.Identifier(n)) for n in names[1:]
+                ),
+                flag=flag,
+                dim=sql.Identifier(dim),
+            )
+        )
+        counts[dim] = {"inserted": changed, "present": offered - changed}
+        added, removed, present = one(
+            sql.SQL("""
+            , p AS ({pairs}),
+              q AS (SELECT x.movie_id, x.{key} AS id FROM {bridge} AS x
+                    WHERE x.movie_id IN (SELECT movie_id FROM b))
+            SELECT (SELECT count(*) FROM (SELECT * FROM p EXCEPT SELECT * FROM q) AS a),
+                   (SELECT count(*) FROM (SELECT * FROM q EXCEPT SELECT * FROM p) AS r),
+                   (SELECT count(*) FROM (SELECT * FROM p INTERSECT SELECT * FROM q) AS k)
+            """).format(
+                pairs=_pairs(column, sql.SQL("b")),
+                key=sql.Identifier(key),
+                bridge=sql.Identifier(_bridge(dim)),
+            )
+        )
+        counts[_bridge(dim)] = {"inserted": added + removed, "present": present}
+    if not dry_run:
+        cur.execute(
+            sql.SQL("CREATE TEMP TABLE _batch_movies ON COMMIT DROP AS {source}").format(
+                source=source
+            )
+        )
+        written = _upsert_batch_movies(cur, flag)
+        cur.execute("DROP TABLE _batch_movies")
+        for table, n in written.items():
+            counts[table]["inserted"] = n
+    return counts

@@ -10,6 +10,7 @@ from psycopg import sql
 
 from cinepulse_common.warehouse.columns import FACT_BASE, FACT_EXTRA, FACT_TABLE, QUARANTINE_COLUMNS
 from cinepulse_common.warehouse.load import _ids, _upsert_dims
+from cinepulse_common.warehouse.movies import promote_run_movies
 
 
 def _fact_in_public(alias: str) -> sql.Composable:
@@ -38,6 +39,11 @@ def promote_run(
       copy there stays as it is); the others are inserted with the run's ``source_flag``;
     * ``dim_date`` and ``dim_user`` as :func:`load_events` does them, from the facts that
       are inserted (the foreign keys hold; new users get ``source_flag``);
+    * the run's movies (``fallback.dim_movie`` and its bridges) upserted into ``dim_movie``,
+      its genre, keyword and company dimensions and bridges by the streaming path's SCD
+      type 1 load (:func:`.movies.promote_run_movies`): the run's version overwrites a
+      different one, so promoting runs oldest first leaves the latest; an equal one is
+      left as it is, so promoting again changes nothing;
     * the run's quarantine, keyed on the source position like every quarantine row.
 
     Staging is not written: a promoted run's raw records stay in MongoDB (the replay
@@ -126,6 +132,7 @@ def promote_run(
                 sql.SQL("SELECT count(*) FROM {t} WHERE run_id = {run}").format(t=target, run=run)
             )
             counts[table] = {"inserted": inserted, "present": offered - inserted}
+        counts.update(promote_run_movies(cur, run_id, dry_run=dry_run, source_flag=source_flag))
         if dry_run:
             new, old = pair(
                 sql.SQL("""
