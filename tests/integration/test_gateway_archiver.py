@@ -34,6 +34,8 @@ def gateway_env(kafka: KafkaSettings, **extra: str) -> dict[str, str]:
         CINEPULSE_KAFKA__BOOTSTRAP_SERVERS=kafka.bootstrap_servers,
         CINEPULSE_KAFKA__TOPIC_PREFIX=kafka.topic_prefix,
         CINEPULSE_AUTH__KEYS=json.dumps({"it": KEY}),
+        # bursts and fuzzed batches of up to 500 events: the default 100/s would refuse them
+        CINEPULSE_RATE_LIMITS=json.dumps({"it": "unlimited"}),
         CINEPULSE_LIMITS__PRODUCE_TIMEOUT_S="3",
         CINEPULSE_LIMITS__RETRY_AFTER_S="2",
         **extra,

@@ -8,8 +8,11 @@ Request life cycle (``POST /api/events`` and ``POST /api/events/batch``):
 1. content type must be JSON (415), the body at most ``limits.max_body_bytes`` (413) and
    received whole within ``limits.body_read_timeout_s`` (408: a slow client holds no
    request slot for long);
-2. the write key must match a client (401); the client's rate limit, if set, must allow
-   the number of events (429 with Retry-After);
+2. the write key must match a client (401); the client's rate limit (its own in
+   ``rate_limits``, else ``rate_limit``: 100 events/second; counted per pod) must allow the
+   number of events (429 with Retry-After); every answer from then on carries
+   ``X-RateLimit-Limit``, ``-Remaining`` and ``-Reset`` for that client (none for an
+   unlimited client);
 3. the body is parsed strictly (:mod:`cinepulse_event_gateway.body`: a key repeated in an
    object is refused, naming it); each event is validated against the envelope models and
    the transform rules (422 with the field and the reason); the server stamps
@@ -42,7 +45,7 @@ from typing import Any
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
-from limits import RateLimitItem, parse
+from limits import RateLimitItem
 from limits.storage import MemoryStorage
 from limits.strategies import SlidingWindowCounterRateLimiter
 from pydantic import ValidationError
@@ -99,9 +102,7 @@ class Gateway:
         self.publisher = publisher
         self.keys = keys
         self.topics = {t: settings.kafka.topic(rules.topic_for(t)) for t in EventType}
-        self.limit: RateLimitItem | None = (
-            parse(settings.rate_limit) if settings.rate_limit else None
-        )
+        self._limits: dict[str, RateLimitItem | None] = {}
         self.limiter = SlidingWindowCounterRateLimiter(MemoryStorage())
 
     # --- request checks ---------------------------------------------------------------------
@@ -115,22 +116,33 @@ class Gateway:
             raise HTTPException(401, reason, headers={"WWW-Authenticate": header})
         return client
 
-    def rate_limit(self, client: str, cost: int) -> None:
-        if self.limit is None or cost == 0:
-            return
-        if cost > self.limit.amount:
-            raise HTTPException(
-                429, f"{cost} events exceed the rate limit of {self.limit} for one request"
-            )
-        if not self.limiter.hit(self.limit, client, cost=cost):
-            reset = self.limiter.get_window_stats(self.limit, client).reset_time
-            retry = max(1, math.ceil(reset - time.time()))
-            metrics.EVENTS_REJECTED.labels("unknown", "rate_limited").inc(cost)
-            raise HTTPException(
-                429,
-                f"rate limit {self.limit} exceeded for client {client!r}",
-                headers={"Retry-After": str(retry)},
-            )
+    def limit_for(self, client: str) -> RateLimitItem | None:
+        if client not in self._limits:  # parsed once per client (settings are validated)
+            self._limits[client] = self.settings.limit_for(client)
+        return self._limits[client]
+
+    def rate_limit(self, client: str, cost: int) -> dict[str, str]:
+        """Count ``cost`` events against ``client``'s limit: its ``X-RateLimit-*`` headers
+        (none for an unlimited client), or 429 with them and ``Retry-After``."""
+        limit = self.limit_for(client)
+        if limit is None:
+            return {}
+        allowed = cost <= limit.amount and self.limiter.hit(limit, client, cost=cost)
+        stats = self.limiter.get_window_stats(limit, client)
+        reset = max(1, math.ceil(stats.reset_time - time.time()))
+        headers = {
+            "X-RateLimit-Limit": str(limit.amount),
+            "X-RateLimit-Remaining": str(max(0, stats.remaining)),
+            "X-RateLimit-Reset": str(reset),
+        }
+        if allowed:
+            return headers
+        metrics.EVENTS_REJECTED.labels("unknown", "rate_limited").inc(cost)
+        if cost > limit.amount:
+            detail = f"{cost} events exceed the rate limit of {limit} for one request"
+        else:
+            detail = f"rate limit {limit} exceeded for client {client!r}"
+        raise HTTPException(429, detail, headers={**headers, "Retry-After": str(reset)})
 
     async def read_body(self, request: Request) -> bytes:
         ctype = request.headers.get("content-type", "")
@@ -287,6 +299,7 @@ def create_app(
             topics=sorted(state["gw"].topics.values()),
             clients=len(keys.clients) if keys else 0,
             rate_limit=settings.rate_limit,
+            rate_limits=settings.rate_limits,
         )
         try:
             yield
@@ -309,11 +322,11 @@ def create_app(
     # the OpenAPI declares it as an apiKey security scheme
     header = settings.auth.header
 
-    def unavailable(detail: Any) -> JSONResponse:
+    def unavailable(detail: Any, counted: dict[str, str]) -> JSONResponse:
         return JSONResponse(
             detail,
             status_code=503,
-            headers={"Retry-After": str(settings.limits.retry_after_s)},
+            headers={**counted, "Retry-After": str(settings.limits.retry_after_s)},
         )
 
     @app.post(
@@ -330,15 +343,19 @@ def create_app(
         client = gw.authenticate(request.headers.get(header))
         key = idempotency_key(request)
         body = await gw.read_body(request)
-        gw.rate_limit(client, 1)
+        counted = gw.rate_limit(client, 1)
         try:
             data = parse_json(body)
         except MalformedJson as exc:
             metrics.EVENTS_REJECTED.labels("unknown", exc.error.type).inc()
-            return JSONResponse({"detail": [exc.error.model_dump()]}, status_code=422)
+            return JSONResponse(
+                {"detail": [exc.error.model_dump()]}, status_code=422, headers=counted
+            )
         event = gw.accept(data, datetime.now(UTC))
         if isinstance(event, list):
-            return JSONResponse({"detail": [e.model_dump() for e in event]}, status_code=422)
+            return JSONResponse(
+                {"detail": [e.model_dump() for e in event]}, status_code=422, headers=counted
+            )
         event = with_derived_id(event, data, client, key, 0)
         [err] = await gw.publisher.publish_many(
             [gw.record(event)], settings.limits.produce_timeout_s
@@ -353,13 +370,15 @@ def create_app(
                     "detail": f"Kafka did not acknowledge the event: {err.reason}; "
                     "retry with the same event_id",
                     "event_id": str(event.event_id),
-                }
+                },
+                counted,
             )
         metrics.accepted(event.event_type)
         return Response(
             Accepted(event_id=event.event_id).model_dump_json(),
             status_code=202,
             media_type="application/json",
+            headers=counted,
         )
 
     @app.post(
@@ -398,7 +417,7 @@ def create_app(
             raise HTTPException(
                 422, [{"field": "body", "reason": "the batch is empty", "type": "too_short"}]
             )
-        gw.rate_limit(client, len(items))
+        counted = gw.rate_limit(client, len(items))
 
         now = datetime.now(UTC)
         results: list[BatchItem] = []
@@ -433,10 +452,10 @@ def create_app(
                 payload,
                 status_code=503,
                 media_type="application/json",
-                headers={"Retry-After": str(settings.limits.retry_after_s)},
+                headers={**counted, "Retry-After": str(settings.limits.retry_after_s)},
             )
         status = 422 if summary.accepted == 0 else 202
-        return Response(payload, status_code=status, media_type="application/json")
+        return Response(payload, status_code=status, media_type="application/json", headers=counted)
 
     # Readiness does not follow Kafka: a Kafka outage must not take every gateway pod out of
     # its Service at once (clients would get connection errors); the app answers 503 with
@@ -455,11 +474,13 @@ def create_app(
             allow_origins=settings.cors_origins,
             allow_methods=["POST", "OPTIONS"],
             allow_headers=[settings.auth.header, "Content-Type", IDEMPOTENCY_HEADER],
+            # a browser's script may read its limit and when to retry
+            expose_headers=[*openapi.RATE_LIMIT_HEADERS, "Retry-After"],
             max_age=600,
         )
     app.add_middleware(HttpMetricsMiddleware, metrics=metrics.HTTP)
 
-    edits: list[OpenApiEdit] = [openapi.add_event_schemas]
+    edits: list[OpenApiEdit] = [openapi.add_event_schemas, openapi.add_rate_limit_headers]
     if settings.auth.enabled:
         edits.append(lambda spec: openapi.add_write_key_scheme(spec, header))
     customise_openapi(app, *edits)

@@ -28,6 +28,12 @@ Takes user events from the frontend and publishes them to Kafka (`user_watch_log
   strings or booleans; the nil UUID is no `event_id`; no control or bidirectional control
   character in `user_id`, `session_id` or a click target, none in a comment but tab and
   line feed; no key twice in a JSON object.
+* **Rate limit**: each write key may send a number of events per window (default 100 per
+  second; a batch counts each event), counted by each gateway pod on its own, so with N
+  pods a key may reach N times the limit. Every answer after the key is checked carries
+  `X-RateLimit-Limit` (events per window), `X-RateLimit-Remaining` and `X-RateLimit-Reset`
+  (seconds until the window frees up); over the limit the answer is **429** with
+  `Retry-After`. A key configured as unlimited gets no `X-RateLimit-*` headers.
 """
 
 EXAMPLES: dict[str, dict[str, Any]] = {
@@ -75,12 +81,49 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     },
 }
 
+
+def _int_header(description: str) -> dict[str, Any]:
+    return {"description": description, "schema": {"type": "integer", "minimum": 0}}
+
+
+#: the rate limit's answer headers (absent for a key configured as unlimited)
+RATE_LIMIT_HEADERS: dict[str, dict[str, Any]] = {
+    "X-RateLimit-Limit": _int_header(
+        "events this write key may send per window, on this gateway pod (each pod counts "
+        "on its own: N pods allow N times this)"
+    ),
+    "X-RateLimit-Remaining": _int_header("events left in the current window on this pod"),
+    "X-RateLimit-Reset": _int_header("seconds until the window frees up"),
+}
+RETRY_AFTER_HEADER: dict[str, Any] = _int_header("seconds to wait before retrying")
+
 _COMMON: dict[int | str, dict[str, Any]] = {
     401: {"model": Problem, "description": "missing or invalid write key"},
     413: {"model": Problem, "description": "body (or batch) too large"},
     415: {"model": Problem, "description": "Content-Type is not application/json"},
-    429: {"model": Problem, "description": "the client's rate limit is exhausted"},
+    429: {
+        "model": Problem,
+        "description": "the write key's rate limit is exhausted (the detail names the "
+        "limit); retry after `Retry-After` seconds",
+        "headers": {**RATE_LIMIT_HEADERS, "Retry-After": RETRY_AFTER_HEADER},
+    },
 }
+
+
+def add_rate_limit_headers(schema: dict[str, Any]) -> None:
+    """Declare the ``X-RateLimit-*`` headers on the event routes' 202, 422 and 503."""
+    for path, ops in schema.get("paths", {}).items():
+        if not path.startswith("/api/events"):
+            continue
+        for op in ops.values():
+            for status, response in op.get("responses", {}).items():
+                if status in ("202", "422", "503"):
+                    headers = response.setdefault("headers", {})
+                    for name, header in RATE_LIMIT_HEADERS.items():
+                        headers.setdefault(name, header)
+                    if status == "503":
+                        headers.setdefault("Retry-After", RETRY_AFTER_HEADER)
+
 
 SINGLE_RESPONSES: dict[int | str, dict[str, Any]] = {
     **_COMMON,

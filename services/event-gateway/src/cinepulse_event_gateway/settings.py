@@ -4,15 +4,39 @@ Examples: ``CINEPULSE_KAFKA__BOOTSTRAP_SERVERS=kafka:9092``,
 ``CINEPULSE_AUTH__KEYS_PATH=/var/run/secrets/cinepulse/write-keys`` (a mounted Secret: one
 file per client, the file name is the client id and the content its key),
 ``CINEPULSE_LIMITS__MAX_BATCH_EVENTS=500``, ``CINEPULSE_LIMITS__MAX_CONCURRENT_REQUESTS=256``,
-``CINEPULSE_LIMITS__BODY_READ_TIMEOUT_S=10``, ``CINEPULSE_RATE_LIMIT=200/second``.
+``CINEPULSE_LIMITS__BODY_READ_TIMEOUT_S=10``, ``CINEPULSE_RATE_LIMIT=200/second``,
+``CINEPULSE_RATE_LIMITS='{"backend": "unlimited", "ios": "50/second"}'``.
 """
 
 from __future__ import annotations
 
+from limits import RateLimitItem, parse
 from pydantic import BaseModel, Field, model_validator
 
 from cinepulse_common.apikeys import ApiKeySettings
 from cinepulse_common.settings import CinepulseSettings, KafkaSettings
+
+#: each write key's events per pod unless configured otherwise (docs/operations/security.md:
+#: the reason for the figure)
+DEFAULT_RATE_LIMIT = "100/second"
+#: the values that turn a key's limit off (compared case-insensitively)
+UNLIMITED = frozenset({"unlimited", "none"})
+
+
+def parse_rate_limit(value: str, name: str) -> RateLimitItem | None:
+    """``'100/second'`` -> its limit; ``'unlimited'``/``'none'`` -> ``None``; else an error
+    naming the setting (an empty value is refused: say ``unlimited`` to turn it off)."""
+    if value.strip().lower() in UNLIMITED:
+        return None
+    try:
+        item = parse(value)
+        if item.amount < 1:
+            raise ValueError("a limit of 0 refuses every event")
+    except ValueError as exc:
+        raise ValueError(
+            f"{name} {value!r}: {exc} (e.g. '100/second', '6000/minute' or 'unlimited')"
+        ) from None
+    return item
 
 
 class AuthSettings(ApiKeySettings):
@@ -51,22 +75,29 @@ class EventGatewaySettings(CinepulseSettings):
     kafka: KafkaSettings
     auth: AuthSettings = AuthSettings()
     limits: LimitSettings = LimitSettings()
-    rate_limit: str | None = Field(
-        None,
-        description="per write key, e.g. '200/second' or '10000/minute' (events, not "
-        "requests; a batch counts each event); unset = no limit",
+    rate_limit: str = Field(
+        DEFAULT_RATE_LIMIT,
+        description="each write key's limit unless rate_limits names it, e.g. '200/second' "
+        "or '10000/minute' (events, not requests: a batch counts each event), or "
+        "'unlimited'; counted per pod (N replicas let a key send N times this)",
+    )
+    rate_limits: dict[str, str] = Field(
+        default_factory=dict,
+        description="client id -> its own limit, overriding rate_limit (JSON), e.g. "
+        '{"backend": "unlimited", "ios": "50/second"}; \'unlimited\' (or \'none\') for '
+        "server-side relays and benchmarks",
     )
     cors_origins: list[str] = Field(default_factory=list, description="allowed browser origins")
     host: str = "0.0.0.0"  # noqa: S104 - listens inside its pod
     port: int = Field(8080, ge=1, le=65535)
 
     @model_validator(mode="after")
-    def _rate_limit_parses(self) -> EventGatewaySettings:
-        if self.rate_limit:
-            from limits import parse
-
-            try:
-                parse(self.rate_limit)
-            except ValueError as exc:
-                raise ValueError(f"rate_limit {self.rate_limit!r}: {exc}") from None
+    def _rate_limits_parse(self) -> EventGatewaySettings:
+        parse_rate_limit(self.rate_limit, "rate_limit")
+        for client, value in self.rate_limits.items():
+            parse_rate_limit(value, f"rate_limits[{client!r}]")
         return self
+
+    def limit_for(self, client: str) -> RateLimitItem | None:
+        """``client``'s rate limit (its own, else the default); ``None`` = unlimited."""
+        return parse_rate_limit(self.rate_limits.get(client, self.rate_limit), "rate_limit")
