@@ -11,8 +11,15 @@ import scipy.sparse as sp
 
 from cinepulse_recommender.artefact import Artefact
 from cinepulse_recommender.evaluation import Result, bootstrap_ratio, time_split
+from cinepulse_recommender.fresh import History
 from cinepulse_recommender.interactions import Pairs
-from cinepulse_recommender.itemmodels import Skipped, fit_ease, fit_rp3beta, train_item_model
+from cinepulse_recommender.itemmodels import (
+    Skipped,
+    fit_ease,
+    fit_ease_sparse,
+    fit_rp3beta,
+    train_item_model,
+)
 from cinepulse_recommender.models import standardised
 from cinepulse_recommender.publishing import gate
 from cinepulse_recommender.recommend import MODEL, POPULAR_IN_GENRE, Recommender
@@ -57,11 +64,58 @@ def test_ease_solves_its_constrained_ridge_regression_column_by_column() -> None
 def test_ease_is_skipped_above_its_item_bound_and_says_why() -> None:
     pairs = _pairs(np.eye(6))
     split = time_split(pairs, 0.2, 5)
-    out = train_item_model("ease", split.train, EaseSettings(max_items=5, tune=False), 10, None)
+    no_sparse = EaseSettings(max_items=5, tune=False, sparse_neighbours=0)
+    out = train_item_model("ease", split.train, no_sparse, 10, None)
     assert isinstance(out, Skipped) and out.family == "ease"
     assert "6 items > ease.max_items 5" in out.reason
     fits = train_item_model("ease", split.train, EaseSettings(max_items=6), 10, None)
     assert not isinstance(fits, Skipped) and fits.params["items"] == 6
+    assert fits.params["sparse"] is False
+    # above the bound, by default: EASE over each item's nearest neighbours, sparse
+    sparse = train_item_model("ease", split.train, EaseSettings(max_items=5), 10, None)
+    assert not isinstance(sparse, Skipped) and sparse.params["sparse"] is True
+    rp3 = train_item_model("rp3beta", split.train, Rp3Settings(max_items=5), 10, None)
+    assert isinstance(rp3, Skipped)
+
+
+def test_sparse_ease_is_eases_regression_over_each_items_neighbours() -> None:
+    rng = np.random.default_rng(3)
+    dense = (rng.random((40, 8)) < 0.5) * rng.choice([0.5, 1.0, 2.0], size=(40, 8))
+    dense[:, 7] = 0
+    pairs, lam = _pairs(dense), 2.0
+    full = fit_ease(pairs, lam)
+    # every other item as a neighbour: the same matrix as the dense closed form
+    wide = fit_ease_sparse(pairs, lam, neighbours=10)
+    assert sp.issparse(wide.matrix) and wide.items.tolist() == full.items.tolist()
+    assert sp.csr_matrix(wide.matrix).toarray() == pytest.approx(full.matrix, rel=1e-4, abs=1e-5)
+    # 3 neighbours: at most 3 weights per column, each the ridge regression on those 3
+    narrow = fit_ease_sparse(pairs, lam, neighbours=3)
+    m = sp.csr_matrix(narrow.matrix).toarray()
+    assert ((m != 0).sum(axis=0) <= 3).all() and np.diag(m).tolist() == [0.0] * 7
+    x = dense[:, :7]
+    g = x.T @ x
+    for j in range(7):
+        nb = np.flatnonzero(m[:, j])
+        want = np.linalg.solve(g[np.ix_(nb, nb)] + lam * np.eye(len(nb)), g[nb, j])
+        assert m[nb, j] == pytest.approx(want, rel=1e-4, abs=1e-5)
+    scores = narrow.scorer()(np.array([0, 1]))
+    assert scores[:, :7] == pytest.approx(x[:2] @ m, rel=1e-4, abs=1e-5)
+
+
+def test_a_sparse_item_matrix_is_stored_and_served() -> None:
+    a = item_artefact()
+    dense = a.item_matrix
+    assert isinstance(dense, np.ndarray)
+    a.item_matrix = sp.csr_matrix(dense)
+    loaded = Artefact.from_bytes(a.to_bytes())
+    assert sp.issparse(loaded.item_matrix) and loaded.kind == "item"
+    rec = Recommender.from_artefact("v-sparse", loaded, top_n=3)
+    assert [i.movie_id for i in rec.recommend("alice", 2).items] == [102, 103]
+    assert [i.movie_id for i in rec.similar(101, 2).items] == [102, 103]
+    fresh = History(np.array([101, 105], dtype=np.int64), np.array([2.0, 1.0], np.float32))
+    answer = rec.recommend("alice", 2, history=fresh)
+    assert [i.movie_id for i in answer.items] == [102, 103]
+    assert [i.score for i in answer.items] == pytest.approx([1.6, 1.2])
 
 
 def test_rp3beta_walks_item_user_item_and_discounts_popular_targets() -> None:
@@ -139,7 +193,10 @@ def test_a_deliberately_bad_candidate_is_neither_chosen_nor_served() -> None:
 
 def test_ease_disabled_or_too_big_is_reported_and_the_rest_still_serve() -> None:
     s = SYNTHETIC.model_copy(
-        update={"ease": EaseSettings(max_items=10), "rp3beta": Rp3Settings(enabled=False)}
+        update={
+            "ease": EaseSettings(max_items=10, sparse_neighbours=0),
+            "rp3beta": Rp3Settings(enabled=False),
+        }
     )
     ev = train_and_evaluate(_synthetic(_taste_groups()), s, progress=lambda _m: None)
     m = ev.metrics(10)

@@ -5,6 +5,10 @@ version is published.
   user. ``strategy`` says what produced them: ``model`` (a user the model knows),
   ``popular_in_genre`` or ``popular`` (a user it does not know, or no model published
   yet); ``model_version`` which version answered (null: popularity only).
+  A user's latest events count at once: their history is read from the facts at request
+  time (cached ``CINEPULSE_HISTORY__TTL_S`` seconds) and scored by the served version
+  (``path`` ``fresh`` in the answers metric); if the read fails, the version's precomputed
+  answer, with ``strategy`` ``model_stale``.
 * ``GET /api/movies/{movie_id}/similar?k=`` - the movies closest to one movie in the
   model's item space (features included); 404 for a movie the model does not know.
 
@@ -33,7 +37,7 @@ import math
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Response
@@ -54,6 +58,7 @@ from cinepulse_common.openapi import customise_openapi, docs_routes
 from cinepulse_common.postgres import make_async_pool
 from cinepulse_recommender import __version__, metrics, registry
 from cinepulse_recommender.artefact import Artefact
+from cinepulse_recommender.fresh import HISTORY, History, TtlCache, weigh
 from cinepulse_recommender.recommend import (
     Answer,
     Popularity,
@@ -68,6 +73,8 @@ log = get_logger(__name__)
 
 MAX_BIGINT = 2**63 - 1
 RETRY_AFTER_S = 5
+#: seconds without history reads after one failed (answers are model_stale meanwhile)
+READ_BACKOFF_S = 1.0
 EPOCH_START = datetime(1970, 1, 1, tzinfo=UTC)
 #: the per-user operations (a key, and for a frontend client a user token, in the OpenAPI)
 USER_PATHS = ("/api/recommendations",)
@@ -123,8 +130,17 @@ class Service:
 
     def __init__(self, settings: RecommenderSettings) -> None:
         self.settings = settings
-        self.pool: AsyncConnectionPool = make_async_pool(settings.postgres, min_size=1, max_size=2)
+        self.pool: AsyncConnectionPool = make_async_pool(
+            settings.postgres, min_size=1, max_size=2 + settings.history.connections
+        )
         self.current: Recommender | None = None
+        h = settings.history
+        self.histories: TtlCache[str, History] = TtlCache(h.cache_size, h.ttl_s)
+        #: reads in flight, one per user: concurrent requests for a user share it
+        self.reading: dict[str, asyncio.Future[History]] = {}
+        #: after a failed read, no read is tried before this (monotonic seconds): while the
+        #: database is down, answers do not each wait for history.timeout_s
+        self.reads_resume_at = 0.0
         metrics.MODEL_AGE.set_function(self._age)
 
     def _age(self) -> float:
@@ -202,6 +218,42 @@ class Service:
         except Exception as exc:  # the served version stays; the next poll retries
             metrics.LOAD_ERRORS.inc()
             log.warning("model refresh failed", error=f"{type(exc).__name__}: {exc}")
+
+    async def history(self, user_id: str) -> History | None:
+        """The user's pairs from the facts (cached briefly); None when the read failed."""
+        cached = self.histories.get(user_id)
+        if cached is not None:
+            metrics.HISTORY_READS.labels("cached").inc()
+            return cached
+        if time.monotonic() < self.reads_resume_at:
+            metrics.HISTORY_READS.labels("skipped").inc()
+            return None
+        pending = self.reading.get(user_id)
+        if pending is None:
+            pending = asyncio.ensure_future(self._read_history(user_id))
+            self.reading[user_id] = pending
+            pending.add_done_callback(lambda _f: self.reading.pop(user_id, None))
+        try:
+            history = await asyncio.shield(pending)
+        except Exception as exc:
+            metrics.HISTORY_READS.labels("failed").inc()
+            if time.monotonic() >= self.reads_resume_at:
+                log.warning("history read failed", error=f"{type(exc).__name__}: {exc}")
+            self.reads_resume_at = time.monotonic() + READ_BACKOFF_S
+            return None
+        metrics.HISTORY_READS.labels("read").inc()
+        return history
+
+    async def _read_history(self, user_id: str) -> History:
+        h, days = self.settings.history, self.settings.window_days
+        since = datetime.now(UTC) - timedelta(days=days) if days else EPOCH_START
+        async with asyncio.timeout(h.timeout_s):
+            async with self.pool.connection(timeout=h.timeout_s) as conn:
+                cur = await conn.execute(HISTORY, {"user": user_id, "since": since})
+                rows = await cur.fetchall()
+        history = weigh(rows, self.settings.weights)
+        self.histories.put(user_id, history)
+        return history
 
     def served(self) -> Recommender:
         rec = self.current
@@ -316,8 +368,18 @@ def create_app(
         # (exclude_seen, genre, k), so it says nothing of what the user watched
         access.authorize_user(credentials.caller, user_id, credentials.user_token)
         rec = service.served()
+        history = None
+        if settings.history.enabled and rec.has_model:
+            history = await service.history(user_id)
         try:
-            answer = rec.recommend(user_id, k, exclude_seen=exclude_seen, genre=genre)
+            answer = rec.recommend(
+                user_id,
+                k,
+                exclude_seen=exclude_seen,
+                genre=genre,
+                history=history,
+                stale=settings.history.enabled and rec.has_model and history is None,
+            )
         except UnknownGenreError:
             raise HTTPException(404, f"unknown genre {genre!r}") from None
         metrics.ANSWERS.labels("recommendations", answer.strategy, answer.path).inc()

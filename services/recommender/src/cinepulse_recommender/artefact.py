@@ -50,6 +50,13 @@ def _csr(arrays: Any, name: str, shape: tuple[int, int]) -> sp.csr_matrix:
     return sp.csr_matrix((data, indices, indptr), shape=shape)
 
 
+def _item_matrix(arrays: Any) -> npt.NDArray[np.float32] | sp.csr_matrix | None:
+    if "item_matrix_indptr" in arrays:  # a sparse EASE
+        n = len(arrays["matrix_items"])
+        return _csr(arrays, "item_matrix", (n, n))
+    return arrays.get("item_matrix")
+
+
 @dataclass
 class Artefact:
     user_ids: npt.NDArray[np.str_]
@@ -64,8 +71,9 @@ class Artefact:
     titles: list[str]
     genres: list[list[str]]  # per item
     meta: dict[str, Any] = field(default_factory=dict)
-    #: an item model's matrix over ``matrix_items`` (None: a factor model)
-    item_matrix: npt.NDArray[np.float32] | None = None
+    #: an item model's matrix over ``matrix_items`` (None: a factor model); CSR for a sparse
+    #: EASE (above its item bound)
+    item_matrix: npt.NDArray[np.float32] | sp.csr_matrix | None = None
     matrix_items: npt.NDArray[np.int64] | None = None
     #: a blend: the item model's weight (standardised scores, see models.blend_scores)
     blend_weight: float | None = None
@@ -94,7 +102,8 @@ class Artefact:
         artefact's items."""
         assert self.item_matrix is not None and self.matrix_items is not None
         out = np.zeros((history.shape[0], len(self.item_ids)), dtype=np.float32)
-        out[:, self.matrix_items] = history[:, self.matrix_items] @ self.item_matrix
+        block = history[:, self.matrix_items] @ self.item_matrix
+        out[:, self.matrix_items] = block.toarray() if sp.issparse(block) else block
         return out
 
     def to_bytes(self) -> bytes:
@@ -114,7 +123,10 @@ class Artefact:
             "blend_weight": self.blend_weight,
         }
         item_model: dict[str, Any] = {}
-        if self.item_matrix is not None:
+        if sp.issparse(self.item_matrix):
+            item_model = _csr_arrays("item_matrix", self.item_matrix, values=True)
+            item_model["matrix_items"] = self.matrix_items
+        elif self.item_matrix is not None:
             item_model = {"item_matrix": self.item_matrix, "matrix_items": self.matrix_items}
         arrays: dict[str, npt.NDArray[Any]] = dict(
             meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
@@ -162,7 +174,7 @@ class Artefact:
                     for s, e in zip(item_genres.indptr[:-1], item_genres.indptr[1:], strict=True)
                 ],
                 meta=meta,
-                item_matrix=a.get("item_matrix"),
+                item_matrix=_item_matrix(a),
                 matrix_items=a.get("matrix_items"),
                 blend_weight=meta.get("blend_weight"),
             )

@@ -7,10 +7,15 @@
 * :func:`fit_rp3beta` - RP3beta (Paudel et al. 2017): ``W = (P_iu P_ui)^alpha`` (row
   normalised transitions item -> user -> item, each raised to alpha), each column divided
   by its item's popularity^beta, the ``neighbours`` largest of each row kept.
+* :func:`fit_ease_sparse` - EASE^R above its bound: each item's column is the same ridge
+  regression as in EASE (the item's weights from the others', penalty lambda), but over its
+  ``sparse_neighbours`` most co-occurring items only, so a small solve per item and a sparse
+  matrix (items x neighbours) instead of a dense inverse (items^2 memory, items^3 time).
 * :func:`train_item_model` - the parameters picked on the validation split (a small grid,
   :data:`GRIDS`). A dense matrix grows with items squared (EASE's inverse with items
-  cubed), so above ``max_items`` items the candidate is not trained at all and the run
-  says so (:class:`Skipped`).
+  cubed), so above ``max_items`` items EASE turns sparse (``ease.sparse_neighbours``; 0: not
+  trained) and RP3beta is not trained at all; the run says which (its params, or
+  :class:`Skipped`).
 """
 
 from __future__ import annotations
@@ -62,6 +67,49 @@ def fit_ease(pairs: Pairs, lam: float) -> ItemModel:
     return ItemModel(matrix=b.astype(np.float32), items=items, history=x)
 
 
+def fit_ease_sparse(pairs: Pairs, lam: float, neighbours: int) -> ItemModel:
+    """EASE^R column by column, each over the item's ``neighbours`` most co-occurring items:
+    ``B[N, j] = (G[N, N] + lambda I)^-1 G[N, j]`` with ``G = X^T X`` (EASE's closed form is the
+    same regression over every other item). A CSR matrix of at most ``neighbours`` entries per
+    column."""
+    x = pairs.matrix()
+    items = active_items(pairs)
+    xa = sp.csr_matrix(x[:, items], dtype=np.float64)
+    gram = sp.csr_matrix(xa.T @ xa)  # symmetric: row j is column j, and rows slice fast
+    n = len(items)
+    rows: list[npt.NDArray[np.int64]] = []
+    cols: list[npt.NDArray[np.int64]] = []
+    vals: list[npt.NDArray[np.float64]] = []
+    for j in range(n):
+        s, e = gram.indptr[j], gram.indptr[j + 1]
+        idx, co = gram.indices[s:e], gram.data[s:e]
+        keep = idx != j
+        idx, co = idx[keep], co[keep]
+        if len(idx) == 0:
+            continue
+        if len(idx) > neighbours:
+            top = np.argpartition(-co, neighbours - 1)[:neighbours]
+            idx, co = idx[top], co[top]
+        local = gram[idx][:, idx].toarray()
+        local[np.diag_indices_from(local)] += lam
+        rows.append(idx.astype(np.int64))
+        cols.append(np.full(len(idx), j, dtype=np.int64))
+        vals.append(np.linalg.solve(local, co))
+    data = np.concatenate(vals) if vals else np.zeros(0)
+    matrix = sp.csr_matrix(
+        (
+            data.astype(np.float32),
+            (
+                np.concatenate(rows) if rows else np.zeros(0, np.int64),
+                np.concatenate(cols) if cols else np.zeros(0, np.int64),
+            ),
+        ),
+        shape=(n, n),
+        dtype=np.float32,
+    )
+    return ItemModel(matrix=matrix, items=items, history=x)
+
+
 def _row_normalised(m: sp.spmatrix) -> sp.csr_matrix:
     m = sp.csr_matrix(m, dtype=np.float64)
     sums = np.asarray(m.sum(axis=1)).ravel()
@@ -85,8 +133,10 @@ def fit_rp3beta(pairs: Pairs, alpha: float, beta: float, neighbours: int) -> Ite
     return ItemModel(matrix=w.astype(np.float32), items=items, history=x)
 
 
-def _fitter(family: str, s: ItemModelSettings) -> Callable[..., ItemModel]:
+def _fitter(family: str, s: ItemModelSettings, *, sparse: bool = False) -> Callable[..., ItemModel]:
     if isinstance(s, EaseSettings):
+        if sparse:
+            return lambda pairs, lam: fit_ease_sparse(pairs, lam, s.sparse_neighbours)
         return fit_ease
     assert isinstance(s, Rp3Settings), family
     return lambda pairs, alpha, beta: fit_rp3beta(pairs, alpha, beta, s.neighbours)
@@ -108,13 +158,15 @@ def train_item_model(
     if not s.enabled:
         return Skipped(family, f"disabled ({family}.enabled false)")
     n = len(active_items(pairs))
-    if n > s.max_items:
+    sparse = n > s.max_items and isinstance(s, EaseSettings) and s.sparse_neighbours > 0
+    if n > s.max_items and not sparse:
         return Skipped(
             family,
             f"{n:,} items > {family}.max_items {s.max_items:,}: its dense item x item matrix "
             f"would take ~{n * n * 8 / 1e9:.1f} GB to build",
         )
-    fit = _fitter(family, s)
+    fit = _fitter(family, s, sparse=sparse)
+    bound = {"sparse": sparse}
     t0 = time.perf_counter()
     tuning: list[dict[str, Any]] = []
     chosen = _defaults(s)
@@ -134,7 +186,7 @@ def train_item_model(
         model,
         t2 - t0,
         t2 - t1,
-        s.model_dump() | chosen | {"items": n},
+        s.model_dump() | chosen | {"items": n} | bound,
         tuning,
         family=family,
         validation_ndcg=valid,

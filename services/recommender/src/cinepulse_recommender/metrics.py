@@ -27,3 +27,10 @@ LOAD_ERRORS = Counter(
     "cinepulse_recommender_model_load_errors_total",
     "Registry polls or model loads that failed (the served model stays)",
 )
+HISTORY_READS = Counter(
+    "cinepulse_recommender_history_reads_total",
+    "Users' histories wanted at request time, by outcome: cached (read within history.ttl_s), "
+    "read (from the facts), failed (timeout or database error: the precomputed answer, "
+    "strategy model_stale), skipped (within a second of a failed read: model_stale too)",
+    ["outcome"],
+)

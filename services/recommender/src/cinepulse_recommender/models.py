@@ -80,7 +80,8 @@ class ItemModel:
     matrix covers (``items``; the others score 0: they had no pair to learn from). Serving
     scores a user from their history, so the model needs no per-user state."""
 
-    matrix: npt.NDArray[np.float32]  # len(items) x len(items)
+    #: len(items) x len(items): dense, or CSR (sparse EASE above its item bound)
+    matrix: npt.NDArray[np.float32] | sp.csr_matrix
     items: npt.NDArray[np.int64]  # item indices (of the Pairs' item space) the matrix covers
     history: sp.csr_matrix  # users x items: the weighted pairs users are scored from
 
@@ -89,14 +90,17 @@ class ItemModel:
 
 
 def item_scorer(
-    matrix: npt.NDArray[np.float32], items: npt.NDArray[np.int64], history: sp.csr_matrix
+    matrix: npt.NDArray[np.float32] | sp.csr_matrix,
+    items: npt.NDArray[np.int64],
+    history: sp.csr_matrix,
 ) -> Scorer:
     n_items = history.shape[1]
     own = sp.csr_matrix(history[:, items], dtype=np.float32)  # column slicing once, not per call
 
     def score(users: npt.NDArray[np.int64]) -> npt.NDArray[np.floating]:
         out = np.zeros((len(users), n_items), dtype=np.float32)
-        out[:, items] = own[users] @ matrix
+        block = own[users] @ matrix
+        out[:, items] = block.toarray() if sp.issparse(block) else block
         return out
 
     return score

@@ -8,6 +8,15 @@ ends on it. Strategies:
   already removed) when it can answer (``exclude_seen``, ``k`` within N, and enough items
   of the requested genre in it), else the user's scores over every candidate, computed on
   the fly (``path`` says which: ``precomputed`` or ``scored``).
+* fresh history (``history`` given: the user's pairs read from the facts at request time,
+  :mod:`~.fresh`): when it differs from the pairs the version was trained on, the user is
+  scored from it (``path`` ``fresh``): an item model (and a blend's item part) as history x
+  its matrix; a factor model (and a blend's factor part) folds the history in, solving
+  implicit ALS's user step against the fixed item factors (see :meth:`Recommender.fold_in`).
+  Its seen movies are the fresh ones. A user unknown to the version but with a history is
+  scored the same way. An unchanged history keeps the precomputed path.
+* ``model_stale`` - the history read failed (``stale``): the version's own view of the
+  user, as above, and the answer says so.
 * ``popular_in_genre`` / ``popular`` - a user the model does not know (cold start), or no
   model published yet: the movies with the most users in the window, in the genre when one
   is asked for.
@@ -25,12 +34,20 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
+import scipy.sparse as sp
 
 from cinepulse_recommender.artefact import Artefact
 from cinepulse_recommender.evaluation import best, best_row
+from cinepulse_recommender.fresh import History
+from cinepulse_recommender.models import blend_scores
 
 MODEL, POPULAR, POPULAR_IN_GENRE = "model", "popular", "popular_in_genre"
-PRECOMPUTED, SCORED = "precomputed", "scored"
+#: a known user answered from the version alone because their history could not be read
+MODEL_STALE = "model_stale"
+PRECOMPUTED, SCORED, FRESH = "precomputed", "scored", "fresh"
+#: the fold-in's parameters when the artefact does not name them (a LightFM model): a ridge
+#: fit of the history's weights on the item factors
+FOLD_IN_DEFAULTS = {"regularization": 1.0, "alpha": 1.0}
 #: users scored at once when precomputing (bounds memory: chunk x items floats)
 CHUNK = 1024
 
@@ -87,10 +104,18 @@ class Recommender:
     top: npt.NDArray[np.int64] = field(init=False)
     top_scores: npt.NDArray[np.float32] = field(init=False)
     unit: npt.NDArray[np.float32] = field(init=False)
+    #: item ids sorted, and the positions that sort them (history ids -> positions)
+    sorted_ids: npt.NDArray[np.int64] = field(init=False)
+    id_order: npt.NDArray[np.int64] = field(init=False)
+    #: the fold-in: item_factors' Gram matrix, and ALS's regularization and alpha
+    gram: npt.NDArray[np.float64] = field(init=False)
+    fold_params: dict[str, float] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         p = self.pop
         self.item_pos = {int(m): i for i, m in enumerate(p.item_ids.tolist())}
+        self.id_order = np.argsort(p.item_ids, kind="stable").astype(np.int64)
+        self.sorted_ids = p.item_ids[self.id_order]
         names = sorted({g for gs in p.genres for g in gs})
         for name in names:
             mask = np.array([name in gs for gs in p.genres], dtype=bool)
@@ -107,7 +132,11 @@ class Recommender:
             self.top_scores = np.zeros((0, 0), dtype=np.float32)
             self.unit = np.zeros((0, 0), dtype=np.float32)
             self.noncandidates = np.zeros(0, dtype=np.int64)
+            self.gram = np.zeros((0, 0), dtype=np.float64)
             return
+        y = a.item_factors.astype(np.float64)
+        self.gram = y.T @ y
+        self.fold_params = FOLD_IN_DEFAULTS | dict(a.meta.get("fold_in") or {})
         self.user_pos = {u: i for i, u in enumerate(a.user_ids.tolist())}
         self.noncandidates = np.flatnonzero(~a.candidates)
         # similar movies: cosine of the item representations (an item model uses its
@@ -189,7 +218,8 @@ class Recommender:
             return None
         # EASE's row i: how much having item i predicts each other item
         sims = np.full(len(a.item_ids), -np.inf, dtype=np.float32)
-        sims[a.matrix_items] = a.item_matrix[row]
+        own = a.item_matrix[row]
+        sims[a.matrix_items] = own.toarray().ravel() if sp.issparse(own) else own
         return sims
 
     def _items(self, idx: npt.NDArray[np.int64], scores: npt.NDArray[np.floating]) -> list[Item]:
@@ -210,27 +240,162 @@ class Recommender:
             POPULAR,
         )
 
-    def recommend(
-        self, user_id: str, k: int, *, exclude_seen: bool = True, genre: str | None = None
+    # --- fresh history ---------------------------------------------------------------------
+    def view(self, history: History) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        """The history over this version's item positions (movies it does not know left
+        out), memoised in the history for this version."""
+        cached = history.views.get(self.version)
+        if cached is None:
+            ids = history.movie_ids
+            at = np.searchsorted(self.sorted_ids, ids)
+            at = np.minimum(at, max(len(self.sorted_ids) - 1, 0))
+            known = self.sorted_ids[at] == ids if len(self.sorted_ids) else np.zeros(0, dtype=bool)
+            pos = self.id_order[at[known]]
+            order = np.argsort(pos)
+            cached = (pos[order].astype(np.int64), history.weights[known][order])
+            history.views[self.version] = cached
+        return cached
+
+    def unchanged(self, u: int, pos: npt.NDArray[np.int64], w: npt.NDArray[np.float32]) -> bool:
+        """Whether the user's pairs are still those this version was built on."""
+        a = self.artefact
+        assert a is not None
+        s, e = a.seen.indptr[u], a.seen.indptr[u + 1]
+        if e - s != len(pos):
+            return False
+        idx, data = a.seen.indices[s:e], a.seen.data[s:e]
+        order = np.argsort(idx)
+        return bool(np.array_equal(idx[order], pos) and np.allclose(data[order], w, atol=1e-4))
+
+    def fold_in(self, pos: npt.NDArray[np.int64], w: npt.NDArray[np.float32]) -> npt.NDArray:
+        """A user factor for these pairs against the fixed item factors: implicit ALS's user
+        step (``recalculate_user``), confidence ``alpha x weight``, regularisation as fitted;
+        with a LightFM model (no ALS parameters) a ridge fit of the weights
+        (:data:`FOLD_IN_DEFAULTS`)."""
+        a = self.artefact
+        assert a is not None
+        f = a.item_factors.shape[1]
+        if f == 0 or len(pos) == 0:
+            return np.zeros(f, dtype=np.float64)
+        y = a.item_factors[pos].astype(np.float64)
+        c = self.fold_params["alpha"] * w.astype(np.float64)
+        lhs = self.gram + (y.T * (c - 1.0)) @ y + self.fold_params["regularization"] * np.eye(f)
+        return np.asarray(np.linalg.solve(lhs, y.T @ c))
+
+    def fresh_scores(
+        self, pos: npt.NDArray[np.int64], w: npt.NDArray[np.float32]
+    ) -> npt.NDArray[np.float32]:
+        """Raw scores over every item of a user given by their pairs (nothing masked)."""
+        a = self.artefact
+        assert a is not None
+        items = None
+        if a.item_matrix is not None:
+            assert a.matrix_items is not None
+            rows = np.searchsorted(a.matrix_items, pos)
+            rows = np.minimum(rows, len(a.matrix_items) - 1)
+            ok = a.matrix_items[rows] == pos
+            items = np.zeros(len(a.item_ids), dtype=np.float32)
+            items[a.matrix_items] = a.item_matrix[rows[ok]].T @ w[ok]
+            if a.blend_weight is None:
+                return items
+        factors = (a.item_factors @ self.fold_in(pos, w) + a.item_bias).astype(np.float32)
+        if items is None:
+            return factors
+        assert a.blend_weight is not None
+        return blend_scores(factors[None], items[None], a.blend_weight)[0]
+
+    def _fresh(
+        self,
+        pos: npt.NDArray[np.int64],
+        w: npt.NDArray[np.float32],
+        k: int,
+        exclude_seen: bool,
+        genre: str | None,
     ) -> Answer:
-        """Raises :class:`UnknownGenreError` for a genre no movie has."""
+        scores = self.fresh_scores(pos, w)
+        scores[self.noncandidates] = -np.inf
+        if genre is not None:
+            scores[self.genre_out[genre.lower()]] = -np.inf
+        if exclude_seen:
+            scores[pos] = -np.inf
+        idx = best_row(scores, k)
+        return Answer(self._items(idx, scores[idx]), MODEL, FRESH)
+
+    def _fresh_top(
+        self, pos: npt.NDArray[np.int64], w: npt.NDArray[np.float32]
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        """The top-N of a history, as the precomputed rows are (-1 padded)."""
+        scores = self.fresh_scores(pos, w)
+        scores[self.noncandidates] = -np.inf
+        scores[pos] = -np.inf
+        idx = best_row(scores, self.top_n)
+        row = np.full(self.top_n, -1, dtype=np.int64)
+        row_scores = np.zeros(self.top_n, dtype=np.float32)
+        row[: len(idx)], row_scores[: len(idx)] = idx, scores[idx]
+        return row, row_scores
+
+    def _from_top(
+        self,
+        row: npt.NDArray[np.int64],
+        row_scores: npt.NDArray[np.float32],
+        k: int,
+        allowed: npt.NDArray[np.bool_] | None,
+        strategy: str,
+        path: str,
+    ) -> Answer | None:
+        """k of a top-N row (in the genre, if one is asked for); None when the row has too
+        few for it."""
+        keep = row >= 0
+        if allowed is not None:
+            keep &= allowed[np.maximum(row, 0)]
+        idx = row[keep]
+        # the list holds every candidate when it is shorter than N: nothing to add
+        complete = bool((row < 0).any())
+        if len(idx) >= k or complete:
+            return Answer(self._items(idx[:k], row_scores[keep][:k]), strategy, path)
+        return None
+
+    def recommend(
+        self,
+        user_id: str,
+        k: int,
+        *,
+        exclude_seen: bool = True,
+        genre: str | None = None,
+        history: History | None = None,
+        stale: bool = False,
+    ) -> Answer:
+        """Raises :class:`UnknownGenreError` for a genre no movie has. ``history``: the
+        user's pairs read just now (None: the version's own); ``stale``: the read failed."""
         allowed = self.genre_mask(genre)
         u = self.user_pos.get(user_id)
+        if history is not None and self.artefact is not None:
+            pos, w = self.view(history)
+            memo = history.views.setdefault((self.version, "fresh"), {})
+            if "changed" not in memo:
+                memo["changed"] = bool(len(pos)) and (u is None or not self.unchanged(u, pos, w))
+            if memo["changed"]:
+                if exclude_seen and k <= self.top_n:
+                    # the history's own top-N, once per history read (the cache keeps it)
+                    if "top" not in memo:
+                        memo["top"] = self._fresh_top(pos, w)
+                    row, row_scores = memo["top"]
+                    answer = self._from_top(row, row_scores, k, allowed, MODEL, FRESH)
+                    if answer is not None:
+                        return answer
+                return self._fresh(pos, w, k, exclude_seen, genre)
         if u is None:
             return self._popular(k, genre)
+        strategy = MODEL_STALE if stale else MODEL
         if exclude_seen and k <= self.top_n:
-            row, row_scores = self.top[u], self.top_scores[u]
-            keep = row >= 0
-            if allowed is not None:
-                keep &= allowed[np.maximum(row, 0)]
-            idx = row[keep]
-            # the list holds every candidate when it is shorter than N: nothing to add
-            complete = bool((row < 0).any())
-            if len(idx) >= k or complete:
-                return Answer(self._items(idx[:k], row_scores[keep][:k]), MODEL, PRECOMPUTED)
+            answer = self._from_top(
+                self.top[u], self.top_scores[u], k, allowed, strategy, PRECOMPUTED
+            )
+            if answer is not None:
+                return answer
         scores = self._user_scores(u, exclude_seen=exclude_seen, genre=genre)
         idx = best_row(scores, k)
-        return Answer(self._items(idx, scores[idx]), MODEL, SCORED)
+        return Answer(self._items(idx, scores[idx]), strategy, SCORED)
 
     def similar(self, movie_id: int, k: int) -> Answer:
         """Raises :class:`UnknownMovieError` for a movie this version does not know."""

@@ -95,8 +95,9 @@ class ItemModelSettings(BaseModel):
     max_items: int = Field(
         5000,
         ge=1,
-        description="above this many items with pairs the candidate is skipped (and the run "
-        "says so): its dense matrix takes items^2 x 8 bytes (5,000: 200 MB) to build",
+        description="above this many items with pairs the dense candidate is not trained "
+        "(EASE turns sparse, see ease.sparse_neighbours; RP3beta is skipped; the run says "
+        "which): its dense matrix takes items^2 x 8 bytes (5,000: 200 MB) to build",
     )
 
 
@@ -104,6 +105,13 @@ class EaseSettings(ItemModelSettings):
     """The EASE^R candidate (closed form; its inverse takes items^3 time)."""
 
     lam: float = Field(100.0, gt=0, description="L2 penalty lambda when not tuned")
+    sparse_neighbours: int = Field(
+        100,
+        ge=0,
+        description="above max_items, fit each item's column over its this many most "
+        "co-occurring items (a sparse matrix, no dense inverse) rather than skip EASE "
+        "(0: skip it)",
+    )
 
 
 class Rp3Settings(ItemModelSettings):
@@ -136,6 +144,33 @@ class EvaluationSettings(BaseModel):
     )
 
 
+class HistorySettings(BaseModel):
+    """Fresh recommendations: serving reads a user's history from the facts at request time
+    (cached briefly) and scores it, so their latest events count without retraining."""
+
+    enabled: bool = Field(
+        True,
+        description="score a user's history read from the facts at request time (false: the "
+        "history the model was trained on, i.e. the precomputed top-N)",
+    )
+    ttl_s: float = Field(
+        5.0,
+        ge=0,
+        description="how long a user's history read from the facts is reused (0: no cache, "
+        "every request reads it)",
+    )
+    cache_size: int = Field(10_000, ge=1, description="the most users' histories cached")
+    timeout_s: float = Field(
+        0.5,
+        gt=0,
+        description="longest wait for a history read; past it (or on any database error) the "
+        "answer is the precomputed top-N, with strategy model_stale",
+    )
+    connections: int = Field(
+        4, ge=1, le=64, description="database connections for history reads (beside 2 others)"
+    )
+
+
 class RecommenderSettings(KeyedServiceSettings):
     """The ``auth`` block (``CINEPULSE_AUTH__*``, refused off in production) comes from
     :class:`~cinepulse_common.access.KeyedServiceSettings`: the same as the api's; only
@@ -153,6 +188,7 @@ class RecommenderSettings(KeyedServiceSettings):
         True, description="also try a blend of the best factor and item models (weight tuned)"
     )
     evaluation: EvaluationSettings = EvaluationSettings()
+    history: HistorySettings = HistorySettings()
     window_days: int | None = Field(
         None, ge=1, description="train on the last N days of events (None: every event)"
     )

@@ -182,6 +182,19 @@ def features_for(pairs: Pairs, data: WarehouseData, s: RecommenderSettings) -> A
     return matrix
 
 
+def fold_in_params(served: str, candidates: dict[str, Trained]) -> dict[str, float] | None:
+    """ALS's regularization and alpha when the served model's factors are ALS's: serving
+    folds a user's fresh history in with them (None: a LightFM or popularity model, see
+    :meth:`~cinepulse_recommender.recommend.Recommender.fold_in`)."""
+    family = served
+    if served == "blend":
+        family = str(candidates[served].params.get("factors"))
+    if family != "als" or family not in candidates:
+        return None
+    p = candidates[family].params
+    return {"regularization": float(p["regularization"]), "alpha": float(p["alpha"])}
+
+
 def validation_score(t: Trained, validation: Split, k: int) -> float:
     """NDCG@k on the validation split of ``t``'s family with its chosen parameters: from
     its tuning when it was tuned, else fitted on the validation split's training part."""
@@ -297,6 +310,7 @@ def train_and_evaluate(
         "k": k,
         "family": served,
         "params": best.params,
+        "fold_in": fold_in_params(served, candidates),
     }
     artefact = build_artefact(model, pairs, split, fit_on, data, meta)
     return Evaluation(
