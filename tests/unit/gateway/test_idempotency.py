@@ -3,35 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from uuid import UUID
 
 import pytest
 from fastapi.testclient import TestClient
 
-from cinepulse_common.rules import load_rules
-from cinepulse_event_gateway.app import create_app
 from cinepulse_event_gateway.idempotency import derived_event_id
 from tests.factories import event
-from tests.unit.test_gateway_app import (  # noqa: F401 - the autouse environment fixture
-    FakePublisher,
-    _clean_environment,
-    make_settings,
-    post,
-    post_batch,
-)
-
-
-@pytest.fixture
-def publisher() -> FakePublisher:
-    return FakePublisher()
-
-
-@pytest.fixture
-def client(publisher: FakePublisher) -> Iterator[TestClient]:
-    app = create_app(make_settings(), publisher=publisher, rules=load_rules())
-    with TestClient(app) as c:
-        yield c
+from tests.unit.gateway.fakes import FakePublisher, post, post_batch
 
 
 def _without_ids(n: int) -> list[dict[str, object]]:

@@ -1,0 +1,208 @@
+"""What a request to the gateway goes through: the write key, the rate limit, the body, the
+validation, and the record for Kafka (:class:`Gateway`, built once at start-up and kept on
+``app.state.gateway``); the life cycle is described in :mod:`cinepulse_event_gateway.app`."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from datetime import datetime
+from typing import Any
+
+from fastapi import HTTPException, Request
+from limits import RateLimitItem
+from limits.storage import MemoryStorage
+from limits.strategies import SlidingWindowCounterRateLimiter
+from pydantic import ValidationError
+
+from cinepulse_common.apikeys import ApiKeys
+from cinepulse_common.events import EVENT_ADAPTER, Event, EventType
+from cinepulse_common.rules import TransformRules
+from cinepulse_event_gateway import metrics
+from cinepulse_event_gateway.body import event_type_label, json_problems
+from cinepulse_event_gateway.idempotency import (
+    HEADER as IDEMPOTENCY_HEADER,
+)
+from cinepulse_event_gateway.idempotency import (
+    InvalidIdempotencyKey,
+    derived_event_id,
+    parse_key,
+)
+from cinepulse_event_gateway.models import FieldError
+from cinepulse_event_gateway.publisher import Publisher, Record
+from cinepulse_event_gateway.settings import EventGatewaySettings
+
+JSON_TYPES = ("application/json",)
+
+
+class Gateway:
+    """Everything a request needs, built once at start-up."""
+
+    def __init__(
+        self,
+        settings: EventGatewaySettings,
+        rules: TransformRules,
+        publisher: Publisher,
+        keys: ApiKeys | None,
+    ) -> None:
+        self.settings = settings
+        self.rules = rules
+        self.publisher = publisher
+        self.keys = keys
+        self.topics = {t: settings.kafka.topic(rules.topic_for(t)) for t in EventType}
+        self._limits: dict[str, RateLimitItem | None] = {}
+        self.limiter = SlidingWindowCounterRateLimiter(MemoryStorage())
+
+    # --- request checks ---------------------------------------------------------------------
+    def authenticate(self, presented: str | None) -> str:
+        if self.keys is None:
+            return "anonymous"
+        client = self.keys.client_for(presented)
+        if client is None:
+            header = self.settings.auth.header
+            reason = f"missing {header} header" if not presented else f"invalid {header}"
+            raise HTTPException(401, reason, headers={"WWW-Authenticate": header})
+        return client
+
+    def limit_for(self, client: str) -> RateLimitItem | None:
+        if client not in self._limits:  # parsed once per client (settings are validated)
+            self._limits[client] = self.settings.limit_for(client)
+        return self._limits[client]
+
+    def rate_limit(self, client: str, cost: int) -> dict[str, str]:
+        """Count ``cost`` events against ``client``'s limit: its ``X-RateLimit-*`` headers
+        (none for an unlimited client), or 429 with them and ``Retry-After``."""
+        limit = self.limit_for(client)
+        if limit is None:
+            return {}
+        allowed = cost <= limit.amount and self.limiter.hit(limit, client, cost=cost)
+        stats = self.limiter.get_window_stats(limit, client)
+        reset = max(1, math.ceil(stats.reset_time - time.time()))
+        headers = {
+            "X-RateLimit-Limit": str(limit.amount),
+            "X-RateLimit-Remaining": str(max(0, stats.remaining)),
+            "X-RateLimit-Reset": str(reset),
+        }
+        if allowed:
+            return headers
+        metrics.EVENTS_REJECTED.labels("unknown", "rate_limited").inc(cost)
+        if cost > limit.amount:
+            detail = f"{cost} events exceed the rate limit of {limit} for one request"
+        else:
+            detail = f"rate limit {limit} exceeded for client {client!r}"
+        raise HTTPException(429, detail, headers={**headers, "Retry-After": str(reset)})
+
+    async def read_body(self, request: Request) -> bytes:
+        ctype = request.headers.get("content-type", "")
+        media = ctype.split(";", 1)[0].strip().lower()
+        if media not in JSON_TYPES and not media.endswith("+json"):
+            raise HTTPException(
+                415, f"Content-Type must be application/json (got {ctype or 'none'!r})"
+            )
+        limit = self.settings.limits.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None:
+            if not declared.isdigit():
+                raise HTTPException(400, "Content-Length is not a number")
+            if int(declared) > limit:
+                raise HTTPException(413, f"body of {declared} bytes exceeds {limit} bytes")
+        body = bytearray()
+        timeout = self.settings.limits.body_read_timeout_s
+        try:
+            async with asyncio.timeout(timeout):  # the whole body, not each chunk
+                async for chunk in request.stream():
+                    body += chunk
+                    if len(body) > limit:
+                        raise HTTPException(413, f"body exceeds {limit} bytes")
+        except TimeoutError:
+            metrics.BODY_READ_TIMEOUTS.inc()
+            raise HTTPException(
+                408,
+                f"request body not received within {timeout:g} s",
+                headers={"Connection": "close"},  # uvicorn then drops the slow connection
+            ) from None
+        return bytes(body)
+
+    # --- validation -------------------------------------------------------------------------
+    def validate(self, data: Any, received_at: datetime) -> Event:
+        context = {"rules": self.rules, "received_at": received_at}
+        if isinstance(data, bytes):
+            event = EVENT_ADAPTER.validate_json(data, context=context)
+        else:
+            event = EVENT_ADAPTER.validate_python(data, context=context)
+        return event.model_copy(update={"received_at": received_at})
+
+    def accept(self, data: Any, received_at: datetime) -> Event | list[FieldError]:
+        """One parsed event (:func:`parse_json`), or the errors that refuse it (counted):
+        a repeated key or a lone surrogate refuses it before the models see it."""
+        errors = json_problems(data)
+        event_type = event_type_label(data)
+        if not errors:
+            try:
+                return self.validate(data, received_at)
+            except ValidationError as exc:
+                event_type, errors = field_errors(exc)
+        metrics.EVENTS_REJECTED.labels(event_type, _error_type(errors)).inc()
+        return errors
+
+    def record(self, event: Event) -> Record:
+        return Record(
+            topic=self.topics[event.event_type],
+            key=event.kafka_key(),
+            # the model's own serializer: no union dispatch as with EVENT_ADAPTER.dump_json
+            value=event.__pydantic_serializer__.to_json(event),
+        )
+
+
+#: fields checked by cross-field rules (events.py model validators)
+_CROSS_FIELD_NAMES = frozenset({"occurred_at", "position_seconds", "duration_seconds"})
+
+
+def idempotency_key(request: Request) -> str | None:
+    """The request's ``Idempotency-Key``, checked (422 naming the header otherwise)."""
+    try:
+        return parse_key(request.headers.get(IDEMPOTENCY_HEADER))
+    except InvalidIdempotencyKey as exc:
+        raise HTTPException(422, [exc.error.model_dump()]) from None
+
+
+def with_derived_id(event: Event, item: Any, client: str, key: str | None, index: int) -> Event:
+    """``event`` with the id derived from the Idempotency-Key when the client sent none."""
+    if key is None or not isinstance(item, dict) or "event_id" in item:
+        return event
+    return event.model_copy(update={"event_id": derived_event_id(client, key, index)})
+
+
+def field_errors(exc: ValidationError) -> tuple[str, list[FieldError]]:
+    """(event type or 'unknown', errors naming the field and the reason)."""
+    event_type = "unknown"
+    out = []
+    for err in exc.errors(include_url=False, include_input=False):
+        loc = list(err["loc"])
+        kind = err["type"]
+        if loc and loc[0] in EventType._value2member_map_:
+            event_type = str(loc.pop(0))
+        if kind in ("union_tag_invalid", "union_tag_not_found"):
+            field = "event_type"
+            reason = (
+                f"missing event_type; one of {', '.join(EventType)}"
+                if kind == "union_tag_not_found"
+                else f"unknown event_type; one of {', '.join(EventType)}"
+            )
+        elif kind in ("json_invalid", "json_type"):
+            field, reason = "body", f"malformed JSON: {err['msg']}"
+        else:
+            reason = err["msg"].removeprefix("Value error, ")
+            # a cross-field rule (model validator) has no field in its location: its
+            # message starts with the field it is about ("occurred_at is more than ...")
+            first = reason.split(" ", 1)[0]
+            if kind == "value_error" and first in _CROSS_FIELD_NAMES:
+                loc.append(first)
+            field = ".".join(str(p) for p in loc) or "body"
+        out.append(FieldError(field=field, reason=reason, type=kind))
+    return event_type, out
+
+
+def _error_type(errors: list[FieldError]) -> str:
+    return errors[0].type if errors else "invalid"

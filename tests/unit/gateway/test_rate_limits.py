@@ -1,0 +1,172 @@
+"""The rate limit per write key: 429 with Retry-After, the X-RateLimit-* headers."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+
+from tests.factories import event
+from tests.unit.gateway.fakes import (
+    FakePublisher,
+    make_client,
+    make_settings,
+    post,
+    post_batch,
+    sample,
+)
+
+
+def _away_from_the_minute_edge() -> None:
+    """The limiter's windows are aligned on whole minutes and the previous window's count
+    decays across the edge: start with enough of the minute left for the test."""
+    left = 60 - time.time() % 60
+    if left < 5:
+        time.sleep(left + 0.1)
+
+
+def test_the_sixth_event_within_the_minute_is_429(publisher: FakePublisher) -> None:
+    before = sample(
+        "cinepulse_gateway_events_rejected_total",
+        {"event_type": "unknown", "reason": "rate_limited"},
+    )
+    _away_from_the_minute_edge()
+    with make_client(publisher, rate_limit="5/minute") as c:
+        for _ in range(5):
+            assert post(c, event()).status_code == 202
+        r = post(c, event())
+        assert r.status_code == 429, r.text
+        assert 1 <= int(r.headers["retry-after"]) <= 60
+        assert "rate limit" in r.json()["detail"]
+        # the limit is per write key
+        assert post(c, event(), headers={"X-Write-Key": "k2"}).status_code == 202
+    assert len(publisher.published) == 6
+    after = sample(
+        "cinepulse_gateway_events_rejected_total",
+        {"event_type": "unknown", "reason": "rate_limited"},
+    )
+    assert after == before + 1
+
+
+def test_a_batch_counts_each_event_against_the_rate_limit(publisher: FakePublisher) -> None:
+    _away_from_the_minute_edge()
+    with make_client(publisher, rate_limit="5/minute") as c:
+        r = post_batch(c, [event() for _ in range(10)])
+        assert r.status_code == 429, r.text
+        assert "10 events exceed the rate limit" in r.json()["detail"]
+        assert post_batch(c, [event() for _ in range(3)]).status_code == 202
+        r = post_batch(c, [event() for _ in range(3)])  # 6 > 5
+        assert r.status_code == 429
+        assert int(r.headers["retry-after"]) >= 1
+        assert post_batch(c, [event() for _ in range(2)]).status_code == 202  # exactly 5
+    assert len(publisher.published) == 5
+
+
+def test_an_invalid_rate_limit_setting_is_refused() -> None:
+    with pytest.raises(ValueError, match="rate_limit"):
+        make_settings(rate_limit="lots")
+    for bad in ("", "0/second"):
+        with pytest.raises(ValueError, match="rate_limit"):
+            make_settings(rate_limit=bad)
+    with pytest.raises(ValueError, match=r"rate_limits\['ios'\] 'lots'"):
+        make_settings(rate_limits={"ios": "lots"})
+
+
+def _limit_headers(r: httpx.Response) -> tuple[int, int, int]:
+    h = r.headers
+    return int(h["x-ratelimit-limit"]), int(h["x-ratelimit-remaining"]), int(h["x-ratelimit-reset"])
+
+
+def test_a_write_key_is_limited_by_default_to_100_events_a_second(
+    publisher: FakePublisher,
+) -> None:
+    settings = make_settings()
+    assert (settings.rate_limit, settings.rate_limits) == ("100/second", {})
+    with make_client(publisher) as c:
+        r = post(c, event())
+        assert r.status_code == 202, r.text
+        assert _limit_headers(r) == (100, 99, 1)
+        r = post_batch(c, [event() for _ in range(101)])
+        assert r.status_code == 429, r.text
+        assert r.json() == {
+            "detail": "101 events exceed the rate limit of 100 per 1 second for one request"
+        }
+        assert _limit_headers(r)[0] == 100
+        assert r.headers["retry-after"] == "1"
+
+
+def test_the_headers_count_down_to_429_then_reset(publisher: FakePublisher) -> None:
+    _away_from_the_minute_edge()
+    with make_client(publisher, rate_limit="5/minute") as c:
+        seen = []
+        for _ in range(3):
+            r = post(c, event())
+            assert r.status_code == 202, r.text
+            seen.append(_limit_headers(r))
+        r = post_batch(c, [event(), event()])
+        assert r.status_code == 202, r.text
+        seen.append(_limit_headers(r))
+        assert [(lim, rem) for lim, rem, _ in seen] == [(5, 4), (5, 3), (5, 2), (5, 0)]
+        assert all(1 <= reset <= 60 for _, _, reset in seen)
+        r = post(c, event())
+        assert r.status_code == 429, r.text
+        # the body keeps its shape and names the limit and the client
+        assert r.json() == {"detail": "rate limit 5 per 1 minute exceeded for client 'web'"}
+        limit, remaining, reset = _limit_headers(r)
+        assert (limit, remaining) == (5, 0)
+        assert r.headers["retry-after"] == str(reset)
+        # a 422 after the count carries them too
+        r = post(c, {"event_type": "rate"}, headers={"X-Write-Key": "k2"})
+        assert r.status_code == 422
+        assert _limit_headers(r)[:2] == (5, 4)
+    with make_client(publisher, rate_limit="3/second") as c:
+        assert [_limit_headers(post(c, event()))[1] for _ in range(3)] == [2, 1, 0]
+        r = post(c, event())
+        assert r.status_code == 429
+        assert r.headers["retry-after"] == "1"
+        time.sleep(2.1)  # two whole windows: the sliding count has nothing left
+        r = post(c, event())
+        assert r.status_code == 202, r.text
+        assert _limit_headers(r) == (3, 2, 1)
+
+
+def test_a_key_with_its_own_limit(publisher: FakePublisher) -> None:
+    _away_from_the_minute_edge()
+    with make_client(publisher, rate_limits={"ios": "2/minute"}) as c:
+        ios = {"X-Write-Key": "k2"}
+        assert [post(c, event(), headers=ios).status_code for _ in range(3)] == [202, 202, 429]
+        r = post(c, event(), headers=ios)
+        assert "rate limit 2 per 1 minute exceeded for client 'ios'" in r.json()["detail"]
+        # the other key keeps the default
+        r = post(c, event())
+        assert r.status_code == 202
+        assert _limit_headers(r)[:2] == (100, 99)
+
+
+@pytest.mark.parametrize("spelling", ["unlimited", "none", "Unlimited"])
+def test_an_unlimited_key_is_never_counted(publisher: FakePublisher, spelling: str) -> None:
+    _away_from_the_minute_edge()
+    with make_client(publisher, rate_limit="2/minute", rate_limits={"web": spelling}) as c:
+        for _ in range(5):
+            r = post(c, event())
+            assert r.status_code == 202, r.text
+            assert not any(h.startswith("x-ratelimit") for h in r.headers)
+        assert post_batch(c, [event() for _ in range(50)]).status_code == 202
+        ios = {"X-Write-Key": "k2"}
+        assert [post(c, event(), headers=ios).status_code for _ in range(3)] == [202, 202, 429]
+    assert len(publisher.acked) == 57
+
+
+def test_the_rate_limit_headers_are_readable_by_a_browser(publisher: FakePublisher) -> None:
+    origin = "https://cinepulse.example.com"
+    with make_client(publisher, cors_origins=[origin]) as c:
+        r = post(c, event(), headers={"Origin": origin})
+        assert r.status_code == 202
+        exposed = {h.strip().lower() for h in r.headers["access-control-expose-headers"].split(",")}
+        assert {
+            "x-ratelimit-limit",
+            "x-ratelimit-remaining",
+            "x-ratelimit-reset",
+            "retry-after",
+        } <= exposed
