@@ -32,28 +32,28 @@ def _gateway_env(scenario: str, set_values: list[str] | None = None) -> dict[str
 
 def test_the_default_limit_reaches_the_pod() -> None:
     env = _gateway_env("default")
-    assert env["CINEPULSE_RATE_LIMIT"] == DEFAULT_RATE_LIMIT == "100/second"
+    assert env["CINEPULSE_RATE_LIMIT"] == DEFAULT_RATE_LIMIT == "1000/10 seconds"
     assert "CINEPULSE_RATE_LIMITS" not in env
 
 
 def test_a_key_of_its_own_and_an_unlimited_key_reach_the_pod() -> None:
     env = _gateway_env(
-        "default", ["gateway.rateLimits.backend=unlimited", "gateway.rateLimits.ios=50/second"]
+        "default", ["gateway.rateLimits.backend=unlimited", "gateway.rateLimits.ios=500/10 seconds"]
     )
     assert json.loads(env["CINEPULSE_RATE_LIMITS"]) == {
         "backend": "unlimited",
-        "ios": "50/second",
+        "ios": "500/10 seconds",
     }
-    assert env["CINEPULSE_RATE_LIMIT"] == "100/second"
+    assert env["CINEPULSE_RATE_LIMIT"] == "1000/10 seconds"
 
 
 def test_the_clusters_own_client_is_never_throttled() -> None:
     env = _gateway_env("cluster")
     assert json.loads(env["CINEPULSE_RATE_LIMITS"]) == {"demo": "unlimited"}
-    assert _gateway_env("external")["CINEPULSE_RATE_LIMIT"] == "200/second"
+    assert _gateway_env("external")["CINEPULSE_RATE_LIMIT"] == "2000/10 seconds"
 
 
 def test_an_empty_limit_is_refused_naming_the_way_to_turn_it_off() -> None:
     r = chart.render([SCENARIOS["default"]], ["gateway.rateLimit="])
     assert r.returncode != 0
-    assert "gateway.rateLimit: a limit such as 100/second, or unlimited" in r.stderr
+    assert "gateway.rateLimit: a limit such as 1000/10 seconds, or unlimited" in r.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 from fastapi.testclient import TestClient
@@ -31,16 +32,25 @@ def test_readyz_does_not_follow_kafka(client: TestClient, publisher: FakePublish
 
 
 def test_kafka_reachability_is_a_metric(publisher: FakePublisher) -> None:
-    from cinepulse_event_gateway import kafka_watch
+    from cinepulse_event_gateway import kafka_watch, metrics
+
+    async def changed_from(before: float) -> float:
+        """The gauge once it differs from ``before`` (each probe runs in a thread: on a busy
+        runner that may take far longer than the interval), within 5 s."""
+        deadline = time.monotonic() + 5.0
+        while (now := sample("cinepulse_gateway_kafka_reachable")) == before:
+            if time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.01)
+        return now
 
     async def watch_twice() -> list[float]:
         seen: list[float] = []
+        metrics.KAFKA_REACHABLE.set(-1)  # neither answer: an earlier test's value is no probe
         task = asyncio.create_task(kafka_watch.watch_kafka(publisher, interval_s=0.01))
-        await asyncio.sleep(0.2)
-        seen.append(sample("cinepulse_gateway_kafka_reachable"))
+        seen.append(await changed_from(-1))
         publisher.check_error = RuntimeError("no broker")
-        await asyncio.sleep(0.2)
-        seen.append(sample("cinepulse_gateway_kafka_reachable"))
+        seen.append(await changed_from(seen[-1]))
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task

@@ -9,8 +9,9 @@ Request life cycle (``POST /api/events`` and ``POST /api/events/batch``):
    received whole within ``limits.body_read_timeout_s`` (408: a slow client holds no
    request slot for long);
 2. the write key must match a client (401); the client's rate limit (its own in
-   ``rate_limits``, else ``rate_limit``: 100 events/second; counted per pod) must allow the
-   number of events (429 with Retry-After); every answer from then on carries
+   ``rate_limits``, else ``rate_limit``: 1000 events per 10 seconds; counted per pod) must
+   allow the number of events (429 with Retry-After; a request holding more events than the
+   whole limit: 413, as waiting would never help); every answer from then on carries
    ``X-RateLimit-Limit``, ``-Remaining`` and ``-Reset`` for that client (none for an
    unlimited client);
 3. the body is parsed strictly (:mod:`cinepulse_event_gateway.body`: a key repeated in an
@@ -18,8 +19,9 @@ Request life cycle (``POST /api/events`` and ``POST /api/events/batch``):
    the transform rules (422 with the field and the reason); the server stamps
    ``received_at`` and assigns ``event_id`` when the client sent none: random, or, when the
    request carries an ``Idempotency-Key`` header, derived from the client, the key and the
-   event's index (:mod:`cinepulse_event_gateway.idempotency`), so that a resend of the same
-   request with the same key repeats the ids (a malformed key: 422 naming the header);
+   SHA-256 of the event's content (:mod:`cinepulse_event_gateway.idempotency`), so that a
+   resend of the same events with the same key repeats their ids, whole or in part, and
+   other content never collides (a malformed key: 422 naming the header);
 4. the record goes to its topic (``transform_rules.json``: ``event_types.*.topic``) keyed
    by ``user_id``; the answer is 202 only once Kafka acknowledged it (``acks=all``). No
    acknowledgement within ``limits.produce_timeout_s``: 503 with Retry-After, and the

@@ -26,6 +26,7 @@ from cinepulse_event_gateway.idempotency import (
 )
 from cinepulse_event_gateway.idempotency import (
     InvalidIdempotencyKey,
+    content_digest,
     derived_event_id,
     parse_key,
 )
@@ -72,26 +73,40 @@ class Gateway:
 
     def rate_limit(self, client: str, cost: int) -> dict[str, str]:
         """Count ``cost`` events against ``client``'s limit: its ``X-RateLimit-*`` headers
-        (none for an unlimited client), or 429 with them and ``Retry-After``."""
+        (none for an unlimited client), or 429 with them and ``Retry-After``; a request of
+        more events than the whole limit is 413 (waiting would never let it through)."""
         limit = self.limit_for(client)
         if limit is None:
             return {}
-        allowed = cost <= limit.amount and self.limiter.hit(limit, client, cost=cost)
+        if cost > limit.amount:
+            # the settings refuse a limit below limits.max_batch_events: a safety net
+            metrics.EVENTS_REJECTED.labels("unknown", "exceeds_rate_limit").inc(cost)
+            setting = (
+                f"rate_limits[{client!r}]" if client in self.settings.rate_limits else "rate_limit"
+            )
+            raise HTTPException(
+                413,
+                f"{cost} events in one request exceed {setting} {limit} for client "
+                f"{client!r}: send at most {limit.amount} events per request",
+                headers=self._limit_headers(limit, client),
+            )
+        allowed = self.limiter.hit(limit, client, cost=cost)
+        headers = self._limit_headers(limit, client)
+        if allowed:
+            return headers
+        metrics.EVENTS_REJECTED.labels("unknown", "rate_limited").inc(cost)
+        detail = f"rate limit {limit} exceeded for client {client!r}"
+        retry = headers["X-RateLimit-Reset"]
+        raise HTTPException(429, detail, headers={**headers, "Retry-After": retry})
+
+    def _limit_headers(self, limit: RateLimitItem, client: str) -> dict[str, str]:
         stats = self.limiter.get_window_stats(limit, client)
         reset = max(1, math.ceil(stats.reset_time - time.time()))
-        headers = {
+        return {
             "X-RateLimit-Limit": str(limit.amount),
             "X-RateLimit-Remaining": str(max(0, stats.remaining)),
             "X-RateLimit-Reset": str(reset),
         }
-        if allowed:
-            return headers
-        metrics.EVENTS_REJECTED.labels("unknown", "rate_limited").inc(cost)
-        if cost > limit.amount:
-            detail = f"{cost} events exceed the rate limit of {limit} for one request"
-        else:
-            detail = f"rate limit {limit} exceeded for client {client!r}"
-        raise HTTPException(429, detail, headers={**headers, "Retry-After": str(reset)})
 
     async def read_body(self, request: Request) -> bytes:
         ctype = request.headers.get("content-type", "")
@@ -167,11 +182,18 @@ def idempotency_key(request: Request) -> str | None:
         raise HTTPException(422, [exc.error.model_dump()]) from None
 
 
-def with_derived_id(event: Event, item: Any, client: str, key: str | None, index: int) -> Event:
-    """``event`` with the id derived from the Idempotency-Key when the client sent none."""
+def with_derived_id(
+    event: Event, item: Any, client: str, key: str | None, seen: dict[str, int]
+) -> Event:
+    """``event`` with the id derived from the Idempotency-Key and the item's content when the
+    client sent none; ``seen`` counts the digests met so far in the request (identical events
+    in one request get one id each)."""
     if key is None or not isinstance(item, dict) or "event_id" in item:
         return event
-    return event.model_copy(update={"event_id": derived_event_id(client, key, index)})
+    digest = content_digest(item)
+    occurrence = seen.get(digest, 0)
+    seen[digest] = occurrence + 1
+    return event.model_copy(update={"event_id": derived_event_id(client, key, digest, occurrence)})
 
 
 def field_errors(exc: ValidationError) -> tuple[str, list[FieldError]]:

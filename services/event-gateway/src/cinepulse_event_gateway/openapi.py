@@ -28,12 +28,14 @@ Takes user events from the frontend and publishes them to Kafka (`user_watch_log
   strings or booleans; the nil UUID is no `event_id`; no control or bidirectional control
   character in `user_id`, `session_id` or a click target, none in a comment but tab and
   line feed; no key twice in a JSON object.
-* **Rate limit**: each write key may send a number of events per window (default 100 per
-  second; a batch counts each event), counted by each gateway pod on its own, so with N
-  pods a key may reach N times the limit. Every answer after the key is checked carries
-  `X-RateLimit-Limit` (events per window), `X-RateLimit-Remaining` and `X-RateLimit-Reset`
-  (seconds until the window frees up); over the limit the answer is **429** with
-  `Retry-After`. A key configured as unlimited gets no `X-RateLimit-*` headers.
+* **Rate limit**: each write key may send a number of events per window (default 1000 per
+  10 seconds, never less than a full batch; a batch counts each event), counted by each
+  gateway pod on its own, so with N pods a key may reach N times the limit. Every answer
+  after the key is checked carries `X-RateLimit-Limit` (events per window),
+  `X-RateLimit-Remaining` and `X-RateLimit-Reset` (seconds until the window frees up); over
+  the limit the answer is **429** with `Retry-After`. A request holding more events than the
+  key's whole limit is **413** (no `Retry-After`: waiting would not help). A key configured
+  as unlimited gets no `X-RateLimit-*` headers.
 """
 
 EXAMPLES: dict[str, dict[str, Any]] = {
@@ -99,7 +101,11 @@ RETRY_AFTER_HEADER: dict[str, Any] = _int_header("seconds to wait before retryin
 
 _COMMON: dict[int | str, dict[str, Any]] = {
     401: {"model": Problem, "description": "missing or invalid write key"},
-    413: {"model": Problem, "description": "body (or batch) too large"},
+    413: {
+        "model": Problem,
+        "description": "body (or batch) too large, or more events than the write key's "
+        "whole rate limit",
+    },
     415: {"model": Problem, "description": "Content-Type is not application/json"},
     429: {
         "model": Problem,
@@ -155,9 +161,10 @@ IDEMPOTENCY_PARAMETER: dict[str, Any] = {
     "in": "header",
     "required": False,
     "description": "Makes a resend safe for events sent without `event_id`: their ids are "
-    "derived from the write key's client, this key and the event's position in the request "
-    "(UUIDv5), so resending the same request with the same key gives the same ids and the "
-    "copies are deduplicated downstream. Without it such events get a random id and a resent "
+    "derived from the write key's client, this key and the SHA-256 of the event's content "
+    "(UUIDv5), so resending the same events with the same key, all of them or only those "
+    "not acknowledged, gives them the same ids and the copies are deduplicated downstream; "
+    "other content never gets the id of an earlier event. Without it such events get a random id and a resent "
     "request (e.g. after a 503) stores them twice. Use one new key per distinct request, "
     "e.g. a UUID. 1 to 128 characters of `A-Z a-z 0-9 - _ . : + / =`.",
     "schema": {

@@ -4,8 +4,8 @@ Examples: ``CINEPULSE_KAFKA__BOOTSTRAP_SERVERS=kafka:9092``,
 ``CINEPULSE_AUTH__KEYS_PATH=/var/run/secrets/cinepulse/write-keys`` (a mounted Secret: one
 file per client, the file name is the client id and the content its key),
 ``CINEPULSE_LIMITS__MAX_BATCH_EVENTS=500``, ``CINEPULSE_LIMITS__MAX_CONCURRENT_REQUESTS=256``,
-``CINEPULSE_LIMITS__BODY_READ_TIMEOUT_S=10``, ``CINEPULSE_RATE_LIMIT=200/second``,
-``CINEPULSE_RATE_LIMITS='{"backend": "unlimited", "ios": "50/second"}'``.
+``CINEPULSE_LIMITS__BODY_READ_TIMEOUT_S=10``, ``CINEPULSE_RATE_LIMIT='2000/10 seconds'``,
+``CINEPULSE_RATE_LIMITS='{"backend": "unlimited", "ios": "500/10 seconds"}'``.
 """
 
 from __future__ import annotations
@@ -17,14 +17,15 @@ from cinepulse_common.apikeys import ApiKeySettings
 from cinepulse_common.settings import CinepulseSettings, KafkaSettings
 
 #: each write key's events per pod unless configured otherwise (docs/operations/security.md:
-#: the reason for the figure)
-DEFAULT_RATE_LIMIT = "100/second"
+#: the reason for the figure): 100 events a second on average, counted over 10 seconds so that
+#: a full batch (``limits.max_batch_events``, 500) fits in it
+DEFAULT_RATE_LIMIT = "1000/10 seconds"
 #: the values that turn a key's limit off (compared case-insensitively)
 UNLIMITED = frozenset({"unlimited", "none"})
 
 
 def parse_rate_limit(value: str, name: str) -> RateLimitItem | None:
-    """``'100/second'`` -> its limit; ``'unlimited'``/``'none'`` -> ``None``; else an error
+    """``'1000/10 seconds'`` -> its limit; ``'unlimited'``/``'none'`` -> ``None``; else an error
     naming the setting (an empty value is refused: say ``unlimited`` to turn it off)."""
     if value.strip().lower() in UNLIMITED:
         return None
@@ -34,7 +35,7 @@ def parse_rate_limit(value: str, name: str) -> RateLimitItem | None:
             raise ValueError("a limit of 0 refuses every event")
     except ValueError as exc:
         raise ValueError(
-            f"{name} {value!r}: {exc} (e.g. '100/second', '6000/minute' or 'unlimited')"
+            f"{name} {value!r}: {exc} (e.g. '1000/10 seconds', '6000/minute' or 'unlimited')"
         ) from None
     return item
 
@@ -77,15 +78,17 @@ class EventGatewaySettings(CinepulseSettings):
     limits: LimitSettings = LimitSettings()
     rate_limit: str = Field(
         DEFAULT_RATE_LIMIT,
-        description="each write key's limit unless rate_limits names it, e.g. '200/second' "
-        "or '10000/minute' (events, not requests: a batch counts each event), or "
-        "'unlimited'; counted per pod (N replicas let a key send N times this)",
+        description="each write key's limit unless rate_limits names it, e.g. "
+        "'2000/10 seconds' or '10000/minute' (events, not requests: a batch counts each "
+        "event), or 'unlimited'; at least limits.max_batch_events events (else refused at "
+        "start: the key could never send a full batch); counted per pod (N replicas let a "
+        "key send N times this)",
     )
     rate_limits: dict[str, str] = Field(
         default_factory=dict,
         description="client id -> its own limit, overriding rate_limit (JSON), e.g. "
-        '{"backend": "unlimited", "ios": "50/second"}; \'unlimited\' (or \'none\') for '
-        "server-side relays and benchmarks",
+        '{"backend": "unlimited", "ios": "500/10 seconds"}; \'unlimited\' (or \'none\') '
+        "for server-side relays and benchmarks; each at least limits.max_batch_events events",
     )
     cors_origins: list[str] = Field(default_factory=list, description="allowed browser origins")
     host: str = "0.0.0.0"  # noqa: S104 - listens inside its pod
@@ -93,9 +96,18 @@ class EventGatewaySettings(CinepulseSettings):
 
     @model_validator(mode="after")
     def _rate_limits_parse(self) -> EventGatewaySettings:
-        parse_rate_limit(self.rate_limit, "rate_limit")
-        for client, value in self.rate_limits.items():
-            parse_rate_limit(value, f"rate_limits[{client!r}]")
+        batch = self.limits.max_batch_events
+        named = {"rate_limit": self.rate_limit}
+        named.update({f"rate_limits[{c!r}]": v for c, v in self.rate_limits.items()})
+        for name, value in named.items():
+            item = parse_rate_limit(value, name)
+            if item is not None and item.amount < batch:
+                raise ValueError(
+                    f"{name} {value!r} allows {item.amount} events, fewer than "
+                    f"limits.max_batch_events ({batch}): that key could never send a full "
+                    f"batch; allow at least {batch} events (e.g. '{batch * 2}/10 seconds'), "
+                    "or lower limits.max_batch_events"
+                )
         return self
 
     def limit_for(self, client: str) -> RateLimitItem | None:

@@ -47,7 +47,7 @@ async def post_event(request: Request, gw: GatewayDep) -> Response:
         return JSONResponse(
             {"detail": [e.model_dump() for e in event]}, status_code=422, headers=counted
         )
-    event = with_derived_id(event, data, client, key, 0)
+    event = with_derived_id(event, data, client, key, {})
     [err] = await gw.publisher.publish_many([gw.record(event)], settings.limits.produce_timeout_s)
     if err is not None:
         metrics.EVENTS_REJECTED.labels(event.event_type.value, "kafka_unavailable").inc()
@@ -104,12 +104,13 @@ async def post_batch(request: Request, gw: GatewayDep) -> Response:
     now = datetime.now(UTC)
     results: list[BatchItem] = []
     valid: list[tuple[int, Event]] = []
+    seen: dict[str, int] = {}  # content digests, for the Idempotency-Key's ids
     for i, item in enumerate(items):
         event = gw.accept(item, now)
         if isinstance(event, list):
             results.append(BatchItem(index=i, status="rejected", errors=event))
             continue
-        event = with_derived_id(event, item, client, key, i)
+        event = with_derived_id(event, item, client, key, seen)
         valid.append((i, event))
         results.append(BatchItem(index=i, status="accepted", event_id=event.event_id))
 
