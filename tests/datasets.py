@@ -4,18 +4,18 @@
 the set's folder; ``@needs(...)`` (a ``dataset`` mark) does the same for a test or, as
 ``pytestmark``, a module. When the set (or one of the files named, default every pinned file) is
 missing, the test is skipped with the reason and the command that gets the set (``pytest -ra``
-prints it in the summary) or, when ``$CI`` is set, it fails with that message: CI has the
+prints it in the summary) or, when ``$CI`` is on (tests/skip_guard.py ``in_ci``), it fails with that message: CI has the
 data, and a skipped data test there would hide a hole."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 from cinepulse_common.datasets import DATASETS
 from cinepulse_common.paths import dataset_dir, dataset_roots
+from tests.skip_guard import in_ci
 
 
 def missing(name: str, *files: str) -> str | None:
@@ -35,7 +35,7 @@ def require(name: str, *files: str) -> Path:
     """The folder of data set ``name``; skip (locally) or fail (in CI) when it is missing."""
     reason = missing(name, *files)
     if reason is not None:
-        if os.environ.get("CI"):
+        if in_ci():
             pytest.fail(f"{reason} (CI runs every data test: fetch the set first)", pytrace=False)
         pytest.skip(reason, allow_module_level=True)
     return dataset_dir(name)

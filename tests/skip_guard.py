@@ -1,7 +1,7 @@
 """In CI a skipped test fails the session, unless :data:`ALLOWED_IN_CI` lets it skip.
 
 A skip hides a hole: CI (``.ci/run``) installs everything ``make setup`` installs and has the
-data sets, so every test it runs can run there. When ``$CI`` is set, a session that skipped a
+data sets, so every test it runs can run there. When ``$CI`` is on (``1``, ``true`` or ``yes``), a session that skipped a
 test (or a whole module) not matched by :data:`ALLOWED_IN_CI` exits non-zero, and the summary
 names each such test with its reason. Without ``$CI`` skips are reported (``-ra``) and nothing
 more. tests/conftest.py installs the guard for every ``pytest tests/<dir>`` run; the Airflow
@@ -38,8 +38,13 @@ ALLOWED_IN_CI: tuple[AllowedSkip, ...] = (
 )
 
 
+#: the values of ``$CI`` that mean "in CI" (case-insensitive); anything else (``false``,
+#: ``0``, empty, unset) does not
+CI_ON = frozenset({"1", "true", "yes"})
+
+
 def in_ci() -> bool:
-    return bool(os.environ.get("CI"))
+    return os.environ.get("CI", "").strip().lower() in CI_ON
 
 
 def skip_reason(report: pytest.CollectReport | pytest.TestReport) -> str:

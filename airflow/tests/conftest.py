@@ -53,6 +53,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 _SKIPPED: list[tuple[str, str]] = []  # (node id, reason)
 
 
+def _in_ci() -> bool:
+    """``$CI`` is on: ``1``, ``true`` or ``yes`` (any case), as tests/skip_guard.py in_ci."""
+    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+
+
 def _record_skip(report: pytest.CollectReport | pytest.TestReport) -> None:
     if report.skipped and not hasattr(report, "wasxfail"):
         why = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
@@ -70,12 +75,12 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     shutil.rmtree(_HOME, ignore_errors=True)
     ok = (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED)
-    if os.environ.get("CI") and _SKIPPED and session.exitstatus in ok:
+    if _in_ci() and _SKIPPED and session.exitstatus in ok:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if os.environ.get("CI") and _SKIPPED:
+    if _in_ci() and _SKIPPED:
         terminalreporter.section("skipped in CI (not allowed)", sep="=", red=True, bold=True)
         for nodeid, reason in _SKIPPED:
             terminalreporter.line(f"SKIPPED {nodeid}: {reason}", red=True)

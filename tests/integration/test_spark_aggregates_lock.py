@@ -58,8 +58,12 @@ def test_a_second_run_exits_while_the_first_holds_the_lock(
     try:
         assert inside.wait(30)
         with connect(pg_settings, autocommit=True) as conn:
+            # only this job's lock (a bigint key: classid = high 32 bits, objid = low 32,
+            # objsubid 1): other sessions' advisory locks must not count
             holder = conn.execute(
                 "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                " AND classid = %s AND objid = %s AND objsubid = 1",
+                ((aggregates.LOCK_KEY >> 32) & 0xFFFFFFFF, aggregates.LOCK_KEY & 0xFFFFFFFF),
             ).fetchall()
         assert len(holder) == 1
         started = time.monotonic()

@@ -8,9 +8,10 @@ import time
 
 import pytest
 
+from cinepulse_common.postgres import connect
 from cinepulse_common.settings import PostgresSettings
 from cinepulse_spark_jobs import stream
-from cinepulse_spark_jobs.stream import LANDING, landing_lock
+from cinepulse_spark_jobs.stream import LANDING, LandingLockLost, landing_lock
 
 pytestmark = pytest.mark.integration
 
@@ -75,3 +76,22 @@ def test_a_driver_that_dies_releases_the_lock(pg_settings: PostgresSettings) -> 
     t.start()
     assert acquired.wait(5)
     t.join(5)
+
+
+def test_a_dropped_lock_connection_fails_the_check(pg_settings: PostgresSettings) -> None:
+    with connect(pg_settings, autocommit=True) as conn:
+        with landing_lock(pg_settings, LANDING) as lock:
+            lock.check(conn)  # held by its connection
+            conn.execute("SELECT pg_terminate_backend(%s)", (lock.pid,))
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:  # the backend exits asynchronously
+                try:
+                    lock.check(conn)
+                except LandingLockLost:
+                    break
+                time.sleep(0.05)
+            with pytest.raises(LandingLockLost, match="landing lock of 'spark_batch' was lost"):
+                lock.check(conn)
+        # leaving the block with the connection gone raised nothing: the lock is free
+        with landing_lock(pg_settings, LANDING) as again:
+            again.check(conn)

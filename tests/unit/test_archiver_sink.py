@@ -7,7 +7,8 @@ import asyncio
 from typing import Any
 
 import pytest
-from pymongo.errors import BulkWriteError
+from bson.errors import InvalidDocument
+from pymongo.errors import AutoReconnect, BulkWriteError, DocumentTooLarge
 from pymongo.results import InsertManyResult
 
 from cinepulse_archiver import sink as sink_mod
@@ -137,3 +138,67 @@ def test_an_invalid_document_is_still_refused(monkeypatch: pytest.MonkeyPatch) -
     refused = asyncio.run(flaky_sink(coll, monkeypatch).write(DOCS))
     assert [i for i, _ in refused] == [1]
     assert len(coll.calls) == 1
+
+
+def count(counter: Any, collection: str = "user_logs") -> float:
+    return float(counter.labels(collection)._value.get())
+
+
+class ScriptedCollection:
+    """A collection that stores what it is sent, with ``fail(docs)`` deciding an error to
+    raise after storing the documents before the first ``bad`` one (a real insert_many sends
+    its batches in order; a client-side error stops it midway)."""
+
+    def __init__(self, first_error: Exception | None = None) -> None:
+        self.first_error = first_error
+        self.calls: list[list[Any]] = []
+        self.stored: dict[Any, dict[str, Any]] = {}
+
+    async def insert_many(self, docs: list[dict[str, Any]], ordered: bool) -> InsertManyResult:
+        self.calls.append([d["_id"] for d in docs])
+        if self.first_error is not None:  # everything stored, but the answer is lost
+            self.stored.update({d["_id"]: d for d in docs})
+            exc, self.first_error = self.first_error, None
+            raise exc
+        errors: list[dict[str, Any]] = []
+        inserted = []
+        for i, d in enumerate(docs):
+            if d.get("huge"):
+                raise DocumentTooLarge("BSON document too large (20000000 bytes)")
+            if d.get("unencodable"):
+                raise InvalidDocument("cannot encode object: <object>")
+            if d["_id"] in self.stored:  # unordered: the others are still written
+                errors.append({"index": i, "code": 11000, "errmsg": "E11000 duplicate key"})
+                continue
+            self.stored[d["_id"]] = d
+            inserted.append(d["_id"])
+        if errors:
+            raise bulk_error(errors, n_inserted=len(inserted))
+        return InsertManyResult(inserted, acknowledged=True)
+
+
+def test_a_retry_after_a_network_error_counts_its_own_writes_as_written(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    coll = ScriptedCollection(AutoReconnect("connection reset"))
+    written, dups = count(sink_mod.metrics.WRITTEN), count(sink_mod.metrics.DUPLICATES)
+    refused = asyncio.run(flaky_sink(coll, monkeypatch).write(DOCS))
+    assert refused == []
+    assert len(coll.calls) == 2
+    assert count(sink_mod.metrics.DUPLICATES) == dups  # not redeliveries: this batch's writes
+    assert count(sink_mod.metrics.WRITTEN) == written + 3
+
+
+@pytest.mark.parametrize("bad", ["huge", "unencodable"])
+def test_a_document_pymongo_cannot_send_is_dead_lettered_not_retried(
+    monkeypatch: pytest.MonkeyPatch, bad: str
+) -> None:
+    docs = [("user_logs", {"_id": f"t:0:{i}", bad: i == 2}) for i in range(4)]
+    coll = ScriptedCollection()
+    refused = asyncio.run(asyncio.wait_for(flaky_sink(coll, monkeypatch).write(docs), 5))
+    assert [i for i, _ in refused] == [2]
+    assert "cannot be sent to MongoDB" in refused[0][1]
+    assert set(coll.stored) == {"t:0:0", "t:0:1", "t:0:3"}
+    # the batch, then each document alone
+    assert coll.calls[0] == ["t:0:0", "t:0:1", "t:0:2", "t:0:3"]
+    assert coll.calls[1:] == [["t:0:0"], ["t:0:1"], ["t:0:2"], ["t:0:3"]]

@@ -181,6 +181,31 @@ def test_a_damaged_copy_is_replaced(served: tuple[Path, str]) -> None:
     assert leftovers(paths.datasets_cache()) == ["tiny"]
 
 
+def test_a_failed_swap_puts_the_old_copy_back(
+    served: tuple[Path, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    www, url = served
+    write_files(www / "files", FILES)
+    old = {"a.tsv": b"half"}
+    write_files(paths.datasets_cache() / "tiny", old)
+    real_replace = data.os.replace
+    calls: list[tuple[str, str]] = []
+
+    def second_fails(src: str | Path, dst: str | Path) -> None:
+        calls.append((str(src), str(dst)))
+        if len(calls) == 2:  # the new copy into place
+            raise OSError("disk full")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(data.os, "replace", second_fails)
+    with pytest.raises(OSError, match="disk full"):
+        fetch(file_set(url), force=True, out=io.StringIO())
+    target = paths.datasets_cache() / "tiny"
+    assert {p.name: p.read_bytes() for p in target.iterdir()} == old  # the old copy is back
+    assert leftovers(paths.datasets_cache()) == ["tiny"]
+    assert len(calls) == 3
+
+
 def test_a_missing_file_upstream_fails_with_the_url(served: tuple[Path, str]) -> None:
     _, url = served
     with pytest.raises(DatasetError, match=r"could not download http://127\.0\.0\.1:\d+/files/"):
@@ -324,6 +349,9 @@ def test_a_data_test_skips_locally_and_fails_in_ci(monkeypatch: pytest.MonkeyPat
     from tests.datasets import require
 
     monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match=r"run `cinepulse-data fetch goemotions`"):
+        require("goemotions")
+    monkeypatch.setenv("CI", "false")  # only 1, true or yes mean CI
     with pytest.raises(pytest.skip.Exception, match=r"run `cinepulse-data fetch goemotions`"):
         require("goemotions")
     monkeypatch.setenv("CI", "true")

@@ -134,3 +134,13 @@ def test_the_archiver_app_passes_the_credentials_to_faust(tmp_path: Path) -> Non
 def test_incomplete_sasl_settings_are_refused_at_start(values: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
         KafkaSettings(bootstrap_servers="k:9092", **values)
+
+
+def test_sasl_without_a_password_is_refused_with_a_clear_message() -> None:
+    with pytest.raises(ValidationError, match="missing: sasl_password"):
+        KafkaSettings(
+            bootstrap_servers="k:9092",
+            security_protocol="SASL_SSL",
+            sasl_mechanism="SCRAM-SHA-512",
+            sasl_username="cinepulse",
+        )

@@ -5,15 +5,22 @@ history cache expires and is bounded; the ALS fold-in agrees with implicit's own
 
 from __future__ import annotations
 
+import asyncio
+import io
+import json
+
 import numpy as np
+import psycopg
 import pytest
 import scipy.sparse as sp
+from psycopg_pool import PoolTimeout
 
+from cinepulse_recommender.app import READ_TIMEOUTS_BEFORE_BACKOFF, Service
 from cinepulse_recommender.artefact import Artefact
 from cinepulse_recommender.fresh import History, TtlCache, weigh
 from cinepulse_recommender.recommend import FRESH, MODEL, POPULAR, PRECOMPUTED, Recommender
-from cinepulse_recommender.settings import WeightSettings
-from tests.unit.test_recommender_serving import artefact
+from cinepulse_recommender.settings import RecommenderSettings, WeightSettings
+from tests.unit.test_recommender_serving import NO_DB, artefact
 
 # the serving tests' catalogue: 101 102 106 dramas (106 no candidate), 103 comedy,
 # 104 105 action; alice saw 101 (weight 1), bob 105
@@ -158,3 +165,90 @@ def test_the_als_fold_in_is_implicits_user_step() -> None:
         cos = folded @ fitted / (np.linalg.norm(folded) * np.linalg.norm(fitted) + 1e-12)
         agree.append(cos)
     assert float(np.median(agree)) > 0.99, np.percentile(agree, [5, 50])
+
+
+def format_1(a: Artefact) -> Artefact:
+    """``a`` written as format 1 did: the seen pairs without their weights."""
+    with np.load(io.BytesIO(a.to_bytes()), allow_pickle=False) as z:
+        arrays = {name: z[name] for name in z.files if name != "seen_data"}
+    meta = json.loads(arrays["meta"].tobytes().decode()) | {"format": 1}
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]
+    return Artefact.from_bytes(buf.getvalue())
+
+
+def test_a_format_1_artefact_compares_the_items_only() -> None:
+    a = artefact()
+    a.seen = sp.csr_matrix(a.seen.multiply(2.5))  # alice's 101 weighed 2.5, bob's 105 too
+    old = format_1(a)
+    assert not old.seen_weighted and a.seen_weighted
+    rec = Recommender.from_artefact("v1", old, top_n=3)
+    # the items the version was built on, whatever their weight: the precomputed answer
+    same = rec.recommend("alice", 2, history=history({101: 2.5}))
+    assert same.path == PRECOMPUTED
+    assert rec.recommend("alice", 2, history=history({101: 2.5, 102: 1.0})).path == FRESH
+    # format 2 compares the weights too
+    weighted = Recommender.from_artefact("v1", Artefact.from_bytes(a.to_bytes()), top_n=3)
+    assert weighted.recommend("alice", 2, history=history({101: 2.5})).path == PRECOMPUTED
+    assert weighted.recommend("alice", 2, history=history({101: 1.0})).path == FRESH
+
+
+def failing_service(errors: list[Exception]) -> Service:
+    service = Service(RecommenderSettings(postgres=NO_DB))
+
+    async def read(user_id: str) -> History:
+        if errors:
+            raise errors.pop(0)
+        return history({101: 1.0})
+
+    service._query_history = read  # type: ignore[method-assign]
+    return service
+
+
+def test_a_read_timeout_does_not_stop_every_users_reads() -> None:
+    async def scenario() -> None:
+        service = failing_service([TimeoutError(), PoolTimeout("pool busy")])
+        assert await service.history("u1") is None  # one user's timeout: no backoff
+        assert service.reads_resume_at == 0.0
+        assert await service.history("u2") is None  # two in a row: still none
+        assert service.reads_resume_at == 0.0
+        assert await service.history("u3") is not None  # a read succeeds: the count restarts
+        assert service.read_timeouts == 0
+        service = failing_service([TimeoutError()] * READ_TIMEOUTS_BEFORE_BACKOFF)
+        for i in range(READ_TIMEOUTS_BEFORE_BACKOFF):
+            assert await service.history(f"u{i}") is None
+        assert service.reads_resume_at > 0  # timeouts in a row: the database is in trouble
+        assert await service.history("other") is None  # skipped during the backoff
+
+    asyncio.run(scenario())
+
+
+def test_a_connection_error_starts_the_backoff_at_once() -> None:
+    async def scenario() -> None:
+        service = failing_service([psycopg.OperationalError("connection refused")])
+        assert await service.history("u1") is None
+        assert service.reads_resume_at > 0
+        assert await service.history("u2") is None  # not tried: the errors list is empty
+        assert service.reads_resume_at > 0
+
+    asyncio.run(scenario())
+
+
+def test_requests_sharing_one_timed_out_read_count_it_once() -> None:
+    async def scenario() -> None:
+        service = Service(RecommenderSettings(postgres=NO_DB))
+        gate = asyncio.Event()
+
+        async def slow(user_id: str) -> History:
+            await gate.wait()
+            raise TimeoutError
+
+        service._query_history = slow  # type: ignore[method-assign]
+        waiting = [asyncio.ensure_future(service.history("u1")) for _ in range(5)]
+        await asyncio.sleep(0)
+        gate.set()
+        assert await asyncio.gather(*waiting) == [None] * 5
+        assert service.read_timeouts == 1 and service.reads_resume_at == 0.0
+
+    asyncio.run(scenario())

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.skip_guard import ALLOWED_IN_CI, allowed
+from tests.skip_guard import ALLOWED_IN_CI, allowed, in_ci
 
 pytest_plugins = ["pytester"]
 
@@ -131,3 +131,38 @@ def test_every_allowed_skip_says_why() -> None:
         assert entry.where.startswith("tests/") and entry.reason and len(entry.why) > 20
     assert allowed("tests/images/test_images.py::test_x[api]", "podman is not installed")
     assert not allowed("tests/unit/test_chart.py", "podman is not installed")
+
+
+@pytest.mark.parametrize(
+    ("value", "on"),
+    [
+        ("1", True),
+        ("true", True),
+        ("TRUE", True),
+        ("Yes", True),
+        ("false", False),
+        ("False", False),
+        ("0", False),
+        ("", False),
+        ("no", False),
+        (None, False),
+    ],
+)
+def test_only_1_true_yes_turn_ci_on(
+    monkeypatch: pytest.MonkeyPatch, value: str | None, on: bool
+) -> None:
+    if value is None:
+        monkeypatch.delenv("CI", raising=False)
+    else:
+        monkeypatch.setenv("CI", value)
+    assert in_ci() is on
+
+
+def test_ci_false_only_reports_skips(
+    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CI", "false")
+    project.makepyfile(test_unlisted=UNLISTED)
+    result = project.runpytest("-ra", "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.OK
+    assert "skipped in CI (not allowed)" not in result.stdout.str()

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from cinepulse_common.settings import KafkaSettings, PostgresSettings
 from cinepulse_spark_jobs.settings import SparkJobsSettings
 from cinepulse_spark_jobs.stream import (
     DATA_LOSS_RECOVERY,
+    LandingLock,
+    LandingLockLost,
     _source,
     is_data_loss,
     landing_lock_key,
+    lock_held,
 )
 
 
@@ -65,3 +70,41 @@ def test_the_landing_lock_key_is_stable_and_per_table_set() -> None:
     assert landing_lock_key("spark_batch") == landing_lock_key("spark_batch")
     assert landing_lock_key("spark_batch") != landing_lock_key("other_batch")
     assert -(2**63) <= landing_lock_key("spark_batch") < 2**63
+
+
+class LocksView:
+    """A connection answering the pg_locks query from a set of (classid, objid, pid)."""
+
+    def __init__(self, held: set[tuple[int, int, int]]) -> None:
+        self.held = held
+        self.asked: list[tuple[str, tuple[int, ...]]] = []
+
+    def execute(self, query: str, params: tuple[int, int, int]) -> LocksView:
+        self.asked.append((query, params))
+        self.row = (params in self.held,)
+        return self
+
+    def fetchone(self) -> tuple[bool]:
+        return self.row
+
+
+def test_the_landing_lock_is_checked_for_its_own_connection() -> None:
+    key = landing_lock_key("spark_batch")
+    split = ((key >> 32) & 0xFFFFFFFF, key & 0xFFFFFFFF)
+    assert all(0 <= part < 2**32 for part in split)
+    assert split[0] << 32 | split[1] == key & (2**64 - 1)
+    conn = LocksView({(*split, 4242)})
+    assert lock_held(conn, key, 4242)
+    assert not lock_held(conn, key, 4243)  # another backend holds it: not ours
+    assert not lock_held(conn, landing_lock_key("other_batch"), 4242)
+    query = conn.asked[0][0]
+    assert "pg_locks" in query and "advisory" in query and "granted" in query
+    assert "objsubid = 1" in query
+
+
+def test_a_lost_landing_lock_fails_the_batch() -> None:
+    key = landing_lock_key("spark_batch")
+    split = ((key >> 32) & 0xFFFFFFFF, key & 0xFFFFFFFF)
+    LandingLock("spark_batch", key, 7).check(LocksView({(*split, 7)}))  # held: no error
+    with pytest.raises(LandingLockLost, match=r"landing lock of 'spark_batch' was lost.*pid 7"):
+        LandingLock("spark_batch", key, 7).check(LocksView(set()))

@@ -296,10 +296,16 @@ def fetch(
                 f"{ds.name}: the download is corrupted or changed upstream, nothing was kept:\n  "
                 + "\n  ".join(p.replace(str(files), ds.name) for p in problems)
             )
+        old: Path | None = None
         if target.exists():  # an older or damaged copy: swap it out only now
             old = staging / "old"
             os.replace(target, old)
-        os.replace(files, target)
+        try:
+            os.replace(files, target)
+        except BaseException:
+            if old is not None:  # put the old copy back before the staging folder goes
+                os.replace(old, target)
+            raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     out.write(f"{ds.name}: {len(ds.sha256)} files verified, in {target}\n")

@@ -55,11 +55,23 @@ class KafkaSettings(BaseModel):
 
     @model_validator(mode="after")
     def _sasl_complete(self) -> KafkaSettings:
-        if self.uses_sasl and not (self.sasl_mechanism and self.sasl_username is not None):
+        if not self.uses_sasl:
+            return self
+        missing = [
+            name
+            for name, value in (
+                ("sasl_mechanism", self.sasl_mechanism),
+                ("sasl_username", self.sasl_username),
+                ("sasl_password", self.sasl_password),
+            )
+            if value is None
+        ]
+        if missing:
             raise ValueError(
                 f"security_protocol {self.security_protocol} needs sasl_mechanism (one of "
                 f"{', '.join(SASL_MECHANISMS)}), sasl_username and sasl_password "
-                "(CINEPULSE_KAFKA__SASL_MECHANISM, __SASL_USERNAME, __SASL_PASSWORD)"
+                "(CINEPULSE_KAFKA__SASL_MECHANISM, __SASL_USERNAME, __SASL_PASSWORD); "
+                f"missing: {', '.join(missing)}"
             )
         return self
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from bson.errors import InvalidDocument
 from pymongo import ASCENDING, AsyncMongoClient, UpdateOne
 from pymongo.errors import BulkWriteError, PyMongoError
 
@@ -189,7 +190,12 @@ class MongoSink:
     async def ping(self) -> None:
         await self.db.command("ping")
 
-    async def _retry(self, what: str, op: Any) -> Any:
+    async def _retry(self, what: str, op: Any, on_error: Callable[[], None] | None = None) -> Any:
+        """``op()`` until it succeeds, with backoff on every :class:`PyMongoError` but a
+        ``BulkWriteError`` (raised: the caller sorts it out). ``on_error`` is called on each
+        failure retried here: an attempt that failed (a network error, a timeout) may still
+        have written. A client-side ``InvalidDocument`` (``DocumentTooLarge`` too) is not a
+        ``PyMongoError``: it is raised, retrying it cannot help."""
         delay = 0.2
         while True:
             try:
@@ -197,6 +203,8 @@ class MongoSink:
             except BulkWriteError:
                 raise
             except PyMongoError as exc:
+                if on_error is not None:
+                    on_error()
                 metrics.MONGO_ERRORS.labels(type(exc).__name__).inc()
                 log.warning(
                     "MongoDB write failed; retrying", what=what, error=str(exc)[:300], in_s=delay
@@ -206,7 +214,8 @@ class MongoSink:
 
     async def write(self, docs: list[tuple[str, dict[str, Any]]]) -> list[tuple[int, str]]:
         """Insert every document not yet stored. Returns ``(index, reason)`` for documents
-        MongoDB refused as invalid (they go to the dead-letter topic). Every other failure
+        MongoDB refused as invalid or pymongo cannot send (``InvalidDocument``,
+        ``DocumentTooLarge``): they go to the dead-letter topic. Every other failure
         (the server unreachable, not primary, a timeout, a write-concern error, a write
         error of unknown kind) is retried with backoff until it succeeds: this only returns
         once every other document is stored, and until then the batch's offsets stay
@@ -220,21 +229,46 @@ class MongoSink:
         return refused
 
     async def _write_collection(
-        self, collection: str, items: list[tuple[int, dict[str, Any]]]
+        self, collection: str, items: list[tuple[int, dict[str, Any]]], retried: bool = False
     ) -> list[tuple[int, str]]:
         coll = self.db[collection]
         refused: list[tuple[int, str]] = []
         pending = items
         delay = 0.2
-        retried = False  # a duplicate after a retry is this batch's own earlier write
+
+        def attempt_failed() -> None:
+            # a duplicate after a retry is this batch's own earlier write: set whenever an
+            # earlier attempt could have written (a network error or timeout too)
+            nonlocal retried
+            retried = True
+
         while pending:
             batch = [d for _, d in pending]
             try:
                 result = await self._retry(
                     f"insert into {collection}",
                     lambda c=coll, b=batch: c.insert_many(b, ordered=False),
+                    on_error=attempt_failed,
                 )
                 metrics.WRITTEN.labels(collection).inc(len(result.inserted_ids))
+                return refused
+            except InvalidDocument as exc:
+                # client side (pymongo cannot encode or send it, e.g. DocumentTooLarge):
+                # retrying the same batch would fail forever. One document: dead-letter it;
+                # more: the batches sent before the bad one may be stored, so write each
+                # document alone (a duplicate then is this batch's own write)
+                metrics.MONGO_ERRORS.labels(type(exc).__name__).inc()
+                if len(pending) == 1:
+                    refused.append((pending[0][0], f"cannot be sent to MongoDB: {str(exc)[:300]}"))
+                    return refused
+                log.warning(
+                    "a document cannot be sent to MongoDB; writing the batch one by one",
+                    collection=collection,
+                    documents=len(pending),
+                    error=str(exc)[:300],
+                )
+                for item in pending:
+                    refused.extend(await self._write_collection(collection, [item], True))
                 return refused
             except BulkWriteError as exc:
                 dups, again, bad = sort_bulk_error(exc.details, len(pending))

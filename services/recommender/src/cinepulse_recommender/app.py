@@ -41,7 +41,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Response
-from psycopg_pool import AsyncConnectionPool
+from psycopg.errors import QueryCanceled
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from pydantic import BaseModel
 
 from cinepulse_common.access import (
@@ -73,8 +74,12 @@ log = get_logger(__name__)
 
 MAX_BIGINT = 2**63 - 1
 RETRY_AFTER_S = 5
-#: seconds without history reads after one failed (answers are model_stale meanwhile)
+#: seconds without history reads after the database failed (answers are model_stale
+#: meanwhile): at once on a connection or database error, after
+#: :data:`READ_TIMEOUTS_BEFORE_BACKOFF` timeouts in a row (one slow read or a busy pool is
+#: one user's problem, not the database's)
 READ_BACKOFF_S = 1.0
+READ_TIMEOUTS_BEFORE_BACKOFF = 3
 EPOCH_START = datetime(1970, 1, 1, tzinfo=UTC)
 #: the per-user operations (a key, and for a frontend client a user token, in the OpenAPI)
 USER_PATHS = ("/api/recommendations",)
@@ -125,6 +130,12 @@ class SimilarMovies(BaseModel):
     items: list[RecommendedMovie]
 
 
+def read_timed_out(exc: BaseException) -> bool:
+    """Whether a failed history read timed out (its own deadline, the wait for a pooled
+    connection, the statement timeout) rather than failing to reach the database."""
+    return isinstance(exc, (TimeoutError, PoolTimeout, QueryCanceled))
+
+
 class Service:
     """The served version and the loop that replaces it."""
 
@@ -141,6 +152,8 @@ class Service:
         #: after a failed read, no read is tried before this (monotonic seconds): while the
         #: database is down, answers do not each wait for history.timeout_s
         self.reads_resume_at = 0.0
+        #: history reads timed out in a row (a read that succeeds resets it)
+        self.read_timeouts = 0
         metrics.MODEL_AGE.set_function(self._age)
 
     def _age(self) -> float:
@@ -235,16 +248,35 @@ class Service:
             pending.add_done_callback(lambda _f: self.reading.pop(user_id, None))
         try:
             history = await asyncio.shield(pending)
-        except Exception as exc:
+        except Exception:  # logged, and counted towards the backoff, once per read
             metrics.HISTORY_READS.labels("failed").inc()
-            if time.monotonic() >= self.reads_resume_at:
-                log.warning("history read failed", error=f"{type(exc).__name__}: {exc}")
-            self.reads_resume_at = time.monotonic() + READ_BACKOFF_S
             return None
         metrics.HISTORY_READS.labels("read").inc()
         return history
 
+    def _read_failed(self, exc: Exception) -> None:
+        """One read failed (once, however many requests share it): a connection or database
+        error stops reads for READ_BACKOFF_S at once, timeouts only when
+        READ_TIMEOUTS_BEFORE_BACKOFF come in a row."""
+        if time.monotonic() >= self.reads_resume_at:
+            log.warning("history read failed", error=f"{type(exc).__name__}: {exc}")
+        if read_timed_out(exc):
+            self.read_timeouts += 1
+            if self.read_timeouts < READ_TIMEOUTS_BEFORE_BACKOFF:
+                return  # this user's read only: the others still read
+        self.read_timeouts = 0
+        self.reads_resume_at = time.monotonic() + READ_BACKOFF_S
+
     async def _read_history(self, user_id: str) -> History:
+        try:
+            history = await self._query_history(user_id)
+        except Exception as exc:
+            self._read_failed(exc)
+            raise
+        self.read_timeouts = 0
+        return history
+
+    async def _query_history(self, user_id: str) -> History:
         h, days = self.settings.history, self.settings.window_days
         since = datetime.now(UTC) - timedelta(days=days) if days else EPOCH_START
         async with asyncio.timeout(h.timeout_s):

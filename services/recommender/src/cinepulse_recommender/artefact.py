@@ -79,6 +79,12 @@ class Artefact:
     blend_weight: float | None = None
 
     @property
+    def seen_weighted(self) -> bool:
+        """Whether ``seen`` holds the pairs' weights: a format-1 artefact stored only which
+        pairs there are (read back with every weight 1.0)."""
+        return int(self.meta.get("format", FORMAT)) >= 2
+
+    @property
     def kind(self) -> str:
         if self.item_matrix is None:
             return "factors"

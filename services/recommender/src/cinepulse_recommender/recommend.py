@@ -265,7 +265,11 @@ class Recommender:
             return False
         idx, data = a.seen.indices[s:e], a.seen.data[s:e]
         order = np.argsort(idx)
-        return bool(np.array_equal(idx[order], pos) and np.allclose(data[order], w, atol=1e-4))
+        if not np.array_equal(idx[order], pos):
+            return False
+        if not a.seen_weighted:  # a format-1 artefact has no weights to compare: the items
+            return True
+        return bool(np.allclose(data[order], w, atol=1e-4))
 
     def fold_in(self, pos: npt.NDArray[np.int64], w: npt.NDArray[np.float32]) -> npt.NDArray:
         """A user factor for these pairs against the fixed item factors: implicit ALS's user

@@ -32,8 +32,10 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 from psycopg import sql
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -112,12 +114,53 @@ def _try_lock(conn: Any, key: int) -> bool:
     return bool(row and row[0])
 
 
+class LandingLockLost(RuntimeError):
+    """The landing lock's connection no longer holds it (the connection dropped: PostgreSQL
+    released the lock, and another driver may have emptied the landing tables since)."""
+
+
+def lock_held(conn: Any, key: int, pid: int) -> bool:
+    """Whether backend ``pid`` holds the session advisory lock ``key`` (asked on any
+    connection ``conn``: a bigint key is split into classid = high 32 bits, objid = low 32
+    bits, objsubid 1 in ``pg_locks``)."""
+    row = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted"
+        " AND classid = %s AND objid = %s AND objsubid = 1 AND pid = %s)",
+        ((key >> 32) & 0xFFFFFFFF, key & 0xFFFFFFFF, pid),
+    ).fetchone()
+    return bool(row and row[0])
+
+
+@dataclass(frozen=True)
+class LandingLock:
+    """The landing lock held: its tables, key and the backend pid of its connection."""
+
+    name: str
+    key: int
+    pid: int
+
+    def check(self, conn: Any) -> None:
+        """Raise :class:`LandingLockLost` unless the lock's connection still holds it.
+        Asked on ``conn`` (any connection): inside the load's transaction, after it read the
+        landing tables and before it commits, a lock still held means no other driver
+        emptied them since it was taken (and one that takes it later waits for the
+        commit: its TRUNCATE needs the tables the transaction read)."""
+        if not lock_held(conn, self.key, self.pid):
+            raise LandingLockLost(
+                f"the landing lock of {self.name!r} was lost (its connection, backend pid "
+                f"{self.pid}, dropped): another driver may have replaced the landing tables; "
+                "failing the batch (Spark runs it again from its checkpoint)"
+            )
+
+
 @contextmanager
-def landing_lock(settings: PostgresSettings, name: str) -> Iterator[None]:
+def landing_lock(settings: PostgresSettings, name: str) -> Iterator[LandingLock]:
     """Hold the session advisory lock of the landing tables ``name`` (on a connection of its
     own, for the landing over JDBC and the load): another driver waits here until it is
     released. A driver that dies releases it with its connection. Polled (not a blocking
-    ``pg_advisory_lock``) so the wait is logged and no statement timeout cuts it short."""
+    ``pg_advisory_lock``) so the wait is logged and no statement timeout cuts it short.
+    The lock lives on an idle connection: the caller checks it is still held
+    (:meth:`LandingLock.check`) before it relies on it."""
     key = landing_lock_key(name)
     with connect(settings, autocommit=True) as conn:
         waited_since: float | None = None
@@ -135,9 +178,16 @@ def landing_lock(settings: PostgresSettings, name: str) -> Iterator[None]:
                 logged = now
             time.sleep(LANDING_LOCK_POLL_S)
         try:
-            yield
+            yield LandingLock(name, key, conn.info.backend_pid)
         finally:
-            conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+            try:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+            except psycopg.OperationalError as exc:  # not to hide the batch's own error
+                log.warning(
+                    "the landing lock's connection is gone (it released the lock)",
+                    landing=name,
+                    error=str(exc)[:300],
+                )
 
 
 def transform_events(
@@ -188,8 +238,9 @@ def process_events_batch(
     # 1. land the batch over JDBC from the executors (no round trip through the driver's
     # Python) into UNLOGGED landing tables, emptied first: a replayed batch lands again.
     # Under the landing lock until the load is done: another driver waits
-    with landing_lock(settings.postgres, LANDING):
+    with landing_lock(settings.postgres, LANDING) as lock:
         with connect(settings.postgres, autocommit=True) as conn:
+            lock.check(conn)
             landing = ensure_batch_tables(conn, LANDING)
             conn.execute(sql.SQL("TRUNCATE {}, {}").format(*map(sql.Identifier, landing)))
         jdbc = jdbc_options(settings.postgres)
@@ -204,8 +255,10 @@ def process_events_batch(
         t_landed = time.monotonic()
         batch.sparkSession.catalog.clearCache()
         # 2. one transaction: staging, dimensions, facts, quarantine (idempotent keys)
+        # the lock checked after the load read the landing tables, before it commits
         with connect(settings.postgres) as conn:
             written = load_events_from_tables(conn, LANDING, source_flag=SOURCE_FLAG)
+            lock.check(conn)
     t_load = time.monotonic()
     late = written.pop("late", 0)
     rules_seen = Counter(
