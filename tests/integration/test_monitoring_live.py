@@ -42,7 +42,7 @@ try:
 except chart.ChartToolMissing as exc:  # make setup builds it
     pytest.skip(str(exc), allow_module_level=True)
 
-SERVICES = ["event-gateway", "archiver", "spark-stream", "api", "recommender"]
+SERVICES = ["event-gateway", "archiver", "spark-stream", "api", "recommender", "explorer"]
 RULES_FILE = "cinepulse-chart.yml"
 #: how long the expressions may take to return series once the traffic and jobs are done
 #: (a rate needs two scrapes; the lag alerts' deriv(...[10m:1m]) two minute boundaries)

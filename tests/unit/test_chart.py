@@ -799,6 +799,9 @@ def test_local_scrape_labels_mirror_the_monitors(
         j for j in stack.prometheus.config()["scrape_configs"] if j["job_name"] == "pushgateway"
     ]
     assert local["honor_labels"] is True
+    # its `up` carries the labels the ServiceMonitor gives the target in the cluster
+    (target,) = local["static_configs"]
+    assert gateway.items() <= target["labels"].items(), (gateway, target["labels"])
     matched: set[str] = set()
     for svc in stack.services:
         assert isinstance(svc, PythonService)

@@ -10,6 +10,7 @@ import httpx
 import yaml
 
 from cinepulse_devstack.components.base import Component
+from cinepulse_devstack.config import CHART_NAMESPACE, CHART_RELEASE
 from cinepulse_devstack.procs import (
     require_tool,
     run,
@@ -67,9 +68,16 @@ class Prometheus(Component):
         static.append(
             {
                 # the batch jobs' last pushed metrics, under their own job/instance labels
+                # (honor_labels); the target itself (its `up`) gets the labels the chart's
+                # Pushgateway ServiceMonitor gives it in the cluster
                 "job_name": "pushgateway",
                 "honor_labels": True,
-                "static_configs": [{"targets": [f"{self.cfg.host}:{self.cfg.pushgateway_port}"]}],
+                "static_configs": [
+                    {
+                        "targets": [f"{self.cfg.host}:{self.cfg.pushgateway_port}"],
+                        "labels": pushgateway_scrape_labels(),
+                    }
+                ],
             }
         )
         static.append(
@@ -144,10 +152,18 @@ class Prometheus(Component):
         return {"CINEPULSE_PROMETHEUS_URL": self.url}
 
 
+def pushgateway_scrape_labels() -> dict[str, str]:
+    """The target labels of the chart's Pushgateway ServiceMonitor (the operator's ``job`` and
+    ``service`` are the Service's name; ``endpoint`` its port's name)."""
+    full = f"{CHART_RELEASE}-cinepulse-pushgateway"
+    return {"job": full, "service": full, "namespace": CHART_NAMESPACE, "endpoint": "http"}
+
+
 class Pushgateway(Component):
     """The Prometheus Pushgateway from Debian's package: where batch jobs (the TMDB fetcher,
     the pandas fallback, the reconciliation) push their metrics; Prometheus scrapes it with
-    ``honor_labels`` (``job="pushgateway"``). Nothing is persisted: a restart forgets."""
+    ``honor_labels`` (the chart's ServiceMonitor labels on its target). Nothing is persisted: a
+    restart forgets."""
 
     name = "pushgateway"
 
