@@ -11,7 +11,6 @@ service; the process metrics every service shares come from ``cinepulse_common.o
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import sys
 from pathlib import Path
@@ -20,6 +19,9 @@ from typing import Any
 from prometheus_client.metrics import MetricWrapperBase
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).parent))  # reference_page, beside this script
+import reference_page  # noqa: E402
+
 OUTPUT = ROOT / "docs" / "reference" / "metrics.md"
 
 #: (heading, where the code lives, module, how they reach Prometheus); the document's order
@@ -95,20 +97,7 @@ def render() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 if the file is stale")
-    args = parser.parse_args(argv)
-    text = render()
-    if args.check:
-        current = OUTPUT.read_text("utf-8") if OUTPUT.exists() else ""
-        if current != text:
-            print(f"{OUTPUT.relative_to(ROOT)} is stale: run {Path(__file__).relative_to(ROOT)}")
-            return 1
-        return 0
-    OUTPUT.parent.mkdir(parents=True, exist_ok=True)
-    OUTPUT.write_text(text, "utf-8")
-    print(f"wrote {OUTPUT.relative_to(ROOT)}")
-    return 0
+    return reference_page.main(OUTPUT, render, __file__, __doc__ or "", argv)
 
 
 if __name__ == "__main__":

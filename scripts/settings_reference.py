@@ -10,7 +10,6 @@ service (nested blocks flattened with ``__``, as the services read them). The un
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import sys
 import types
@@ -24,6 +23,9 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).parent))  # reference_page, beside this script
+import reference_page  # noqa: E402
+
 OUTPUT = ROOT / "docs" / "reference" / "settings.md"
 
 #: (heading, where the code lives, "module:Class"); the order of the document
@@ -179,20 +181,7 @@ def render() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 if the file is stale")
-    args = parser.parse_args(argv)
-    text = render()
-    if args.check:
-        current = OUTPUT.read_text("utf-8") if OUTPUT.exists() else ""
-        if current != text:
-            print(f"{OUTPUT.relative_to(ROOT)} is stale: run {Path(__file__).relative_to(ROOT)}")
-            return 1
-        return 0
-    OUTPUT.parent.mkdir(parents=True, exist_ok=True)
-    OUTPUT.write_text(text, "utf-8")
-    print(f"wrote {OUTPUT.relative_to(ROOT)}")
-    return 0
+    return reference_page.main(OUTPUT, render, __file__, __doc__ or "", argv)
 
 
 if __name__ == "__main__":
