@@ -323,24 +323,17 @@ def test_archiver_killed_mid_stream_loses_and_duplicates_nothing(
     assert "cinepulse_archiver_written_total" in metrics
 
 
-@pytest.mark.parametrize("saved_position", [True, False], ids=["position", "legacy-archive"])
 def test_offsets_committed_but_never_archived_are_read_again(
-    kafka_settings: KafkaSettings,
-    mongo_settings: MongoSettings,
-    tmp_path: Path,
-    saved_position: bool,
+    kafka_settings: KafkaSettings, mongo_settings: MongoSettings, tmp_path: Path
 ) -> None:
     """faust can skip records around a rebalance and still commit their offsets (the fault
     drill "SIGKILL Kafka during ingest" lost acknowledged events so). Here the archive holds
     offsets 0..49 of a partition while the group's committed offset says 70: the archiver
     finds 50..69 missing before the first record it is given, reads them again from Kafka
-    and archives them, then carries on. It knows from the partition's saved position (the
-    archiver saves it with every batch), or, in an archive written before positions were
-    saved, from the documents before the first record."""
+    and archives them, then carries on."""
     from confluent_kafka import TopicPartition
 
     from cinepulse_archiver.documents import Source, to_document
-    from cinepulse_archiver.sink import POSITIONS
     from cinepulse_common.kafka import make_consumer
 
     topic = kafka_settings.topic(topics.USER_RATING_LOG)
@@ -369,10 +362,6 @@ def test_offsets_committed_but_never_archived_are_read_again(
                 for o in range(50)
             ]
         )
-        if saved_position:
-            client[mongo_settings.database][POSITIONS].insert_one(
-                {"_id": f"{topic}:{partition}", "next": 50}
-            )
     group = make_consumer(kafka_settings, f"archiver-{kafka_settings.topic_prefix.rstrip('.')}")
     group.commit(offsets=[TopicPartition(topic, partition, 70)], asynchronous=False)
     group.close()
@@ -387,9 +376,6 @@ def test_offsets_committed_but_never_archived_are_read_again(
     assert {d["event_id"] for d in docs} == {e["event_id"] for e in events}
     assert f'cinepulse_archiver_gap_records_total{{topic="{topic}"}} 20.0' in metrics
     assert f'cinepulse_archiver_gaps_total{{topic="{topic}"}} 1.0' in metrics
-    with make_client(mongo_settings) as client:  # saved with the batches: the next probe
-        saved = client[mongo_settings.database][POSITIONS].find_one({"_id": f"{topic}:{partition}"})
-    assert saved is not None and saved["next"] == 120
 
 
 def test_gateway_rejects_without_a_valid_key_and_reports_readiness(gateway: ServiceProcess) -> None:

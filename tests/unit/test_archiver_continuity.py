@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cinepulse_archiver.continuity import Continuity, first_gap, position_gap
+from cinepulse_archiver.continuity import Continuity, first_gap
 
 TP = ("user_rating_log", 2)
 
@@ -42,9 +42,3 @@ def test_first_gap_from_the_archive() -> None:
     assert first_gap(70, 0, [3, 7, 40]) == (41, 70)
     assert first_gap(5000, 4000, []) is None  # nothing archived close by: nothing to say
     assert first_gap(70, 60, range(50)) is None  # archived, but outside the probed window
-
-
-def test_a_saved_position_gives_the_gap_before_the_first_record() -> None:
-    assert position_gap(100, 100) is None  # resumes where the archive stops
-    assert position_gap(90, 100) is None  # a redelivery of archived offsets
-    assert position_gap(100, 40) == (40, 100)  # committed past what was archived

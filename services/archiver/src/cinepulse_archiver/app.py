@@ -45,7 +45,7 @@ from faust.web import Request, Response, View
 from prometheus_client import generate_latest
 
 from cinepulse_archiver import metrics
-from cinepulse_archiver.continuity import Continuity, Gap, read_range
+from cinepulse_archiver.continuity import Continuity, Gap, first_gap, read_range
 from cinepulse_archiver.counters import expire_stale, window_counts, window_starts
 from cinepulse_archiver.documents import (
     MOVIES,
@@ -112,7 +112,6 @@ def create_app(
         settings.app_id,
         broker=broker_urls(k.bootstrap_servers),
         broker_client_id=k.client_id,
-        # SASL/TLS from the same settings as every other client (None: PLAINTEXT)
         broker_credentials=faust_credentials(k),
         store="memory://",
         key_serializer="raw",
@@ -205,8 +204,6 @@ def create_app(
         for tp, gap in gaps:  # what faust skipped goes in before the batch can be acked
             await fill(tp, gap)
         await archive_records(records)
-        # every offset below these is archived (or dead-lettered): the next first-seen probe
-        await sink.save_positions({tp: next_offset[tp] for tp in touched(records)})
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
         # returning acks the batch: faust commits these offsets next
 
@@ -231,15 +228,13 @@ def create_app(
             key = (source.topic, source.partition)
             next_offset[key] = max(next_offset.get(key, 0), source.offset + 1)
 
-    def touched(records: list[tuple[Source, bytes | None]]) -> set[tuple[str, int]]:
-        # (a gap's partition is that of a record of the batch)
-        return {(source.topic, source.partition) for source, _ in records}
-
     async def first_seen(tp: tuple[str, int], offset: int) -> Gap | None:
         """The first record of a partition this worker sees: are the records just before it
-        in the archive? (:meth:`MongoSink.probe_gap`)"""
+        in the archive? (the documents' ids are their positions)."""
+        window_start = max(0, offset - settings.gap_probe_records)
         collection = MOVIES if tp[0] == movie_topic_name else USER_LOGS
-        return await sink.probe_gap(collection, tp[0], tp[1], offset, settings.gap_probe_records)
+        archived = await sink.offsets(collection, tp[0], tp[1], window_start, offset)
+        return first_gap(offset, window_start, archived)
 
     async def fill(tp: tuple[str, int], gap: Gap) -> None:
         found = 0

@@ -17,9 +17,7 @@ partition, joining no group, committing nothing) and archived before the batch i
 no commit passes a record that is not in MongoDB. Offsets that hold no record (transaction
 markers, compaction) read as nothing. When the agent first sees a partition (at start, or
 when the partition comes back from another worker) there is no expectation in memory: the
-partition's saved position answers (:func:`position_gap`; one small document per partition,
-written with each batch before it is acked), or, for an archive written before positions
-were saved, the documents of the offsets just before (:func:`first_gap`).
+archive itself answers (:func:`first_gap`), from the documents of the offsets just before.
 """
 
 from __future__ import annotations
@@ -78,13 +76,6 @@ def first_gap(offset: int, window_start: int, archived: Iterable[int]) -> Gap | 
     if offset == 0 or (offset - 1) in before or not before:
         return None
     return (max(before) + 1, offset)
-
-
-def position_gap(offset: int, saved_next: int) -> Gap | None:
-    """The gap before ``offset``, the first offset seen of a partition, given the partition's
-    saved position (every offset below ``saved_next`` archived): none when the position is at
-    or beyond it (a redelivery), ``[saved_next, offset)`` otherwise."""
-    return (saved_next, offset) if saved_next < offset else None
 
 
 def read_range(

@@ -8,8 +8,6 @@ from cinepulse_archiver.documents import DEAD_LETTER_CODES
 
 #: the errors a MongoDB outage raises (pymongo's ConnectionFailure family)
 MONGO_OUTAGE_ERRORS = ("AutoReconnect", "NetworkTimeout", "ServerSelectionTimeoutError")
-#: write errors of an insert that reached MongoDB, retried (cinepulse_archiver.sink)
-MONGO_WRITE_ERRORS = ("TransientWriteError", "WriteConcernError")
 
 CONSUMED = Counter("cinepulse_archiver_consumed_total", "Kafka records read, by topic", ["topic"])
 WRITTEN = Counter(
@@ -51,7 +49,7 @@ BATCH_SECONDS = Histogram(
 # rate() sees the first dead letters or errors (a series that first appears at N loses them).
 for _code in DEAD_LETTER_CODES:
     DEAD_LETTERED.labels(_code)
-for _error in (*MONGO_OUTAGE_ERRORS, *MONGO_WRITE_ERRORS):
+for _error in MONGO_OUTAGE_ERRORS:
     MONGO_ERRORS.labels(_error)
 LAG = Gauge(
     "cinepulse_archiver_consumer_lag",

@@ -60,8 +60,7 @@ class ArchiverSettings(CinepulseSettings):
         1000,
         ge=1,
         description="offsets looked up in MongoDB before the first record seen of a partition "
-        "(are the ones just before it archived?), in an archive without the partition's saved "
-        "position only (written before positions were saved)",
+        "(are the ones just before it archived?)",
     )
     gap_read_timeout_s: float = Field(
         60.0, gt=0, description="deadline for reading skipped offsets again from Kafka"
