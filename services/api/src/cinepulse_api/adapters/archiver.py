@@ -57,19 +57,14 @@ class Archiver:
             raise HTTPException(503, "the archiver client is not open", headers=unavailable)
         try:
             r = await self.client.get("/counters/trending", params={"limit": limit})
-        except httpx.TimeoutException as exc:
-            log.warning("archiver timed out", url=self.url, error=repr(exc))
+        except httpx.HTTPError as exc:  # a timeout is one too; it gets its own reason
+            if isinstance(exc, httpx.TimeoutException):
+                reason = f"did not answer within {self.timeout_s:g}s"
+            else:
+                reason = f"cannot be reached ({type(exc).__name__})"
+            log.warning("archiver unavailable", url=self.url, reason=reason, error=repr(exc))
             raise HTTPException(
-                503,
-                f"trending is unavailable: the archiver did not answer within {self.timeout_s:g}s",
-                headers=unavailable,
-            ) from exc
-        except httpx.HTTPError as exc:
-            log.warning("archiver unreachable", url=self.url, error=repr(exc))
-            raise HTTPException(
-                503,
-                f"trending is unavailable: the archiver cannot be reached ({type(exc).__name__})",
-                headers=unavailable,
+                503, f"trending is unavailable: the archiver {reason}", headers=unavailable
             ) from exc
         if r.status_code >= 500:
             log.warning("archiver failed", status=r.status_code)
