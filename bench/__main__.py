@@ -9,7 +9,8 @@ what this run started is stopped at the end.
 Written under ``results/``: ``bench.md`` (the machine, a summary line per benchmark, then
 each benchmark's tables, notes and chart), ``bench.json`` (the same figures as data, for
 comparing runs) and ``bench/<name>.png``. A benchmark that raises is recorded as FAILED and
-the others still run; the exit code is then 1.
+the others still run; the exit code is then 1. Any Spark a benchmark left running in this
+process (a session, its JVM) is stopped before the next one starts.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 
 from bench import charts
 from bench.report import Result, Run, Table, commit, load_average, machine
+from bench.spark_session import stop_spark
 
 BENCHMARKS = [
     "bench.staging_load",
@@ -96,7 +98,21 @@ def run_one(module_name: str, stack: _LazyStack) -> Result:
         result.traceback = traceback.format_exc()
     result.seconds = time.monotonic() - t0
     result.load_end = load_average()
+    stop_spark_left_by(module_name)
     return result
+
+
+def stop_spark_left_by(module_name: str) -> None:
+    """The next benchmark neither shares nor inherits a SparkSession (or its JVM) this one
+    left running, whether it failed or not; a benchmark should stop its own
+    (:func:`bench.spark_session.spark_session`), so one left over is logged."""
+    try:
+        stopped = stop_spark()
+    except Exception as exc:  # best effort: the next benchmark still runs
+        _log(f"{module_name}: stopping Spark failed: {type(exc).__name__}: {exc}")
+        return
+    if stopped:
+        _log(f"{module_name} left Spark running; stopped {', '.join(stopped)}")
 
 
 def chart(result: Result, out: Path) -> None:

@@ -49,6 +49,7 @@ from bench.loadgen import (
     latency_figures,
     median,
     serve,
+    trial_notes,
 )
 from bench.report import Figure, Table, Target
 from cinepulse_common.postgres import connect
@@ -240,9 +241,10 @@ def _measure(stack: Stack, dsn: str, loaded: dict[str, Any]) -> Table:
                     broker_pid=None,
                     ok_status=200,
                 )
-                run_hey(path, None, headers, seconds=WARMUP_S)
+                warm = run_hey(path, None, headers, seconds=WARMUP_S)
                 pg0, t0 = _backends_cpu(postmaster), time.perf_counter()
-                trial = run_hey(path, None, headers, seconds=TRIAL_S)
+                # long enough for every percentile at the warm-up's rate
+                trial = run_hey(path, None, headers, seconds=TRIAL_S, sized_by=warm)
                 pg_cores[k].append((_backends_cpu(postmaster) - pg0) / (time.perf_counter() - t0))
                 trials[k].append(trial)
         after = _metrics(api) | {
@@ -334,6 +336,7 @@ def _table(
         if failures
         else "every answer was 200"
     )
+    table.notes += trial_notes(trials, shorts)
     table.notes.append(
         "req/s per core divides by the CPU the api and PostgreSQL's backends used during the "
         "trial: the figure least disturbed by whatever else runs on the machine (on 2 cores "

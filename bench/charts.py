@@ -75,11 +75,11 @@ def panels(result: Result) -> list[Panel]:
             groups: list[Group] = []
             outside: set[tuple[str, str]] = set()
             for row in table.rows:
-                figs = {n: row.figures[n] for n in names if n in row.figures}
-                if not any(finite(f.value) for f in figs.values()):
+                shown = {n: row.figures[n] for n in names if n in row.figures}
+                if not any(finite(f.value) for f in shown.values()):
                     continue
-                groups.append(Group(row.name, row.baseline, figs))
-                for n, f in figs.items():
+                groups.append(Group(row.name, row.baseline, shown))
+                for n, f in shown.items():
                     for b in f.baselines:
                         if b.row is None and finite(b.value) and (n, b.name) not in outside:
                             outside.add((n, b.name))
@@ -91,15 +91,16 @@ def panels(result: Result) -> list[Panel]:
 
 
 def _positive(panel: Panel) -> list[float]:
-    values = []
+    values: list[float] = []
     for g in panel.groups:
         for f in g.figures.values():
-            values += [f.value] if finite(f.value) else []  # type: ignore[list-item]
+            if f.value is not None and finite(f.value):
+                values.append(f.value)
             if f.target is not None:
                 values.append(f.target.threshold)
             for b in f.baselines:
-                if b.target is not None and finite(b.value):
-                    values.append(b.target.threshold * b.value)  # type: ignore[operator]
+                if b.target is not None and b.value is not None and finite(b.value):
+                    values.append(b.target.threshold * b.value)
     return [v for v in values if v > 0]
 
 

@@ -93,10 +93,16 @@ def measure(cmd: Sequence[str], env: dict[str, str], log: Path) -> dict[str, Any
 
         poller = threading.Thread(target=poll, daemon=True)
         poller.start()
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - t0
-        done.set()
-        poller.join()
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+            wall = time.perf_counter() - t0
+        except BaseException:  # interrupted: leave no fallback or Spark run (nor its JVM)
+            proc.kill()
+            proc.wait()
+            raise
+        finally:
+            done.set()
+            poller.join()
         proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise RuntimeError(f"{cmd[2:]} exited {proc.returncode}:\n{log.read_text()[-3000:]}")

@@ -106,10 +106,20 @@ def hey_binary(stack: Stack) -> str:
     return str(hey)
 
 
+#: hey prints its p-th percentile only once a run has 100 / (100 - p) answers (the 99th from
+#: 100 on; below that it leaves the line out), so a trial after a warm-up is sized to get at
+#: least this many at the warm-up's rate (:func:`trial_seconds`)
+MIN_REQUESTS = 300
+#: ... but is never stretched beyond this; a trial still short of a percentile is reported
+#: as short (:func:`trial_notes`), not fatal
+MAX_TRIAL_S = 60
+PERCENTILES = (50, 99)
+
+
 @dataclass
 class Trial:
     events_s: float  # per second: requests x events per request
-    p50_ms: float
+    p50_ms: float  # NaN: the trial was too short for hey to print it (see ``short``)
     p99_ms: float
     ok: int  # events acknowledged (202s x events per request, or producer acks)
     failures: dict[str, int] = field(default_factory=dict)  # non-202 statuses and errors
@@ -117,31 +127,66 @@ class Trial:
     server_cores: float = 0.0
     broker_cores: float = 0.0
     other_cores: float = 0.0  # the rest of the machine during the trial
+    requests: int = 0  # answers hey counted, errors included
+    requests_s: float = 0.0  # hey's Requests/sec (errors included)
+    seconds: float = 0.0  # how long hey was asked to run (0: not a hey trial)
+    planned_s: float = 0.0  # ... and how long the benchmark planned (less when lengthened)
+    short: str = ""  # what hey left out for want of answers ("" when every figure is there)
 
 
 _STATUS = re.compile(r"^\s*\[(\d{3})\]\s+(\d+) responses", re.M)
 _ERROR = re.compile(r"^\s*\[(\d+)\]\s+(.+)$", re.M)
+_PERCENTILE = re.compile(r"^\s*(\d+)% in ([\d.]+) secs", re.M)
+
+
+def _ordinal(n: int) -> str:
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
 
 
 def parse_hey(out: str, per_request: int, ok_status: int = 202) -> Trial:
-    """Requests/sec, p50/p99 and status codes from hey's text summary."""
+    """Requests/sec, p50/p99 and status codes from hey's text summary. A percentile hey left
+    out (too few answers: it prints ``0% in 0.0000 secs`` in its place, or nothing) is NaN
+    and the trial says so in ``short``; only an output without hey's summary raises."""
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    p50 = re.search(r"^\s*50% in ([\d.]+) secs", out, re.M)
-    p99 = re.search(r"^\s*99% in ([\d.]+) secs", out, re.M)
-    if not (rps and p50 and p99):
-        raise RuntimeError(f"cannot parse hey's output:\n{out}")
+    if not rps:
+        raise RuntimeError(f"cannot parse hey's output (no Requests/sec):\n{out}")
+    # "0% in 0.0000 secs" stands in for a percentile hey had too few answers for
+    shown = {int(p): float(s) * 1000 for p, s in _PERCENTILE.findall(out) if int(p) > 0}
     codes = {int(c): int(n) for c, n in _STATUS.findall(out)}
     failures = {f"HTTP {c}": n for c, n in codes.items() if c != ok_status}
+    errors: dict[str, int] = {}
     if "Error distribution:" in out:
-        errors = out.split("Error distribution:", 1)[1]
-        failures |= {msg.strip()[:120]: int(n) for n, msg in _ERROR.findall(errors)}
+        tail = out.split("Error distribution:", 1)[1]
+        for n, msg in _ERROR.findall(tail):
+            errors[msg.strip()[:120]] = errors.get(msg.strip()[:120], 0) + int(n)
+    failures |= errors
+    requests = sum(codes.values()) + sum(errors.values())
+    missing = [p for p in PERCENTILES if p not in shown]
+    short = ""
+    if missing:
+        which = " and ".join(_ordinal(p) for p in missing)
+        short = f"{requests:,} answers, too few for hey's {which} percentile"
+    nan = float("nan")
     return Trial(
         events_s=float(rps[1]) * per_request,
-        p50_ms=float(p50[1]) * 1000,
-        p99_ms=float(p99[1]) * 1000,
+        p50_ms=shown.get(50, nan),
+        p99_ms=shown.get(99, nan),
         ok=codes.get(ok_status, 0) * per_request,
         failures=failures,
+        requests=requests,
+        requests_s=float(rps[1]),
+        short=short,
     )
+
+
+def trial_seconds(planned: int, warm: Trial) -> int:
+    """How long to run a trial planned for ``planned`` seconds, given a warm-up of the same
+    load: long enough for :data:`MIN_REQUESTS` answers at the warm-up's rate (a busy machine
+    or a slow path answers fewer per second), never shorter than planned, nor longer than
+    :data:`MAX_TRIAL_S`."""
+    if warm.requests_s <= 0:
+        return max(planned, MAX_TRIAL_S)
+    return max(planned, min(math.ceil(MIN_REQUESTS / warm.requests_s), MAX_TRIAL_S))
 
 
 def hey(
@@ -157,10 +202,17 @@ def hey(
     broker_pid: int | None,
     qps: float | None = None,
     ok_status: int = 202,
+    sized_by: Trial | None = None,
 ) -> Trial:
-    """One hey run; the generator's, the server's and the broker's CPU measured around it.
-    ``body_file``: POST it as JSON (``None``: GET). ``qps``: requests per second *per
-    worker* (a steady load below saturation). ``ok_status``: the answer that counts as done."""
+    """One hey run of ``seconds`` (time-based: ``-z``); the generator's, the server's and the
+    broker's CPU measured around it. ``body_file``: POST it as JSON (``None``: GET). ``qps``:
+    requests per second *per worker* (a steady load below saturation). ``ok_status``: the
+    answer that counts as done. ``sized_by``: a warm-up of the same load just before; the run
+    is then lengthened if ``seconds`` would give too few answers (:func:`trial_seconds`). A
+    run too short for a percentile is returned with it NaN and ``short`` said, not raised."""
+    planned = seconds
+    if sized_by is not None:
+        seconds = trial_seconds(seconds, sized_by)
     cmd = [binary, "-z", f"{seconds}s", "-c", str(concurrency)]
     if qps is not None:
         cmd += ["-q", f"{qps:g}"]
@@ -191,6 +243,7 @@ def hey(
     if proc.returncode != 0:
         raise RuntimeError(f"hey exited {proc.returncode}:\n{text}")
     trial = parse_hey(text, per_request, ok_status)
+    trial.seconds, trial.planned_s = seconds, planned
     trial.client_cores = (usage.ru_utime + usage.ru_stime) / wall
     trial.server_cores = (proc_cpu(server.proc.pid) - server_cpu0) / wall
     trial.broker_cores = (proc_cpu(broker_pid) - broker_cpu0) / wall
@@ -202,21 +255,69 @@ def hey(
 
 
 def median(trials: list[Trial], attr: str) -> float:
-    return statistics.median(getattr(t, attr) for t in trials)
+    """The median of a figure over the trials that have it (NaN: a percentile a short trial
+    lacks, a process that was gone); NaN when none has it."""
+    values = [v for v in (getattr(t, attr) for t in trials) if not math.isnan(v)]
+    return statistics.median(values) if values else float("nan")
+
+
+def _of_trials(trials: list[Trial], attr: str) -> str:
+    """``(2 of 3 trials)`` when short trials lacked the figure, else nothing."""
+    have = sum(1 for t in trials if not math.isnan(getattr(t, attr)))
+    if have == len(trials):
+        return ""
+    return f"({have} of {len(trials)} trials)" if have else "(short trials)"
 
 
 def latency_figures(trials: list[Trial], p99_below_ms: float | None = None) -> dict[str, Figure]:
-    """The p50 and p99 (ms, medians over the trials) of a row, p99 with its target if any."""
+    """The p50 and p99 (ms, medians over the trials) of a row, p99 with its target if any; a
+    figure short trials lacked is the median of the others, marked (n/a when none had it)."""
     return {
-        "p50": Figure(median(trials, "p50_ms"), "ms", better="lower", fmt=".1f"),
+        "p50": Figure(
+            median(trials, "p50_ms"),
+            "ms",
+            better="lower",
+            fmt=".1f",
+            detail=_of_trials(trials, "p50_ms"),
+        ),
         "p99": Figure(
             median(trials, "p99_ms"),
             "ms",
             better="lower",
             fmt=".1f",
+            detail=_of_trials(trials, "p99_ms"),
             target=None if p99_below_ms is None else Target("<", p99_below_ms),
         ),
     }
+
+
+def trial_notes(trials: dict[str, list[Trial]], names: dict[str, str] | None = None) -> list[str]:
+    """The table notes on trials that did not run as planned, by row key (``names``: the
+    rows' short names by key; ``(key)`` otherwise): those lengthened for enough answers
+    (:func:`trial_seconds`), and short ones, whose missing percentile is left out of the
+    row's median. Nothing when every trial ran as planned."""
+    longer, short = [], []
+    for k, ts in trials.items():
+        name = (names or {}).get(k, f"({k})")
+        stretched = [t for t in ts if t.seconds > t.planned_s > 0]
+        if stretched:
+            runs = ", ".join(f"{t.seconds:g}" for t in stretched)
+            longer.append(f"{name}: {len(stretched)} of {len(ts)} ran {runs} s")
+        for i, t in enumerate(ts, 1):
+            if t.short:
+                short.append(f"{name}: trial {i} of {len(ts)} ({t.seconds:g} s), {t.short}")
+    notes = []
+    if longer:
+        notes.append(
+            f"trials lengthened (at most {MAX_TRIAL_S} s) where the planned length would have "
+            f"given fewer than {MIN_REQUESTS} answers at the warm-up's rate: " + "; ".join(longer)
+        )
+    if short:
+        notes.append(
+            "SHORT trials (a percentile missing: too few answers; each row's figure is the "
+            "median of the trials that have it, marked): " + "; ".join(short)
+        )
+    return notes
 
 
 def clean_env(extra: dict[str, str]) -> dict[str, str]:

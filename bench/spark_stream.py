@@ -32,6 +32,7 @@ import psycopg
 
 from bench.loadgen import clean_env, free_port, serve
 from bench.report import Figure, Table, Target
+from bench.spark_session import spark_session
 from cinepulse_common import topics
 from cinepulse_common.kafka import delete_topics, ensure_topics, make_admin, make_producer
 from cinepulse_common.rules import active_rules
@@ -66,12 +67,13 @@ def make_event(i: int, now: datetime) -> dict[str, Any]:
     """A realistic mix: 40% watch, 30% click, 20% rate, 10% comment."""
     kind = ["watch", "watch", "watch", "watch", "click", "click", "click", "rate", "rate"]
     event_type = kind[i % 9] if i % 10 else "comment"
-    payload: dict[str, Any] = {
+    payloads: dict[str, dict[str, Any]] = {
         "watch": {"position_seconds": 60 * (i % 90), "duration_seconds": 5400},
         "click": {"target": "poster"},
         "rate": {"rating": 0.5 + (i % 10) / 2},
         "comment": {"text": COMMENTS[i % len(COMMENTS)]},
-    }[event_type]
+    }
+    payload = payloads[event_type]
     return {
         "event_id": str(uuid.uuid4()),
         "event_type": event_type,
@@ -113,9 +115,10 @@ def _throughput(stack: Stack, kafka: KafkaSettings, dsn: str, workdir: Path) -> 
         checkpoint_dir=workdir / "checkpoints",
         metrics_port=0,
     )
-    spark = make_spark(settings, "cinepulse-bench")
-    spark.sparkContext.setLogLevel("ERROR")
-    try:
+    # the session, its query and its JVM are stopped at the block's end, on error too: the
+    # next benchmark starts from no Spark at all
+    with spark_session(lambda: make_spark(settings, "cinepulse-bench")) as spark:
+        spark.sparkContext.setLogLevel("ERROR")
         # the first micro-batch pays the Python workers' start and the model's load: counted
         t0 = time.perf_counter()
         query = start_stream(spark, settings, active_rules(), "events", available_now=True)
@@ -124,8 +127,6 @@ def _throughput(stack: Stack, kafka: KafkaSettings, dsn: str, workdir: Path) -> 
         if query.exception() is not None:
             raise RuntimeError(f"the Spark query failed: {query.exception()}")
         batches = len(query.recentProgress)
-    finally:
-        spark.stop()
     with psycopg.connect(dsn) as conn:
         facts = sum(
             conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]  # type: ignore[index]
@@ -221,6 +222,8 @@ def _freshness(stack: Stack, kafka: KafkaSettings, dsn: str, workdir: Path) -> d
             "CINEPULSE_AUTH__KEYS": json.dumps({"bench": key}),
             # measured flat out: the default per-key limit (100 events/s) would cap it
             "CINEPULSE_RATE_LIMITS": json.dumps({"bench": "unlimited"}),
+            # many users' events: a server key (a frontend key needs a user's token)
+            "CINEPULSE_AUTH__ROLES": json.dumps({"bench": "server"}),
             "CINEPULSE_LOG_LEVEL": "WARNING",
             "CINEPULSE_POSTGRES__DSN": dsn,
             "CINEPULSE_CHECKPOINT_DIR": str(workdir / "stream-checkpoints"),

@@ -22,7 +22,7 @@ from bench.gateway.parameters import (
     TRIAL_S,
     WARMUP_S,
 )
-from bench.loadgen import Trial, latency_figures, median
+from bench.loadgen import Trial, latency_figures, median, trial_notes
 from bench.report import Figure, Table, Target
 
 
@@ -89,6 +89,7 @@ def gateway_table(
         "cores; its latency is produce() to delivery callback while producing flat out "
         "(librdkafka's linger.ms=5 batching and queueing included)"
     )
+    table.notes += trial_notes(trials, shorts)
     table.notes.append(
         "events/s per server core (the server's own CPU time) is the figure least disturbed "
         "by whatever else runs on the machine"

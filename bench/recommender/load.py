@@ -149,7 +149,9 @@ def _serve_config(
         if fresh["strategy"] != "model":
             raise RuntimeError(f"the fresh user was answered {fresh['strategy']!r}")
 
-        def once(path: str, seconds: int, qps: float | None = None) -> Trial:
+        def once(
+            path: str, seconds: int, qps: float | None = None, warm: Trial | None = None
+        ) -> Trial:
             return hey(
                 binary,
                 server,
@@ -162,18 +164,22 @@ def _serve_config(
                 broker_pid=None,
                 qps=qps,
                 ok_status=200,
+                sized_by=warm,
             )
 
-        def measured(key: str, path: str, seconds: int, qps: float | None = None) -> None:
+        def measured(
+            key: str, path: str, seconds: int, qps: float | None = None, warm: Trial | None = None
+        ) -> None:
             s0, n0 = _in_app(server.url)
-            trials[config + key].append(once(path, seconds, qps))
+            trials[config + key].append(once(path, seconds, qps, warm))
             s1, n1 = _in_app(server.url)
             in_app[config + key].append((s1 - s0) / max(n1 - n0, 1) * 1000)
 
         for _ in range(ROUNDS):  # interleaved: drift hits every path alike
             for key, path in paths.items():
-                once(path, WARMUP_S)
-                measured(key, path, TRIAL_S)
+                warm = once(path, WARMUP_S)
+                # long enough for every percentile at the warm-up's rate
+                measured(key, path, TRIAL_S, warm=warm)
         # the target's load, on the ceiling and on the model's paths
         for key in steady:
             measured(f"s{key}", paths[key], TRIAL_S * 2, qps=STEADY_RATE / CONCURRENCY)

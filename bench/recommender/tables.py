@@ -8,7 +8,7 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-from bench.loadgen import Trial, latency_figures, median
+from bench.loadgen import Trial, latency_figures, median, trial_notes
 from bench.recommender.parameters import (
     CONCURRENCY,
     FLOOR_VS_ALS,
@@ -174,6 +174,7 @@ def serving_table(trials: dict[str, list[Trial]], in_app: dict[str, list[float]]
         f"{median(trials['b'], 'client_cores'):.2f} cores in (b), and other processes up to "
         f"{other:.2f} cores during a trial"
     )
+    serving.notes += trial_notes(trials, shorts)
     failures = {
         f"({key}) {what}": n
         for key, ts in trials.items()
