@@ -5,8 +5,10 @@ within each genre; as many users as movies, each keeping mostly to one genre wit
 :data:`PAIRS_PER_USER` pairs. Every candidate is fitted once, with its default parameters
 and no tuning (the tuning trials multiply these times by their count: 36 for ALS, 6 for
 RP3beta, 5 for EASE), in a fresh child process: ``peak`` is that process's peak resident
-memory (``ru_maxrss``), ``fit peak`` the part above the memory it held before the fit (the
-data and the libraries). Above the ``max_items`` bound (5,000) the trainer fits EASE^R
+memory (``VmHWM``), ``fit peak`` the part above the memory it held before the fit (the data
+and the libraries), with the high-water mark reset just before the fit. Not ``ru_maxrss``:
+Linux keeps it across the fork and exec that start the child, so it reports the parent's
+size at the fork (every row read 576 MB). Above the ``max_items`` bound (5,000) the trainer fits EASE^R
 sparse (each item's column over its 100 most co-occurring items) and skips RP3beta, as
 reported; the note gives what EASE's dense fit would need there.
 
@@ -17,9 +19,9 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
-import resource
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -65,8 +67,18 @@ def synthetic(items: int, seed: int = 7) -> tuple[Any, Any]:
     return pairs, features
 
 
-def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KB on Linux
+def _status_mb(field: str) -> float:
+    """A ``/proc/self/status`` memory field (``VmHWM``: peak resident, ``VmRSS``: now), MB;
+    per address space, so a fresh ``exec`` starts it anew (``ru_maxrss`` does not)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024  # kB
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def _reset_peak() -> None:
+    """Reset this process's resident high-water mark to its current size (Linux 4.0+)."""
+    Path("/proc/self/clear_refs").write_text("5")
 
 
 def _fit(family: str, items: int, out: Any) -> None:
@@ -81,7 +93,8 @@ def _fit(family: str, items: int, out: Any) -> None:
     )
 
     pairs, features = synthetic(items)
-    before = _peak_mb()
+    before = _status_mb("VmRSS")
+    _reset_peak()
     t0 = time.perf_counter()
     if family == "popularity":
         trained: Any = train_popularity(pairs)
@@ -94,7 +107,7 @@ def _fit(family: str, items: int, out: Any) -> None:
     else:
         trained = train_item_model(family, pairs, EaseSettings(tune=False), 10, None)
     seconds = time.perf_counter() - t0
-    peak = _peak_mb()
+    peak = _status_mb("VmHWM")
     skipped = trained.reason if isinstance(trained, Skipped) else None
     sparse = bool(not skipped and trained.params.get("sparse"))
     out.put(
