@@ -2,7 +2,7 @@
 charts/cinepulse`` prints them): they run the image's Spark and a subcommand the entry point
 knows, the classifier's model reaches driver and executors, the streaming job can never end
 as completed, and the scheduled aggregates retry and never overlap. Their validity against
-the Spark operator's CRDs is checked with every other object in tests/unit/test_chart.py
+the Spark operator's CRDs is checked with every other object in tests/unit/test_chart_checks.py
 (kubeconform, strict)."""
 
 from __future__ import annotations

@@ -58,24 +58,18 @@ driverLabels:
   # the driver calls the Kubernetes API server (its executors)
   cinepulse.io/egress: outside
 metricsPort: 9108
+{{- $env := list
+      (dict "name" "CINEPULSE_MASTER" "value" "")
+      (dict "name" "CINEPULSE_METRICS_PORT" "value" "9108")
+      (dict "name" "CINEPULSE_JARS_DIR" "value" "/opt/cinepulse/jars")
+      (dict "name" "CINEPULSE_EMOTION_MODEL" "value" "/opt/cinepulse/models/emotion.joblib")
+      (dict "name" "HOME" "value" "/tmp") }}
+{{- $env = concat $env (include "cinepulse.env.common" $ctx | fromYamlArray) (include "cinepulse.env.postgres" $ctx | fromYamlArray) }}
+{{- if $stream }}
+{{- $env = concat $env (include "cinepulse.env.kafka" $ctx | fromYamlArray) (list (dict "name" "CINEPULSE_CHECKPOINT_DIR" "value" "/checkpoints")) }}
+{{- end }}
 env:
-  - name: CINEPULSE_MASTER
-    value: ""
-  - name: CINEPULSE_METRICS_PORT
-    value: "9108"
-  - name: CINEPULSE_JARS_DIR
-    value: /opt/cinepulse/jars
-  - name: CINEPULSE_EMOTION_MODEL
-    value: /opt/cinepulse/models/emotion.joblib
-  - name: HOME
-    value: /tmp
-  {{- include "cinepulse.env.common" $ctx | trim | nindent 2 }}
-  {{- include "cinepulse.env.postgres" $ctx | trim | nindent 2 }}
-  {{- if $stream }}
-  {{- include "cinepulse.env.kafka" $ctx | trim | nindent 2 }}
-  - name: CINEPULSE_CHECKPOINT_DIR
-    value: /checkpoints
-  {{- end }}
+  {{- toYaml $env | nindent 2 }}
 volumes:
   - name: tmp
     emptyDir:
@@ -227,6 +221,12 @@ container's env (downward API). Call with (dict "ctx" $ "app" <app>)
 {{- range .app.arguments }}
 - {{ . | quote }}
 {{- end }}
+{{- end }}
+
+{{/* The checksum of a client-mode driver's configuration (its spark-submit arguments and its
+     executors' pod template): a change restarts the driver. (dict "ctx" $ "app" <app>) */}}
+{{- define "cinepulse.spark.submitChecksum" -}}
+{{- print (include "cinepulse.spark.submitArgs" .) (include "cinepulse.spark.executorPodTemplate" . | trim) | sha256sum }}
 {{- end }}
 
 {{/* The executor pod template of the submit launcher (Pod Security "restricted"): the job's

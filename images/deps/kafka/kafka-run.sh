@@ -1,6 +1,6 @@
 #!/bin/bash
 # The Kafka image's entrypoint: the official apache/kafka image's interface, as far as the
-# chart uses it (charts/cinepulse/templates/kafka/kafka.yaml).
+# chart uses it (charts/cinepulse/templates/kafka/kafka-statefulset.yaml).
 #
 # * Each KAFKA_FOO_BAR variable becomes `foo.bar=<value>` in server.properties; in a name,
 #   `__` stands for `_` and `___` for `-` (KAFKA_LISTENER_NAME_X___Y = listener.name.x-y).

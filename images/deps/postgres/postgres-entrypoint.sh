@@ -1,6 +1,6 @@
 #!/bin/bash
 # The PostgreSQL image's entrypoint: the official postgres image's interface, as far as the
-# chart uses it (charts/cinepulse/templates/postgresql/postgresql.yaml).
+# chart uses it (charts/cinepulse/templates/postgresql/postgresql-statefulset.yaml).
 #
 # * First start (no PG_VERSION in PGDATA): initdb with POSTGRES_USER (default postgres) as
 #   the superuser whose password is POSTGRES_PASSWORD (required), scram-sha-256;

@@ -78,8 +78,8 @@ class PythonService(Component):
         """The target labels the chart's ServiceMonitor gives this service in the cluster
         (the Prometheus operator's: ``job`` and ``service`` the Service's name, its
         ``namespace``, ``endpoint`` the port's name, ``pod``, ``container``); the pod is
-        named ``<deployment>-local``. ``tests/unit/test_chart.py`` checks them against the
-        rendered chart's monitors."""
+        named ``<deployment>-local``. ``tests/unit/test_chart_monitoring.py`` checks them
+        against the rendered chart's monitors."""
         full = f"{CHART_RELEASE}-cinepulse-{self.component}"
         return {
             "job": full,

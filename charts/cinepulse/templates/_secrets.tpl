@@ -1,0 +1,58 @@
+{{/* ---------------------------------------------------------------- Secrets: names, generated passwords */}}
+
+{{/* The Secret holding PostgreSQL's DSN: the generated one (bundled) or the operator's */}}
+{{- define "cinepulse.postgresql.secretName" -}}
+{{- if .Values.postgresql.enabled -}}
+{{ default (include "cinepulse.component.fullname" (dict "ctx" . "component" "postgresql")) .Values.postgresql.existingSecret }}
+{{- else -}}
+{{ required "externalPostgresql.existingSecret is required when postgresql.enabled is false" .Values.externalPostgresql.existingSecret }}
+{{- end }}
+{{- end }}
+
+{{/* The Secret holding MongoDB's URL: the generated one (bundled) or the operator's */}}
+{{- define "cinepulse.mongodb.secretName" -}}
+{{- if .Values.mongodb.enabled -}}
+{{ default (include "cinepulse.component.fullname" (dict "ctx" . "component" "mongodb")) .Values.mongodb.existingSecret }}
+{{- else -}}
+{{ required "externalMongodb.existingSecret is required when mongodb.enabled is false" .Values.externalMongodb.existingSecret }}
+{{- end }}
+{{- end }}
+
+{{- define "cinepulse.metabase.secretName" -}}
+{{ default (include "cinepulse.component.fullname" (dict "ctx" . "component" "metabase")) .Values.metabase.existingSecret }}
+{{- end }}
+
+{{/* A generated password kept across upgrades (read back with lookup; on `helm template`
+     a fresh one is drawn); the raw value. (dict "ctx" $ "name" <Secret> ["key" "password"]
+     ["digits" true: 28 letters or digits then 4 digits, for checks wanting a digit]) */}}
+{{- define "cinepulse.keptPassword" -}}
+{{- $key := default "password" .key }}
+{{- $existing := lookup "v1" "Secret" .ctx.Release.Namespace .name }}
+{{- if and $existing $existing.data (hasKey $existing.data $key) }}
+{{- index $existing.data $key | b64dec }}
+{{- else if .digits }}
+{{- printf "%s%s" (randAlphaNum 28) (randNumeric 4) }}
+{{- else }}
+{{- randAlphaNum 32 }}
+{{- end }}
+{{- end }}
+
+{{/* A generated password Secret, kept across upgrades and uninstalls, with the connection
+     string built from the same password under `uriKey` (one draw: both keys agree);
+     (dict "c" <component dict> "name" <secret name> "uriKey" "dsn" "uri" "<printf format
+     with one %s for the password>") */}}
+{{- define "cinepulse.generatedSecret" -}}
+{{- $password := include "cinepulse.keptPassword" (dict "ctx" .c.ctx "name" .name) }}
+apiVersion: v1
+kind: Secret
+metadata:
+  name: {{ .name }}
+  labels:
+    {{- include "cinepulse.labels" .c | nindent 4 }}
+  annotations:
+    helm.sh/resource-policy: keep
+type: Opaque
+data:
+  password: {{ $password | b64enc }}
+  {{ .uriKey }}: {{ printf .uri $password | b64enc }}
+{{- end }}
