@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from cinepulse_common import topics
+from cinepulse_common.access import sign_user_token
 from cinepulse_common.kafka import make_producer
 from cinepulse_common.mongo import make_client
 from cinepulse_common.settings import KafkaSettings, MongoSettings
@@ -27,13 +28,20 @@ pytestmark = pytest.mark.integration
 
 KEY = "it-write-key-0001"
 HEADERS = {"X-Write-Key": KEY}
+#: a browser's key: not listed in the roles, so a frontend key (its events only for the user
+#: of its X-User-Token, signed with USER_TOKEN_SECRET, the api's setting)
+WEB_KEY = "it-web-write-key-0001"
+USER_TOKEN_SECRET = "it-user-token-secret-of-at-least-32-bytes"
 
 
 def gateway_env(kafka: KafkaSettings, **extra: str) -> dict[str, str]:
     return service_env(
         CINEPULSE_KAFKA__BOOTSTRAP_SERVERS=kafka.bootstrap_servers,
         CINEPULSE_KAFKA__TOPIC_PREFIX=kafka.topic_prefix,
-        CINEPULSE_AUTH__KEYS=json.dumps({"it": KEY}),
+        CINEPULSE_AUTH__KEYS=json.dumps({"it": KEY, "web": WEB_KEY}),
+        # the tests replay many users' events with the it key: a server key
+        CINEPULSE_AUTH__ROLES=json.dumps({"it": "server"}),
+        CINEPULSE_AUTH__USER_TOKEN_SECRET=USER_TOKEN_SECRET,
         # bursts and fuzzed batches of up to 500 events: the default 100/s would refuse them
         CINEPULSE_RATE_LIMITS=json.dumps({"it": "unlimited"}),
         CINEPULSE_LIMITS__PRODUCE_TIMEOUT_S="3",
@@ -390,6 +398,42 @@ def test_gateway_rejects_without_a_valid_key_and_reports_readiness(gateway: Serv
             "event_id"
         ]
     )
+
+
+def test_a_frontend_keys_events_reach_kafka_only_for_its_tokens_user(
+    gateway: ServiceProcess, kafka_settings: KafkaSettings
+) -> None:
+    """A frontend key with the user's signed token gets that user's events into Kafka; a
+    forged token (another secret), no token, or an event for another user gets nothing in."""
+    web = {"X-Write-Key": WEB_KEY}
+    good = {**web, "X-User-Token": sign_user_token(USER_TOKEN_SECRET, "alice")}
+    forged = {**web, "X-User-Token": sign_user_token("forged-" + USER_TOKEN_SECRET, "alice")}
+    mine, mine_too = event("rate", user_id="alice"), event("click", user_id="alice")
+    refused = [event("rate", user_id="alice") for _ in range(3)]
+    theirs = event("rate", user_id="bob")
+    with httpx.Client(base_url=gateway.url, timeout=10) as http:
+        r = http.post("/api/events", json=mine, headers=good)
+        assert r.status_code == 202, r.text
+        r = http.post("/api/events/batch", json=[mine_too], headers=good)
+        assert r.status_code == 202 and r.json()["accepted"] == 1, r.text
+
+        r = http.post("/api/events", json=refused[0], headers=forged)
+        assert r.status_code == 401, r.text
+        assert r.json()["detail"] == "invalid X-User-Token: bad signature"
+        r = http.post("/api/events", json=refused[1], headers=web)
+        assert r.status_code == 401 and r.headers["www-authenticate"] == "X-User-Token"
+        # all or nothing: alice's event goes nowhere with bob's in the same batch
+        r = http.post("/api/events/batch", json=[refused[2], theirs], headers=good)
+        assert r.status_code == 403, r.text
+        assert (r.json()["index"], r.json()["event_id"]) == (1, theirs["event_id"])
+        metrics = http.get("/metrics").text
+    for reason in ("invalid_user_token", "missing_user_token", "user_mismatch"):
+        assert f'cinepulse_gateway_auth_refusals_total{{reason="{reason}"}} 1.0' in metrics
+
+    records = read_topics(kafka_settings, list(topics.USER_EVENT_TOPICS), expect=2)
+    got = {json.loads(m.value())["event_id"] for m in records}
+    assert got == {mine["event_id"], mine_too["event_id"]}
+    assert {m.key() for m in records} == {b"alice"}
 
 
 def test_movie_records_are_archived_to_raw_movies(

@@ -1,4 +1,5 @@
-"""The gateway's rate limit as the chart renders it: on by default, per key, refused empty."""
+"""The gateway as the chart renders it: the rate limit (on by default, per key, refused
+empty) and the write keys' roles with the api's user token secret."""
 
 from __future__ import annotations
 
@@ -57,3 +58,47 @@ def test_an_empty_limit_is_refused_naming_the_way_to_turn_it_off() -> None:
     r = chart.render([SCENARIOS["default"]], ["gateway.rateLimit="])
     assert r.returncode != 0
     assert "gateway.rateLimit: a limit such as 1000/10 seconds, or unlimited" in r.stderr
+
+
+def _containers_env(scenario: str, set_values: list[str]) -> dict[str, dict[str, Any]]:
+    """The gateway's and the api's env entries by name, from one render."""
+    r = chart.render([SCENARIOS[scenario]], set_values)
+    assert r.returncode == 0, r.stderr
+    out = {}
+    for d in chart.documents(r.stdout):
+        component = d["metadata"]["name"].rsplit("-", 1)[-1]
+        if d["kind"] == "Deployment" and component in ("gateway", "api"):
+            [container] = d["spec"]["template"]["spec"]["containers"]
+            out[component] = {e["name"]: e for e in container.get("env", [])}
+    return out
+
+
+def test_write_key_roles_and_the_apis_user_token_secret_reach_the_gateway() -> None:
+    """Events bound to users: the roles (a key not listed is frontend) and the user token
+    secret from the very Secret the api reads it from."""
+    env = _containers_env(
+        "default",
+        ["gateway.auth.roles.backend=server", "api.auth.userTokenSecret=cinepulse-user-tokens"],
+    )
+    gateway, api = env["gateway"], env["api"]
+    assert json.loads(gateway["CINEPULSE_AUTH__ROLES"]["value"]) == {"backend": "server"}
+    secret = gateway["CINEPULSE_AUTH__USER_TOKEN_SECRET"]
+    assert secret["valueFrom"]["secretKeyRef"] == {"name": "cinepulse-user-tokens", "key": "secret"}
+    assert secret == api["CINEPULSE_AUTH__USER_TOKEN_SECRET"]
+
+
+def test_by_default_every_write_key_is_frontend_and_no_secret_is_passed() -> None:
+    env = _gateway_env("default")
+    assert "CINEPULSE_AUTH__ROLES" not in env
+    assert "CINEPULSE_AUTH__USER_TOKEN_SECRET" not in env
+
+
+def test_the_clusters_replays_and_helm_test_are_server_keys() -> None:
+    env = _gateway_env("cluster")
+    assert json.loads(env["CINEPULSE_AUTH__ROLES"]) == {"demo": "server", "helm-test": "server"}
+
+
+def test_a_role_the_gateway_does_not_know_is_refused() -> None:
+    r = chart.render([SCENARIOS["default"]], ["gateway.auth.roles.web=internal"])
+    assert r.returncode != 0
+    assert "roles" in r.stderr

@@ -62,10 +62,18 @@ class FakePublisher:
         return 0
 
 
+#: the keys of most tests: server keys (any user_id), as these tests are about everything but
+#: the user binding (test_user_binding.py: frontend keys and their user tokens)
+AUTH: dict[str, Any] = {
+    "keys": {"web": "k1", "ios": "k2"},
+    "roles": {"web": "server", "ios": "server"},
+}
+
+
 def make_settings(**overrides: Any) -> EventGatewaySettings:
     values: dict[str, Any] = {
         "kafka": {"bootstrap_servers": "127.0.0.1:1"},
-        "auth": {"keys": {"web": "k1", "ios": "k2"}},
+        "auth": AUTH,
     }
     values.update(overrides)
     return EventGatewaySettings(**values)

@@ -27,26 +27,29 @@ def test_openapi_documents_the_events_api(client: TestClient) -> None:
         "description": spec["components"]["securitySchemes"]["WriteKey"]["description"],
     }
 
+    # a frontend key sends its user token too; a server key only itself
+    either: list[dict[str, list[str]]] = [{"WriteKey": [], "UserToken": []}, {"WriteKey": []}]
+    assert spec["components"]["securitySchemes"]["UserToken"]["name"] == "X-User-Token"
     single = spec["paths"]["/api/events"]["post"]
-    assert single["security"] == [{"WriteKey": []}]
+    assert single["security"] == either
     content = single["requestBody"]["content"]["application/json"]
     assert content["schema"] == {"$ref": "#/components/schemas/Event"}
     assert set(content["examples"]) == {"watch", "rate", "comment", "click"}
-    for code in ("202", "401", "413", "415", "422", "429", "503"):
+    for code in ("202", "401", "403", "413", "415", "422", "429", "503"):
         assert code in single["responses"], code
 
     batch = spec["paths"]["/api/events/batch"]["post"]
-    assert batch["security"] == [{"WriteKey": []}]
+    assert batch["security"] == either
     bcontent = batch["requestBody"]["content"]["application/json"]
     assert bcontent["schema"]["maxItems"] == 500
     assert bcontent["example"]
-    for code in ("202", "401", "413", "415", "422", "429", "503"):
+    for code in ("202", "401", "403", "413", "415", "422", "429", "503"):
         assert code in batch["responses"], code
 
     # the rate limit's answer headers, and Retry-After with a 429 and a 503
     rate = {"X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"}
     for op in (single, batch):
-        for code in ("202", "422", "429", "503"):
+        for code in ("202", "403", "422", "429", "503"):
             assert rate <= set(op["responses"][code]["headers"]), code
         for code in ("429", "503"):
             assert "Retry-After" in op["responses"][code]["headers"], code

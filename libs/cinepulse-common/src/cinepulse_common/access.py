@@ -24,6 +24,9 @@ secret from the same ``CINEPULSE_AUTH__*`` variables (:class:`ApiAuthSettings`).
   (another user's data). Authorization is decided before the data is read, so a 404 never
   tells an unauthorised caller whether a user exists, and a refused request's answer never
   depends on what it asked for beyond the user.
+* The event gateway checks the same user tokens, from the same ``CINEPULSE_AUTH__USER_TOKEN_*``
+  settings (:class:`UserTokenSettings`), with :func:`verify_user_token`: a frontend write
+  key's events must be for the user of its token.
 * ``CINEPULSE_AUTH__ENABLED=false`` opens everything (local development only; refused when
   ``CINEPULSE_ENVIRONMENT=production``: :class:`KeyedServiceSettings`).
 
@@ -40,11 +43,11 @@ import hmac
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import jwt
 from fastapi import HTTPException, Request
-from pydantic import Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, SecretStr, model_validator
 
 from cinepulse_common.apikeys import ApiKeyError, ApiKeys, ApiKeySettings
 from cinepulse_common.logging import get_logger
@@ -64,6 +67,11 @@ MIN_TOKEN_SECRET_BYTES = 32
 
 class UserTokenError(ValueError):
     """A user token that cannot be accepted (malformed, bad signature, expired, ...)."""
+
+
+class UserTokenExpired(UserTokenError):
+    """A user token past its ``exp`` (told apart in metrics: a client's clock or token
+    refresh, not a forgery)."""
 
 
 def sign_user_token(secret: str, user_id: str, ttl_s: int = 900, now: float | None = None) -> str:
@@ -104,7 +112,7 @@ def verify_user_token(secret: str, token: str, max_ttl_s: int, now: float | None
         raise UserTokenError("no exp (expiry) claim")
     t = time.time() if now is None else now
     if exp <= t:
-        raise UserTokenError("expired")
+        raise UserTokenExpired("expired")
     if exp - t > max_ttl_s:
         raise UserTokenError(f"expires more than {max_ttl_s}s ahead (too long-lived)")
     return sub
@@ -209,8 +217,41 @@ class Access:
 
 
 # --- settings --------------------------------------------------------------------------------
-class ApiAuthSettings(ApiKeySettings):
-    """API keys (``keys``, ``keys_path``: see :class:`ApiKeySettings`), roles, user tokens."""
+class UserTokenSettings(BaseModel):
+    """The user tokens (``CINEPULSE_AUTH__USER_TOKEN_*``): one block for every service that
+    checks them, the api and the recommender (reads) and the event gateway (writes), so the
+    one secret signs a signed-in user's tokens for all of them."""
+
+    user_token_header: str = Field(
+        "X-User-Token", description="request header carrying a frontend's user token"
+    )
+    user_token_secret: SecretStr | None = Field(
+        None,
+        description="HS256 secret of the user tokens (JWT: sub, exp, aud=cinepulse-api), "
+        f"shared with the frontend's backend; at least {MIN_TOKEN_SECRET_BYTES} bytes. Unset: "
+        "frontend clients read no per-user data (api, recommender) and send no events "
+        "(event gateway)",
+    )
+    user_token_max_ttl_s: int = Field(
+        3600, ge=1, description="a token expiring further ahead than this is refused"
+    )
+
+    @model_validator(mode="after")
+    def _strong_secret(self) -> Self:
+        secret = self.user_token_secret
+        if secret is not None and len(secret.get_secret_value().encode()) < MIN_TOKEN_SECRET_BYTES:
+            raise ValueError(f"user_token_secret must be at least {MIN_TOKEN_SECRET_BYTES} bytes")
+        return self
+
+    def token_secret(self) -> str | None:
+        """The secret in the clear (``None``: no token is accepted)."""
+        secret = self.user_token_secret
+        return secret.get_secret_value() if secret is not None else None
+
+
+class ApiAuthSettings(UserTokenSettings, ApiKeySettings):
+    """API keys (``keys``, ``keys_path``: see :class:`ApiKeySettings`), roles, user tokens
+    (:class:`UserTokenSettings`)."""
 
     enabled: bool = Field(
         True, description="check keys and the per-user rules; false opens everything (dev only)"
@@ -226,25 +267,6 @@ class ApiAuthSettings(ApiKeySettings):
         description="client id -> role: internal reads any user, frontend only the user of "
         "its user token; a client not listed is frontend",
     )
-    user_token_header: str = Field(
-        "X-User-Token", description="request header carrying a frontend's user token"
-    )
-    user_token_secret: SecretStr | None = Field(
-        None,
-        description="HS256 secret of the user tokens (JWT: sub, exp, aud=cinepulse-api), "
-        f"shared with the frontend's backend; at least {MIN_TOKEN_SECRET_BYTES} bytes. Unset: "
-        "frontend clients read no per-user data",
-    )
-    user_token_max_ttl_s: int = Field(
-        3600, ge=1, description="a token expiring further ahead than this is refused"
-    )
-
-    @model_validator(mode="after")
-    def _strong_secret(self) -> ApiAuthSettings:
-        secret = self.user_token_secret
-        if secret is not None and len(secret.get_secret_value().encode()) < MIN_TOKEN_SECRET_BYTES:
-            raise ValueError(f"user_token_secret must be at least {MIN_TOKEN_SECRET_BYTES} bytes")
-        return self
 
 
 class KeyedServiceSettings(CinepulseSettings):
@@ -277,14 +299,13 @@ def build_access(auth: ApiAuthSettings, *, service: str) -> Access:
                 "no API key is configured: per-user endpoints answer 401 to everyone "
                 "(CINEPULSE_AUTH__KEYS_PATH or CINEPULSE_AUTH__KEYS)"
             )
-    secret = auth.user_token_secret
     return Access(
         keys,
         roles=auth.roles,
         public_aggregates=auth.public_aggregates,
         key_header=auth.header,
         token_header=auth.user_token_header,
-        token_secret=secret.get_secret_value() if secret else None,
+        token_secret=auth.token_secret(),
         token_max_ttl_s=auth.user_token_max_ttl_s,
     )
 

@@ -143,13 +143,19 @@ class EventGateway(KeyedService):
     #: integration tests through the gateway: never throttled (every other key gets the
     #: gateway's default limit, 100 events/s)
     rate_limits = '{"demo": "unlimited"}'
+    #: ... and sends many users' events: a server key (any user_id; every other key is a
+    #: frontend key, bound to the user of its X-User-Token)
+    roles = '{"demo": "server"}'
 
     @property
     def port(self) -> int:
         return self.cfg.gateway_port
 
     def service_env(self) -> dict[str, str]:
-        return super().service_env() | {"CINEPULSE_RATE_LIMITS": self.rate_limits}
+        return super().service_env() | {
+            "CINEPULSE_RATE_LIMITS": self.rate_limits,
+            "CINEPULSE_AUTH__ROLES": self.roles,
+        }
 
 
 class Archiver(PythonService):

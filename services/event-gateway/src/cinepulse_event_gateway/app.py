@@ -8,7 +8,10 @@ Request life cycle (``POST /api/events`` and ``POST /api/events/batch``):
 1. content type must be JSON (415), the body at most ``limits.max_body_bytes`` (413) and
    received whole within ``limits.body_read_timeout_s`` (408: a slow client holds no
    request slot for long);
-2. the write key must match a client (401); the client's rate limit (its own in
+2. the write key must match a client (401); a ``frontend`` key (every key but those
+   ``auth.roles`` marks ``server``) must also carry a valid ``X-User-Token``, the api's
+   signed user token (401 naming what is wrong with it; 403 when no token secret is
+   configured); the client's rate limit (its own in
    ``rate_limits``, else ``rate_limit``: 1000 events per 10 seconds; counted per pod) must
    allow the number of events (429 with Retry-After; a request holding more events than the
    whole limit: 413, as waiting would never help); every answer from then on carries
@@ -21,7 +24,10 @@ Request life cycle (``POST /api/events`` and ``POST /api/events/batch``):
    request carries an ``Idempotency-Key`` header, derived from the client, the key and the
    SHA-256 of the event's content (:mod:`cinepulse_event_gateway.idempotency`), so that a
    resend of the same events with the same key repeats their ids, whole or in part, and
-   other content never collides (a malformed key: 422 naming the header);
+   other content never collides (a malformed key: 422 naming the header); a frontend key's
+   valid events must all be for its token's user (``user_id`` = the token's ``sub``), else
+   the whole request is refused, 403 naming the first other user's event (index,
+   ``event_id``, field), and nothing of it is published;
 4. the record goes to its topic (``transform_rules.json``: ``event_types.*.topic``) keyed
    by ``user_id``; the answer is 202 only once Kafka acknowledged it (``acks=all``). No
    acknowledgement within ``limits.produce_timeout_s``: 503 with Retry-After, and the
@@ -84,6 +90,7 @@ def create_app(
                 "CINEPULSE_AUTH__KEYS_PATH (a mounted Secret) or CINEPULSE_AUTH__KEYS, "
                 "or CINEPULSE_AUTH__ENABLED=false for local development"
             )
+        _check_roles(settings, keys.clients)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -105,6 +112,7 @@ def create_app(
             clients=len(keys.clients) if keys else 0,
             rate_limit=settings.rate_limit,
             rate_limits=settings.rate_limits,
+            server_keys=sorted(c for c, r in settings.auth.roles.items() if r == "server"),
         )
         try:
             yield
@@ -141,7 +149,12 @@ def create_app(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["POST", "OPTIONS"],
-            allow_headers=[settings.auth.header, "Content-Type", IDEMPOTENCY_HEADER],
+            allow_headers=[
+                settings.auth.header,
+                settings.auth.user_token_header,
+                "Content-Type",
+                IDEMPOTENCY_HEADER,
+            ],
             # a browser's script may read its limit and when to retry
             expose_headers=[*openapi.RATE_LIMIT_HEADERS, "Retry-After"],
             max_age=600,
@@ -150,10 +163,29 @@ def create_app(
 
     edits: list[OpenApiEdit] = [openapi.add_event_schemas, openapi.add_rate_limit_headers]
     if settings.auth.enabled:
-        header = settings.auth.header
-        edits.append(lambda spec: openapi.add_write_key_scheme(spec, header))
+        auth = settings.auth
+        edits.append(
+            lambda spec: openapi.add_write_key_scheme(spec, auth.header, auth.user_token_header)
+        )
     customise_openapi(app, *edits)
     return app
+
+
+def _check_roles(settings: EventGatewaySettings, clients: list[str]) -> None:
+    """Warn at start about roles that change nothing, and about frontend keys that can send
+    nothing (no user token secret: every one of their requests is refused)."""
+    auth = settings.auth
+    unknown = sorted(set(auth.roles) - set(clients))
+    if unknown:
+        log.warning("roles given for clients without a write key", clients=unknown)
+    frontend = [c for c in clients if auth.role_of(c) == "frontend"]
+    if frontend and auth.user_token_secret is None:
+        log.warning(
+            "frontend write keys without a user token secret: their requests are refused "
+            "(403); set CINEPULSE_AUTH__USER_TOKEN_SECRET (the api's), or mark a backend "
+            "relaying events as server in CINEPULSE_AUTH__ROLES",
+            clients=frontend,
+        )
 
 
 def _check_started(state: State) -> None:

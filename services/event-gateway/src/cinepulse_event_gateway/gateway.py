@@ -1,12 +1,16 @@
-"""What a request to the gateway goes through: the write key, the rate limit, the body, the
-validation, and the record for Kafka (:class:`Gateway`, built once at start-up and kept on
-``app.state.gateway``); the life cycle is described in :mod:`cinepulse_event_gateway.app`."""
+"""What a request to the gateway goes through: the write key (and, for a frontend key, the
+user token), the rate limit, the body, the validation, the events' user, and the record for
+Kafka (:class:`Gateway`, built once at start-up and kept on ``app.state.gateway``); the life
+cycle is described in :mod:`cinepulse_event_gateway.app`."""
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import math
 import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -16,6 +20,7 @@ from limits.storage import MemoryStorage
 from limits.strategies import SlidingWindowCounterRateLimiter
 from pydantic import ValidationError
 
+from cinepulse_common.access import UserTokenError, UserTokenExpired, verify_user_token
 from cinepulse_common.apikeys import ApiKeys
 from cinepulse_common.events import EVENT_ADAPTER, Event, EventType
 from cinepulse_common.rules import TransformRules
@@ -30,11 +35,20 @@ from cinepulse_event_gateway.idempotency import (
     derived_event_id,
     parse_key,
 )
-from cinepulse_event_gateway.models import FieldError
+from cinepulse_event_gateway.models import FieldError, UserMismatch
 from cinepulse_event_gateway.publisher import Publisher, Record
 from cinepulse_event_gateway.settings import EventGatewaySettings
 
 JSON_TYPES = ("application/json",)
+
+
+@dataclass(frozen=True)
+class Writer:
+    """Who sends the events: the client owning the write key, and the user its events must
+    be for (``None``: any user, as for a server key or with auth disabled)."""
+
+    client: str
+    user: str | None = None
 
 
 class Gateway:
@@ -51,20 +65,95 @@ class Gateway:
         self.rules = rules
         self.publisher = publisher
         self.keys = keys
+        self.token_secret = settings.auth.token_secret()
         self.topics = {t: settings.kafka.topic(rules.topic_for(t)) for t in EventType}
         self._limits: dict[str, RateLimitItem | None] = {}
         self.limiter = SlidingWindowCounterRateLimiter(MemoryStorage())
 
     # --- request checks ---------------------------------------------------------------------
-    def authenticate(self, presented: str | None) -> str:
+    def authenticate(self, headers: Mapping[str, str]) -> Writer:
+        """The writer of a request: its write key's client (401 when the key is missing or
+        unknown) and, for a frontend key, the user of its user token (401 when the token is
+        missing, invalid or expired; 403 when no token secret is configured). Checked before
+        the body is read."""
         if self.keys is None:
-            return "anonymous"
+            return Writer("anonymous")
+        auth = self.settings.auth
+        presented = headers.get(auth.header)
         client = self.keys.client_for(presented)
         if client is None:
-            header = self.settings.auth.header
-            reason = f"missing {header} header" if not presented else f"invalid {header}"
-            raise HTTPException(401, reason, headers={"WWW-Authenticate": header})
-        return client
+            missing = not presented
+            metrics.AUTH_REFUSALS.labels(
+                "missing_write_key" if missing else "invalid_write_key"
+            ).inc()
+            reason = f"missing {auth.header} header" if missing else f"invalid {auth.header}"
+            raise HTTPException(401, reason, headers={"WWW-Authenticate": auth.header})
+        if auth.role_of(client) == "server":
+            return Writer(client)
+        return Writer(client, self._token_user(client, headers.get(auth.user_token_header)))
+
+    def _token_user(self, client: str, token: str | None) -> str:
+        """The user of a frontend key's user token (the api's tokens and verifier)."""
+        auth = self.settings.auth
+        header = auth.user_token_header
+        who = f"client {client!r} (a frontend write key)"
+        if self.token_secret is None:
+            metrics.AUTH_REFUSALS.labels("no_user_token_secret").inc()
+            raise HTTPException(
+                403,
+                f"{who} may send no events: no user token secret is configured "
+                "(CINEPULSE_AUTH__USER_TOKEN_SECRET), and only a server key "
+                "(CINEPULSE_AUTH__ROLES) sends events without a user token",
+            )
+        if not token:
+            metrics.AUTH_REFUSALS.labels("missing_user_token").inc()
+            raise HTTPException(
+                401,
+                f"{who} must send {header}, a token for the signed-in user whose events it sends",
+                headers={"WWW-Authenticate": header},
+            )
+        try:
+            return verify_user_token(self.token_secret, token, auth.user_token_max_ttl_s)
+        except UserTokenError as exc:
+            expired = isinstance(exc, UserTokenExpired)
+            metrics.AUTH_REFUSALS.labels(
+                "expired_user_token" if expired else "invalid_user_token"
+            ).inc()
+            raise HTTPException(
+                401, f"invalid {header}: {exc}", headers={"WWW-Authenticate": header}
+            ) from None
+
+    def other_user(
+        self, writer: Writer, events: Sequence[tuple[int, Event, Any]]
+    ) -> UserMismatch | None:
+        """``None`` when ``writer`` may send every one of ``events`` ((index, event, the item
+        as sent)); else the 403 answer naming the first event for another user than the
+        writer's token. The whole request is refused then: nothing of it is published."""
+        if writer.user is None:
+            return None
+        user = writer.user.encode()
+        foreign = [
+            (i, event, item)
+            for i, event, item in events
+            if not hmac.compare_digest(event.user_id.encode(), user)
+        ]
+        if not foreign:
+            return None
+        metrics.AUTH_REFUSALS.labels("user_mismatch").inc()
+        for _, event, _ in events:
+            metrics.EVENTS_REJECTED.labels(event.event_type.value, "user_mismatch").inc()
+        index, event, item = foreign[0]
+        sent_id = isinstance(item, dict) and "event_id" in item
+        named = f"event {index}" + (f" (event_id {event.event_id})" if sent_id else "")
+        more = f", and {len(foreign) - 1} more," if len(foreign) > 1 else ""
+        header = self.settings.auth.user_token_header
+        return UserMismatch(
+            detail=f"{named}{more} is for another user: its user_id is not the user of the "
+            f"{header}; client {writer.client!r} (a frontend write key) may send only that "
+            "user's events. Nothing of this request was published",
+            index=index,
+            event_id=event.event_id if sent_id else None,
+        )
 
     def limit_for(self, client: str) -> RateLimitItem | None:
         if client not in self._limits:  # parsed once per client (settings are validated)

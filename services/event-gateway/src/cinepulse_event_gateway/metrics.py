@@ -18,7 +18,8 @@ EVENTS_ACCEPTED = Counter(
 EVENTS_REJECTED = Counter(
     "cinepulse_gateway_events_rejected_total",
     "Events not accepted, by event type and reason (validation error type, "
-    "kafka_unavailable, rate_limited, ...)",
+    "kafka_unavailable, rate_limited, user_mismatch: in a request holding an event for "
+    "another user than its user token's, ...)",
     ["event_type", "reason"],
 )
 PRODUCE_LATENCY = Histogram(
@@ -43,6 +44,27 @@ BODY_READ_TIMEOUTS = Counter(
     "cinepulse_gateway_body_read_timeouts_total",
     "Requests answered 408: the body did not arrive within limits.body_read_timeout_s",
 )
+AUTH_REFUSALS = Counter(
+    "cinepulse_gateway_auth_refusals_total",
+    "Event requests refused by who sent them, before anything was published, by reason: "
+    "missing_write_key, invalid_write_key (401); for a frontend write key "
+    "missing_user_token, invalid_user_token, expired_user_token (401), "
+    "no_user_token_secret (403: none configured), user_mismatch (403: an event for another "
+    "user than the token's)",
+    ["reason"],
+)
+#: every reason starts at 0 (as KAFKA_ERRORS: rate() sees the first refusals)
+AUTH_REFUSAL_REASONS = (
+    "missing_write_key",
+    "invalid_write_key",
+    "missing_user_token",
+    "invalid_user_token",
+    "expired_user_token",
+    "no_user_token_secret",
+    "user_mismatch",
+)
+for _reason in AUTH_REFUSAL_REASONS:
+    AUTH_REFUSALS.labels(_reason)
 PRODUCER_QUEUE = Gauge(
     "cinepulse_gateway_producer_queue_messages",
     "Records queued in the producer, not yet acknowledged",

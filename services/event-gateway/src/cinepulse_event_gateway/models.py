@@ -30,6 +30,17 @@ class Unavailable(BaseModel):
     event_id: UUID | None = Field(None, description="resend with this event_id")
 
 
+class UserMismatch(BaseModel):
+    """403: a frontend write key sent an event for another user than its user token's."""
+
+    detail: str
+    index: int = Field(
+        ge=0, description="the first such event's position in the request (0 for /api/events)"
+    )
+    event_id: UUID | None = Field(None, description="its event_id, when the client sent one")
+    field: Literal["user_id"] = Field("user_id", description="the field refused")
+
+
 class Accepted(BaseModel):
     status: Literal["accepted"] = "accepted"
     event_id: UUID = Field(description="the event's id (assigned when the client sent none)")

@@ -9,6 +9,7 @@ from cinepulse_event_gateway.models import (
     BatchResult,
     Problem,
     Unavailable,
+    UserMismatch,
     ValidationFailed,
 )
 
@@ -28,6 +29,14 @@ Takes user events from the frontend and publishes them to Kafka (`user_watch_log
   strings or booleans; the nil UUID is no `event_id`; no control or bidirectional control
   character in `user_id`, `session_id` or a click target, none in a comment but tab and
   line feed; no key twice in a JSON object.
+* **Events bound to users**: a write key is `frontend` (a browser's or an app's key: public
+  in effect) unless configured as `server` (a backend relaying its users' events). A
+  frontend key must also send `X-User-Token`, the api's signed user token (a JWT, HS256,
+  claims `sub` = the user id, `exp`, `aud` = `cinepulse-api`), and may send only that user's
+  events: **401** without a valid token (missing, forged, expired: the detail says which),
+  **403** when an event's `user_id` is not the token's `sub`, naming the first such event
+  (`index`, `event_id`, `field`); the whole request is refused then, nothing of it is
+  published. A server key may send any user's events.
 * **Rate limit**: each write key may send a number of events per window (default 1000 per
   10 seconds, never less than a full batch; a batch counts each event), counted by each
   gateway pod on its own, so with N pods a key may reach N times the limit. Every answer
@@ -100,7 +109,17 @@ RATE_LIMIT_HEADERS: dict[str, dict[str, Any]] = {
 RETRY_AFTER_HEADER: dict[str, Any] = _int_header("seconds to wait before retrying")
 
 _COMMON: dict[int | str, dict[str, Any]] = {
-    401: {"model": Problem, "description": "missing or invalid write key"},
+    401: {
+        "model": Problem,
+        "description": "missing or invalid write key; for a frontend key, a missing, invalid "
+        "or expired user token (the detail says which)",
+    },
+    403: {
+        "model": UserMismatch | Problem,
+        "description": "a frontend key sent an event for another user than its user token's "
+        "(the first such event named; nothing of the request published), or no user token "
+        "secret is configured",
+    },
     413: {
         "model": Problem,
         "description": "body (or batch) too large, or more events than the write key's "
@@ -117,13 +136,13 @@ _COMMON: dict[int | str, dict[str, Any]] = {
 
 
 def add_rate_limit_headers(schema: dict[str, Any]) -> None:
-    """Declare the ``X-RateLimit-*`` headers on the event routes' 202, 422 and 503."""
+    """Declare the ``X-RateLimit-*`` headers on the event routes' 202, 403, 422 and 503."""
     for path, ops in schema.get("paths", {}).items():
         if not path.startswith("/api/events"):
             continue
         for op in ops.values():
             for status, response in op.get("responses", {}).items():
-                if status in ("202", "422", "503"):
+                if status in ("202", "403", "422", "503"):
                     headers = response.setdefault("headers", {})
                     for name, header in RATE_LIMIT_HEADERS.items():
                         headers.setdefault(name, header)
@@ -227,16 +246,26 @@ def add_event_schemas(schema: dict[str, Any]) -> None:
             received["readOnly"] = True
 
 
-def add_write_key_scheme(schema: dict[str, Any], header: str) -> None:
-    """Declare the write key header as an apiKey scheme on the event routes."""
+def add_write_key_scheme(schema: dict[str, Any], header: str, token_header: str) -> None:
+    """Declare the write key and the user token headers as apiKey schemes on the event
+    routes: a frontend key needs both, a server key only itself."""
     schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
     schemes["WriteKey"] = {
         "type": "apiKey",
         "in": "header",
         "name": header,
-        "description": "the client's write key (a per-client secret, from a mounted Secret)",
+        "description": "the client's write key (a per-client secret, from a mounted Secret); "
+        "a frontend key needs a user token too, a server key sends any user's events",
+    }
+    schemes["UserToken"] = {
+        "type": "apiKey",
+        "in": "header",
+        "name": token_header,
+        "description": "a frontend key's user token, the api's: a JWT signed with HS256 (the "
+        "secret shared with the frontend's backend) with the claims sub (the user id), exp "
+        "and aud = cinepulse-api; the request's events must all be for that user",
     }
     for path, ops in schema.get("paths", {}).items():
         if path.startswith("/api/events"):
             for op in ops.values():
-                op["security"] = [{"WriteKey": []}]
+                op["security"] = [{"WriteKey": [], "UserToken": []}, {"WriteKey": []}]

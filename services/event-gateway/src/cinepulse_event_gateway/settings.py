@@ -5,14 +5,20 @@ Examples: ``CINEPULSE_KAFKA__BOOTSTRAP_SERVERS=kafka:9092``,
 file per client, the file name is the client id and the content its key),
 ``CINEPULSE_LIMITS__MAX_BATCH_EVENTS=500``, ``CINEPULSE_LIMITS__MAX_CONCURRENT_REQUESTS=256``,
 ``CINEPULSE_LIMITS__BODY_READ_TIMEOUT_S=10``, ``CINEPULSE_RATE_LIMIT='2000/10 seconds'``,
-``CINEPULSE_RATE_LIMITS='{"backend": "unlimited", "ios": "500/10 seconds"}'``.
+``CINEPULSE_RATE_LIMITS='{"backend": "unlimited", "ios": "500/10 seconds"}'``,
+``CINEPULSE_AUTH__ROLES='{"backend": "server"}'`` (a key not listed is ``frontend``: its
+events must be for the user of its ``X-User-Token``), ``CINEPULSE_AUTH__USER_TOKEN_SECRET``
+(the api's).
 """
 
 from __future__ import annotations
 
+from typing import Literal
+
 from limits import RateLimitItem, parse
 from pydantic import BaseModel, Field, model_validator
 
+from cinepulse_common.access import UserTokenSettings
 from cinepulse_common.apikeys import ApiKeySettings
 from cinepulse_common.settings import CinepulseSettings, KafkaSettings
 
@@ -40,11 +46,30 @@ def parse_rate_limit(value: str, name: str) -> RateLimitItem | None:
     return item
 
 
-class AuthSettings(ApiKeySettings):
-    """The write keys (``keys``, ``keys_path``: see :class:`ApiKeySettings`)."""
+#: what a write key may assert: ``frontend``, only the user of the request's user token;
+#: ``server`` (a backend relaying its users' events), any user
+WriteRole = Literal["frontend", "server"]
+#: the role of a write key that ``auth.roles`` does not list: the least privileged
+DEFAULT_WRITE_ROLE: WriteRole = "frontend"
+
+
+class AuthSettings(UserTokenSettings, ApiKeySettings):
+    """The write keys (``keys``, ``keys_path``: see :class:`ApiKeySettings`), each one's role,
+    and the user tokens a frontend key's requests carry (the api's block,
+    :class:`~cinepulse_common.access.UserTokenSettings`: the same secret)."""
 
     enabled: bool = Field(True, description="require a write key on every event request")
     header: str = Field("X-Write-Key", description="request header carrying the write key")
+    roles: dict[str, WriteRole] = Field(
+        default_factory=dict,
+        description="client id -> role: frontend (a browser's or an app's key, public in "
+        "effect) must send the user token (user_token_header) and may send only that user's "
+        "events; server (a backend relaying its users' events, the demo's replay) may send "
+        "any user's; a client not listed is frontend",
+    )
+
+    def role_of(self, client: str) -> WriteRole:
+        return self.roles.get(client, DEFAULT_WRITE_ROLE)
 
 
 class LimitSettings(BaseModel):

@@ -21,8 +21,9 @@ from cinepulse_devstack.procs import StackError
 
 WRITE_KEYS, API_KEYS, TMDB_SECRET = "cinepulse-write-keys", "cinepulse-api-keys", "cinepulse-tmdb"
 #: the key id of this machine's clients (the e2e and the demo); ``helm-test`` is helm
-#: test's; both have the api's internal role (ci/cluster-values.yaml: api.auth.roles), and
-#: the gateway never throttles ``demo``'s replays (there: gateway.rateLimits)
+#: test's; both have the api's internal role (ci/cluster-values.yaml: api.auth.roles) and
+#: are the gateway's server keys (any user's events: gateway.auth.roles), and the gateway
+#: never throttles ``demo``'s replays (there: gateway.rateLimits)
 CLIENT_KEY = "demo"
 INSTALL_TIMEOUT = "15m"
 

@@ -1,7 +1,9 @@
 """``POST /api/events`` and ``POST /api/events/batch``: answered once Kafka acknowledged.
 
-The write key is read straight from the headers (no dependency for it on the hot path); the
-OpenAPI declares it as an apiKey security scheme."""
+The write key (and a frontend key's user token) is read straight from the headers (no
+dependency for it on the hot path); the OpenAPI declares them as apiKey security schemes.
+A frontend key's events must all be for its token's user: one that is not refuses the whole
+request (403 naming it) before anything is published."""
 
 from __future__ import annotations
 
@@ -18,9 +20,13 @@ from cinepulse_event_gateway import metrics, openapi
 from cinepulse_event_gateway.body import MalformedJson, parse_json
 from cinepulse_event_gateway.deps import GatewayDep
 from cinepulse_event_gateway.gateway import Gateway, idempotency_key, with_derived_id
-from cinepulse_event_gateway.models import Accepted, BatchItem, BatchResult
+from cinepulse_event_gateway.models import Accepted, BatchItem, BatchResult, UserMismatch
 
 log = get_logger(__name__)
+
+
+def _forbidden(refused: UserMismatch, counted: dict[str, str]) -> JSONResponse:
+    return JSONResponse(refused.model_dump(mode="json"), status_code=403, headers=counted)
 
 
 def _unavailable(gw: Gateway, detail: Any, counted: dict[str, str]) -> JSONResponse:
@@ -33,7 +39,8 @@ def _unavailable(gw: Gateway, detail: Any, counted: dict[str, str]) -> JSONRespo
 
 async def post_event(request: Request, gw: GatewayDep) -> Response:
     settings = gw.settings
-    client = gw.authenticate(request.headers.get(settings.auth.header))
+    writer = gw.authenticate(request.headers)
+    client = writer.client
     key = idempotency_key(request)
     body = await gw.read_body(request)
     counted = gw.rate_limit(client, 1)
@@ -48,6 +55,8 @@ async def post_event(request: Request, gw: GatewayDep) -> Response:
             {"detail": [e.model_dump() for e in event]}, status_code=422, headers=counted
         )
     event = with_derived_id(event, data, client, key, {})
+    if (refused := gw.other_user(writer, [(0, event, data)])) is not None:
+        return _forbidden(refused, counted)
     [err] = await gw.publisher.publish_many([gw.record(event)], settings.limits.produce_timeout_s)
     if err is not None:
         metrics.EVENTS_REJECTED.labels(event.event_type.value, "kafka_unavailable").inc()
@@ -74,7 +83,8 @@ async def post_event(request: Request, gw: GatewayDep) -> Response:
 
 async def post_batch(request: Request, gw: GatewayDep) -> Response:
     settings = gw.settings
-    client = gw.authenticate(request.headers.get(settings.auth.header))
+    writer = gw.authenticate(request.headers)
+    client = writer.client
     key = idempotency_key(request)
     body = await gw.read_body(request)
     try:
@@ -113,6 +123,9 @@ async def post_batch(request: Request, gw: GatewayDep) -> Response:
         event = with_derived_id(event, item, client, key, seen)
         valid.append((i, event))
         results.append(BatchItem(index=i, status="accepted", event_id=event.event_id))
+    # all or nothing: one valid event for another user refuses every event of the request
+    if (refused := gw.other_user(writer, [(i, e, items[i]) for i, e in valid])) is not None:
+        return _forbidden(refused, counted)
 
     outcome = await gw.publisher.publish_many(
         [gw.record(e) for _, e in valid], settings.limits.produce_timeout_s
