@@ -17,6 +17,7 @@ import httpx
 import psycopg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from pymongo.errors import PyMongoError
 
 from cinepulse_devstack import Stack
 from cinepulse_devstack.procs import pid_alive
@@ -399,3 +400,67 @@ def test_spark_unavailable_guard_runs_the_fallback_then_promotion(
     assert t_after.lost == 0 and t_after.duplicated == 0
     assert flags_after == flags
     assert fact_totals(stack) == after_promotion
+
+
+def test_mongo_stopped_for_60_seconds(stack: Stack, record: Record) -> None:
+    """Stop the MongoDB-protocol server for 60 s while events flow; start it again. The
+    archiver cannot write: it retries with backoff and holds the batch (no offset committed,
+    the lag grows), dead-letters nothing, and catches up once the server is back."""
+    t0, started = time.monotonic(), now()
+    url, pid_before = stack.archiver.url, stack.archiver.pid()
+
+    def archiver(name: str) -> float:
+        return _metric(url, f"cinepulse_archiver_{name}")
+
+    before = {n: archiver(n) for n in ("mongo_retries_total", "dead_lettered_total")}
+    sender = Sender(stack, count=4000, seed=16, rate_per_s=40)
+    sender.start()
+    wait_until_acknowledged(stack, sender, 300, timeout_s=60)
+    pid = stack.mongo.pid()
+    stack.mongo.stop()
+    stopped = time.monotonic()
+    assert not pid_alive(pid)
+    refused, written_at_10s = 0, None
+    while time.monotonic() - stopped < 60:
+        try:
+            stack.mongo.probe()
+        except PyMongoError:
+            refused += 1
+        else:
+            raise AssertionError("the MongoDB server answered while it was stopped")
+        if written_at_10s is None and time.monotonic() - stopped >= 10:
+            written_at_10s = archiver("written_total")
+        time.sleep(1.0)
+    stalled = archiver("written_total") == written_at_10s
+    retried = archiver("mongo_retries_total") - before["mongo_retries_total"]
+    lag = archiver("consumer_lag")
+    stack.up(["mongo"])
+    down_s = time.monotonic() - stopped
+    assert sender.is_alive(), "the send ended during the outage: not mid-send"
+    restarted: list[str] = []
+    result = sender.finish()
+    report = wait_quiet(stack, *window(started, now()), result.accepted_ids, restarted)
+    t = tally(stack, sender.ids, result.accepted_ids)
+    same = stack.archiver.pid() == pid_before
+    dead = archiver("dead_lettered_total") - (before["dead_lettered_total"] if same else 0)
+    released = archiver("batches_released_total")
+    record(
+        _row(
+            "stop MongoDB for 60 s",
+            t,
+            t0,
+            f"FerretDB pid {pid} stopped after 300 acks; {refused} pings refused over "
+            f"{down_s:.0f} s, then started again (pid {stack.mongo.pid()}); the archiver "
+            f"retried its MongoDB operations {retried:.0f} times, wrote nothing from 10 s into "
+            f"the outage to its end ({'stalled' if stalled else 'NOT stalled'}, lag {lag:.0f} "
+            f"records), gave back {released:.0f} batches, dead-lettered {dead:.0f}"
+            + ("" if same else f"; archiver restarted (pid {stack.archiver.pid()})")
+            + _restarts(restarted),
+        )
+    )
+    assert down_s >= 60 and refused >= 10
+    assert retried > 0, "the archiver never failed a write: the outage did not show"
+    assert stalled and lag > 0, "the archiver did not stall while MongoDB was down"
+    assert same and not restarted, "the archiver exited instead of waiting for MongoDB"
+    assert dead == 0, f"{dead:.0f} valid records dead-lettered"
+    _assert_clean(t, report)

@@ -5,10 +5,14 @@ Agents
 ``archive``  every user-event topic and ``movie``; takes records in batches
              (``batch_size`` / ``batch_within_s``), writes them to MongoDB and only then
              lets faust commit their offsets. A MongoDB outage stalls the agent (retried
-             with backoff, the lag grows) - it never skips a record. A record that
-             cannot be a document goes to the dead-letter topic, with the reason, before
-             its offset is committed. Offsets faust skipped around a rebalance are read
-             again from Kafka and archived first (:mod:`cinepulse_archiver.continuity`).
+             with backoff, the lag grows) - it never skips a record. A rebalance or a stop
+             during the outage interrupts the retries: the batch is given back
+             unacknowledged (its offsets are not committed; it is read again after the
+             rebalance or the restart), so faust's rebalance, which waits for the agent's
+             batch, is never held by MongoDB. A record that cannot be a document goes to
+             the dead-letter topic, with the reason, before its offset is committed.
+             Offsets faust skipped around a rebalance are read again from Kafka and
+             archived first (:mod:`cinepulse_archiver.continuity`).
 ``count``    the user-event topics; per-minute tumbling windows (faust windowed tables,
              changelogged in Kafka, so a restart resumes the counts) of events per type
              and events per movie. No key index: the counter views read the stored
@@ -58,7 +62,7 @@ from cinepulse_archiver.documents import (
     to_document,
 )
 from cinepulse_archiver.settings import ArchiverSettings
-from cinepulse_archiver.sink import MongoSink
+from cinepulse_archiver.sink import MongoSink, WriteInterrupted
 from cinepulse_common import topics
 from cinepulse_common.kafka import faust_credentials
 from cinepulse_common.logging import get_logger
@@ -86,6 +90,11 @@ FAUST_WEB_VIEWS_OFF: dict[str, Any] = {
 GAP_CHUNK = 10_000
 #: seconds between two expiries of the counters' stale windows (faust's and the archiver's)
 TABLE_CLEANUP_S = 30.0
+#: how long faust's rebalance (or stop) may wait for the streams' messages to be acked
+#: before the archiver lets the ones still waited for go, unacknowledged (:func:`withhold`)
+STUCK_WAIT_EMPTY_S = 5.0
+#: faust's consumer carries this diagnostic flag while it waits for the streams' acks
+WAIT_EMPTY_FLAG = "WAIT_EMPTY"
 
 
 def broker_urls(bootstrap: str) -> list[str]:
@@ -143,7 +152,17 @@ def create_app(
     )
     dlq = app.topic(k.topic(topics.DEAD_LETTER), key_type=bytes, value_type=bytes)
 
-    sink = MongoSink(settings.mongo, settings.mongo_retry_max_s)
+    def must_let_go() -> str | None:
+        """Why the archive agent must give its batch back now, if it must: faust's rebalance
+        and its stop wait for the agent to finish the batch, and a MongoDB outage must not
+        hold them (``app.rebalancing`` is set as soon as the partitions are revoked)."""
+        if app.should_stop:
+            return "stopping"
+        if app.rebalancing:
+            return "rebalance"
+        return None
+
+    sink = MongoSink(settings.mongo, settings.mongo_retry_max_s, should_yield=must_let_go)
     next_offset: dict[tuple[str, int], int] = {}
     continuity = Continuity()
 
@@ -172,8 +191,11 @@ def create_app(
     @app.agent(sources, name="archive")
     async def archive(stream: Any) -> None:  # faust.Stream (its stubs lack take_events)
         async for batch in stream.take_events(settings.batch_size, within=settings.batch_within_s):
+            expected = continuity.snapshot({(e.message.topic, e.message.partition) for e in batch})
             try:
                 await archive_batch(batch)
+            except WriteInterrupted as exc:
+                give_back(batch, expected, exc)
             except asyncio.CancelledError as exc:
                 # stopping in the middle of a batch: leave without acking it either
                 _die("stopped during a batch; exiting without committing it", exc, code=0)
@@ -182,6 +204,28 @@ def create_app(
                 # commit offsets of records never archived. Exit at once instead (no
                 # commit): the restarted worker reads the batch again.
                 _die("archiving a batch failed; exiting so that nothing is committed", exc)
+
+    def give_back(
+        batch: list[Any], expected: dict[tuple[str, int], int | None], exc: WriteInterrupted
+    ) -> None:
+        """A batch MongoDB has not stored, left when a rebalance or a stop interrupted the
+        retries: none of its offsets may be committed. take_events acks a batch once its
+        body returns, and the count agent acks the same messages: each message is marked
+        acked here without telling the consumer, so those acks are no-ops and the consumer
+        never counts the offset as safe to commit, nor waits for it (faust's rebalance
+        waits for every message handed to a stream). After the rebalance faust seeks to the
+        committed offsets and the batch is read again; the partitions' expectations are
+        put back, so a commit past the batch all the same is a gap the next batch fills."""
+        continuity.restore(expected)
+        withhold(app, [event.message for event in batch])
+        metrics.BATCHES_RELEASED.labels(exc.reason).inc()
+        log.warning(
+            "MongoDB has not stored the batch; given back unacknowledged (read again after "
+            "the rebalance or the restart)",
+            reason=exc.reason,
+            records=len(batch),
+            partitions=sorted({f"{t}[{p}]" for t, p in expected}),
+        )
 
     async def archive_batch(batch: list[Any]) -> None:
         started = time.perf_counter()
@@ -316,6 +360,12 @@ def create_app(
         for table in (per_minute.table, per_movie.table):
             expire_stale(table, now)
 
+    waiting_since: dict[str, float] = {}
+
+    @app.timer(interval=1.0)
+    async def unblock_rebalance() -> None:
+        let_go_stuck_messages(app, waiting_since, time.monotonic())
+
     @app.timer(interval=5.0)
     async def update_lag() -> None:
         for tp in app.consumer.assignment():
@@ -428,6 +478,65 @@ def _die(message: str, exc: BaseException, code: int = 70) -> NoReturn:
         log.warning(message)
     logging.shutdown()
     os._exit(code)
+
+
+def let_go_stuck_messages(app: faust.App, waiting_since: dict[str, float], now: float) -> int:
+    """Let a rebalance (or a stop) go on when it waits for messages no stream can ack.
+
+    Both agents read the user-event topics, so faust hands each such message to two
+    streams and commits its offset once both have acked it. A rebalance first clears the
+    streams' queues, then waits until every message handed out is acked; a message one
+    agent has already taken while its copy waited in the other's queue can then never
+    be acked, and as long as anything still refers to it (an agent's or take_events'
+    local variables hold the last batch) the wait never ends: the worker hangs in
+    "Wait for streams..." and archives nothing more. After ``STUCK_WAIT_EMPTY_S`` the
+    messages still waited for are let go unacknowledged: their offsets are not
+    committed, and the seek to the committed offsets that ends the rebalance reads them
+    again (an agent that did process one writes it again: the same document)."""
+    try:
+        flags = app.consumer.diag.flags
+    except Exception:  # no consumer yet
+        return 0
+    unacked = _unacked(app)
+    if WAIT_EMPTY_FLAG not in flags or not unacked:
+        waiting_since.clear()
+        return 0
+    started = waiting_since.setdefault("t", now)
+    if now - started < STUCK_WAIT_EMPTY_S:
+        return 0
+    held = list(unacked)
+    withhold(app, held)
+    waiting_since.clear()
+    metrics.MESSAGES_LET_GO.inc(len(held))
+    log.warning(
+        "faust's rebalance waited for messages no stream could ack; let go unacknowledged "
+        "(read again after the rebalance)",
+        messages=len(held),
+        waited_s=round(now - started, 1),
+        partitions=sorted({f"{m.topic}[{m.partition}]" for m in held}),
+    )
+    return len(held)
+
+
+def withhold(app: faust.App, messages: list[Any]) -> None:
+    """Mark ``messages`` acked without telling the consumer: every stream's ack of them is
+    then a no-op, the consumer never counts their offsets as safe to commit, and it no
+    longer waits for them (faust's rebalance and stop wait for every message handed to a
+    stream). They are read again from the committed offsets."""
+    unacked = _unacked(app)
+    for message in messages:
+        message.acked = True
+        if unacked is not None:
+            unacked.discard(message)
+
+
+def _unacked(app: faust.App) -> Any:
+    """The consumer's set of messages handed to streams and not acked yet (``None`` before
+    the consumer exists)."""
+    try:
+        return app.consumer.unacked
+    except Exception:  # no consumer (not started): nothing is tracked
+        return None
 
 
 def _ms(timestamp: float | None) -> int | None:

@@ -18,6 +18,11 @@ no commit passes a record that is not in MongoDB. Offsets that hold no record (t
 markers, compaction) read as nothing. When the agent first sees a partition (at start, or
 when the partition comes back from another worker) there is no expectation in memory: the
 archive itself answers (:func:`first_gap`), from the documents of the offsets just before.
+
+A batch that MongoDB could not store when a rebalance or a stop interrupted its retries is
+given back unacknowledged, and the expectations of its partitions are put back to what they
+were before it (:meth:`Continuity.restore`): the batch is read again, and any commit past it
+is a gap the next batch fills.
 """
 
 from __future__ import annotations
@@ -57,6 +62,20 @@ class Continuity:
         if expected is not None and offset > expected:
             return (expected, offset)
         return None
+
+    def snapshot(self, tps: Iterable[TP]) -> dict[TP, int | None]:
+        """The expectations of ``tps`` as they are (``None``: not known), for :meth:`restore`."""
+        return {tp: self._next.get(tp) for tp in tps}
+
+    def restore(self, snapshot: dict[TP, int | None]) -> None:
+        """Put back expectations taken by :meth:`snapshot`: the batch observed since was not
+        archived (given back unacknowledged), so its offsets are expected again. Should faust
+        commit past them all the same, the next record seen reveals the gap."""
+        for tp, expected in snapshot.items():
+            if expected is None:
+                self._next.pop(tp, None)
+            else:
+                self._next[tp] = expected
 
     def retain(self, owned: Iterable[TP]) -> None:
         """Keep the expectations of the partitions still owned after a rebalance only: one

@@ -8,6 +8,12 @@ from cinepulse_archiver.documents import DEAD_LETTER_CODES
 
 #: the errors a MongoDB outage raises (pymongo's ConnectionFailure family)
 MONGO_OUTAGE_ERRORS = ("AutoReconnect", "NetworkTimeout", "ServerSelectionTimeoutError")
+#: write errors of an insert that reached MongoDB, retried (cinepulse_archiver.sink)
+MONGO_WRITE_ERRORS = ("TransientWriteError", "WriteConcernError")
+#: the MongoDB operations the archiver retries (cinepulse_archiver.sink)
+MONGO_OPERATIONS = ("insert", "lookup", "create_index")
+#: why a batch MongoDB had not stored was given back unacknowledged (cinepulse_archiver.app)
+RELEASE_REASONS = ("rebalance", "stopping")
 
 CONSUMED = Counter("cinepulse_archiver_consumed_total", "Kafka records read, by topic", ["topic"])
 WRITTEN = Counter(
@@ -27,8 +33,25 @@ DEAD_LETTERED = Counter(
 )
 MONGO_ERRORS = Counter(
     "cinepulse_archiver_mongo_errors_total",
-    "Failed MongoDB writes (retried until they succeed)",
+    "Failed MongoDB operations, by error (retried until they succeed)",
     ["error"],
+)
+MONGO_RETRIES = Counter(
+    "cinepulse_archiver_mongo_retries_total",
+    "MongoDB operations attempted again after a transient or write-concern error (with "
+    "backoff; the batch's offsets stay uncommitted meanwhile), by operation",
+    ["operation"],
+)
+BATCHES_RELEASED = Counter(
+    "cinepulse_archiver_batches_released_total",
+    "Batches MongoDB had not stored, given back unacknowledged when a rebalance or a stop "
+    "interrupted their retries (read again afterwards), by reason",
+    ["reason"],
+)
+MESSAGES_LET_GO = Counter(
+    "cinepulse_archiver_messages_let_go_total",
+    "Messages faust's rebalance or stop waited for in vain (handed to both agents, one copy "
+    "dropped by the rebalance), let go unacknowledged after a few seconds: read again",
 )
 GAPS = Counter(
     "cinepulse_archiver_gaps_total",
@@ -49,8 +72,12 @@ BATCH_SECONDS = Histogram(
 # rate() sees the first dead letters or errors (a series that first appears at N loses them).
 for _code in DEAD_LETTER_CODES:
     DEAD_LETTERED.labels(_code)
-for _error in MONGO_OUTAGE_ERRORS:
+for _error in (*MONGO_OUTAGE_ERRORS, *MONGO_WRITE_ERRORS):
     MONGO_ERRORS.labels(_error)
+for _operation in MONGO_OPERATIONS:
+    MONGO_RETRIES.labels(_operation)
+for _reason in RELEASE_REASONS:
+    BATCHES_RELEASED.labels(_reason)
 LAG = Gauge(
     "cinepulse_archiver_consumer_lag",
     "Records in the partition not yet archived (high watermark - next offset)",
