@@ -115,7 +115,7 @@ done
 # cold on 2 cores, under a second once built (cached in ~/.cache/cinepulse/bin/k8s)
 bash scripts/k8s-tools.sh
 
-step "emotion classifier: trained from GoEmotions into ~/.cache/cinepulse/models (skipped when present)"
+step "emotion classifier: trained from GoEmotions into ~/.cache/cinepulse/models (skipped when present; without GoEmotions, a demo model from the sample the repo ships)"
 .venv/bin/python -m cinepulse_common.emotion train
 
 step "done in $((SECONDS - t0))s"

@@ -48,15 +48,16 @@ def with_field(base: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
 
 
 def goemotions_sample(dest: Path, quotas: dict[str, int] | None = None) -> Path:
-    """A small GoEmotions folder at ``dest`` cut from the shared one: per split, the first
-    lines that bring each of the classifier's targets (Ekman's six, neutral, positive,
-    negative) to its quota of comments (default train 40, dev 15, test 15), so a model trains
-    from it in about a second."""
+    """A small GoEmotions folder at ``dest`` cut from the sample the package ships (so no data
+    set is needed): per split, the first lines that bring each of the classifier's targets
+    (Ekman's six, neutral, positive, negative) to its quota of comments (default train 40,
+    dev 15, test 15), so a model trains from it in about a second."""
     import numpy as np
 
     from cinepulse_common.emotion.goemotions import load_goemotions
+    from cinepulse_common.emotion.sample import SAMPLE_DIR
 
-    data = load_goemotions()
+    data = load_goemotions(SAMPLE_DIR)
     dest.mkdir(parents=True, exist_ok=True)
     for name in ("emotions.txt", "ekman_mapping.json"):
         shutil.copyfile(data.root / name, dest / name)

@@ -29,6 +29,7 @@ from cinepulse_tmdb_fetcher import metrics
 from cinepulse_tmdb_fetcher.__main__ import EXIT_AUTH, EXIT_OK, EXIT_UNAVAILABLE, run
 from cinepulse_tmdb_fetcher.pipeline import Fetcher
 from cinepulse_tmdb_fetcher.settings import TmdbFetcherSettings
+from tests.datasets import require
 from tests.integration.services import ServiceProcess, free_port, service_env
 
 pytestmark = pytest.mark.integration
@@ -39,15 +40,14 @@ MAX_PAGES = 5  # far below TMDB's 500: a full load of 3,000 movies must walk dat
 
 @pytest.fixture(scope="module")
 def tmdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
-    if not tmdb_offline.DEFAULT_CSV.exists():
-        pytest.skip(f"the TMDB data set is not here ({tmdb_offline.DEFAULT_CSV})")
+    require("tmdb-5000")  # the real set (without it the server would serve a synthetic one)
     port = free_port()
     svc = ServiceProcess(
         "cinepulse_devstack.tmdb_offline",
         service_env(),
         port,
         tmp_path_factory.mktemp("tmdb") / "tmdb.log",
-        args=["--port", str(port), "--max-pages", str(MAX_PAGES)],
+        args=["--port", str(port), "--max-pages", str(MAX_PAGES), "--catalogue", "tmdb-5000"],
     )
     svc.start(ready_path="/__admin/stats")
     yield svc

@@ -1,9 +1,10 @@
 """The emotion + sentiment classifier (cinepulse_common.emotion).
 
-Most tests train a tiny model into a temporary folder from a few hundred GoEmotions lines,
-so they do not depend on the cached artefact. The ``real`` ones use the artefact that
-``make setup`` trains (they are skipped, saying so, when it is missing): its quality on the
-test split is a regression guard.
+Most tests train a tiny model into a temporary folder from a few hundred GoEmotions lines
+(cut from the sample the package ships: no data set needed), so they do not depend on the
+cached artefact. The ``real`` ones need GoEmotions and use the artefact that ``make setup``
+trains from it (they are skipped, saying so, when it is missing or a demo model): its
+quality on the test split is a regression guard.
 """
 
 from __future__ import annotations
@@ -34,10 +35,8 @@ from cinepulse_common.emotion import model as emotion_model
 from cinepulse_common.emotion import training as emotion_training
 from cinepulse_common.emotion.__main__ import main
 from cinepulse_common.emotion.goemotions import DatasetError
-from tests.datasets import needs
+from tests.datasets import require
 from tests.factories import goemotions_sample
-
-pytestmark = needs("goemotions")
 
 JOYFUL = "I absolutely loved this movie, it made me so happy!"
 ANGRY = "This movie made me furious, what an infuriating waste of my time."
@@ -76,10 +75,17 @@ def tiny(tiny_model: Path) -> EmotionClassifier:
 
 @pytest.fixture(scope="module")
 def real() -> EmotionClassifier:
+    require("goemotions")
     try:
-        return EmotionClassifier.load()
+        model = EmotionClassifier.load()
     except EmotionModelError as exc:
         pytest.skip(f"no trained emotion model ({exc})")
+    if model.is_demo:
+        pytest.skip(
+            f"the model at {default_model_path()} is a demo model (trained on the shipped "
+            "sample): `python -m cinepulse_common.emotion train` replaces it from GoEmotions"
+        )
+    return model
 
 
 # --- what a comment gets -------------------------------------------------------------------

@@ -3,7 +3,8 @@
 1. the local stack (Kafka, PostgreSQL, MongoDB protocol, Prometheus, Pushgateway), migrated;
 2. the services: event gateway, archiver, Spark streaming, api, recommender, explorer (and
    the offline TMDB server);
-3. TMDB metadata through the fetcher's own CLI (the 3,000-movie set, offline);
+3. TMDB metadata through the fetcher's own CLI (the 3,000-movie set, offline; with
+   synthetic events, the offline server's synthetic catalogue of 300 movies they name);
 4. MovieLens ratings and tags replayed through the gateway as frontend events at a steady
    rate, with a progress bar (:mod:`cinepulse_devstack.replay`); when the data sets are not
    there, a small seeded synthetic generator instead, so a fresh clone works on its own;
@@ -138,7 +139,29 @@ def demo_events(opts: DemoOptions) -> tuple[str, list[dict[str, Any]]]:
                 events,
             )
     n = opts.synthetic or opts.synthetic_default
-    return f"synthetic: {n:,} seeded events of every type", synthetic_events(n)
+    return (
+        f"synthetic: {n:,} seeded events of every type on the synthetic TMDB catalogue",
+        synthetic_events(n),
+    )
+
+
+def emotion_model() -> str:
+    """The emotion model Spark classifies comments with, in one line (its version, whether
+    it is a demo model trained on the shipped sample, its macro-F1), or why there is none."""
+    try:
+        from cinepulse_common.emotion import EmotionClassifier, EmotionModelError
+    except ImportError as exc:
+        return f"(not installed: {exc})"
+    try:
+        return EmotionClassifier.load().describe()
+    except EmotionModelError as exc:
+        return f"(none: {exc})"
+
+
+def is_synthetic(source: str) -> bool:
+    """Whether :func:`demo_events` chose the synthetic events (which name the movies of the
+    offline TMDB server's synthetic catalogue, not those of the TMDB 5000 set)."""
+    return source.startswith("synthetic")
 
 
 def prometheus_targets(stack: Stack) -> list[tuple[str, str, str]]:
@@ -197,32 +220,38 @@ def run_demo(stack: Stack, opts: DemoOptions) -> int:
 
     step("the services")
     source, events = demo_events(opts)
-    services = [stack.gateway.name, stack.archiver.name, stack.spark_stream.name]
-    try:
-        from cinepulse_common.paths import dataset_dir
-        from cinepulse_devstack.tmdb_offline import require_dataset
-
-        require_dataset(dataset_dir("tmdb-5000") / "tmdb_5000_movies.csv")
-        services.append(stack.tmdb_offline.name)
-    except DatasetMissingError as exc:
-        print(f"TMDB data set not found ({exc}): no movie metadata is loaded", file=sys.stderr)
+    # the movies the events name: MovieLens's are in the TMDB 5000 set (the replay keeps
+    # only those), the synthetic events' in the offline server's synthetic catalogue
+    tmdb = stack.tmdb_offline
+    tmdb.catalogue = "synthetic" if is_synthetic(source) else "tmdb-5000"
+    served = tmdb.served_catalogue() if tmdb.alive() else None
+    if served is not None and served != tmdb.catalogue:
+        say = f"  {tmdb.name} serves {served}: restarting it for {tmdb.catalogue}"
+        print(say, file=sys.stderr)
+        stack.down([tmdb.name])
+    services = [stack.gateway.name, stack.archiver.name, stack.spark_stream.name, tmdb.name]
     stack.up([*services, stack.api.name, stack.recommender.name, stack.explorer.name])
+    print(f"  comments are classified by the emotion model {emotion_model()}", file=sys.stderr)
 
-    if stack.tmdb_offline.name in services:
-        step("TMDB metadata through the fetcher (offline TMDB server, 3,000 movies)")
-        t0 = time.monotonic()
-        rc = run_job(
-            stack,
-            "cinepulse_tmdb_fetcher",
-            "full",
-            CINEPULSE_TMDB__BASE_URL=stack.tmdb_offline.url,
-            CINEPULSE_TMDB__TOKEN=stack.tmdb_offline.token,
-            CINEPULSE_TMDB__RATE_PER_S="200",
-        ).returncode
-        if rc != 0:
-            raise StackError(f"the TMDB fetcher failed (exit {rc}); see its output above")
-        report.movies_loaded = True
-        report.timings["movies"] = time.monotonic() - t0
+    catalogue = (
+        "the synthetic catalogue, 300 movies"
+        if tmdb.catalogue == "synthetic"
+        else "the TMDB 5000 set, 3,000 movies"
+    )
+    step(f"TMDB metadata through the fetcher (offline TMDB server: {catalogue})")
+    t0 = time.monotonic()
+    rc = run_job(
+        stack,
+        "cinepulse_tmdb_fetcher",
+        "full",
+        CINEPULSE_TMDB__BASE_URL=tmdb.url,
+        CINEPULSE_TMDB__TOKEN=tmdb.token,
+        CINEPULSE_TMDB__RATE_PER_S="200",
+    ).returncode
+    if rc != 0:
+        raise StackError(f"the TMDB fetcher failed (exit {rc}); see its output above")
+    report.movies_loaded = True
+    report.timings["movies"] = time.monotonic() - t0
 
     step(f"replaying events through the gateway at {opts.rate:,.0f}/s ({source})")
     report.source = source
@@ -281,7 +310,9 @@ def run_demo(stack: Stack, opts: DemoOptions) -> int:
         raise StackError(f"the aggregate job failed (exit {rc}); see its output above")
     report.timings["aggregate"] = time.monotonic() - t0
 
-    step("training the recommender (LightFM against popularity and ALS)")
+    step(
+        "training the recommender (every candidate on one time split; the best on validation served)"
+    )
     t0 = time.monotonic()
     out = run_job(stack, "cinepulse_recommender", "train")
     lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
@@ -372,6 +403,44 @@ Where to look
     print(f'env for your shell: eval "$({shlex.join(["make", "-s", "env"])})"')
 
 
+def model_rows(t: dict[str, Any]) -> list[tuple[str, object]]:
+    """The training run's summary as table rows: what is served and why, every candidate's
+    NDCG/recall/precision on the held-out pairs, and the served model over tuned ALS (with
+    its paired bootstrap 95% interval) and over popularity."""
+    k = next((key.split("@")[1] for key in t if key.startswith("ndcg@")), "10")
+    rows: list[tuple[str, object]] = [
+        ("model version", str(t.get("version"))),
+        ("status", str(t.get("status"))),
+        ("served", str(t.get("served", "lightfm"))),
+    ]
+    if t.get("why"):
+        rows.append(("why", str(t["why"])))
+    for name, c in (t.get("candidates") or {}).items():
+        rows.append(
+            (
+                f"  {name}",
+                f"NDCG@{k} {c[f'ndcg@{k}']:.4f}  recall {c[f'recall@{k}']:.4f}  "
+                f"precision {c[f'precision@{k}']:.4f}",
+            )
+        )
+    ratios = t.get("ratios") or {}
+    vs_als, ci = ratios.get(f"ndcg@{k}_vs_als"), ratios.get(f"ndcg@{k}_vs_als_ci95")
+    if vs_als is not None:
+        interval = f" (95% {ci[0]:.3f}-{ci[1]:.3f})" if ci else ""
+        rows.append((f"served / ALS, NDCG@{k}", f"{vs_als:.3f}x{interval}"))
+    vs_pop = ratios.get(f"ndcg@{k}_vs_popularity")
+    if vs_pop is not None:
+        rows.append((f"served / popularity, NDCG@{k}", f"{vs_pop:.2f}x"))
+    if not t.get("candidates"):  # an older trainer's summary: the three figures it had
+        rows += [
+            (f"NDCG@{k} served", f"{t[f'ndcg@{k}']:.4f}"),
+            (f"NDCG@{k} ALS (baseline)", f"{t[f'als_ndcg@{k}']:.4f}"),
+            (f"NDCG@{k} popularity (baseline)", f"{t[f'popularity_ndcg@{k}']:.4f}"),
+        ]
+    rows.append(("training seconds", f"{t.get('seconds')}"))
+    return rows
+
+
 def print_summary(r: DemoReport) -> None:
     """The event counts, the reconciliation's verdict, the model and the timings (the demo
     on local processes and the demo on a cluster)."""
@@ -395,17 +464,8 @@ def print_summary(r: DemoReport) -> None:
     print(f"reconciliation: {verdict} (exit {r.reconcile.get('exit')})")
     t = r.training
     if t.get("status") in ("published", "rejected"):
-        k = next((key.split("@")[1] for key in t if key.startswith("ndcg@")), "10")
-        model_rows: list[tuple[str, object]] = [
-            ("model version", str(t.get("version"))),
-            ("status", str(t.get("status"))),
-            (f"NDCG@{k} LightFM", f"{t[f'ndcg@{k}']:.4f}"),
-            (f"NDCG@{k} ALS (baseline)", f"{t[f'als_ndcg@{k}']:.4f}"),
-            (f"NDCG@{k} popularity (baseline)", f"{t[f'popularity_ndcg@{k}']:.4f}"),
-            ("training seconds", f"{t.get('seconds')}"),
-        ]
         print("\nRecommender model")
-        print(_table(model_rows))
+        print(_table(model_rows(t)))
     else:
         print(f"\nRecommender: training {t.get('status')}: {t.get('reason')}")
     timings = ", ".join(f"{k} {v:.0f}s" for k, v in r.timings.items())

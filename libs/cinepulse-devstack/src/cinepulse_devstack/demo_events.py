@@ -4,10 +4,19 @@ A small, seeded generator (users, movies, every event type) for demos when no da
 at hand (:mod:`cinepulse_devstack.replay` turns MovieLens into events when it is); events go
 out in batches at a steady rate, with a progress bar on stderr. The counts say what the
 gateway acknowledged, what the archiver has in MongoDB and what Spark made facts of.
+
+The movies are those of the offline TMDB server's synthetic catalogue
+(:func:`cinepulse_devstack.tmdb_offline.synthetic_rows`), so the demo loads the metadata of
+every movie the events name. Each user has one or two favourite genres and mostly picks
+popular movies of those (and rates them higher, and comments on them warmly): a pattern the
+recommender can learn and beat popularity with.
 """
 
 from __future__ import annotations
 
+import bisect
+import itertools
+import json
 import random
 import sys
 import time
@@ -15,6 +24,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any
 
 import httpx
@@ -22,36 +32,116 @@ from tqdm import tqdm
 
 from cinepulse_common.mongo import make_client
 from cinepulse_common.settings import MongoSettings
+from cinepulse_devstack.tmdb_offline.synthetic import GENRES, synthetic_rows
 
-MOVIES = [603, 27205, 155, 680, 13, 550, 122, 11, 120, 238, 424, 769, 597, 278, 129]
-COMMENTS = [
+USERS = 200
+#: how often a user picks a movie of a favourite genre rather than any popular one
+TASTE = 0.8
+POSITIVE_COMMENTS = [
     "Loved every minute of it",
-    "Boring and far too long.",
     "What an ending \u2014 I did not see that coming!",
     "The soundtrack gave me chills \U0001f3b5",
     "Scary but brilliant.",
-    "Meh. The book was better.",
 ]
+NEGATIVE_COMMENTS = [
+    "Boring and far too long.",
+    "Meh. The book was better.",
+    "That ending made me so angry, what a waste of two hours.",
+]
+COMMENTS = POSITIVE_COMMENTS + NEGATIVE_COMMENTS
 TARGETS = ["poster", "trailer", "play", "details", "similar", "recommendation"]
 
 
-def synthetic_event(rng: random.Random, now: datetime) -> dict[str, Any]:
+@dataclass(frozen=True)
+class CatalogueMovie:
+    id: int
+    genres: frozenset[int]
+    popularity: float
+
+
+@cache
+def catalogue_movies() -> tuple[CatalogueMovie, ...]:
+    """The offline TMDB server's synthetic catalogue (default size and seed)."""
+    return tuple(
+        CatalogueMovie(
+            int(row["id"]),
+            frozenset(g["id"] for g in json.loads(row["genres"])),
+            float(row["popularity"]),
+        )
+        for row in synthetic_rows()
+    )
+
+
+def synthetic_movie_ids() -> list[int]:
+    """The synthetic catalogue's movie ids (those the synthetic events name)."""
+    return [m.id for m in catalogue_movies()]
+
+
+class _Picker:
+    """Popularity-weighted draws from a list of movies."""
+
+    def __init__(self, movies: Sequence[CatalogueMovie]) -> None:
+        self.movies = list(movies)
+        self.cumulative = list(itertools.accumulate(m.popularity for m in self.movies))
+
+    def __call__(self, rng: random.Random) -> CatalogueMovie:
+        x = rng.random() * self.cumulative[-1]
+        return self.movies[min(bisect.bisect_right(self.cumulative, x), len(self.movies) - 1)]
+
+
+class Tastes:
+    """Each user's favourite genres and the movies they pick from (seeded)."""
+
+    def __init__(self, rng: random.Random, users: int = USERS) -> None:
+        movies = catalogue_movies()
+        weight = {g: w for g, _, w in GENRES}
+        genre_ids = sorted({g for m in movies for g in m.genres})
+        weights = [weight[g] for g in genre_ids]
+        self.favourites: dict[int, frozenset[int]] = {}
+        for user in range(1, users + 1):
+            liked: set[int] = set()
+            wanted = rng.choice([1, 2])
+            while len(liked) < wanted:
+                liked.add(rng.choices(genre_ids, weights=weights)[0])
+            self.favourites[user] = frozenset(liked)
+        self.anything = _Picker(movies)
+        self._pickers: dict[frozenset[int], _Picker] = {}
+
+    def pick(self, rng: random.Random, user: int) -> tuple[CatalogueMovie, bool]:
+        """A movie for ``user`` and whether it is of a favourite genre."""
+        liked = self.favourites[user]
+        if rng.random() < TASTE:
+            picker = self._pickers.get(liked)
+            if picker is None:
+                fits = [m for m in self.anything.movies if m.genres & liked]
+                picker = self._pickers[liked] = _Picker(fits or self.anything.movies)
+            movie = picker(rng)
+        else:
+            movie = self.anything(rng)
+        return movie, bool(movie.genres & liked)
+
+
+def synthetic_event(rng: random.Random, now: datetime, tastes: Tastes) -> dict[str, Any]:
     kind = rng.choices(["watch", "rate", "comment", "click"], weights=[4, 2, 1, 3])[0]
+    user = rng.randint(1, len(tastes.favourites))
+    movie, liked = tastes.pick(rng, user)
     payload: dict[str, Any]
     if kind == "watch":
         duration = rng.randint(80, 180) * 60
-        payload = {"position_seconds": rng.randint(0, duration), "duration_seconds": duration}
+        share = rng.uniform(0.6, 1.0) if liked else rng.uniform(0.0, 0.7)
+        payload = {"position_seconds": int(duration * share), "duration_seconds": duration}
     elif kind == "rate":
-        payload = {"rating": rng.randint(1, 10) / 2}
+        stars = rng.randint(7, 10) if liked else rng.randint(1, 7)
+        payload = {"rating": stars / 2}
     elif kind == "comment":
-        payload = {"text": rng.choice(COMMENTS)}
+        payload = {"text": rng.choice(POSITIVE_COMMENTS if liked else NEGATIVE_COMMENTS)}
     else:
         payload = {"target": rng.choice(TARGETS)}
     return {
         "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
         "event_type": kind,
-        "user_id": f"demo-user-{rng.randint(1, 200)}",
-        "movie_id": rng.choice(MOVIES),
+        "user_id": f"demo-user-{user}",
+        "movie_id": movie.id,
         "occurred_at": (now - timedelta(seconds=rng.randint(0, 600))).isoformat(),
         "session_id": f"s-{rng.randint(1, 1000)}",
         "payload": payload,
@@ -59,10 +149,12 @@ def synthetic_event(rng: random.Random, now: datetime) -> dict[str, Any]:
 
 
 def synthetic_events(count: int, seed: int = 42) -> list[dict[str, Any]]:
-    """``count`` seeded synthetic events (every type), stamped within the last 10 minutes."""
+    """``count`` seeded synthetic events (every type) of :data:`USERS` users on the synthetic
+    catalogue's movies, stamped within the last 10 minutes."""
     rng = random.Random(seed)  # noqa: S311 - demo data, not security
     now = datetime.now(UTC)
-    return [synthetic_event(rng, now) for _ in range(count)]
+    tastes = Tastes(rng)
+    return [synthetic_event(rng, now, tastes) for _ in range(count)]
 
 
 @dataclass

@@ -183,6 +183,9 @@ class TmdbOffline(PythonService):
     health_path = "/__admin/stats"
     scraped = False
     token = "offline-read-token"  # noqa: S105 - the offline server's fixed demo credential
+    #: ``--catalogue``: auto (the TMDB 5000 set when it is there, else synthetic), tmdb-5000
+    #: or synthetic (the demo asks for synthetic when its events are synthetic)
+    catalogue = "auto"
 
     @property
     def port(self) -> int:
@@ -193,7 +196,19 @@ class TmdbOffline(PythonService):
         return "cinepulse-devstack"
 
     def args(self) -> list[str]:
-        return ["--host", self.cfg.host, "--port", str(self.port), "--token", self.token]
+        return [
+            "--host", self.cfg.host, "--port", str(self.port), "--token", self.token,
+            "--catalogue", self.catalogue,
+        ]  # fmt: skip
+
+    def served_catalogue(self) -> str | None:
+        """The catalogue the running server answers from (None: not reachable)."""
+        try:
+            r = httpx.get(self.url + self.health_path, timeout=2.0)
+            r.raise_for_status()
+            return str(r.json().get("catalogue", "tmdb-5000"))
+        except (httpx.HTTPError, ValueError):
+            return None
 
 
 class SparkStream(PythonService):
@@ -230,10 +245,14 @@ class SparkStream(PythonService):
         return ["stream"]
 
     def service_env(self) -> dict[str, str]:
-        return {
+        env = {
             "CINEPULSE_METRICS_PORT": str(self.port),
             "CINEPULSE_CHECKPOINT_DIR": str(self.dir / "checkpoints"),
         }
+        # the emotion model the comments are classified with: the caller's, when it points
+        # elsewhere than the default (cinepulse_common.emotion.MODEL_ENV)
+        model = os.environ.get("CINEPULSE_EMOTION_MODEL")
+        return env | ({"CINEPULSE_EMOTION_MODEL": model} if model else {})
 
 
 class ApiKeyedService(KeyedService):

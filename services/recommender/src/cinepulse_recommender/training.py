@@ -357,6 +357,10 @@ class Outcome:
                 for name, c in self.metrics["candidates"].items()
             },
             "skipped": self.metrics["skipped"],
+            # the served model over tuned ALS (with its paired bootstrap 95% interval) and
+            # over popularity, on the same held-out pairs
+            "ratios": self.metrics["ratios"],
+            "refit_train_pairs": self.metrics["served"]["refit_train_pairs"],
             "counts": self.counts,
             "seconds": round(self.seconds, 1),
         }

@@ -10,7 +10,10 @@ GoEmotions (no download at run time)::
 
 The artefact lives at ``~/.cache/cinepulse/models/emotion-<MODEL_VERSION>.joblib``
 (``$CINEPULSE_EMOTION_MODEL`` overrides it); ``make setup`` trains it:
-``python -m cinepulse_common.emotion train | evaluate | classify TEXT``.
+``python -m cinepulse_common.emotion train | evaluate | classify TEXT``. Without GoEmotions
+it trains a *demo model* from the 2,000-comment sample the package ships
+(:mod:`cinepulse_common.emotion.sample`): ``EmotionClassifier.is_demo`` and ``describe()``
+say so, and its version carries ``+demo.``.
 Needs the ``emotion`` extra: ``cinepulse-common[emotion]``.
 """
 

@@ -1,7 +1,10 @@
 """``python -m cinepulse_common.emotion train | evaluate | classify``.
 
 ``train`` is a no-op when a usable artefact is already there (``--force`` retrains), so
-``make setup`` can run it every time. Errors (no data set, no model) exit 2 with a message.
+``make setup`` can run it every time; without GoEmotions it trains a demo model from the
+shipped sample (:mod:`cinepulse_common.emotion.sample`). A demo model is replaced once
+GoEmotions is there; a model trained from GoEmotions is never replaced by a demo one. Errors
+(no data set, no model) exit 2 with a message. ``sample`` cuts the shipped sample.
 """
 
 from __future__ import annotations
@@ -19,9 +22,14 @@ from cinepulse_common.emotion.model import (
     EmotionModelError,
     default_model_path,
 )
+from cinepulse_common.emotion.sample import SAMPLE_DIR, SAMPLE_SEED, cut_sample, training_data
 from cinepulse_common.emotion.training import evaluate, train
 
 PROG = "python -m cinepulse_common.emotion"
+DEMO_HINT = (
+    "the full model: `cinepulse-data fetch goemotions`, then `make setup` (or "
+    f"`{PROG} train`) replaces the demo model"
+)
 
 
 def _say(message: str) -> None:
@@ -30,19 +38,55 @@ def _say(message: str) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     out: Path = args.out or default_model_path()
-    if out.exists() and not args.force:
+    source = training_data(args.data)
+    present = None
+    if out.exists():
         try:
             present = EmotionClassifier.load(out)
         except EmotionModelError as exc:
             _say(f"retraining: {exc}")
-        else:
-            _say(f"model {present.version} present at {out}; nothing to do (--force retrains)")
+    if present is not None and source.demo and not present.is_demo:
+        # a demo model never replaces one trained from GoEmotions, not even with --force
+        _say(
+            f"keeping {present.describe()} at {out}: GoEmotions is not found "
+            "(`cinepulse-data where goemotions`), and a demo model never replaces a full one"
+        )
+        if args.force:
+            raise EmotionModelError(
+                f"refusing to replace the full model at {out} with a demo model: fetch "
+                "GoEmotions (`cinepulse-data fetch goemotions`) or pass --out elsewhere"
+            )
+        return 0
+    if present is not None and not args.force:
+        if not (present.is_demo and not source.demo):
+            _say(f"model {present.describe()} present at {out}; nothing to do (--force retrains)")
+            if present.is_demo:
+                _say(DEMO_HINT)
             return 0
-    metadata = train(args.data, out, n_jobs=args.jobs, progress=_say)
-    _say(
-        f"{metadata['version']}: dev macro-F1 {metadata['dev']['macro_f1']:.4f}, "
-        f"test macro-F1 {metadata['test']['macro_f1']:.4f}"
-    )
+        _say(f"replacing the demo model at {out} with one trained from GoEmotions")
+    metadata = train(source.data.root, out, n_jobs=args.jobs, progress=_say)
+    dev, test = metadata["dev"], metadata["test"]
+    if metadata["demo"]:
+        _say(
+            f"DEMO MODEL {metadata['version']}: trained on the shipped sample of "
+            f"{metadata['train_comments']:,} GoEmotions comments (GoEmotions itself is not "
+            "found: `cinepulse-data where goemotions`); macro-F1 "
+            f"{test['macro_f1']:.4f} on the sample's "
+            f"{test['comments']:,} held-out comments (dev {dev['macro_f1']:.4f})"
+        )
+        _say(DEMO_HINT)
+    else:
+        _say(
+            f"{metadata['version']}: dev macro-F1 {dev['macro_f1']:.4f}, "
+            f"test macro-F1 {test['macro_f1']:.4f}"
+        )
+    return 0
+
+
+def _sample(args: argparse.Namespace) -> int:
+    source = args.data or default_data_dir()
+    cut_sample(source, args.out, seed=args.seed)
+    _say(f"sample of {source} written to {args.out}")
     return 0
 
 
@@ -67,12 +111,24 @@ def main(argv: list[str] | None = None) -> int:
     data_help = f"GoEmotions folder (default: {default_data_dir()})"
     model_help = f"model artefact (default: ${MODEL_ENV} or {default_model_path()})"
 
-    p = commands.add_parser("train", help="train the model from GoEmotions (skips if present)")
+    p = commands.add_parser(
+        "train",
+        help="train the model from GoEmotions, else from the shipped sample (a demo model); "
+        "skips if present",
+    )
     p.add_argument("--data", type=Path, default=None, help=data_help)
     p.add_argument("--out", type=Path, default=None, help=model_help)
     p.add_argument("--force", action="store_true", help="retrain even if the artefact exists")
     p.add_argument("--jobs", type=int, default=-1, help="worker processes (default: all cores)")
     p.set_defaults(run=_train)
+
+    p = commands.add_parser(
+        "sample", help="cut a sample of GoEmotions in its format (how the shipped one was made)"
+    )
+    p.add_argument("--data", type=Path, default=None, help=data_help)
+    p.add_argument("--out", type=Path, default=SAMPLE_DIR, help=f"default: {SAMPLE_DIR}")
+    p.add_argument("--seed", type=int, default=SAMPLE_SEED)
+    p.set_defaults(run=_sample)
 
     p = commands.add_parser("evaluate", help="macro-F1 and per-class F1 on a GoEmotions split")
     p.add_argument("--data", type=Path, default=None, help=data_help)

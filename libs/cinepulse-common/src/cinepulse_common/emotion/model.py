@@ -131,6 +131,23 @@ class EmotionClassifier:
     def thresholds(self) -> dict[str, float]:
         return dict(zip(EMOTIONS, self._thresholds.tolist(), strict=True))
 
+    @property
+    def is_demo(self) -> bool:
+        """Trained from the shipped sample, not from GoEmotions (see :mod:`.sample`)."""
+        return bool(self.metadata.get("demo"))
+
+    def describe(self) -> str:
+        """One line: the version, what it was trained on, its macro-F1 on held-out comments."""
+        test = self.metadata.get("test") or {}
+        scored = (
+            f", macro-F1 {test['macro_f1']:.4f} on {test.get('comments', '?'):,} held-out comments"
+            if "macro_f1" in test
+            else ""
+        )
+        if self.is_demo:
+            return f"{self._version} (demo model: trained on the shipped sample{scored})"
+        return f"{self._version} (trained on GoEmotions{scored})"
+
     @classmethod
     def load(cls, path: Path | None = None) -> EmotionClassifier:
         path = default_model_path() if path is None else Path(path)

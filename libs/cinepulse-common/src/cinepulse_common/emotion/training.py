@@ -20,7 +20,7 @@ from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.svm import LinearSVC
 
-from cinepulse_common.emotion.goemotions import EMOTIONS, DatasetError, load_goemotions
+from cinepulse_common.emotion.goemotions import EMOTIONS, DatasetError
 from cinepulse_common.emotion.model import (
     ARTEFACT_FORMAT,
     MIN_EXAMPLES,
@@ -33,6 +33,7 @@ from cinepulse_common.emotion.model import (
     IntArray,
     default_model_path,
 )
+from cinepulse_common.emotion.sample import training_data
 
 
 def build_pipeline(n_jobs: int | None = None) -> Pipeline:
@@ -109,14 +110,18 @@ def train(
     """Train on GoEmotions train, tune the thresholds on dev, score dev and test, write the
     artefact to ``out`` (default :func:`default_model_path`) and return its metadata.
 
+    ``data_dir`` None: GoEmotions where ``cinepulse-data where`` finds it, else the shipped
+    sample, which makes a demo model (:func:`~cinepulse_common.emotion.sample.training_data`;
+    the metadata's ``demo`` and ``trained_on`` say which, the version carries ``+demo.``).
     Test is scored once, after everything is chosen, and used for nothing else.
     """
     t0 = time.monotonic()
-    data = load_goemotions(data_dir)
+    source = training_data(data_dir)
+    data = source.data
     out = default_model_path() if out is None else Path(out)
     train_split, dev, test = data.split("train"), data.split("dev"), data.split("test")
     progress(
-        f"GoEmotions at {data.root}: train {len(train_split):,}, dev {len(dev):,}, "
+        f"{source.trained_on} at {data.root}: train {len(train_split):,}, dev {len(dev):,}, "
         f"test {len(test):,} comments"
     )
     y_train = np.hstack([data.ekman(train_split), data.sentiment(train_split)])
@@ -139,7 +144,7 @@ def train(
     n_features = int(head.weights.shape[0])
     fit_seconds = time.monotonic() - t0
 
-    version = f"{MODEL_VERSION}+{data.training_sha256[:8]}"
+    version = f"{MODEL_VERSION}+{'demo.' if source.demo else ''}{data.training_sha256[:8]}"
     p_dev = head.predict_proba(x_dev)
     thresholds = tune_thresholds(p_dev[:, : len(EMOTIONS)], data.ekman(dev))
     classifier = EmotionClassifier(features, head, thresholds.tolist(), version)
@@ -164,6 +169,8 @@ def train(
         "model_version": MODEL_VERSION,
         "training_data_sha256": data.training_sha256,
         "data_dir": str(data.root),
+        "trained_on": source.trained_on,
+        "demo": source.demo,
         "thresholds": classifier.thresholds,
         "dev": scores["dev"],
         "test": scores["test"],
@@ -204,13 +211,16 @@ def evaluate(
     split: str = "test",
 ) -> dict[str, Any]:
     """Multi-label macro-F1 and per-class F1 of ``classifier`` (default: the default model)
-    on a GoEmotions split mapped to Ekman's six plus neutral."""
+    on a GoEmotions split mapped to Ekman's six plus neutral (``data_dir`` None: GoEmotions,
+    else the shipped sample's split, as :func:`train` chooses)."""
     classifier = EmotionClassifier.load() if classifier is None else classifier
-    data = load_goemotions(data_dir)
+    source = training_data(data_dir)
+    data = source.data
     s = data.split(split)
     pred = classifier.predict_multi_hot(s.texts)
     return {
         "version": classifier.version,
+        "data": source.trained_on.removesuffix(" (demo model)"),
         "split": split,
         "comments": len(s),
         **multilabel_f1(pred, data.ekman(s)),

@@ -5,7 +5,8 @@ the cluster by the chart instead of local processes.
 1. the cluster up with the chart's images; the Prometheus operator; the namespace and its
    Secrets; ``helm upgrade --install --wait`` (:mod:`.release`, the e2e's steps);
 2. TMDB metadata: the chart's fetcher CronJob run once as a Job (``full``), against the
-   offline TMDB server started on this machine at an address the pods reach;
+   offline TMDB server started on this machine at an address the pods reach (the synthetic
+   catalogue when the events are synthetic);
 3. MovieLens (or the synthetic events) through the in-cluster gateway, reached by a
    ``kubectl port-forward`` bound to loopback, at a steady rate with a progress bar;
 4. waits until every acknowledged event is archived in MongoDB and a fact (or quarantined)
@@ -115,14 +116,16 @@ def last_json(log: str, key: str) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def tmdb_server(address: str) -> Iterator[str]:
-    """The offline TMDB server on ``address`` (a free port); yields its base URL."""
+def tmdb_server(address: str, catalogue: str = "auto") -> Iterator[str]:
+    """The offline TMDB server on ``address`` (a free port) serving ``catalogue`` (its
+    ``--catalogue``); yields its base URL."""
     with socket.socket() as s:
         s.bind((address, 0))
         port = s.getsockname()[1]
     log = tempfile.TemporaryFile("w+")  # noqa: SIM115 - closed below, after the server
     proc = subprocess.Popen([sys.executable, "-m", "cinepulse_devstack.tmdb_offline", "--host",
-                             address, "--port", str(port), "--token", TMDB_TOKEN],
+                             address, "--port", str(port), "--token", TMDB_TOKEN,
+                             "--catalogue", catalogue],
                             stdout=log, stderr=subprocess.STDOUT, text=True)  # fmt: skip
     url = f"http://{address}:{port}"
     try:
@@ -155,10 +158,13 @@ def run_steps(
     def timed(key: str, t0: float) -> None:
         r.timings[key] = time.monotonic() - t0
 
+    # the events first: the movies they name decide the catalogue the TMDB server serves
+    r.source, events = demo.demo_events(opts)
+    catalogue = "synthetic" if demo.is_synthetic(r.source) else "tmdb-5000"
     say("==> TMDB metadata: the fetcher's CronJob as a Job (offline TMDB server on this machine)")
     t0 = time.monotonic()
     try:
-        with tmdb_server(client.host_address()) as url:
+        with tmdb_server(client.host_address(), catalogue) as url:
             ok, log = run_cronjob(client, name("tmdb-incremental"), args=["full"],
                                   env={"CINEPULSE_TMDB__BASE_URL": url, "CINEPULSE_TMDB__RATE_PER_S": "200"})  # fmt: skip
         if not ok:
@@ -173,7 +179,6 @@ def run_steps(
     except DatasetMissingError as exc:
         say(f"    no movie metadata loaded: {exc}")
 
-    r.source, events = demo.demo_events(opts)
     r.user = demo.sample_user(events)
     say(f"==> replaying events through the in-cluster gateway at {opts.rate:,.0f}/s ({r.source})")
     window_start = datetime.now(UTC) - timedelta(seconds=1)

@@ -7,7 +7,10 @@ A real TMDB client runs against it unchanged; only the base URL differs. It answ
   response per path): the response shapes (field names and order), the genre list verbatim.
 
 Both are read in place from a local data sets mirror (``$CINEPULSE_DATASETS``, else
-``<repo>/../shared/datasets``; ``cinepulse-data where`` shows which) and never copied.
+``<repo>/../shared/datasets``; ``cinepulse-data where`` shows which) and never copied. They
+have no public download: without them (``--catalogue auto``, the default) it answers from a
+seeded synthetic catalogue of 300 movies with minimal response shapes (``synthetic``; the
+demo's synthetic events use the same movies). ``--catalogue synthetic`` asks for it anyway.
 
 Paths (GET, ``Authorization: Bearer <token>`` or ``?api_key=<key>``)::
 
@@ -34,17 +37,20 @@ Admin (no auth), for tests and demos to steer it::
   GET  /__admin/stats    requests by path template and status, faults served by kind
   POST /__admin/reset    clear faults, stats, changes and edits
 
-Run it: ``cinepulse-tmdb-offline --port 18300 --max-pages 5``.
+Run it: ``cinepulse-tmdb-offline --port 18300 --max-pages 5 [--catalogue synthetic]``.
 
-Modules: ``data`` (the recorded data), ``errors`` (TMDB's error answers), ``faults`` (what the
+Modules: ``data`` (the recorded data), ``synthetic`` (the catalogue without it), ``errors`` (TMDB's error answers), ``faults`` (what the
 admin endpoints steer), ``server`` (the endpoints), ``app`` (:func:`create_app`, :func:`main`).
 """
 
 from cinepulse_devstack.tmdb_offline.app import (
+    CATALOGUES,
     DEFAULT_API_KEY,
     DEFAULT_PORT,
     DEFAULT_TOKEN,
+    Catalogue,
     create_app,
+    load_catalogue,
     main,
 )
 from cinepulse_devstack.tmdb_offline.data import (
@@ -59,6 +65,7 @@ from cinepulse_devstack.tmdb_offline.data import (
     load_movies,
     load_recorded,
     movie_from_row,
+    movies_from_rows,
     recorded_example,
     require_dataset,
 )
@@ -88,8 +95,10 @@ from cinepulse_devstack.tmdb_offline.server import (
     SORT_FIELDS,
     OfflineTmdb,
 )
+from cinepulse_devstack.tmdb_offline.synthetic import minimal_recorded, synthetic_rows
 
 __all__ = [
+    "CATALOGUES",
     "CHANGES_PAGE_SIZE",
     "DEFAULT_API_KEY",
     "DEFAULT_CSV",
@@ -109,6 +118,7 @@ __all__ = [
     "SERVER_ERRORS",
     "SORT_FIELDS",
     "UNAUTHORIZED",
+    "Catalogue",
     "DatasetMissingError",
     "Fault",
     "Json",
@@ -119,13 +129,17 @@ __all__ = [
     "TmdbError",
     "create_app",
     "json_list",
+    "load_catalogue",
     "load_movies",
     "load_recorded",
     "main",
     "malform",
+    "minimal_recorded",
     "movie_from_row",
+    "movies_from_rows",
     "parse_faults",
     "parse_instant",
     "recorded_example",
     "require_dataset",
+    "synthetic_rows",
 ]

@@ -1,11 +1,12 @@
 """The recorded data the offline TMDB server answers from: TMDB's OpenAPI examples (the
-response shapes) and the TMDB 5000 movies CSV (the movies)."""
+response shapes) and the TMDB 5000 movies CSV (the movies). Without them it answers from
+:mod:`~cinepulse_devstack.tmdb_offline.synthetic`."""
 
 from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -163,13 +164,19 @@ class Movie:
     keywords: list[Json]
 
 
+def movies_from_rows(rows: Iterable[Mapping[str, str]], keys: Sequence[str]) -> dict[int, Movie]:
+    """Every row (the TMDB 5000 CSV's columns) as a :class:`Movie`, by id (the first row wins
+    on a repeated id)."""
+    movies: dict[int, Movie] = {}
+    for row in rows:
+        details = movie_from_row(row, keys)
+        keywords = [{"id": k["id"], "name": k["name"]} for k in json_list(row["keywords"])]
+        movies.setdefault(details["id"], Movie(details, keywords))
+    return movies
+
+
 def load_movies(movies_csv: Path, keys: Sequence[str]) -> dict[int, Movie]:
     """Every CSV row as a :class:`Movie`, by id (the first row wins on a repeated id)."""
     csv.field_size_limit(1 << 24)
-    movies: dict[int, Movie] = {}
     with require_dataset(movies_csv).open(newline="", encoding="utf-8") as f:
-        for row in csv.DictReader(f):
-            details = movie_from_row(row, keys)
-            keywords = [{"id": k["id"], "name": k["name"]} for k in json_list(row["keywords"])]
-            movies.setdefault(details["id"], Movie(details, keywords))
-    return movies
+        return movies_from_rows(csv.DictReader(f), keys)

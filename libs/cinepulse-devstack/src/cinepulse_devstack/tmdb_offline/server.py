@@ -55,6 +55,7 @@ class OfflineTmdb:
         rate_limit_per_s: float | None,
         cap_total_pages: bool,
         changes_max_days: int | None,
+        catalogue: str = "tmdb-5000",
     ) -> None:
         if max_pages < 1:
             raise ValueError("max_pages must be at least 1")
@@ -65,6 +66,8 @@ class OfflineTmdb:
         self.rate_limit_per_s = rate_limit_per_s
         self.cap_total_pages = cap_total_pages
         self.changes_max_days = changes_max_days
+        #: where the movies come from: "tmdb-5000" (the data set) or "synthetic"
+        self.catalogue = catalogue
         self.state = State()
 
     # ---- data -------------------------------------------------------------------------------
@@ -298,6 +301,7 @@ class OfflineTmdb:
                 "rate_limited": s.rate_limited,
                 "changes": len(s.changes),
                 "movies": len(self.movies),
+                "catalogue": self.catalogue,
                 "max_pages": self.max_pages,
             }
         )
