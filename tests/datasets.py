@@ -4,8 +4,8 @@
 the set's folder; ``@needs(...)`` (a ``dataset`` mark) does the same for a test or, as
 ``pytestmark``, a module. When the set (or one of the files named, default every pinned file) is
 missing, the test is skipped with the reason and the command that gets the set (``pytest -ra``
-prints it in the summary) or, when ``$CI`` is on (tests/skip_guard.py ``in_ci``), it fails with that message: CI has the
-data, and a skipped data test there would hide a hole."""
+prints it in the summary) or, in CI and under ``make test`` (tests/skip_guard.py ``in_ci``), it
+fails with that message: CI has the data, and a skipped data test there would hide a hole."""
 
 from __future__ import annotations
 

@@ -54,8 +54,12 @@ _SKIPPED: list[tuple[str, str]] = []  # (node id, reason)
 
 
 def _in_ci() -> bool:
-    """``$CI`` is on: ``1``, ``true`` or ``yes`` (any case), as tests/skip_guard.py in_ci."""
-    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+    """``$CI`` or ``$CINEPULSE_STRICT_SKIPS`` (``make test``) is on: ``1``, ``true`` or
+    ``yes`` (any case), as tests/skip_guard.py in_ci."""
+    return any(
+        os.environ.get(v, "").strip().lower() in {"1", "true", "yes"}
+        for v in ("CI", "CINEPULSE_STRICT_SKIPS")
+    )
 
 
 def _record_skip(report: pytest.CollectReport | pytest.TestReport) -> None:

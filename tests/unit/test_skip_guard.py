@@ -56,6 +56,7 @@ def ci(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def no_ci(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CI", raising=False)
+    monkeypatch.delenv("CINEPULSE_STRICT_SKIPS", raising=False)  # make test sets it
 
 
 @pytest.fixture
@@ -151,6 +152,7 @@ def test_every_allowed_skip_says_why() -> None:
 def test_only_1_true_yes_turn_ci_on(
     monkeypatch: pytest.MonkeyPatch, value: str | None, on: bool
 ) -> None:
+    monkeypatch.delenv("CINEPULSE_STRICT_SKIPS", raising=False)  # make test sets it
     if value is None:
         monkeypatch.delenv("CI", raising=False)
     else:
@@ -162,7 +164,28 @@ def test_ci_false_only_reports_skips(
     project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("CI", "false")
+    monkeypatch.delenv("CINEPULSE_STRICT_SKIPS", raising=False)
     project.makepyfile(test_unlisted=UNLISTED)
     result = project.runpytest("-ra", "-p", "no:cacheprovider")
     assert result.ret == pytest.ExitCode.OK
     assert "skipped in CI (not allowed)" not in result.stdout.str()
+
+
+def test_make_test_is_strict_as_ci(
+    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``make test`` sets CINEPULSE_STRICT_SKIPS: a skip fails it as in CI, CI or not."""
+    monkeypatch.setenv("CI", "false")
+    monkeypatch.setenv("CINEPULSE_STRICT_SKIPS", "1")
+    assert in_ci()
+    project.makepyfile(test_unlisted=UNLISTED)
+    result = project.runpytest("-ra", "-p", "no:cacheprovider")
+    assert result.ret != pytest.ExitCode.OK
+    assert "skipped in CI (not allowed)" in result.stdout.str()
+
+
+def test_the_makefile_test_target_turns_strict_skips_on() -> None:
+    from pathlib import Path
+
+    makefile = (Path(__file__).parents[2] / "Makefile").read_text()
+    assert "test: export CINEPULSE_STRICT_SKIPS = 1" in makefile
