@@ -216,7 +216,11 @@ def create_app(
         waits for every message handed to a stream). After the rebalance faust seeks to the
         committed offsets and the batch is read again; the partitions' expectations are
         put back, so a commit past the batch all the same is a gap the next batch fills."""
-        continuity.restore(expected)
+        first: dict[tuple[str, int], int] = {}
+        for event in batch:
+            tp, offset = (event.message.topic, event.message.partition), event.message.offset
+            first[tp] = min(first.get(tp, offset), offset)
+        continuity.restore(expected, first)
         withhold(app, [event.message for event in batch])
         metrics.BATCHES_RELEASED.labels(exc.reason).inc()
         log.warning(

@@ -67,11 +67,16 @@ class Continuity:
         """The expectations of ``tps`` as they are (``None``: not known), for :meth:`restore`."""
         return {tp: self._next.get(tp) for tp in tps}
 
-    def restore(self, snapshot: dict[TP, int | None]) -> None:
+    def restore(self, snapshot: dict[TP, int | None], first: dict[TP, int]) -> None:
         """Put back expectations taken by :meth:`snapshot`: the batch observed since was not
         archived (given back unacknowledged), so its offsets are expected again. Should faust
-        commit past them all the same, the next record seen reveals the gap."""
+        commit past them all the same, the next record seen reveals the gap. A partition
+        with no expectation before the batch (its first batch here) now expects the batch's
+        ``first`` offset: forgetting it would let the next record be taken for the first,
+        and faust (no committed offset yet) commit past the batch with no gap seen."""
         for tp, expected in snapshot.items():
+            if expected is None:
+                expected = first.get(tp)
             if expected is None:
                 self._next.pop(tp, None)
             else:
