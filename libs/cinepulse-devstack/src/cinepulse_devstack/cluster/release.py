@@ -25,6 +25,7 @@ WRITE_KEYS, API_KEYS, TMDB_SECRET = "cinepulse-write-keys", "cinepulse-api-keys"
 #: are the gateway's server keys (any user's events: gateway.auth.roles), and the gateway
 #: never throttles ``demo``'s replays (there: gateway.rateLimits)
 CLIENT_KEY = "demo"
+HELM_TEST_KEY = "helm-test"
 INSTALL_TIMEOUT = "15m"
 
 
@@ -52,6 +53,10 @@ class Keys:
     tmdb: str
     #: the explorer's key for the recommender (its own client, internal)
     explorer: str
+    #: helm test's own write and api keys: a key names one client, and with demo's value
+    #: the gateway took demo's replays for helm-test's (throttled: rateLimits names demo)
+    helm_test_write: str
+    helm_test_api: str
 
 
 def _kept(client: KubeClient, name: str, key: str) -> str | None:
@@ -68,6 +73,8 @@ def keys(client: KubeClient, tmdb_token: str) -> Keys:
         api=_kept(client, API_KEYS, CLIENT_KEY) or secrets.token_hex(24),
         tmdb=tmdb_token,
         explorer=_kept(client, API_KEYS, "explorer") or secrets.token_hex(24),
+        helm_test_write=_kept(client, WRITE_KEYS, HELM_TEST_KEY) or secrets.token_hex(24),
+        helm_test_api=_kept(client, API_KEYS, HELM_TEST_KEY) or secrets.token_hex(24),
     )
 
 
@@ -82,8 +89,11 @@ def namespace_manifest(k: Keys) -> str:
     return yaml.safe_dump_all(
         [
             kube.restricted_namespace(),
-            secret(WRITE_KEYS, {CLIENT_KEY: k.write, "helm-test": k.write}),
-            secret(API_KEYS, {CLIENT_KEY: k.api, "helm-test": k.api, "explorer": k.explorer}),
+            secret(WRITE_KEYS, {CLIENT_KEY: k.write, HELM_TEST_KEY: k.helm_test_write}),
+            secret(
+                API_KEYS,
+                {CLIENT_KEY: k.api, HELM_TEST_KEY: k.helm_test_api, "explorer": k.explorer},
+            ),
             secret(TMDB_SECRET, {"token": k.tmdb}),
         ]
     )
