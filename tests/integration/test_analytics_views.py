@@ -1,12 +1,14 @@
-"""Migration 0008: the ``analytics`` views and the ``cinepulse_readonly`` role, against the
-real PostgreSQL. A LOGIN role made a member of ``cinepulse_readonly`` (as the migration's
-docstring says a dashboard tool's role is made) reads every view, and nothing else: no fact,
-no staging or raw table, no write of any kind."""
+"""Migration 0008: the ``analytics`` views and the ``cinepulse_readonly`` role (and migration
+0010's ranking functions over the views), against the real PostgreSQL. A LOGIN role made a
+member of ``cinepulse_readonly`` (as the migration's docstring says a dashboard tool's role is
+made) reads every view, and nothing else: no fact, no staging or raw table, no write of any
+kind."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -177,6 +179,42 @@ def test_the_reader_selects_every_view(reader: psycopg.Connection) -> None:
     assert drama == (14,)  # Alpha 2 + Beta 12
 
 
+def test_the_reader_ranks_the_top_movies(reader: psycopg.Connection) -> None:
+    """Migration 0010's functions run with their owner's rights, as the views do: the role
+    calls them (EXECUTE granted) and still reads no table."""
+    week = (TODAY - timedelta(days=6), TODAY)
+    top = reader.execute(
+        "SELECT rank, movie_id, title, ratings"
+        " FROM analytics.bayesian_top_movies(%s, %s, 10, 1, 'drama') ORDER BY rank",
+        week,
+    ).fetchall()
+    assert top == [(1, 2, "Beta", 20), (2, 1, "Alpha", 2)]
+    rated = reader.execute(
+        "SELECT movie_id, ratings FROM analytics.movie_window(%s, %s) ORDER BY movie_id", week
+    ).fetchall()
+    assert rated == [(1, 2), (2, 20), (3, 10)]
+
+
+def _ranking_functions(dsn: str) -> set[str]:
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            "SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
+            " WHERE n.nspname = 'analytics'"
+        ).fetchall()
+    return {r[0] for r in rows}
+
+
+def test_downgrade_drops_the_ranking_functions_and_upgrade_restores_them(
+    empty_pg_dsn: str,
+) -> None:
+    upgrade(empty_pg_dsn, "head")
+    assert _ranking_functions(empty_pg_dsn) == {"bayesian_top_movies", "movie_window"}
+    downgrade(empty_pg_dsn, "0009")
+    assert _ranking_functions(empty_pg_dsn) == set()
+    upgrade(empty_pg_dsn, "head")
+    assert _ranking_functions(empty_pg_dsn) == {"bayesian_top_movies", "movie_window"}
+
+
 def _all_tables(conn: psycopg.Connection) -> list[str]:
     rows = conn.execute(
         "SELECT schemaname, tablename FROM pg_tables"
@@ -231,6 +269,16 @@ def test_the_role_is_nologin_and_read_only(pg_settings: PostgresSettings) -> Non
             (ROLE,),
         ).fetchall()
         assert grants == [("analytics", "SELECT", len(VIEWS))]
+        # and EXECUTE on migration 0010's two ranking functions, which PUBLIC does not have
+        routines = conn.execute(
+            "SELECT grantee, routine_schema, routine_name FROM information_schema.role_routine_grants"
+            " WHERE routine_schema = 'analytics' AND privilege_type = 'EXECUTE'"
+            " AND grantee <> routine_schema AND grantee <> current_user ORDER BY 1, 3"
+        ).fetchall()
+        assert routines == [
+            (ROLE, "analytics", "bayesian_top_movies"),
+            (ROLE, "analytics", "movie_window"),
+        ]
 
 
 def test_downgrade_drops_the_views_and_upgrade_restores_them(empty_pg_dsn: str) -> None:

@@ -88,15 +88,25 @@ def test_the_readonly_role_reads_what_the_explorer_shows(readonly_pg: PostgresSe
         conn.read_only = True
         assert data.fetch_date_span(conn) == (date(2026, 10, 11), date(2026, 12, 1))
         assert data.fetch_genres(conn) == ["Action", "Comedy", "Drama"]
-        week = data.fetch_movie_window(conn, *data.window_bounds("week", TODAY))
-        top = data.rank_top_movies(week)
-        assert list(top["title"]) == ["Beta", "Alpha", "Gamma"]  # as /api/top_movies ranks
-        assert list(top["score"]) == pytest.approx([4.3541667, 4.21875, 3.53125])
-        assert list(data.rank_top_movies(week, genre="Drama")["movie_id"]) == [2, 1]
-        # movie 5 has clicks but no dim_movie row: in the window, never ranked
-        assert set(week["movie_id"]) == {1, 2, 3, 5}
-        everything = data.fetch_movie_window(conn, None, TODAY)
-        assert data.rank_top_movies(everything)["title"].iloc[0] == "Delta"
+        # the ranking function of migration 0010, called as the read-only role
+        week = data.window_bounds("week", TODAY)
+        top = data.fetch_top_movies(conn, *week)
+        assert list(top.movies["title"]) == ["Beta", "Alpha", "Gamma"]  # as /api/top_movies
+        assert list(top.movies["score"]) == pytest.approx([4.3541667, 4.21875, 3.53125])
+        assert top.window_mean == pytest.approx(130 / 32)
+        beta = top.movies.iloc[0]
+        assert (beta["genres"], beta["watches"], beta["comments"], beta["clicks"]) == (
+            "Comedy, Drama",
+            4,
+            1,
+            2,
+        )
+        assert list(data.fetch_top_movies(conn, *week, genre="Drama").movies["movie_id"]) == [2, 1]
+        # movie 5 has clicks but no dim_movie row (and no rating): never ranked
+        nothing = data.fetch_top_movies(conn, *week, min_votes=1000)
+        assert nothing.movies.empty and nothing.window_mean == pytest.approx(130 / 32)
+        everything = data.fetch_top_movies(conn, None, TODAY)
+        assert everything.movies["title"].iloc[0] == "Delta"
 
         activity = data.fetch_daily_activity(conn, TODAY - timedelta(days=2), TODAY)
         wide = data.daily_pivot(
@@ -395,7 +405,7 @@ def test_the_explorer_shows_the_seeded_data_in_a_browser(
         for s in family.samples
     }
     ok = ("outcome", "ok")
-    for query in ("date_span", "movie_window", "daily_activity", "recommendations"):
+    for query in ("date_span", "top_movies", "daily_activity", "recommendations"):
         key = ("cinepulse_explorer_queries_total", (ok, ("query", query)))
         assert samples.get(key, 0) >= 1, query
     assert ("cinepulse_build_info", (("service", "explorer"), ("version", "0.1.0"))) in samples

@@ -1,8 +1,10 @@
-"""The explorer's shaping functions on hand-made frames (no database, no Streamlit)."""
+"""The explorer's shaping functions on hand-made frames, and what its fetchers ask of a
+stand-in connection (no database, no Streamlit)."""
 
 from __future__ import annotations
 
 from datetime import date
+from types import SimpleNamespace
 from typing import Any, cast
 
 import pandas as pd
@@ -10,39 +12,45 @@ import pytest
 
 from cinepulse_explorer import data
 
-WINDOW_COLUMNS = [
-    "movie_id",
-    "known",
-    "title",
-    "release_year",
-    "genres",
-    "ratings",
-    "rating_sum",
-    "watches",
-    "comments",
-    "clicks",
-]
+#: one canned answer: the statement's column names and rows
+Answer = tuple[list[str], list[tuple[Any, ...]]]
 
 
-def _movies(*rows: tuple[Any, ...]) -> pd.DataFrame:
-    """Rows of ``MOVIE_WINDOW``: (movie_id, title or None if unknown, genres, ratings, sum)."""
-    return pd.DataFrame(
-        [
-            (i, title is not None, title, 1999 if title else None, genres, v, s, 0, 0, 0)
-            for i, title, genres, v, s in rows
-        ],
-        columns=WINDOW_COLUMNS,
-    )
+class _Cursor:
+    """Answers each statement with the connection's next canned answer."""
+
+    def __init__(self, conn: _Conn) -> None:
+        self.conn = conn
+        self.description: list[SimpleNamespace] | None = None
+        self._rows: list[tuple[Any, ...]] = []
+
+    def __enter__(self) -> _Cursor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def execute(self, query: str, params: Any = None) -> None:
+        self.conn.ran.append((query, params))
+        columns, self._rows = self.conn.answers.pop(0)
+        self.description = [SimpleNamespace(name=c) for c in columns]
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        return self._rows
 
 
-# the week of tests/integration/test_api.py: Alpha 2 ratings (5.0), Beta 20 (4.5), Gamma 10
-WEEK_ROWS = [
-    (1, "Alpha", ["Drama"], 2, 10.0),
-    (2, "Beta", ["Comedy", "Drama"], 20, 90.0),
-    (3, "Gamma", ["Comedy"], 10, 30.0),
-    (5, None, None, 0, 0.0),  # clicks only
-]
-WEEK = _movies(*WEEK_ROWS)
+class _Conn:
+    """Stands in for a psycopg connection: what it ran, (statement, params), in order."""
+
+    def __init__(self, *answers: Answer) -> None:
+        self.answers = list(answers)
+        self.ran: list[tuple[str, Any]] = []
+
+    def cursor(self) -> _Cursor:
+        return _Cursor(self)
+
+
+TOP_ROW_COLUMNS = [*data.TOP_COLUMNS, "window_mean"]
 
 
 def test_window_bounds_end_at_the_last_day() -> None:
@@ -53,47 +61,38 @@ def test_window_bounds_end_at_the_last_day() -> None:
     assert data.window_bounds("all time", last) == (None, last)
 
 
-def test_top_movies_rank_by_the_bayesian_average_as_the_api_does() -> None:
-    top = data.rank_top_movies(WEEK, prior_votes=10)
-    assert list(top.columns) == data.TOP_COLUMNS
-    # Alpha has the best mean (5.0) but only 2 ratings: the prior (C = 130/32) pulls it down
-    assert list(top["title"]) == ["Beta", "Alpha", "Gamma"]
-    assert list(top["rank"]) == [1, 2, 3]
-    assert list(top["score"]) == pytest.approx([4.3541667, 4.21875, 3.53125])
-    assert list(top["mean_rating"]) == pytest.approx([4.5, 5.0, 3.0])
-    assert list(top["genres"]) == ["Comedy, Drama", "Drama", "Comedy"]
-    assert data.window_mean_rating(WEEK) == pytest.approx(130 / 32)
+def test_top_movies_come_from_the_ranking_function_with_their_window_mean() -> None:
+    # the ranking itself (analytics.bayesian_top_movies) is tested on PostgreSQL:
+    # tests/integration/test_top_movies_ranking.py
+    beta = (1, 2, "Beta", 1999, "Comedy, Drama", 20, 4.5, 4.3541667, 4, 1, 2, 130 / 32)
+    conn = _Conn((TOP_ROW_COLUMNS, [beta]))
+    top = data.fetch_top_movies(
+        cast(Any, conn), date(2026, 11, 14), date(2026, 11, 20), genre="Comedy", min_votes=3
+    )
+    assert list(top.movies.columns) == data.TOP_COLUMNS
+    assert top.movies.iloc[0].to_dict()["title"] == "Beta"
+    assert top.window_mean == pytest.approx(130 / 32)
+    [(query, params)] = conn.ran  # C came with the movies: one statement
+    assert "analytics.bayesian_top_movies" in query
+    assert params == {
+        "date_from": date(2026, 11, 14),
+        "date_to": date(2026, 11, 20),
+        "genre": "Comedy",
+        "min_votes": 3,
+        "prior_votes": 10.0,
+        "limit": 20,
+    }
 
 
-def test_top_movies_filters_keep_the_windows_prior() -> None:
-    comedy = data.rank_top_movies(WEEK, genre="Comedy")
-    assert list(comedy["movie_id"]) == [2, 3]
-    # C is still the whole window's mean, so Beta's score does not change with the filter
-    assert comedy["score"].iloc[0] == pytest.approx(4.3541667)
-    assert list(data.rank_top_movies(WEEK, min_votes=10)["movie_id"]) == [2, 3]
-    assert list(data.rank_top_movies(WEEK, limit=1)["movie_id"]) == [2]
-    assert data.rank_top_movies(WEEK, genre="Western").empty
-    assert data.rank_top_movies(WEEK, prior_votes=0)["title"].iloc[0] == "Alpha"
-
-
-def test_unknown_movies_count_in_the_prior_but_are_not_ranked() -> None:
-    week = _movies(*WEEK_ROWS, (99, None, None, 30, 30.0))
-    top = data.rank_top_movies(week)
-    assert 99 not in set(top["movie_id"])
-    c = 160 / 62
-    assert top.set_index("movie_id").loc[1, "score"] == pytest.approx(2 / 12 * 5 + 10 / 12 * c)
-
-
-def test_ties_go_to_more_ratings_then_the_lower_id() -> None:
-    rows = _movies((7, "G", [], 4, 16.0), (3, "C", [], 4, 16.0), (5, "E", [], 8, 32.0))
-    top = data.rank_top_movies(rows, prior_votes=0)  # every score is exactly 4.0
-    assert list(top["movie_id"]) == [5, 3, 7]
-
-
-def test_no_rating_means_no_top_movie() -> None:
-    assert data.rank_top_movies(_movies((5, None, None, 0, 0.0))).empty
-    assert data.rank_top_movies(_movies()).empty
-    assert data.window_mean_rating(_movies()) is None
+def test_no_top_movie_still_gives_the_windows_mean_or_none() -> None:
+    conn = _Conn((TOP_ROW_COLUMNS, []), (["window_mean"], [(4.0,)]))
+    top = data.fetch_top_movies(cast(Any, conn), None, date(2026, 11, 20), min_votes=1000)
+    assert top.movies.empty and list(top.movies.columns) == data.TOP_COLUMNS
+    assert top.window_mean == 4.0
+    assert "analytics.movie_window" in conn.ran[1][0]
+    assert conn.ran[1][1] == {"date_from": None, "date_to": date(2026, 11, 20)}
+    nothing = _Conn((TOP_ROW_COLUMNS, []), (["window_mean"], [(None,)]))
+    assert data.fetch_top_movies(cast(Any, nothing), None, date(2026, 11, 20)).window_mean is None
 
 
 def _activity(*rows: tuple[str, str, int]) -> pd.DataFrame:

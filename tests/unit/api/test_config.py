@@ -12,10 +12,10 @@ from cinepulse_api.settings import ApiSettings
 
 def test_window_bounds_end_today_inclusive() -> None:
     today = date(2026, 3, 2)
-    assert window_bounds("day", today) == (20260302, 20260302)
-    assert window_bounds("week", today) == (20260224, 20260302)
-    assert window_bounds("month", today) == (20260201, 20260302)
-    assert window_bounds("all", today)[0] == 0
+    assert window_bounds("day", today) == (today, today)
+    assert window_bounds("week", today) == (date(2026, 2, 24), today)
+    assert window_bounds("month", today) == (date(2026, 2, 1), today)
+    assert window_bounds("all", today) == (None, None)  # every day, the future's included
 
 
 def test_settings_defaults(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,7 +2,8 @@
 
 * ``GET /api/top_movies`` - movies ranked by a Bayesian average of their ratings in a window
   (day = today, week = the last 7 days, month = the last 30 days, all = every day; days in
-  UTC, today included) read from ``agg_movie_daily``:
+  UTC, today included), by the warehouse's ``analytics.bayesian_top_movies`` (migration
+  0010; the explorer ranks with it too) over ``agg_movie_daily``:
   ``score = v/(v+m)*R + m/(v+m)*C`` with v the movie's ratings in the window, R their mean,
   C the mean of every rating in the window (all movies) and m the prior weight
   (``CINEPULSE_BAYES_PRIOR_VOTES``, default 10). A movie with few ratings is pulled towards C;

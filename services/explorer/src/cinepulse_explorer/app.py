@@ -66,9 +66,13 @@ def genres() -> list[str]:
 
 
 @cached
-def movie_window(date_from: date | None, date_to: date) -> pd.DataFrame:
+def top_movies(
+    date_from: date | None, date_to: date, genre: str | None, min_votes: int, prior_votes: float
+) -> data.TopMovies:
     with warehouse() as conn:
-        return data.fetch_movie_window(conn, date_from, date_to)
+        return data.fetch_top_movies(
+            conn, date_from, date_to, genre=genre, min_votes=min_votes, prior_votes=prior_votes
+        )
 
 
 @cached
@@ -164,15 +168,9 @@ def top_movies_tab(span: tuple[date, date]) -> None:
     genre = middle.selectbox("Genre", [ALL, *genres()], key="top_genre")
     min_votes = right.number_input("Minimum ratings", min_value=1, value=1, key="top_min")
     date_from, date_to = data.window_bounds(window, span[1])
-    per_movie = movie_window(date_from, date_to)
     m = settings().bayes_prior_votes
-    top = data.rank_top_movies(
-        per_movie,
-        genre=None if genre == ALL else genre,
-        min_votes=int(min_votes),
-        prior_votes=m,
-    )
-    c = data.window_mean_rating(per_movie)
+    ranked = top_movies(date_from, date_to, None if genre == ALL else genre, int(min_votes), m)
+    top, c = ranked.movies, ranked.window_mean
     st.caption(
         f"Ratings from {date_from or 'the first day'} to {date_to} (the window ends at the "
         "latest day with data). Ranked by a Bayesian average: v/(v+m)·R + m/(v+m)·C, with v "

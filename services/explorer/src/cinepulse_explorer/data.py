@@ -1,8 +1,9 @@
 """What the explorer shows, as DataFrames: the SQL over the ``analytics`` views (the only
-thing the read-only role may read, migration 0008) and pure functions that shape its rows.
+thing the read-only role may read, migration 0008) and its top-movies ranking functions
+(migration 0010), and pure functions that shape its rows.
 
-``fetch_*`` run one statement on a connection; the other functions never touch a database,
-so the shaping is unit-tested on hand-made frames. Nothing here imports Streamlit.
+``fetch_*`` run their statements on a connection; the other functions never touch a
+database, so the shaping is unit-tested on hand-made frames. Nothing here imports Streamlit.
 """
 
 from __future__ import annotations
@@ -23,10 +24,25 @@ WINDOW_DAYS: dict[str, int | None] = {"day": 1, "week": 7, "month": 30, "all tim
 ACTIVITY_METRICS = ("events", "users", "movies")
 GENRE_METRICS = ("events", "ratings", "watches", "comments", "clicks")
 
+#: the top movies table's columns, in order
+TOP_COLUMNS = [
+    "rank",
+    "movie_id",
+    "title",
+    "release_year",
+    "genres",
+    "ratings",
+    "mean_rating",
+    "score",
+    "watches",
+    "comments",
+    "clicks",
+]
+
 Bucket = Literal["day", "week", "month"]
 BUCKETS: tuple[Bucket, ...] = ("day", "week", "month")
 
-# --- SQL (analytics views only) -------------------------------------------------------
+# --- SQL (analytics views and functions only) -----------------------------------------
 
 #: first and last day with any aggregate row
 DATE_SPAN = """
@@ -39,18 +55,31 @@ SELECT min(lo) AS first_day, max(hi) AS last_day FROM (
 
 GENRES = "SELECT DISTINCT unnest(genres) AS genre FROM analytics.movies ORDER BY 1"
 
-#: every movie's totals in the window, known to ``analytics.movies`` or not: the ratings of
-#: unknown movies still count in the window's mean (the Bayesian prior), as in the api
-MOVIE_WINDOW = """
-SELECT d.movie_id, (m.movie_id IS NOT NULL) AS known, m.title, m.release_year, m.genres,
-       sum(d.ratings)::bigint AS ratings, sum(d.rating_sum)::float8 AS rating_sum,
-       sum(d.watches)::bigint AS watches, sum(d.comments)::bigint AS comments,
-       sum(d.clicks)::bigint AS clicks
-FROM analytics.movie_daily AS d
-LEFT JOIN analytics.movies AS m ON m.movie_id = d.movie_id
-WHERE (%(date_from)s::date IS NULL OR d.date >= %(date_from)s::date)
-  AND d.date <= %(date_to)s::date
-GROUP BY d.movie_id, m.movie_id, m.title, m.release_year, m.genres
+#: the window's top movies, ranked by ``analytics.bayesian_top_movies`` (migration 0010: the
+#: ranking's only definition, the one ``/api/top_movies`` calls too), with their year and
+#: genres, their activity in the window and C (``window_mean``, the same on every row)
+TOP_MOVIES = """
+SELECT t.rank, t.movie_id, t.title, m.release_year, array_to_string(m.genres, ', ') AS genres,
+       t.ratings, t.mean_rating, t.score, x.watches, x.comments, x.clicks, t.window_mean
+FROM analytics.bayesian_top_movies(
+    %(date_from)s::date, %(date_to)s::date, %(prior_votes)s::float8, %(min_votes)s::bigint,
+    %(genre)s::text) AS t
+JOIN analytics.movies AS m ON m.movie_id = t.movie_id
+CROSS JOIN LATERAL (
+    SELECT sum(d.watches)::bigint AS watches, sum(d.comments)::bigint AS comments,
+           sum(d.clicks)::bigint AS clicks
+    FROM analytics.movie_daily AS d
+    WHERE d.movie_id = t.movie_id
+      AND d.date BETWEEN coalesce(%(date_from)s::date, '-infinity') AND %(date_to)s::date
+) AS x
+WHERE t.rank <= %(limit)s
+ORDER BY t.rank
+"""
+
+#: C alone: the mean of every rating in the window (NULL: no rating), as the ranking uses it
+WINDOW_MEAN = """
+SELECT (SELECT window_mean FROM analytics.movie_window(%(date_from)s::date, %(date_to)s::date)
+        LIMIT 1) AS window_mean
 """
 
 DAILY_ACTIVITY = """
@@ -128,10 +157,41 @@ def fetch_genres(conn: psycopg.Connection[Any]) -> list[str]:
     return [str(g) for g in read_frame(conn, GENRES)["genre"]]
 
 
-def fetch_movie_window(
-    conn: psycopg.Connection[Any], date_from: date | None, date_to: date
-) -> pd.DataFrame:
-    return read_frame(conn, MOVIE_WINDOW, {"date_from": date_from, "date_to": date_to})
+@dataclass(frozen=True)
+class TopMovies:
+    #: :data:`TOP_COLUMNS`, best first
+    movies: pd.DataFrame
+    #: C: the mean of every rating in the window (all movies); None when it has none
+    window_mean: float | None
+
+
+def fetch_top_movies(
+    conn: psycopg.Connection[Any],
+    date_from: date | None,
+    date_to: date,
+    *,
+    genre: str | None = None,
+    min_votes: int = 1,
+    prior_votes: float = 10.0,
+    limit: int = 20,
+) -> TopMovies:
+    """The ``limit`` best movies of the window (first day None: all time) by the Bayesian
+    average, with at least ``min_votes`` ratings, of ``genre`` when given; C comes with them
+    (a second statement only when no movie is ranked)."""
+    window = {"date_from": date_from, "date_to": date_to}
+    params = {
+        **window,
+        "genre": genre,
+        "min_votes": min_votes,
+        "prior_votes": prior_votes,
+        "limit": limit,
+    }
+    rows = read_frame(conn, TOP_MOVIES, params)
+    if rows.empty:
+        c = read_frame(conn, WINDOW_MEAN, window)["window_mean"].iloc[0]
+    else:
+        c = rows["window_mean"].iloc[0]
+    return TopMovies(rows[TOP_COLUMNS], None if pd.isna(c) else float(c))
 
 
 def fetch_daily_activity(
@@ -184,63 +244,6 @@ def window_bounds(window: str, last_day: date) -> tuple[date | None, date]:
     """``(first, last)`` day of the window ending ``last_day``; first is None for all time."""
     days = WINDOW_DAYS[window]
     return (None if days is None else last_day - timedelta(days=days - 1)), last_day
-
-
-TOP_COLUMNS = [
-    "rank",
-    "movie_id",
-    "title",
-    "release_year",
-    "genres",
-    "ratings",
-    "mean_rating",
-    "score",
-    "watches",
-    "comments",
-    "clicks",
-]
-
-
-def rank_top_movies(
-    per_movie: pd.DataFrame,
-    *,
-    genre: str | None = None,
-    min_votes: int = 1,
-    prior_votes: float = 10.0,
-    limit: int = 20,
-) -> pd.DataFrame:
-    """Movies ranked by the Bayesian average of their ratings in the window, best first.
-
-    ``score = v/(v+m)*R + m/(v+m)*C``: v the movie's ratings, R their mean, C the mean of
-    every rating of the window (all movies, whatever the genre filter) and m
-    ``prior_votes``; a movie with few ratings is pulled towards C. Ties: more ratings, then
-    the lower id. Only movies known to ``analytics.movies`` with at least ``min_votes``
-    (and at least one) ratings are ranked.
-    """
-    rated = per_movie[per_movie["ratings"] > 0]
-    if rated.empty:
-        return pd.DataFrame(columns=TOP_COLUMNS)
-    c = float(rated["rating_sum"].sum()) / float(rated["ratings"].sum())
-    keep = rated["known"].astype(bool) & (rated["ratings"] >= max(min_votes, 1))
-    if genre is not None:
-        keep &= rated["genres"].map(lambda g: g is not None and genre in list(g))
-    top = rated[keep].copy()
-    if top.empty:
-        return pd.DataFrame(columns=TOP_COLUMNS)
-    v = top["ratings"].astype(float)
-    top["mean_rating"] = top["rating_sum"] / v
-    top["score"] = v / (v + prior_votes) * top["mean_rating"] + prior_votes / (v + prior_votes) * c
-    top = top.sort_values(["score", "ratings", "movie_id"], ascending=[False, False, True])
-    top = top.head(limit).reset_index(drop=True)
-    top["rank"] = range(1, len(top) + 1)
-    top["genres"] = top["genres"].map(lambda g: ", ".join(g) if g is not None else "")
-    return top[TOP_COLUMNS]
-
-
-def window_mean_rating(per_movie: pd.DataFrame) -> float | None:
-    """C of :func:`rank_top_movies`: the mean of every rating in the window."""
-    ratings = float(per_movie["ratings"].sum()) if not per_movie.empty else 0.0
-    return float(per_movie["rating_sum"].sum()) / ratings if ratings else None
 
 
 def daily_pivot(

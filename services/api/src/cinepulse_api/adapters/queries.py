@@ -17,42 +17,30 @@ GENRE_IDS = Query(
     "genre_ids", "SELECT genre_id FROM dim_genre WHERE lower(name) = lower(%(genre)s)"
 )
 
-#: Bayesian average over the window ``[date_from, date_to]`` of ``agg_movie_daily``:
-#: score = v/(v+m)*R + m/(v+m)*C, where v = the movie's ratings in the window, R their mean,
-#: C = the mean of every rating in the window (all movies, whatever the genre filter) and
-#: m = the prior weight. Only movies known to ``dim_movie`` are ranked. One row always comes
-#: back (``total`` and ``c``, NULL when the window has no rating), with the page's columns
-#: NULL when the page is empty.
+#: the window's movies ranked by ``analytics.bayesian_top_movies`` (migration 0010: the
+#: ranking's only definition, which the explorer calls too): score = v/(v+m)*R + m/(v+m)*C,
+#: where v = the movie's ratings in the window ``[date_from, date_to]`` (NULL: open), R their
+#: mean, C = the mean of every rating in the window (all movies, whatever the genre filter)
+#: and m = the prior weight. Only movies known to ``dim_movie`` are ranked. One row always
+#: comes back (``total`` and ``c``, NULL when the window has no rating), with the page's
+#: columns NULL when the page is empty; ``analytics.movie_window`` gives C only when no movie
+#: is ranked (an InitPlan runs when first needed: one pass over the window otherwise).
 TOP_MOVIES = Query(
     "top_movies",
     """
-WITH win AS (
-    SELECT movie_id, sum(ratings)::bigint AS v, sum(rating_sum)::float8 AS s
-    FROM agg_movie_daily
-    WHERE date_key BETWEEN %(date_from)s AND %(date_to)s
-    GROUP BY movie_id
-    HAVING sum(ratings) > 0
-), prior AS (
-    SELECT sum(s) / sum(v) AS c FROM win
-), ranked AS (
-    SELECT w.movie_id, m.title, m.release_date, w.v AS ratings, w.s / w.v AS mean_rating,
-           w.v / (w.v + %(m)s::float8) * (w.s / w.v)
-             + %(m)s::float8 / (w.v + %(m)s::float8) * p.c AS score
-    FROM win AS w
-    CROSS JOIN prior AS p
-    JOIN dim_movie AS m ON m.movie_id = w.movie_id
-    WHERE w.v >= %(min_votes)s
-      AND (%(genre_ids)s::int[] IS NULL OR EXISTS (
-          SELECT 1 FROM bridge_movie_genre AS b
-          WHERE b.movie_id = w.movie_id AND b.genre_id = ANY(%(genre_ids)s::int[])))
+WITH ranked AS (
+    SELECT * FROM analytics.bayesian_top_movies(
+        %(date_from)s::date, %(date_to)s::date, %(m)s::float8, %(min_votes)s::bigint,
+        %(genre)s::text)
 )
-SELECT t.total, (SELECT c FROM prior)::float8 AS c,
+SELECT t.total,
+       coalesce((SELECT window_mean FROM ranked LIMIT 1),
+                (SELECT window_mean FROM analytics.movie_window(
+                     %(date_from)s::date, %(date_to)s::date) LIMIT 1)) AS c,
        r.movie_id, r.title, r.release_date, r.ratings, r.mean_rating, r.score
 FROM (SELECT count(*) AS total FROM ranked) AS t
 LEFT JOIN LATERAL (
-    SELECT * FROM ranked
-    ORDER BY score DESC, ratings DESC, movie_id
-    LIMIT %(limit)s OFFSET %(offset)s
+    SELECT * FROM ranked ORDER BY rank LIMIT %(limit)s OFFSET %(offset)s
 ) AS r ON true
 """,
 )

@@ -1,6 +1,6 @@
 """The warehouse (PostgreSQL), as the api reads it: one async pool of read-only sessions per
 process, each query timed and counted under its name (:mod:`cinepulse_api.adapters.queries`),
-and the date keys its aggregates are filed under."""
+and the days of each window."""
 
 from __future__ import annotations
 
@@ -24,16 +24,13 @@ from cinepulse_common.settings import PostgresSettings
 WINDOW_DAYS: dict[str, int | None] = {"day": 1, "week": 7, "month": 30, "all": None}
 
 
-def date_key(d: date) -> int:
-    return d.year * 10_000 + d.month * 100 + d.day
-
-
-def window_bounds(window: str, today: date) -> tuple[int, int]:
-    """``(first, last)`` date keys of the window ending ``today`` (inclusive)."""
+def window_bounds(window: str, today: date) -> tuple[date | None, date | None]:
+    """``(first, last)`` day of the window ending ``today`` (inclusive); ``all`` is open at
+    both ends (``None``), as ``analytics.movie_window`` takes it."""
     days = WINDOW_DAYS[window]
     if days is None:
-        return 0, 99_991_231
-    return date_key(today - timedelta(days=days - 1)), date_key(today)
+        return None, None
+    return today - timedelta(days=days - 1), today
 
 
 async def _read_only_session(conn: psycopg.AsyncConnection[Any]) -> None:

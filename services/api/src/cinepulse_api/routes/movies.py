@@ -55,7 +55,7 @@ async def top_movies(
 
     async def compute() -> Answer:
         async with warehouse.connection() as conn:
-            genre_ids = await warehouse.genre_ids(genre, conn)
+            await warehouse.genre_ids(genre, conn)  # an unknown genre: 404
             rows = await warehouse.fetch(
                 queries.TOP_MOVIES,
                 {
@@ -63,7 +63,7 @@ async def top_movies(
                     "date_to": date_to,
                     "m": settings.bayes_prior_votes,
                     "min_votes": min_votes,
-                    "genre_ids": genre_ids,
+                    "genre": genre,
                     "limit": limit,
                     "offset": offset,
                 },
