@@ -23,7 +23,7 @@ from pymongo.errors import AutoReconnect
 from pymongo.results import InsertManyResult
 
 from cinepulse_archiver import app as app_mod
-from cinepulse_archiver import metrics
+from cinepulse_archiver import metrics, rebalance
 from cinepulse_archiver.settings import ArchiverSettings
 
 TOPIC = "user-events.rate"
@@ -250,11 +250,11 @@ def test_a_rebalance_waiting_for_a_message_no_stream_can_ack_goes_on(
     event.message.ack(app.consumer)  # one stream of two
     waiting: dict[str, float] = {}
     let_go = metrics.MESSAGES_LET_GO._value.get()
-    assert app_mod.let_go_stuck_messages(app, waiting, 100.0) == 0  # not in a rebalance
-    app.consumer.diag.set_flag(app_mod.WAIT_EMPTY_FLAG)
-    assert app_mod.let_go_stuck_messages(app, waiting, 100.0) == 0
-    assert app_mod.let_go_stuck_messages(app, waiting, 103.0) == 0  # may still be acked
-    assert app_mod.let_go_stuck_messages(app, waiting, 100.0 + app_mod.STUCK_WAIT_EMPTY_S) == 1
+    assert rebalance.let_go_stuck_messages(app, waiting, 100.0) == 0  # not in a rebalance
+    app.consumer.diag.set_flag(rebalance.WAIT_EMPTY_FLAG)
+    assert rebalance.let_go_stuck_messages(app, waiting, 100.0) == 0
+    assert rebalance.let_go_stuck_messages(app, waiting, 103.0) == 0  # may still be acked
+    assert rebalance.let_go_stuck_messages(app, waiting, 100.0 + rebalance.STUCK_WAIT_EMPTY_S) == 1
     assert not app.consumer.unacked
     event.message.ack(app.consumer)  # a late ack of the other copy changes nothing
     assert acked_offsets(app) == []
