@@ -349,6 +349,7 @@ def test_a_data_test_skips_locally_and_fails_in_ci(monkeypatch: pytest.MonkeyPat
     from tests.datasets import require
 
     monkeypatch.delenv("CI", raising=False)
+    monkeypatch.delenv("CINEPULSE_STRICT_SKIPS", raising=False)  # make test sets it
     with pytest.raises(pytest.skip.Exception, match=r"run `cinepulse-data fetch goemotions`"):
         require("goemotions")
     monkeypatch.setenv("CI", "false")  # only 1, true or yes mean CI
@@ -359,6 +360,11 @@ def test_a_data_test_skips_locally_and_fails_in_ci(monkeypatch: pytest.MonkeyPat
         require("goemotions")
     with pytest.raises(pytest.fail.Exception, match=r"no public download.*tmdb-5000/"):
         require("tmdb-5000")
+    monkeypatch.setenv("CI", "false")
+    monkeypatch.setenv("CINEPULSE_STRICT_SKIPS", "1")  # make test: as strict as CI
+    with pytest.raises(pytest.fail.Exception, match=r"run `cinepulse-data fetch goemotions`"):
+        require("goemotions")
+    monkeypatch.setenv("CI", "true")
     write_files(paths.datasets_cache() / "goemotions", {"train.tsv": b""})
     with pytest.raises(pytest.fail.Exception, match=r"dev\.tsv, test\.tsv"):
         require("goemotions")  # every pinned file, unless the test names the ones it reads
