@@ -216,7 +216,7 @@ def test_a_full_model_is_never_replaced_by_a_demo_one(
     train(small_goemotions, out, n_jobs=1)  # a full model; GoEmotions is then not found
     before = out.read_bytes()
     assert cli("train", "--out", str(out)) == 0
-    assert "keeping" in capsys.readouterr().err
+    assert "nothing to do" in capsys.readouterr().err
     assert cli("train", "--out", str(out), "--force") == 2
     assert "refusing to replace the full model" in capsys.readouterr().err
     assert out.read_bytes() == before
@@ -240,5 +240,22 @@ def test_an_unreadable_artefact_is_retrained_even_as_a_demo(
     with pytest.raises(EmotionModelError):
         EmotionClassifier.load(out)
     assert cli("train", "--out", str(out)) == 0
-    assert "retraining" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "retraining" in err and "kept as" in err
     assert metadata_of(out)["demo"] is True
+    # it may have been a full model another scikit-learn wrote: kept aside, not overwritten
+    assert (tmp_path / "emotion.joblib.unloadable").read_bytes() == b"not a model"
+
+
+def test_a_full_model_present_needs_no_training_data(
+    no_datasets: Path, small_goemotions: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An incomplete GoEmotions folder is an error for training, not for a machine whose
+    full model is already there (make setup runs train every time)."""
+    out = tmp_path / "emotion.joblib"
+    train(small_goemotions, out, n_jobs=1)
+    broken = tmp_path / "broken-goemotions"
+    broken.mkdir()
+    (broken / "train.tsv").write_text("")
+    assert cli("train", "--out", str(out), "--data", str(broken)) == 0
+    assert "nothing to do" in capsys.readouterr().err

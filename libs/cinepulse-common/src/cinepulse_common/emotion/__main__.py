@@ -38,13 +38,29 @@ def _say(message: str) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     out: Path = args.out or default_model_path()
-    source = training_data(args.data)
     present = None
     if out.exists():
         try:
             present = EmotionClassifier.load(out)
         except EmotionModelError as exc:
             _say(f"retraining: {exc}")
+    if present is not None and not present.is_demo and not args.force:
+        # a full model: nothing to do, whatever the data (none needed, none read)
+        _say(f"model {present.describe()} present at {out}; nothing to do (--force retrains)")
+        return 0
+    try:
+        source = training_data(args.data)
+    except DatasetError as exc:
+        if present is None or args.force:
+            raise
+        _say(f"keeping {present.describe()} at {out}: {exc}")
+        return 0
+    if present is None and out.exists() and source.demo:
+        # an artefact that does not load (another scikit-learn, another format) may be a
+        # full model: kept aside, never overwritten by a demo one
+        kept = out.with_name(out.name + ".unloadable")
+        out.replace(kept)
+        _say(f"the artefact that does not load is kept as {kept}")
     if present is not None and source.demo and not present.is_demo:
         # a demo model never replaces one trained from GoEmotions, not even with --force
         _say(
