@@ -101,9 +101,8 @@ class Gateway:
             metrics.AUTH_REFUSALS.labels("no_user_token_secret").inc()
             raise HTTPException(
                 403,
-                f"{who} may send no events: no user token secret is configured "
-                "(CINEPULSE_AUTH__USER_TOKEN_SECRET), and only a server key "
-                "(CINEPULSE_AUTH__ROLES) sends events without a user token",
+                # the operator's detail (which settings) is in the warning logged at start
+                f"{who} may send no events: this gateway takes no user tokens",
             )
         if not token:
             metrics.AUTH_REFUSALS.labels("missing_user_token").inc()
