@@ -192,7 +192,13 @@ def _load_movies(stack: Stack, args: argparse.Namespace) -> int:
         "CINEPULSE_TMDB__RATE_PER_S": str(args.rate),
         "CINEPULSE_LOG_JSON": "false",
     }
-    print(f"loading TMDB metadata from {stack.tmdb_offline.url} ...", file=sys.stderr)
+    # a synthetic-events demo leaves the server on its synthetic catalogue: say which one
+    served = stack.tmdb_offline.served_catalogue() or "an unknown catalogue"
+    print(
+        f"loading TMDB metadata from {stack.tmdb_offline.url} ({served}; the demo picks the "
+        "catalogue its events name, `make down` resets it) ...",
+        file=sys.stderr,
+    )
     return subprocess.run(
         [sys.executable, "-m", "cinepulse_tmdb_fetcher", "full"], env=env, check=False
     ).returncode
