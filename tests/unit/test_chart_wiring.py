@@ -289,3 +289,25 @@ def test_helm_test_script_needs_only_the_standard_library() -> None:
     assert imported and imported <= set(sys.stdlib_module_names), imported - set(
         sys.stdlib_module_names
     )
+
+
+def test_scaling_leaves_the_pods_alone_and_a_config_change_rolls_them() -> None:
+    """The pod template's checksum follows the component's configuration, not its scale:
+    `helm upgrade --set api.replicas=3` must not restart every api pod (the e2e's upgrade
+    found 4 available pods of 3 in the middle of such a needless rollout)."""
+
+    def template_of(*sets: str) -> dict[str, Any]:
+        r = chart.render([DEFAULT], sets)
+        assert r.returncode == 0, r.stderr
+        (dep,) = [
+            d
+            for d in chart.documents(r.stdout)
+            if d["kind"] == "Deployment" and d["metadata"]["name"].endswith("-api")
+        ]
+        return dep["spec"]["template"]  # type: ignore[no-any-return]
+
+    base = template_of()
+    assert template_of("api.replicas=3") == base
+    assert template_of("api.pdb.enabled=false") == base
+    changed = template_of("api.port=8081")["metadata"]["annotations"]["checksum/config"]
+    assert changed != base["metadata"]["annotations"]["checksum/config"]

@@ -62,8 +62,9 @@ spec:
       labels:
         {{- include "cinepulse.labels" . | nindent 8 }}
       annotations:
-        # restart on a configuration change
-        checksum/config: {{ print (toJson $v) (default "" .checksum) | sha256sum }}
+        # restart on a configuration change (not on scaling: replicas, autoscaling and the
+        # PDB leave the pods as they are)
+        checksum/config: {{ print (toJson (omit $v "replicas" "autoscaling" "pdb")) (default "" .checksum) | sha256sum }}
     spec:
       serviceAccountName: {{ include "cinepulse.component.fullname" . }}
       automountServiceAccountToken: {{ $ctx.Values.automountServiceAccountToken }}

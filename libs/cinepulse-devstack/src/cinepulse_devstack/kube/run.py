@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cinepulse_common.paths import repo_root
 from cinepulse_devstack import chart
@@ -136,11 +137,22 @@ def e2e(
                 "--wait", "--wait-for-jobs", "--timeout", INSTALL_TIMEOUT,
             ).stderr  # fmt: skip
             rendered["upgrade"] = c.helm("get", "manifest", RELEASE, "-n", NAMESPACE).stdout
-            api = [
-                d
-                for d in c.get("deployments", "-n", NAMESPACE)
-                if d["metadata"]["name"].endswith("-api")
-            ]
+
+            def api_deployment() -> list[dict[str, Any]]:
+                return [
+                    d
+                    for d in c.get("deployments", "-n", NAMESPACE)
+                    if d["metadata"]["name"].endswith("-api")
+                ]
+
+            # --wait returns once 3 are ready; the Deployment's status may lag a moment
+            deadline = time.monotonic() + 30
+            api = api_deployment()
+            while (
+                not api or api[0]["status"].get("availableReplicas") != 3
+            ) and time.monotonic() < deadline:
+                time.sleep(1)
+                api = api_deployment()
             if not api or api[0]["status"].get("availableReplicas") != 3:
                 raise StepFailed(
                     f"api not at 3 available replicas after the upgrade: {api and api[0]['status']}"
