@@ -7,12 +7,24 @@ import functools
 from collections.abc import Iterator
 from typing import Any
 
+import pytest
+
 from cinepulse_devstack import chart
 
 #: scenario name (``ci/<name>-values.yaml``) -> values file
 SCENARIOS = {p.name.removesuffix("-values.yaml"): p for p in chart.scenarios()}
 DEFAULT = SCENARIOS["default"]
 POD_KINDS = {"Deployment", "StatefulSet", "Job", "CronJob", "Pod"}
+
+
+def require_tools(*names: str) -> None:
+    """Skip the calling module (at import) when a chart tool is missing; ``make setup``
+    builds them, and in CI the skip fails the run (tests/skip_guard.py)."""
+    try:
+        for name in names:
+            chart.tool(name)
+    except chart.ChartToolMissing as exc:
+        pytest.skip(str(exc), allow_module_level=True)
 
 
 @functools.cache

@@ -11,19 +11,9 @@ import pytest
 import yaml
 
 from cinepulse_devstack import chart
-from tests.unit.chart_support import DEFAULT, SCENARIOS, pods_of, rendered_scenarios
+from tests.unit.chart_support import DEFAULT, SCENARIOS, pods_of, require_tools
 
-try:
-    chart.tool("helm")
-    chart.tool("kubeconform")
-    chart.tool("kube-score")
-except chart.ChartToolMissing as exc:  # make setup builds them
-    pytest.skip(str(exc), allow_module_level=True)
-
-
-@pytest.fixture(scope="module")
-def rendered() -> dict[str, str]:
-    return rendered_scenarios()
+require_tools("helm", "kubeconform", "kube-score")
 
 
 def test_there_are_scenarios() -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-import pytest
 import yaml
 
 from cinepulse_devstack import chart
@@ -17,23 +16,10 @@ from tests.unit.chart_support import (
     job_of,
     objects_of,
     pods_of,
-    rendered_scenarios,
+    require_tools,
 )
 
-try:
-    chart.tool("helm")
-except chart.ChartToolMissing as exc:  # make setup builds it
-    pytest.skip(str(exc), allow_module_level=True)
-
-
-@pytest.fixture(scope="module")
-def rendered() -> dict[str, str]:
-    return rendered_scenarios()
-
-
-@pytest.fixture(scope="module")
-def default_docs(rendered: dict[str, str]) -> list[dict[str, Any]]:
-    return chart.documents(rendered["default"])
+require_tools("helm")
 
 
 def test_metabase_is_off_by_default(default_docs: list[dict[str, Any]]) -> None:

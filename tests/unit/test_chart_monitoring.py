@@ -14,22 +14,9 @@ import pytest
 import yaml
 
 from cinepulse_devstack import chart
-from tests.unit.chart_support import pod_spec, rendered_scenarios
+from tests.unit.chart_support import pod_spec, require_tools
 
-try:
-    chart.tool("helm")
-except chart.ChartToolMissing as exc:  # make setup builds it
-    pytest.skip(str(exc), allow_module_level=True)
-
-
-@pytest.fixture(scope="module")
-def rendered() -> dict[str, str]:
-    return rendered_scenarios()
-
-
-@pytest.fixture(scope="module")
-def default_docs(rendered: dict[str, str]) -> list[dict[str, Any]]:
-    return chart.documents(rendered["default"])
+require_tools("helm")
 
 
 def _promtool() -> str:

@@ -11,26 +11,12 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-import pytest
 import yaml
 
 from cinepulse_devstack import chart
-from tests.unit.chart_support import DEFAULT, job_of, pods_of, rendered_scenarios
+from tests.unit.chart_support import DEFAULT, job_of, pods_of, require_tools
 
-try:
-    chart.tool("helm")
-except chart.ChartToolMissing as exc:  # make setup builds it
-    pytest.skip(str(exc), allow_module_level=True)
-
-
-@pytest.fixture(scope="module")
-def rendered() -> dict[str, str]:
-    return rendered_scenarios()
-
-
-@pytest.fixture(scope="module")
-def default_docs(rendered: dict[str, str]) -> list[dict[str, Any]]:
-    return chart.documents(rendered["default"])
+require_tools("helm")
 
 
 def test_no_credential_in_values_or_rendered_objects(default_docs: list[dict[str, Any]]) -> None:
