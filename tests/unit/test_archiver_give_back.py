@@ -121,6 +121,35 @@ def count_agent_acks(batch: list[Any], app: faust.App) -> None:
         event.message.ack(app.consumer)
 
 
+def kafka_gap_reads(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, Any]]:
+    """Kafka's answer to the archiver's gap reads: the records of the range asked for; the
+    list returned collects the (partition, range) of each read."""
+    read: list[tuple[Any, Any]] = []
+
+    def read_range(kafka: Any, group: Any, tp: Any, gap: Any, timeout: Any) -> list[Any]:
+        read.append((tp, gap))
+        return [
+            (app_mod.Source(TOPIC, 0, o, b"k", None), b'{"event_id": "e"}') for o in range(*gap)
+        ]
+
+    monkeypatch.setattr(app_mod, "read_range", read_range)
+    return read
+
+
+def interrupted_by_a_rebalance(app: faust.App, mongo: Mongo, batch: list[Any]) -> None:
+    """The archive agent on ``batch`` while MongoDB is down, until a rebalance begins after
+    its third attempt: it must let go of the batch at once."""
+
+    async def scenario() -> None:
+        agent = asyncio.ensure_future(app.agents["archive"].fun(Stream(app.consumer, [batch])))
+        while mongo.attempts < 3:
+            await asyncio.sleep(0.01)
+        app.rebalancing = True
+        await asyncio.wait_for(agent, 5)
+
+    asyncio.run(scenario())
+
+
 def test_a_stored_batch_is_acked(setup: tuple[faust.App, Mongo]) -> None:
     app, mongo = setup
     batch = events(app, range(0, 3))
@@ -176,27 +205,11 @@ def test_a_commit_past_a_given_back_batch_is_a_gap_filled_from_kafka(
     the next record is beyond the partition's expectation: the gap is read from Kafka and
     archived before that batch is acked."""
     app, mongo = setup
-    read: list[tuple[Any, Any]] = []
-
-    def read_range(kafka: Any, group: Any, tp: Any, gap: Any, timeout: Any) -> list[Any]:
-        read.append((tp, gap))
-        return [
-            (app_mod.Source(TOPIC, 0, o, b"k", None), b'{"event_id": "e"}') for o in range(*gap)
-        ]
-
-    monkeypatch.setattr(app_mod, "read_range", read_range)
+    read = kafka_gap_reads(monkeypatch)
     fun = app.agents["archive"].fun
     asyncio.run(fun(Stream(app.consumer, [events(app, range(0, 2))])))  # the partition known
     mongo.down = True
-
-    async def interrupted() -> None:
-        agent = asyncio.ensure_future(fun(Stream(app.consumer, [events(app, range(2, 5))])))
-        while mongo.attempts < 3:
-            await asyncio.sleep(0.01)
-        app.rebalancing = True
-        await asyncio.wait_for(agent, 5)
-
-    asyncio.run(interrupted())
+    interrupted_by_a_rebalance(app, mongo, events(app, range(2, 5)))
     app.rebalancing, mongo.down = False, False
     asyncio.run(fun(Stream(app.consumer, [events(app, range(5, 7))])))
     assert read == [((TOPIC, 0), (2, 5))]
@@ -212,26 +225,10 @@ def test_a_partitions_first_batch_given_back_is_still_expected(
     was taken for the partition's first, and faust, with no committed offset yet, would
     commit past the batch)."""
     app, mongo = setup
-    read: list[tuple[Any, Any]] = []
-
-    def read_range(kafka: Any, group: Any, tp: Any, gap: Any, timeout: Any) -> list[Any]:
-        read.append((tp, gap))
-        return [
-            (app_mod.Source(TOPIC, 0, o, b"k", None), b'{"event_id": "e"}') for o in range(*gap)
-        ]
-
-    monkeypatch.setattr(app_mod, "read_range", read_range)
+    read = kafka_gap_reads(monkeypatch)
     fun = app.agents["archive"].fun
     mongo.down = True
-
-    async def interrupted() -> None:
-        agent = asyncio.ensure_future(fun(Stream(app.consumer, [events(app, range(0, 3))])))
-        while mongo.attempts < 3:
-            await asyncio.sleep(0.01)
-        app.rebalancing = True
-        await asyncio.wait_for(agent, 5)
-
-    asyncio.run(interrupted())
+    interrupted_by_a_rebalance(app, mongo, events(app, range(0, 3)))
     assert mongo.stored == {}
     app.rebalancing, mongo.down = False, False
     asyncio.run(fun(Stream(app.consumer, [events(app, range(3, 5))])))
