@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from cinepulse_common import topics
-from cinepulse_common.access import sign_user_token
+from cinepulse_common.access import WRITE_AUDIENCE, sign_user_token
 from cinepulse_common.kafka import make_producer
 from cinepulse_common.mongo import make_client
 from cinepulse_common.settings import KafkaSettings, MongoSettings
@@ -406,8 +406,16 @@ def test_a_frontend_keys_events_reach_kafka_only_for_its_tokens_user(
     """A frontend key with the user's signed token gets that user's events into Kafka; a
     forged token (another secret), no token, or an event for another user gets nothing in."""
     web = {"X-Write-Key": WEB_KEY}
-    good = {**web, "X-User-Token": sign_user_token(USER_TOKEN_SECRET, "alice")}
-    forged = {**web, "X-User-Token": sign_user_token("forged-" + USER_TOKEN_SECRET, "alice")}
+    good = {
+        **web,
+        "X-User-Token": sign_user_token(USER_TOKEN_SECRET, "alice", audience=WRITE_AUDIENCE),
+    }
+    forged = {
+        **web,
+        "X-User-Token": sign_user_token(
+            "forged-" + USER_TOKEN_SECRET, "alice", audience=WRITE_AUDIENCE
+        ),
+    }
     mine, mine_too = event("rate", user_id="alice"), event("click", user_id="alice")
     refused = [event("rate", user_id="alice") for _ in range(3)]
     theirs = event("rate", user_id="bob")

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from cinepulse_devstack import chart
-from cinepulse_event_gateway.settings import DEFAULT_RATE_LIMIT
+from cinepulse_event_gateway.settings import DEFAULT_RATE_LIMIT, DEFAULT_USER_RATE_LIMIT
 
 try:
     chart.tool("helm")
@@ -35,6 +35,9 @@ def test_the_default_limit_reaches_the_pod() -> None:
     env = _gateway_env("default")
     assert env["CINEPULSE_RATE_LIMIT"] == DEFAULT_RATE_LIMIT == "1000/10 seconds"
     assert "CINEPULSE_RATE_LIMITS" not in env
+    assert env["CINEPULSE_USER_RATE_LIMIT"] == DEFAULT_USER_RATE_LIMIT == "200/10 seconds"
+    turned_off = _gateway_env("default", ["gateway.userRateLimit=unlimited"])
+    assert turned_off["CINEPULSE_USER_RATE_LIMIT"] == "unlimited"
 
 
 def test_a_key_of_its_own_and_an_unlimited_key_reach_the_pod() -> None:

@@ -158,6 +158,17 @@ def test_a_correctly_signed_token_with_wrong_claims_is_refused() -> None:
         )
         == "u"
     )
+    # a write token (the gateway's audience) reads nothing
+    write = good | {"aud": "cinepulse-events"}
+    with pytest.raises(UserTokenError, match="aud must be 'cinepulse-api'"):
+        verify_user_token(SECRET, signed(hs256, write), 3600, now=NOW)
+    assert verify_user_token(SECRET, signed(hs256, write), 3600, now=NOW, audience=write["aud"])
+    # the reason is the verifier's own words: PyJWT's message (here "Not enough segments",
+    # elsewhere quoting the claims it could not parse) is never echoed to the client
+    for junk in ("not-a-jwt", "a.b", signed(hs256, good)[:-3] + "!!!"):
+        with pytest.raises(UserTokenError) as refused:
+            verify_user_token(SECRET, junk, 3600, now=NOW)
+        assert str(refused.value) in {"malformed token (not a signed JWT)", "bad signature"}
     for header, claims, reason in [
         ({"alg": "HS512"}, good, "unsupported algorithm"),
         (hs256, ["u"], "malformed"),

@@ -13,7 +13,12 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
-from cinepulse_common.access import KeyedServiceSettings, sign_user_token
+from cinepulse_common.access import (
+    READ_AUDIENCE,
+    WRITE_AUDIENCE,
+    KeyedServiceSettings,
+    sign_user_token,
+)
 from cinepulse_event_gateway.app import create_app
 from cinepulse_event_gateway.settings import AuthSettings, EventGatewaySettings
 from tests.factories import event
@@ -32,7 +37,7 @@ REFUSALS = "cinepulse_gateway_auth_refusals_total"
 
 
 def token(user: str, ttl_s: int = 900, secret: str = SECRET, now: float | None = None) -> str:
-    return sign_user_token(secret, user, ttl_s, now=now)
+    return sign_user_token(secret, user, ttl_s, now=now, audience=WRITE_AUDIENCE)
 
 
 def as_user(user: str, **kw: Any) -> dict[str, str]:
@@ -158,8 +163,19 @@ def _wrong_audience(user: str) -> str:
 
 
 def _unsigned(user: str) -> str:
-    claims = {"sub": user, "exp": int(time.time()) + 600, "aud": "cinepulse-api"}
+    claims = {"sub": user, "exp": int(time.time()) + 600, "aud": WRITE_AUDIENCE}
     return jwt.encode(claims, None, algorithm="none")
+
+
+def _read_token(user: str) -> str:
+    """A token the api would take for reading ``user``'s data: not one to write with."""
+    return sign_user_token(SECRET, user, 600, audience=READ_AUDIENCE)
+
+
+def _not_yet_valid(user: str) -> str:
+    now = int(time.time())
+    claims = {"sub": user, "exp": now + 600, "nbf": now + 300, "aud": WRITE_AUDIENCE}
+    return jwt.encode(claims, SECRET, algorithm="HS256")
 
 
 @pytest.mark.parametrize(
@@ -168,7 +184,9 @@ def _unsigned(user: str) -> str:
         (_forged, "bad signature", "invalid_user_token"),
         (_expired, "expired", "expired_user_token"),
         (_too_long_lived, "too long-lived", "invalid_user_token"),
-        (_wrong_audience, "aud must be 'cinepulse-api'", "invalid_user_token"),
+        (_wrong_audience, "aud must be 'cinepulse-events'", "invalid_user_token"),
+        (_read_token, "aud must be 'cinepulse-events'", "invalid_user_token"),
+        (_not_yet_valid, "not valid yet", "invalid_user_token"),
         (_unsigned, "HS256 only", "invalid_user_token"),
         (lambda user: "not-a-jwt", "malformed token", "invalid_user_token"),
     ],
@@ -320,3 +338,40 @@ def test_roles_for_unknown_clients_and_secretless_frontend_keys_are_warned_about
     logged = out.out + out.err
     assert "roles given for clients without a write key" in logged
     assert "frontend write keys without a user token secret" in logged
+
+
+# --- each user of a frontend key has a rate limit of their own --------------------------------
+def test_one_user_cannot_spend_a_frontend_keys_whole_budget(publisher: FakePublisher) -> None:
+    """alice exhausts her own limit (429 naming the user's limit); bob, through the same
+    key, is not refused; a server key is not counted per user; a batch above the user's
+    whole limit is 413."""
+    left = 60 - time.time() % 60  # the limiter's windows are aligned on whole minutes
+    if left < 5:
+        time.sleep(left + 0.1)
+    with make_client(publisher, auth=AUTH, user_rate_limit="3/minute") as c:
+        for _ in range(3):
+            r = post(c, event(user_id="alice"), headers=as_user("alice"))
+            assert r.status_code == 202, r.text
+        assert r.headers["x-ratelimit-limit"] == "3"  # the tighter limit's headers
+        assert r.headers["x-ratelimit-remaining"] == "0"
+        r = post(c, event(user_id="alice"), headers=as_user("alice"))
+        assert r.status_code == 429, r.text
+        assert "this user of client 'web'" in r.json()["detail"]
+        assert int(r.headers["retry-after"]) >= 1
+        assert post(c, event(user_id="bob"), headers=as_user("bob")).status_code == 202
+        for _ in range(4):  # a relay's events for alice are the relay's, not alice's
+            assert post(c, event(user_id="alice"), headers=RELAY).status_code == 202
+        r = post_batch(c, [event(user_id="carol") for _ in range(4)], headers=as_user("carol"))
+        assert r.status_code == 413, r.text
+        assert "user_rate_limit 3 per 1 minute" in r.json()["detail"]
+    assert len(publisher.published) == 3 + 1 + 4
+
+
+def test_a_bad_user_rate_limit_is_refused_at_start() -> None:
+    with pytest.raises(ValidationError, match="user_rate_limit 'often'"):
+        EventGatewaySettings(kafka={"bootstrap_servers": "k:9092"}, user_rate_limit="often")  # type: ignore[arg-type]
+    unlimited = EventGatewaySettings(
+        kafka={"bootstrap_servers": "k:9092"},  # type: ignore[arg-type]
+        user_rate_limit="unlimited",
+    )
+    assert unlimited.user_limit() is None

@@ -24,9 +24,11 @@ secret from the same ``CINEPULSE_AUTH__*`` variables (:class:`ApiAuthSettings`).
   (another user's data). Authorization is decided before the data is read, so a 404 never
   tells an unauthorised caller whether a user exists, and a refused request's answer never
   depends on what it asked for beyond the user.
-* The event gateway checks the same user tokens, from the same ``CINEPULSE_AUTH__USER_TOKEN_*``
-  settings (:class:`UserTokenSettings`), with :func:`verify_user_token`: a frontend write
-  key's events must be for the user of its token.
+* The event gateway checks user tokens signed with the same secret, from the same
+  ``CINEPULSE_AUTH__USER_TOKEN_*`` settings (:class:`UserTokenSettings`), with
+  :func:`verify_user_token`, but of their own audience, ``aud`` = ``cinepulse-events``
+  (:data:`WRITE_AUDIENCE`): a frontend write key's events must be for the user of its token,
+  and a token issued for reading cannot be replayed to write.
 * ``CINEPULSE_AUTH__ENABLED=false`` opens everything (local development only; refused when
   ``CINEPULSE_ENVIRONMENT=production``: :class:`KeyedServiceSettings`).
 
@@ -58,8 +60,11 @@ log = get_logger(__name__)
 Role = Literal["internal", "frontend"]
 #: the role of a client that ``CINEPULSE_AUTH__ROLES`` does not list: the least privileged
 DEFAULT_ROLE: Role = "frontend"
-#: the ``aud`` claim a user token must carry
-AUDIENCE = "cinepulse-api"
+#: the ``aud`` claim of a user token for reading that user's data (the api, the recommender)
+READ_AUDIENCE = "cinepulse-api"
+#: the ``aud`` claim of a user token for sending that user's events (the event gateway): a
+#: separate audience, so a token handed out for reads cannot be replayed to write events
+WRITE_AUDIENCE = "cinepulse-events"
 ALGORITHM = "HS256"
 #: the shortest user token secret accepted (bytes): HS256 wants at least its hash size
 MIN_TOKEN_SECRET_BYTES = 32
@@ -74,37 +79,62 @@ class UserTokenExpired(UserTokenError):
     refresh, not a forgery)."""
 
 
-def sign_user_token(secret: str, user_id: str, ttl_s: int = 900, now: float | None = None) -> str:
-    """A token letting a ``frontend`` client read ``user_id``'s data for ``ttl_s`` seconds
-    (what the frontend's backend does for its signed-in user)."""
+def sign_user_token(
+    secret: str,
+    user_id: str,
+    ttl_s: int = 900,
+    now: float | None = None,
+    audience: str = READ_AUDIENCE,
+) -> str:
+    """A token letting a ``frontend`` client act for ``user_id`` for ``ttl_s`` seconds (what
+    the frontend's backend does for its signed-in user): read that user's data
+    (``READ_AUDIENCE``, the default) or send that user's events (``WRITE_AUDIENCE``)."""
     exp = int((time.time() if now is None else now) + ttl_s)
-    return jwt.encode({"sub": user_id, "exp": exp, "aud": AUDIENCE}, secret, algorithm=ALGORITHM)
+    claims = {"sub": user_id, "exp": exp, "aud": audience}
+    return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
-def verify_user_token(secret: str, token: str, max_ttl_s: int, now: float | None = None) -> str:
+#: the fixed reason told to the client for each way PyJWT can refuse a token: the library's
+#: own message is logged, never answered (it quotes claims and internals of the decoder)
+_REFUSALS: tuple[tuple[type[jwt.InvalidTokenError], str], ...] = (
+    (jwt.InvalidSignatureError, "bad signature"),
+    (jwt.InvalidAlgorithmError, f"unsupported algorithm ({ALGORITHM} only)"),
+    (jwt.ImmatureSignatureError, "not valid yet (nbf or iat in the future)"),
+    (jwt.InvalidIssuedAtError, "iat is not a number"),
+    (jwt.DecodeError, "malformed token (not a signed JWT)"),
+)
+
+
+def verify_user_token(
+    secret: str,
+    token: str,
+    max_ttl_s: int,
+    now: float | None = None,
+    audience: str = READ_AUDIENCE,
+) -> str:
     """The user id the token was issued for; :class:`UserTokenError` naming the reason.
 
     PyJWT checks the signature (HS256 only: ``none`` and other algorithms are refused before
-    anything else), the audience and the required claims; the expiry is checked here against
-    ``now`` (tests pin it), together with the longest lifetime a token may have."""
+    anything else), the audience (``READ_AUDIENCE`` or ``WRITE_AUDIENCE``) and the required
+    claims; the expiry is checked here against ``now`` (tests pin it), together with the
+    longest lifetime a token may have. The reasons are this module's own words."""
     try:
         claims = jwt.decode(
             token,
             secret,
             algorithms=[ALGORITHM],
-            audience=AUDIENCE,
+            audience=audience,
             options={"require": ["sub", "exp", "aud"], "verify_exp": False},
         )
-    except jwt.InvalidSignatureError:
-        raise UserTokenError("bad signature") from None
-    except jwt.InvalidAlgorithmError:
-        raise UserTokenError(f"unsupported algorithm ({ALGORITHM} only)") from None
     except jwt.MissingRequiredClaimError as exc:
-        raise UserTokenError(f"no {exc.claim} claim") from None
+        claim = exc.claim if exc.claim in ("sub", "exp", "aud") else "required"
+        raise UserTokenError(f"no {claim} claim") from None
     except jwt.InvalidAudienceError:
-        raise UserTokenError(f"aud must be {AUDIENCE!r}") from None
-    except jwt.InvalidTokenError as exc:  # DecodeError and the other claim errors
-        raise UserTokenError(f"malformed token ({exc})") from None
+        raise UserTokenError(f"aud must be {audience!r}") from None
+    except jwt.InvalidTokenError as exc:
+        log.info("user token refused", error=type(exc).__name__, detail=str(exc)[:200])
+        reason = next((r for kind, r in _REFUSALS if isinstance(exc, kind)), "invalid token")
+        raise UserTokenError(reason) from None
     sub, exp = claims.get("sub"), claims.get("exp")
     if not isinstance(sub, str) or not sub:
         raise UserTokenError("no sub (user id) claim")
@@ -227,7 +257,8 @@ class UserTokenSettings(BaseModel):
     )
     user_token_secret: SecretStr | None = Field(
         None,
-        description="HS256 secret of the user tokens (JWT: sub, exp, aud=cinepulse-api), "
+        description="HS256 secret of the user tokens (JWT: sub, exp, aud=cinepulse-api for "
+        "reads, cinepulse-events for writes), "
         f"shared with the frontend's backend; at least {MIN_TOKEN_SECRET_BYTES} bytes. Unset: "
         "frontend clients read no per-user data (api, recommender) and send no events "
         "(event gateway)",

@@ -20,7 +20,12 @@ from limits.storage import MemoryStorage
 from limits.strategies import SlidingWindowCounterRateLimiter
 from pydantic import ValidationError
 
-from cinepulse_common.access import UserTokenError, UserTokenExpired, verify_user_token
+from cinepulse_common.access import (
+    WRITE_AUDIENCE,
+    UserTokenError,
+    UserTokenExpired,
+    verify_user_token,
+)
 from cinepulse_common.apikeys import ApiKeys
 from cinepulse_common.events import EVENT_ADAPTER, Event, EventType
 from cinepulse_common.rules import TransformRules
@@ -68,6 +73,7 @@ class Gateway:
         self.token_secret = settings.auth.token_secret()
         self.topics = {t: settings.kafka.topic(rules.topic_for(t)) for t in EventType}
         self._limits: dict[str, RateLimitItem | None] = {}
+        self.user_limit = settings.user_limit()
         self.limiter = SlidingWindowCounterRateLimiter(MemoryStorage())
 
     # --- request checks ---------------------------------------------------------------------
@@ -112,7 +118,9 @@ class Gateway:
                 headers={"WWW-Authenticate": header},
             )
         try:
-            return verify_user_token(self.token_secret, token, auth.user_token_max_ttl_s)
+            return verify_user_token(
+                self.token_secret, token, auth.user_token_max_ttl_s, audience=WRITE_AUDIENCE
+            )
         except UserTokenError as exc:
             expired = isinstance(exc, UserTokenExpired)
             metrics.AUTH_REFUSALS.labels(
@@ -159,10 +167,48 @@ class Gateway:
             self._limits[client] = self.settings.limit_for(client)
         return self._limits[client]
 
-    def rate_limit(self, client: str, cost: int) -> dict[str, str]:
-        """Count ``cost`` events against ``client``'s limit: its ``X-RateLimit-*`` headers
-        (none for an unlimited client), or 429 with them and ``Retry-After``; a request of
-        more events than the whole limit is 413 (waiting would never let it through)."""
+    def rate_limit(self, writer: Writer, cost: int) -> dict[str, str]:
+        """Count ``cost`` events against the writer's limits: its client's, and for a
+        frontend key its user's (:meth:`_user_rate_limit`); the ``X-RateLimit-*`` headers of
+        the limit with less left, or 429 with them and ``Retry-After``; a request of more
+        events than a whole limit is 413 (waiting would never let it through)."""
+        user_headers = self._user_rate_limit(writer, cost)
+        client_headers = self._client_rate_limit(writer.client, cost)
+        if user_headers and (
+            not client_headers
+            or int(user_headers["X-RateLimit-Remaining"])
+            < int(client_headers["X-RateLimit-Remaining"])
+        ):
+            return user_headers
+        return client_headers
+
+    def _user_rate_limit(self, writer: Writer, cost: int) -> dict[str, str]:
+        """A frontend key's user: counted first and apart (the identifier holds the client
+        and the user), so one user's burst is refused before it spends the key's budget."""
+        limit = self.user_limit
+        if limit is None or writer.user is None:
+            return {}
+        who = (writer.client, writer.user)
+        if cost > limit.amount:
+            metrics.EVENTS_REJECTED.labels("unknown", "exceeds_rate_limit").inc(cost)
+            raise HTTPException(
+                413,
+                f"{cost} events in one request exceed user_rate_limit {limit} for one user of "
+                f"client {writer.client!r}: send at most {limit.amount} events per request",
+                headers=self._limit_headers(limit, *who),
+            )
+        if self.limiter.hit(limit, *who, cost=cost):
+            return self._limit_headers(limit, *who)
+        metrics.EVENTS_REJECTED.labels("unknown", "rate_limited").inc(cost)
+        headers = self._limit_headers(limit, *who)
+        raise HTTPException(
+            429,
+            f"rate limit {limit} exceeded for this user of client {writer.client!r} (each "
+            "signed-in user has a limit of their own)",
+            headers={**headers, "Retry-After": headers["X-RateLimit-Reset"]},
+        )
+
+    def _client_rate_limit(self, client: str, cost: int) -> dict[str, str]:
         limit = self.limit_for(client)
         if limit is None:
             return {}
@@ -187,8 +233,8 @@ class Gateway:
         retry = headers["X-RateLimit-Reset"]
         raise HTTPException(429, detail, headers={**headers, "Retry-After": retry})
 
-    def _limit_headers(self, limit: RateLimitItem, client: str) -> dict[str, str]:
-        stats = self.limiter.get_window_stats(limit, client)
+    def _limit_headers(self, limit: RateLimitItem, *who: str) -> dict[str, str]:
+        stats = self.limiter.get_window_stats(limit, *who)
         reset = max(1, math.ceil(stats.reset_time - time.time()))
         return {
             "X-RateLimit-Limit": str(limit.amount),

@@ -31,8 +31,9 @@ Takes user events from the frontend and publishes them to Kafka (`user_watch_log
   line feed; no key twice in a JSON object.
 * **Events bound to users**: a write key is `frontend` (a browser's or an app's key: public
   in effect) unless configured as `server` (a backend relaying its users' events). A
-  frontend key must also send `X-User-Token`, the api's signed user token (a JWT, HS256,
-  claims `sub` = the user id, `exp`, `aud` = `cinepulse-api`), and may send only that user's
+  frontend key must also send `X-User-Token`, a signed user token for writing (a JWT, HS256
+  with the api's secret, claims `sub` = the user id, `exp`, `aud` = `cinepulse-events`: a
+  token for reads, `aud` = `cinepulse-api`, is refused), and may send only that user's
   events: **401** without a valid token (missing, forged, expired: the detail says which),
   **403** when an event's `user_id` is not the token's `sub`, naming the first such event
   (`index`, `event_id`, `field`); the whole request is refused then, nothing of it is
@@ -261,9 +262,10 @@ def add_write_key_scheme(schema: dict[str, Any], header: str, token_header: str)
         "type": "apiKey",
         "in": "header",
         "name": token_header,
-        "description": "a frontend key's user token, the api's: a JWT signed with HS256 (the "
-        "secret shared with the frontend's backend) with the claims sub (the user id), exp "
-        "and aud = cinepulse-api; the request's events must all be for that user",
+        "description": "a frontend key's user token for writing: a JWT signed with HS256 (the "
+        "secret shared with the frontend's backend, the api's) with the claims sub (the user "
+        "id), exp and aud = cinepulse-events (a read token, aud = cinepulse-api, is refused); "
+        "the request's events must all be for that user",
     }
     for path, ops in schema.get("paths", {}).items():
         if path.startswith("/api/events"):

@@ -26,6 +26,10 @@ from cinepulse_common.settings import CinepulseSettings, KafkaSettings
 #: the reason for the figure): 100 events a second on average, counted over 10 seconds so that
 #: a full batch (``limits.max_batch_events``, 500) fits in it
 DEFAULT_RATE_LIMIT = "1000/10 seconds"
+#: each signed-in user's events through a frontend key, per pod: a person clicking and
+#: watching sends a few events a second; the figure leaves room for a burst (a page's queued
+#: events flushed at once) while one user can spend at most a fifth of the key's default
+DEFAULT_USER_RATE_LIMIT = "200/10 seconds"
 #: the values that turn a key's limit off (compared case-insensitively)
 UNLIMITED = frozenset({"unlimited", "none"})
 
@@ -115,6 +119,13 @@ class EventGatewaySettings(CinepulseSettings):
         '{"backend": "unlimited", "ios": "500/10 seconds"}; \'unlimited\' (or \'none\') '
         "for server-side relays and benchmarks; each at least limits.max_batch_events events",
     )
+    user_rate_limit: str = Field(
+        DEFAULT_USER_RATE_LIMIT,
+        description="each signed-in user's limit through a frontend write key (the user of "
+        "its X-User-Token), on top of the key's own: one user cannot spend a shared key's "
+        "budget for everyone else; e.g. '200/10 seconds', or 'unlimited'; server keys are "
+        "not counted per user; a request of more events than this is 413; counted per pod",
+    )
     cors_origins: list[str] = Field(default_factory=list, description="allowed browser origins")
     host: str = "0.0.0.0"  # noqa: S104 - listens inside its pod
     port: int = Field(8080, ge=1, le=65535)
@@ -133,7 +144,12 @@ class EventGatewaySettings(CinepulseSettings):
                     f"batch; allow at least {batch} events (e.g. '{batch * 2}/10 seconds'), "
                     "or lower limits.max_batch_events"
                 )
+        parse_rate_limit(self.user_rate_limit, "user_rate_limit")  # an error names it
         return self
+
+    def user_limit(self) -> RateLimitItem | None:
+        """Each frontend user's limit; ``None`` = not counted per user."""
+        return parse_rate_limit(self.user_rate_limit, "user_rate_limit")
 
     def limit_for(self, client: str) -> RateLimitItem | None:
         """``client``'s rate limit (its own, else the default); ``None`` = unlimited."""

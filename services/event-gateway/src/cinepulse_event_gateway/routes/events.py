@@ -43,7 +43,7 @@ async def post_event(request: Request, gw: GatewayDep) -> Response:
     client = writer.client
     key = idempotency_key(request)
     body = await gw.read_body(request)
-    counted = gw.rate_limit(client, 1)
+    counted = gw.rate_limit(writer, 1)
     try:
         data = parse_json(body)
     except MalformedJson as exc:
@@ -109,7 +109,7 @@ async def post_batch(request: Request, gw: GatewayDep) -> Response:
         raise HTTPException(
             422, [{"field": "body", "reason": "the batch is empty", "type": "too_short"}]
         )
-    counted = gw.rate_limit(client, len(items))
+    counted = gw.rate_limit(writer, len(items))
 
     now = datetime.now(UTC)
     results: list[BatchItem] = []
