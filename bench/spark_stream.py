@@ -223,7 +223,7 @@ def _freshness(stack: Stack, kafka: KafkaSettings, dsn: str, workdir: Path) -> d
             # measured flat out: the default per-key limit (100 events/s) would cap it
             "CINEPULSE_RATE_LIMITS": json.dumps({"bench": "unlimited"}),
             # many users' events: a server key (a frontend key needs a user's token)
-            "CINEPULSE_AUTH__ROLES": json.dumps({"bench": "server"}),
+            "CINEPULSE_AUTH__WRITE_ROLES": json.dumps({"bench": "server"}),
             "CINEPULSE_LOG_LEVEL": "WARNING",
             "CINEPULSE_POSTGRES__DSN": dsn,
             "CINEPULSE_CHECKPOINT_DIR": str(workdir / "stream-checkpoints"),

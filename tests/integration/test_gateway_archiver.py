@@ -40,7 +40,7 @@ def gateway_env(kafka: KafkaSettings, **extra: str) -> dict[str, str]:
         CINEPULSE_KAFKA__TOPIC_PREFIX=kafka.topic_prefix,
         CINEPULSE_AUTH__KEYS=json.dumps({"it": KEY, "web": WEB_KEY}),
         # the tests replay many users' events with the it key: a server key
-        CINEPULSE_AUTH__ROLES=json.dumps({"it": "server"}),
+        CINEPULSE_AUTH__WRITE_ROLES=json.dumps({"it": "server"}),
         CINEPULSE_AUTH__USER_TOKEN_SECRET=USER_TOKEN_SECRET,
         # bursts and fuzzed batches of up to 500 events: the default 100/s would refuse them
         CINEPULSE_RATE_LIMITS=json.dumps({"it": "unlimited"}),

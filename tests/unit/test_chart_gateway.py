@@ -84,7 +84,7 @@ def test_write_key_roles_and_the_apis_user_token_secret_reach_the_gateway() -> N
         ["gateway.auth.roles.backend=server", "api.auth.userTokenSecret=cinepulse-user-tokens"],
     )
     gateway, api = env["gateway"], env["api"]
-    assert json.loads(gateway["CINEPULSE_AUTH__ROLES"]["value"]) == {"backend": "server"}
+    assert json.loads(gateway["CINEPULSE_AUTH__WRITE_ROLES"]["value"]) == {"backend": "server"}
     secret = gateway["CINEPULSE_AUTH__USER_TOKEN_SECRET"]
     assert secret["valueFrom"]["secretKeyRef"] == {"name": "cinepulse-user-tokens", "key": "secret"}
     assert secret == api["CINEPULSE_AUTH__USER_TOKEN_SECRET"]
@@ -92,13 +92,17 @@ def test_write_key_roles_and_the_apis_user_token_secret_reach_the_gateway() -> N
 
 def test_by_default_every_write_key_is_frontend_and_no_secret_is_passed() -> None:
     env = _gateway_env("default")
-    assert "CINEPULSE_AUTH__ROLES" not in env
+    assert "CINEPULSE_AUTH__WRITE_ROLES" not in env
+    assert "CINEPULSE_AUTH__ROLES" not in env  # the api's read roles: never the gateway's
     assert "CINEPULSE_AUTH__USER_TOKEN_SECRET" not in env
 
 
 def test_the_clusters_replays_and_helm_test_are_server_keys() -> None:
     env = _gateway_env("cluster")
-    assert json.loads(env["CINEPULSE_AUTH__ROLES"]) == {"demo": "server", "helm-test": "server"}
+    assert json.loads(env["CINEPULSE_AUTH__WRITE_ROLES"]) == {
+        "demo": "server",
+        "helm-test": "server",
+    }
 
 
 def test_a_role_the_gateway_does_not_know_is_refused() -> None:

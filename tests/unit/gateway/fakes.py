@@ -66,7 +66,7 @@ class FakePublisher:
 #: the user binding (test_user_binding.py: frontend keys and their user tokens)
 AUTH: dict[str, Any] = {
     "keys": {"web": "k1", "ios": "k2"},
-    "roles": {"web": "server", "ios": "server"},
+    "write_roles": {"web": "server", "ios": "server"},
 }
 
 

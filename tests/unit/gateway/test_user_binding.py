@@ -28,7 +28,7 @@ SECRET = "gateway-unit-test-user-token-secret-0123456789"
 #: ``web`` is a browser's key (not listed: frontend), ``relay`` a backend's (server)
 AUTH: dict[str, Any] = {
     "keys": {"web": "k1", "relay": "k3"},
-    "roles": {"relay": "server"},
+    "write_roles": {"relay": "server"},
     "user_token_secret": SECRET,
 }
 WEB = {"X-Write-Key": "k1"}
@@ -288,7 +288,7 @@ def test_openapi_declares_the_user_token(client: TestClient) -> None:
 
 # --- the key store's marking: roles and the user token settings --------------------------------
 def test_a_key_not_marked_is_frontend_and_server_is_marked() -> None:
-    auth = AuthSettings(keys={"web": "k1", "relay": "k3"}, roles={"relay": "server"})
+    auth = AuthSettings(keys={"web": "k1", "relay": "k3"}, write_roles={"relay": "server"})
     assert auth.role_of("web") == "frontend"
     assert auth.role_of("relay") == "server"
     assert auth.role_of("never-heard-of") == "frontend"
@@ -299,17 +299,16 @@ def test_roles_and_the_token_secret_come_from_the_environment(
 ) -> None:
     monkeypatch.setenv("CINEPULSE_KAFKA__BOOTSTRAP_SERVERS", "127.0.0.1:1")
     monkeypatch.setenv("CINEPULSE_AUTH__KEYS", '{"web": "k1", "backend": "k2"}')
-    monkeypatch.setenv("CINEPULSE_AUTH__ROLES", '{"backend": "server"}')
+    monkeypatch.setenv("CINEPULSE_AUTH__WRITE_ROLES", '{"backend": "server"}')
     monkeypatch.setenv("CINEPULSE_AUTH__USER_TOKEN_SECRET", SECRET)
     monkeypatch.setenv("CINEPULSE_AUTH__USER_TOKEN_MAX_TTL_S", "600")
     s = EventGatewaySettings()
-    assert s.auth.roles == {"backend": "server"}
+    assert s.auth.write_roles == {"backend": "server"}
     assert s.auth.role_of("web") == "frontend"
     assert s.auth.token_secret() == SECRET
     assert s.auth.user_token_max_ttl_s == 600
     # the very variables the api (and the recommender) read: one secret for all (the roles
     # are each service's own: its pods' environment)
-    monkeypatch.delenv("CINEPULSE_AUTH__ROLES")
     api = KeyedServiceSettings().auth
     assert api.token_secret() == s.auth.token_secret()
     assert api.user_token_header == s.auth.user_token_header == "X-User-Token"
@@ -318,8 +317,10 @@ def test_roles_and_the_token_secret_come_from_the_environment(
 @pytest.mark.parametrize(
     ("auth", "error"),
     [
-        ({"roles": {"web": "internal"}}, "roles.web"),  # the api's role, not the gateway's
-        ({"roles": {"web": "Server"}}, "roles.web"),
+        ({"write_roles": {"web": "internal"}}, "write_roles.web"),  # a read role
+        ({"write_roles": {"web": "Server"}}, "write_roles.web"),
+        # the api's variable, CINEPULSE_AUTH__ROLES, given to the gateway: refused, named
+        ({"roles": {"web": "server"}}, "CINEPULSE_AUTH__WRITE_ROLES"),
         ({"user_token_secret": "short"}, "at least 32 bytes"),
     ],
 )
@@ -331,7 +332,7 @@ def test_a_bad_role_or_a_weak_secret_is_refused_at_start(auth: dict[str, Any], e
 def test_roles_for_unknown_clients_and_secretless_frontend_keys_are_warned_about(
     publisher: FakePublisher, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    auth = {"keys": {"web": "k1"}, "roles": {"gone": "server"}}
+    auth = {"keys": {"web": "k1"}, "write_roles": {"gone": "server"}}
     settings = EventGatewaySettings(kafka={"bootstrap_servers": "127.0.0.1:1"}, auth=auth)
     create_app(settings, publisher=publisher)
     out = capsys.readouterr()

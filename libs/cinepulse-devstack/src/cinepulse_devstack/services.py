@@ -154,7 +154,7 @@ class EventGateway(KeyedService):
     def service_env(self) -> dict[str, str]:
         return super().service_env() | {
             "CINEPULSE_RATE_LIMITS": self.rate_limits,
-            "CINEPULSE_AUTH__ROLES": self.roles,
+            "CINEPULSE_AUTH__WRITE_ROLES": self.roles,
         }
 
 

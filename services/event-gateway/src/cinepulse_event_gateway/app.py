@@ -9,7 +9,7 @@ Request life cycle (``POST /api/events`` and ``POST /api/events/batch``):
    received whole within ``limits.body_read_timeout_s`` (408: a slow client holds no
    request slot for long);
 2. the write key must match a client (401); a ``frontend`` key (every key but those
-   ``auth.roles`` marks ``server``) must also carry a valid ``X-User-Token``, the api's
+   ``auth.write_roles`` marks ``server``) must also carry a valid ``X-User-Token``, the api's
    signed user token (401 naming what is wrong with it; 403 when no token secret is
    configured); the client's rate limit (its own in
    ``rate_limits``, else ``rate_limit``: 1000 events per 10 seconds; counted per pod) must
@@ -112,7 +112,7 @@ def create_app(
             clients=len(keys.clients) if keys else 0,
             rate_limit=settings.rate_limit,
             rate_limits=settings.rate_limits,
-            server_keys=sorted(c for c, r in settings.auth.roles.items() if r == "server"),
+            server_keys=sorted(c for c, r in settings.auth.write_roles.items() if r == "server"),
         )
         try:
             yield
@@ -175,7 +175,7 @@ def _check_roles(settings: EventGatewaySettings, clients: list[str]) -> None:
     """Warn at start about roles that change nothing, and about frontend keys that can send
     nothing (no user token secret: every one of their requests is refused)."""
     auth = settings.auth
-    unknown = sorted(set(auth.roles) - set(clients))
+    unknown = sorted(set(auth.write_roles) - set(clients))
     if unknown:
         log.warning("roles given for clients without a write key", clients=unknown)
     frontend = [c for c in clients if auth.role_of(c) == "frontend"]
@@ -183,7 +183,7 @@ def _check_roles(settings: EventGatewaySettings, clients: list[str]) -> None:
         log.warning(
             "frontend write keys without a user token secret: their requests are refused "
             "(403); set CINEPULSE_AUTH__USER_TOKEN_SECRET (the api's), or mark a backend "
-            "relaying events as server in CINEPULSE_AUTH__ROLES",
+            "relaying events as server in CINEPULSE_AUTH__WRITE_ROLES",
             clients=frontend,
         )
 

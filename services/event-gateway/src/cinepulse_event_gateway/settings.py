@@ -6,14 +6,14 @@ file per client, the file name is the client id and the content its key),
 ``CINEPULSE_LIMITS__MAX_BATCH_EVENTS=500``, ``CINEPULSE_LIMITS__MAX_CONCURRENT_REQUESTS=256``,
 ``CINEPULSE_LIMITS__BODY_READ_TIMEOUT_S=10``, ``CINEPULSE_RATE_LIMIT='2000/10 seconds'``,
 ``CINEPULSE_RATE_LIMITS='{"backend": "unlimited", "ios": "500/10 seconds"}'``,
-``CINEPULSE_AUTH__ROLES='{"backend": "server"}'`` (a key not listed is ``frontend``: its
+``CINEPULSE_AUTH__WRITE_ROLES='{"backend": "server"}'`` (a key not listed is ``frontend``: its
 events must be for the user of its ``X-User-Token``), ``CINEPULSE_AUTH__USER_TOKEN_SECRET``
 (the api's).
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from limits import RateLimitItem, parse
 from pydantic import BaseModel, Field, model_validator
@@ -53,7 +53,7 @@ def parse_rate_limit(value: str, name: str) -> RateLimitItem | None:
 #: what a write key may assert: ``frontend``, only the user of the request's user token;
 #: ``server`` (a backend relaying its users' events), any user
 WriteRole = Literal["frontend", "server"]
-#: the role of a write key that ``auth.roles`` does not list: the least privileged
+#: the role of a write key that ``auth.write_roles`` does not list: the least privileged
 DEFAULT_WRITE_ROLE: WriteRole = "frontend"
 
 
@@ -64,7 +64,7 @@ class AuthSettings(UserTokenSettings, ApiKeySettings):
 
     enabled: bool = Field(True, description="require a write key on every event request")
     header: str = Field("X-Write-Key", description="request header carrying the write key")
-    roles: dict[str, WriteRole] = Field(
+    write_roles: dict[str, WriteRole] = Field(
         default_factory=dict,
         description="client id -> role: frontend (a browser's or an app's key, public in "
         "effect) must send the user token (user_token_header) and may send only that user's "
@@ -72,8 +72,22 @@ class AuthSettings(UserTokenSettings, ApiKeySettings):
         "any user's; a client not listed is frontend",
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _not_the_read_roles(cls, data: Any) -> Any:
+        # CINEPULSE_AUTH__ROLES is the api's and the recommender's (internal / frontend
+        # readers): given to the gateway it would be either refused value by value or, worse,
+        # read as write roles; say which variable the gateway takes instead
+        if isinstance(data, dict) and "roles" in data:
+            raise ValueError(
+                "auth.roles (CINEPULSE_AUTH__ROLES) is the api's read roles, not the gateway's: "
+                "give the write keys' roles (frontend or server) in auth.write_roles "
+                "(CINEPULSE_AUTH__WRITE_ROLES; chart: gateway.auth.roles)"
+            )
+        return data
+
     def role_of(self, client: str) -> WriteRole:
-        return self.roles.get(client, DEFAULT_WRITE_ROLE)
+        return self.write_roles.get(client, DEFAULT_WRITE_ROLE)
 
 
 class LimitSettings(BaseModel):
