@@ -42,9 +42,9 @@ from cinepulse_devstack.tmdb_offline.synthetic import (
     MOVIE_ID_BASE,
     SIZE,
 )
+from cinepulse_tmdb_fetcher.bootstrap import build_fetcher
 from cinepulse_tmdb_fetcher.client import TmdbClient
 from cinepulse_tmdb_fetcher.models import normalise
-from cinepulse_tmdb_fetcher.pipeline import Fetcher
 from cinepulse_tmdb_fetcher.settings import TmdbFetcherSettings
 from tests.datasets import needs
 from tests.unit.tmdb.fakes import AUTH, TOKEN, get, settings
@@ -148,7 +148,7 @@ def test_the_fetcher_discovers_and_parses_every_synthetic_movie(synthetic_app: A
         s = fetcher_settings()
         transport = httpx.ASGITransport(app=synthetic_app)
         async with TmdbClient(s.tmdb, transport=transport) as client:
-            ids = await Fetcher(s, client, dry_run=True).discover_all()
+            ids = await build_fetcher(s, client, dry_run=True).discover_all()
             bodies = await asyncio.gather(*(client.movie(i) for i in ids))
             genres = await client.genres()
         return ids, bodies, genres

@@ -25,8 +25,11 @@ from cinepulse_common.logging import configure_logging, get_logger
 from cinepulse_common.observability import record_build_info
 from cinepulse_common.settings import load_settings
 from cinepulse_tmdb_fetcher import __version__, metrics
+from cinepulse_tmdb_fetcher.bootstrap import build_fetcher
 from cinepulse_tmdb_fetcher.client import TmdbAuthError, TmdbClient, TmdbUnavailable
-from cinepulse_tmdb_fetcher.pipeline import Counts, Fetcher, SinkError
+from cinepulse_tmdb_fetcher.pipeline import Fetcher
+from cinepulse_tmdb_fetcher.ports import SinkError
+from cinepulse_tmdb_fetcher.progress import Counts
 from cinepulse_tmdb_fetcher.settings import TmdbFetcherSettings
 
 log = get_logger("cinepulse_tmdb_fetcher")
@@ -51,7 +54,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 async def run(settings: TmdbFetcherSettings, args: argparse.Namespace) -> tuple[int, Fetcher]:
     async with TmdbClient(settings.tmdb) as client:
-        fetcher = Fetcher(settings, client, dry_run=args.dry_run)
+        fetcher = build_fetcher(settings, client, dry_run=args.dry_run)
         started = datetime.now(UTC)
         fetcher.record_run(args.mode, "running", started=started)
         code, error = EXIT_OK, None
