@@ -5,6 +5,7 @@ setup hook making the reader role then provisioning, and its network flows."""
 from __future__ import annotations
 
 import base64
+import json
 from typing import Any
 
 import yaml
@@ -190,3 +191,35 @@ def test_metabase_on_an_external_database_needs_its_secret() -> None:
     r = chart.render([SCENARIOS["external"]], ["metabase.existingSecret="])
     assert r.returncode != 0
     assert "metabase.existingSecret is required with an external PostgreSQL" in r.stderr
+
+
+def test_metabase_content_is_mounted_into_the_provision_step(rendered: dict[str, str]) -> None:
+    """files/metabase/content.json, verbatim in a ConfigMap (a plain object: it exists before
+    the post-install/post-upgrade hook), read by provision at CINEPULSE_METABASE__CONTENT_PATH."""
+    source = (chart.chart_dir() / "files" / "metabase" / "content.json").read_text()
+    for scenario in ("metabase", "external"):
+        docs = chart.documents(rendered[scenario])
+        (cm,) = [
+            d
+            for d in docs
+            if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "cp-cinepulse-metabase-content"
+        ]
+        assert "helm.sh/hook" not in (cm["metadata"].get("annotations") or {})
+        assert cm["data"]["content.json"] == source.rstrip("\n")
+        assert json.loads(cm["data"]["content.json"])["version"] >= 1
+        pod = job_of(docs, "metabase-setup")["spec"]["template"]["spec"]
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        assert volumes["content"]["configMap"] == {"name": "cp-cinepulse-metabase-content"}
+        ((prepare,), (provision,)) = pod["initContainers"], pod["containers"]
+        mounts = {m["name"]: m for m in provision["volumeMounts"]}
+        assert mounts["content"] == {
+            "name": "content",
+            "mountPath": "/etc/cinepulse/metabase",
+            "readOnly": True,
+        }
+        path = env_of(provision)["CINEPULSE_METABASE__CONTENT_PATH"]
+        assert path == "/etc/cinepulse/metabase/content.json"
+        assert "CINEPULSE_METABASE__CONTENT_PATH" not in env_of(prepare)
+        assert "content" not in {m["name"] for m in prepare["volumeMounts"]}
+    default = chart.documents(rendered["default"])
+    assert not [d for d in default if d["metadata"]["name"] == "cp-cinepulse-metabase-content"]

@@ -1,25 +1,17 @@
 """The Metabase provisioning client (``cinepulse_common.metabase``) against a stand-in.
 
-:class:`FakeMetabase` is NOT Metabase (Metabase cannot run on these machines: no image
-registry, not on Maven Central). It is an in-process HTTP server implementing only the part of
-Metabase's API the client calls, with the behaviour the client relies on as read in
-Metabase's source (listed in the module's docstring): ``/api/health`` (503 until ready),
-``/api/session/properties`` (``has-user-setup``, ``setup-token``), ``/api/setup`` (first admin
-only, 403 afterwards), ``/api/session`` (401 on a wrong password), ``/api/database`` (list,
-create, update; 400 when it "cannot connect"), ``/api/setting/:key``, and 401 for any other
-call without a valid ``X-Metabase-Session``. What Metabase itself does with the datasource is
-checked against the real PostgreSQL in ``tests/integration/test_metabase_datasource.py``.
+:class:`~tests.unit.metabase_standin.FakeMetabase` is NOT Metabase (Metabase cannot run on
+these machines: no image registry, not on Maven Central): an in-process HTTP server of only
+the API calls the client makes, with the behaviour read in Metabase's source (see that
+module). The questions and dashboards are tested in ``test_metabase_content.py``. What
+Metabase itself does with the datasource is checked against the real PostgreSQL in
+``tests/integration/test_metabase_datasource.py``.
 """
 
 from __future__ import annotations
 
 import json
-import re
-import threading
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -36,123 +28,12 @@ from cinepulse_common.metabase import (
     provision,
 )
 from cinepulse_common.settings import PostgresSettings
+from tests.unit.metabase_standin import FakeMetabase
 
 OWNER_PASSWORD = "owner-Secret-1"  # the warehouse owner's: must never reach Metabase
 WAREHOUSE_DSN = f"postgresql://cinepulse:{OWNER_PASSWORD}@pg.cinepulse.svc:5432/cinepulse"
 ADMIN_PASSWORD = "Adm1n-generated-password"
 READER_PASSWORD = "reader-generated-password"
-
-
-@dataclass
-class FakeMetabase:
-    """The stand-in's state; :meth:`serve` runs it on a free port of 127.0.0.1."""
-
-    unhealthy_answers: int = 0  # /api/health answers 503 this many times first
-    never_ready: bool = False
-    refuse_datasource: bool = False  # POST/PUT /api/database answer 400 "cannot connect"
-    users: dict[str, str] = field(default_factory=dict)  # email -> password
-    setup_token: str = field(default_factory=lambda: str(uuid.uuid4()))
-    sessions: set[str] = field(default_factory=set)
-    databases: dict[int, dict[str, Any]] = field(default_factory=dict)
-    settings: dict[str, Any] = field(default_factory=lambda: {"anon-tracking-enabled": True})
-    calls: list[tuple[str, str, Any]] = field(default_factory=list)
-    health_calls: int = 0
-    url: str = ""
-
-    def _answer(self, method: str, path: str, body: Any, session: str | None) -> tuple[int, Any]:
-        self.calls.append((method, path, body))
-        if path == "/api/health":
-            self.health_calls += 1
-            if self.never_ready or self.health_calls <= self.unhealthy_answers:
-                return 503, {"status": "initializing", "progress": 0.4}
-            return 200, {"status": "ok"}
-        if path == "/api/session/properties" and method == "GET":
-            props: dict[str, Any] = {"has-user-setup": bool(self.users), "site-name": "x"}
-            props["setup-token"] = None if self.users else self.setup_token
-            return 200, props
-        if path == "/api/setup" and method == "POST":
-            if self.users:
-                return 403, {
-                    "message": "The /api/setup route can only be used to create the first "
-                    "user, however a user currently exists."
-                }
-            if body.get("token") != self.setup_token:
-                return 400, {"errors": {"token": "Token does not match the setup token."}}
-            user = body["user"]
-            self.users[user["email"]] = user["password"]
-            self.settings["site-name"] = body["prefs"]["site_name"]
-            self.settings["anon-tracking-enabled"] = True  # as Metabase's setup does
-            return 200, {"id": self._session()}
-        if path == "/api/session" and method == "POST":
-            if self.users.get(body.get("username")) != body.get("password"):
-                return 401, {"errors": {"password": "did not match stored password"}}
-            return 200, {"id": self._session()}
-        if session not in self.sessions:
-            return 401, "Unauthenticated"
-        if path == "/api/database" and method == "GET":
-            rows = [
-                {"id": i, **{k: v for k, v in d.items() if k != "details"}}
-                for i, d in sorted(self.databases.items())
-            ]
-            return 200, {"data": rows, "total": len(rows)}
-        m = re.fullmatch(r"/api/database(?:/(\d+))?", path)
-        if m and method in ("POST", "PUT"):
-            if self.refuse_datasource:
-                return 400, {
-                    "message": "Connection to 'pg.cinepulse.svc:5432' successful, but "
-                    "could not connect to DB."
-                }
-            if method == "POST":
-                db_id = max(self.databases, default=1) + 1  # 1: the sample database
-                self.databases[db_id] = dict(body)
-            else:
-                db_id = int(m.group(1))
-                if db_id not in self.databases:
-                    return 404, "Not found."
-                self.databases[db_id] |= body
-            return 200, {"id": db_id, **self.databases[db_id]}
-        m = re.fullmatch(r"/api/setting/([a-z-]+)", path)
-        if m and method == "PUT":
-            self.settings[m.group(1)] = body["value"]
-            return 204, None
-        return 404, "Not found."
-
-    def _session(self) -> str:
-        session = str(uuid.uuid4())
-        self.sessions.add(session)
-        return session
-
-    def serve(self) -> Iterator[FakeMetabase]:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def _handle(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = json.loads(self.rfile.read(length)) if length else None
-                status, payload = fake._answer(
-                    self.command, self.path, body, self.headers.get("X-Metabase-Session")
-                )
-                raw = b"" if payload is None else json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw)
-
-            do_GET = do_POST = do_PUT = _handle
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        self.url = f"http://127.0.0.1:{server.server_address[1]}"
-        try:
-            yield self
-        finally:
-            server.shutdown()
-            server.server_close()
 
 
 @pytest.fixture

@@ -9,7 +9,10 @@ hook Job (``metabase.enabled``) runs, in this order::
       reads every analytics view
   python -m cinepulse_common.metabase provision
       Metabase's side, through its HTTP API: the first admin on a fresh instance (or a login
-      as that admin), then the warehouse datasource created, or updated in place (idempotent)
+      as that admin), then the warehouse datasource created, or updated in place (idempotent);
+      then, with CINEPULSE_METABASE__CONTENT_PATH (the chart mounts files/metabase/
+      content.json), the collection "Cinepulse" and the analysts' questions and dashboards
+      created, updated in place or left alone (:mod:`.content`)
 
 and Metabase's own pod first runs ``wait-database`` (its application database is created by
 that hook, after install). Every command prints one JSON summary line on stdout and its
@@ -42,19 +45,46 @@ checked by Metabase against v0.63 and v0.64):
 * ``PUT /api/setting/anon-tracking-enabled`` ``{"value": false}``: ``POST /api/setup`` turns
   Metabase's anonymous usage tracking on; it is turned off again on every run.
 
+The questions and dashboards (:mod:`.content`; a malli schema refused answers 400 with
+``{"errors": {field: message}, "specific-errors": ...}``):
+
+* ``GET /api/collection``: a bare list, the root collection first (its id is ``"root"``),
+  each with ``id``, ``name``, ``location``, ``personal_owner_id``, ``archived``.
+  ``POST /api/collection`` ``{"name", "description"}``: name a non-blank string, description
+  absent, null or non-blank, ``parent_id`` absent for the top level
+  (src/metabase/collections/api.clj).
+* ``GET /api/collection/:id/items?models=card&models=dashboard``: ``{"data": [{"id",
+  "name", "model"}, ...], "total"}``, archived items left out (collections/api.clj).
+* ``POST /api/card`` (CardCreateSchema in src/metabase/queries/api/card.clj): ``name``,
+  ``dataset_query`` (a map), ``display`` (non-blank) and ``visualization_settings`` (a map)
+  required; ``description`` absent, null or non-blank; ``type`` question, model or metric;
+  ``collection_id`` a positive integer. The query is a native one against the datasource:
+  ``{"database": id, "type": "native", "native": {"query": sql, "template-tags": {}}}``.
+  ``PUT /api/card/:id`` (CardUpdateSchema: the same keys, all optional) updates in place;
+  ``GET /api/card/:id`` shows it (its ``dataset_query`` in that legacy shape or MBQL 5's
+  ``stages[0].native``: both are read).
+* ``POST /api/dashboard`` ``{"name", "description", "collection_id"}`` (name non-blank,
+  description a string or null) and ``PUT /api/dashboard/:id`` with ``dashcards``
+  (DashUpdates and UpdatedDashboardCard in src/metabase/dashboards/api.clj): each dashcard
+  ``id`` (an integer, negative for a new one, unique), ``size_x``/``size_y`` positive,
+  ``row``/``col`` zero or more, plus ``card_id``; dashcards left out are deleted.
+  ``GET /api/dashboard/:id`` shows its ``dashcards``. The grid is 24 columns wide.
+
 Settings (:class:`MetabaseSetupSettings`, one class for the three commands): the warehouse
 ``CINEPULSE_POSTGRES__DSN``; ``CINEPULSE_METABASE__URL``, ``__ADMIN_EMAIL``,
 ``__ADMIN_PASSWORD``, ``__READER_ROLE``, ``__READER_PASSWORD``, ``__DATASOURCE_NAME``,
-``__SCHEMA_NAME``, ``__READY_TIMEOUT_S``, ...; Metabase's application database
+``__SCHEMA_NAME``, ``__READY_TIMEOUT_S``, ``__CONTENT_PATH``, ...; Metabase's application database
 ``CINEPULSE_METABASE__APP_DATABASE__{NAME,USER,PASSWORD,HOST,PORT}`` (when the chart manages
 it). A command names the variable it misses.
 
 Exit codes: 0 done; 1 refused (a wrong admin password, a datasource Metabase cannot connect
-to, a role or database that cannot be made); 2 bad configuration; 4 Metabase or PostgreSQL
+to, a role or database that cannot be made, a card or dashboard Metabase refuses); 2 bad
+configuration (a content file that cannot be read or is not valid); 4 Metabase or PostgreSQL
 did not answer in time.
 
 The parts: :mod:`.settings`, :mod:`.database` (the PostgreSQL side), :mod:`.client` (the
-Metabase side), :mod:`.cli` (the commands); this package exports what they offer.
+Metabase side), :mod:`.content` (the questions and dashboards), :mod:`.cli` (the commands);
+this package exports what they offer.
 """
 
 from __future__ import annotations
@@ -71,6 +101,15 @@ from cinepulse_common.metabase.client import (
     MetabaseClient,
     provision,
     wait_until_ready,
+)
+from cinepulse_common.metabase.content import (
+    Content,
+    ContentCard,
+    ContentDashboard,
+    card_payload,
+    load_content,
+    native_of,
+    provision_content,
 )
 from cinepulse_common.metabase.database import (
     check_reader,
@@ -99,18 +138,25 @@ __all__ = [
     "Answer",
     "AppDatabaseSettings",
     "ConfigError",
+    "Content",
+    "ContentCard",
+    "ContentDashboard",
     "MetabaseClient",
     "MetabaseError",
     "MetabaseSettings",
     "MetabaseSetupSettings",
     "NotReady",
+    "card_payload",
     "check_reader",
     "datasource_details",
     "datasource_for",
     "details_conninfo",
+    "load_content",
     "main",
+    "native_of",
     "prepare_database",
     "provision",
+    "provision_content",
     "wait_database",
     "wait_until_ready",
 ]

@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from cinepulse_common.metabase.content import load_content, provision_content
 from cinepulse_common.metabase.database import datasource_for
 from cinepulse_common.metabase.settings import (
     MetabaseError,
@@ -161,12 +162,15 @@ def provision(
     settings: MetabaseSetupSettings, *, progress: Callable[[str], None] | None = None
 ) -> dict[str, Any]:
     """Wait for Metabase, make the first admin on a fresh instance (else log in as it), turn
-    the anonymous tracking off, and create or update the warehouse datasource."""
+    the anonymous tracking off, create or update the warehouse datasource, then, when
+    ``content_path`` is set, the questions and dashboards of :mod:`.content`."""
     mb = settings.metabase
     admin_password: SecretStr = _need(mb.admin_password, "CINEPULSE_METABASE__ADMIN_PASSWORD")
     password = admin_password.get_secret_value()
     details = datasource_for(settings)
     secrets = [password, details["password"]]
+    # a bad content file is a configuration error, found before Metabase is touched
+    content = load_content(mb.content_path) if mb.content_path is not None else None
     client = MetabaseClient(mb.url, mb.request_timeout_s)
     wait_until_ready(client, mb.ready_timeout_s, mb.retry_interval_s, progress=progress)
 
@@ -203,7 +207,7 @@ def provision(
         secrets,
     )
     database_id, action = _upsert_database(client, mb.datasource_name, details)
-    return {
+    summary: dict[str, Any] = {
         "metabase": mb.url,
         "admin": mb.admin_email,
         "set_up": set_up,
@@ -213,3 +217,6 @@ def provision(
         "reader": f"{details['user']}@{details['host']}:{details['port']}/{details['dbname']}",
         "schema": mb.schema_name,
     }
+    if content is not None:
+        summary["content"] = provision_content(client, database_id, content)
+    return summary

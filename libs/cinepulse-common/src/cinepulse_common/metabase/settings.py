@@ -4,6 +4,7 @@ they raise, and their progress on stderr."""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
@@ -44,6 +45,9 @@ class MetabaseSettings(BaseModel):
     #: the one schema Metabase syncs and the reader may read
     schema_name: str = "analytics"
     app_database: AppDatabaseSettings | None = None
+    #: the questions and dashboards ``provision`` creates or updates (the chart mounts
+    #: files/metabase/content.json); unset: the admin and the datasource only
+    content_path: Path | None = None
     #: how long ``provision`` waits for /api/health (the first start migrates Metabase's DB)
     ready_timeout_s: float = Field(600.0, gt=0)
     retry_interval_s: float = Field(5.0, gt=0)
