@@ -178,7 +178,12 @@ class Postgres(Component):
         with psycopg.connect(self.admin_dsn("postgres"), connect_timeout=2) as conn:
             conn.execute("SELECT 1")
 
-    def stop(self) -> None:
+    def stop(self, mode: str = "fast") -> None:
+        """``pg_ctl stop -m <mode>``: ``fast`` (the default) rolls back the sessions and
+        writes a checkpoint; ``immediate`` is a crash (every process quits at once, no
+        checkpoint): the next start runs crash recovery and empties the UNLOGGED tables."""
+        if mode not in ("smart", "fast", "immediate"):
+            raise ValueError(f"unknown pg_ctl stop mode {mode!r}")
         if self.alive():
             subprocess.run(
                 [
@@ -187,7 +192,7 @@ class Postgres(Component):
                     "-D",
                     str(self.data),
                     "-m",
-                    "fast",
+                    mode,
                     "-w",
                     "-t",
                     "60",
@@ -197,6 +202,19 @@ class Postgres(Component):
                 check=False,
             )
         terminate(self.pid())
+
+    def cluster_state(self) -> str:
+        """``Database cluster state`` of ``pg_controldata`` ("shut down" after a clean stop,
+        "in production" while running or after a crash)."""
+        out = run(
+            [*self._as_owner(), str(self.bindir / "pg_controldata"), "-D", str(self.data)],
+            what="pg_controldata",
+            env={**os.environ, "LC_ALL": "C"},  # the English labels parsed below
+        )
+        for line in out.splitlines():
+            if line.startswith("Database cluster state:"):
+                return line.split(":", 1)[1].strip()
+        raise StackError(f"pg_controldata printed no cluster state for {self.data}")
 
     def admin_dsn(self, database: str | None = None) -> str:
         db = database or self.cfg.postgres_db
