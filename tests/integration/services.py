@@ -7,8 +7,10 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,31 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@contextmanager
+def serve_in_thread(app: Any, name: str) -> Iterator[str]:
+    """``app`` (ASGI) served by uvicorn in a thread of this process on a free port, with its
+    lifespan: its base URL until the block ends. For fuzzing from outside the app (schemathesis
+    over HTTP), with fakes or a database the test set up in-process."""
+    import uvicorn  # the integration tests' own dependency, not every importer's
+
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=free_port(), log_config=None, access_log=False, lifespan="on"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name=name, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError(f"{name} did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{config.port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
 
 
 def service_env(**values: str) -> dict[str, str]:

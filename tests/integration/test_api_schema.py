@@ -3,12 +3,15 @@ process) over a real, migrated PostgreSQL holding the data of ``test_api``; the 
 behind /api/trending is a mock transport. Every GET operation, called as an internal client
 (``X-API-Key``), must answer without a server error (5xx), with a documented status code,
 content type and headers, and a body that conforms to the documented schema of that status
-(the 422 and 404 bodies included), whatever the generated parameters."""
+(the 422 and 404 bodies included), whatever the generated parameters.
+
+The same fuzzing runs once per kind of caller (issue 20: keys of each role): an internal
+client, a frontend client with a user token for one user (another user's data is 403), and
+nobody (aggregates are public, per-user data is 401); schemathesis' ``ignored_auth`` check
+probes every operation that declares a credential without it and with a wrong one."""
 
 from __future__ import annotations
 
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -16,12 +19,12 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
-import uvicorn
 from hypothesis import HealthCheck, settings
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
+    ignored_auth,
     negative_data_rejection,
     response_headers_conformance,
     response_schema_conformance,
@@ -30,10 +33,20 @@ from schemathesis.specs.openapi.checks import (
 
 from cinepulse_api.app import create_app
 from cinepulse_api.settings import ApiSettings
+from cinepulse_common.access import sign_user_token
 from cinepulse_common.settings import PostgresSettings
 from cinepulse_devstack import Stack
-from tests.integration.services import free_port
+from tests.integration.services import serve_in_thread
 from tests.integration.test_api import INTERNAL_KEY, TEST_AUTH, TODAY, fill_warehouse
+
+FRONTEND_KEY = "schema-frontend-key"
+TOKEN_SECRET = "api-schema-fuzzing-user-token-secret-0123456789"
+#: the internal client of test_api, a frontend client (not listed in roles), user tokens
+AUTH: dict[str, Any] = {
+    "keys": {**TEST_AUTH["keys"], "web": FRONTEND_KEY},
+    "roles": TEST_AUTH["roles"],
+    "user_token_secret": TOKEN_SECRET,
+}
 
 pytestmark = pytest.mark.integration
 
@@ -53,27 +66,12 @@ def api_url(stack: Stack, migrated_template: str) -> Iterator[str]:
         fill_warehouse(pg)
         app = create_app(
             # docs_enabled: the fuzzing reads /openapi.json
-            ApiSettings(postgres=pg, log_json=False, auth=TEST_AUTH, docs_enabled=True),
+            ApiSettings(postgres=pg, log_json=False, auth=AUTH, docs_enabled=True),
             today=lambda: TODAY,
             archiver_transport=httpx.MockTransport(_archiver),
         )
-        port = free_port()
-        config = uvicorn.Config(
-            app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on"
-        )
-        server = uvicorn.Server(config)
-        thread = threading.Thread(target=server.run, name="api-under-fuzzing", daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 30
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the api did not start")
-            time.sleep(0.05)
-        try:
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            server.should_exit = True
-            thread.join(timeout=15)
+        with serve_in_thread(app, "api-under-fuzzing") as url:
+            yield url
     finally:
         stack.postgres.drop_database(name)
 
@@ -92,12 +90,18 @@ def api_schema(api_url: str) -> Any:
     return spec
 
 
-@schema.parametrize()
-@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
-def test_fuzzing_the_api_conforms_to_its_schema(case: Any, api_url: str) -> None:
+def _caller(role: str) -> dict[str, str]:
+    if role == "internal":
+        return {"X-API-Key": INTERNAL_KEY}
+    if role == "frontend":  # the signed-in user "critic" (fill_warehouse's)
+        return {"X-API-Key": FRONTEND_KEY, "X-User-Token": sign_user_token(TOKEN_SECRET, "critic")}
+    return {}
+
+
+def _fuzz(case: Any, api_url: str, role: str) -> None:
     case.call_and_validate(
         base_url=api_url,
-        headers={"X-API-Key": INTERNAL_KEY},
+        headers=_caller(role),
         checks=[
             not_a_server_error,
             status_code_conformance,
@@ -105,6 +109,25 @@ def test_fuzzing_the_api_conforms_to_its_schema(case: Any, api_url: str) -> None
             response_headers_conformance,
             response_schema_conformance,
             negative_data_rejection,
+            ignored_auth,
         ],
         timeout=10,
     )
+
+
+@schema.parametrize()
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+def test_fuzzing_the_api_conforms_to_its_schema(case: Any, api_url: str) -> None:
+    _fuzz(case, api_url, "internal")
+
+
+@schema.parametrize()
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+def test_fuzzing_the_api_as_a_frontend_client(case: Any, api_url: str) -> None:
+    _fuzz(case, api_url, "frontend")
+
+
+@schema.parametrize()
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+def test_fuzzing_the_api_without_a_key(case: Any, api_url: str) -> None:
+    _fuzz(case, api_url, "anonymous")

@@ -22,10 +22,23 @@ import time
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+import schemathesis
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck
+from hypothesis import settings as settings_
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    ignored_auth,
+    negative_data_rejection,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from cinepulse_common.access import ApiAuthSettings, sign_user_token
 from cinepulse_common.postgres import connect
@@ -43,7 +56,7 @@ from cinepulse_recommender.settings import (
 )
 from cinepulse_recommender.training import run_training
 from tests.integration.conftest import _create_db as create_db
-from tests.integration.services import ServiceProcess, free_port, service_env
+from tests.integration.services import ServiceProcess, free_port, serve_in_thread, service_env
 
 pytestmark = pytest.mark.integration
 
@@ -321,6 +334,53 @@ def test_who_reads_which_users_recommendations(served_db: PostgresSettings) -> N
         # similar movies, health and metrics stay open
         assert client.get("/api/movies/1/similar").status_code in (200, 404)
         assert client.get("/readyz").status_code == 200
+
+
+@pytest.fixture(scope="module")
+def recommender_schema(served_db: PostgresSettings) -> Iterator[Any]:
+    """The recommender over the served model, in a thread: its OpenAPI for the fuzzing."""
+    app = create_app(settings(served_db).model_copy(update={"docs_enabled": True}), poll=False)
+    with serve_in_thread(app, "recommender-under-fuzzing") as url:
+        spec = schemathesis.openapi.from_url(url + "/openapi.json").include(method="GET")
+        # valid and invalid parameters; the credentials are the test's own, per role
+        spec.config.generation.update(
+            modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE],
+            with_security_parameters=False,
+        )
+        spec.config.update(base_url=url)
+        yield spec
+
+
+recommender_fuzzing = schemathesis.pytest.from_fixture("recommender_schema")
+#: keys of each role (issue 20): an internal client, a frontend client for user ml-1, nobody
+CALLERS = {
+    "internal": lambda: INTERNAL,
+    "frontend": lambda: {
+        "X-API-Key": "frontend-key",
+        "X-User-Token": sign_user_token(SECRET, "ml-1"),
+    },
+    "anonymous": dict,
+}
+
+
+@recommender_fuzzing.parametrize()
+@settings_(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+def test_fuzzing_the_recommender_as_each_role(case: Any) -> None:
+    """No 5xx, documented answers, invalid input refused, and ``ignored_auth``: every
+    operation declaring a credential refuses a request without it or with a wrong one."""
+    for headers in CALLERS.values():  # the same generated case, as each role in turn
+        case.call_and_validate(
+            headers=headers(),
+            checks=[
+                not_a_server_error,
+                status_code_conformance,
+                content_type_conformance,
+                response_schema_conformance,
+                negative_data_rejection,
+                ignored_auth,
+            ],
+            timeout=10,
+        )
 
 
 def test_before_any_model_popularity_comes_from_the_facts(pg_settings: PostgresSettings) -> None:

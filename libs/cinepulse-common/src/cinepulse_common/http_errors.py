@@ -5,9 +5,56 @@ of FastAPI's default shape."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
+
+
+class FieldError(BaseModel):
+    """One bad field of a refused request: its name, why, and pydantic's error type."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"field": "k", "reason": "Input should be less than or equal to 100", "type": "x"}
+            ]
+        }
+    )
+    field: str
+    reason: str
+    type: str
+
+
+class ValidationErrors(BaseModel):
+    """422: each bad query or path parameter, named (the body :func:`add_validation_handler`
+    answers, documented with :data:`VALIDATION_RESPONSE`)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "detail": [
+                        {
+                            "field": "k",
+                            "reason": "Input should be less than or equal to 100",
+                            "type": "less_than_equal",
+                        }
+                    ]
+                }
+            ]
+        }
+    )
+    detail: list[FieldError]
+
+
+#: the OpenAPI ``responses`` entry of the 422 every read API answers for bad input (without
+#: it, FastAPI documents its own default shape, which these services never send)
+VALIDATION_RESPONSE: dict[int | str, dict[str, Any]] = {
+    422: {"model": ValidationErrors, "description": "a query or path parameter is invalid"}
+}
 
 
 def field_errors(exc: RequestValidationError) -> list[dict[str, str]]:

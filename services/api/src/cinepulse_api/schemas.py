@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from cinepulse_common import http_errors
+
 Window = Literal["day", "week", "month", "all"]
 Bucket = Literal["day", "week", "month"]
 
@@ -23,30 +25,9 @@ class ErrorMessage(BaseModel):
     detail: str
 
 
-class FieldError(BaseModel):
-    model_config = _examples(
-        {"field": "limit", "reason": "Input should be less than or equal to 100", "type": "x"}
-    )
-    field: str
-    reason: str
-    type: str
-
-
-class ValidationErrors(BaseModel):
-    """422: each bad query or path parameter, named."""
-
-    model_config = _examples(
-        {
-            "detail": [
-                {
-                    "field": "limit",
-                    "reason": "Input should be less than or equal to 100",
-                    "type": "less_than_equal",
-                }
-            ]
-        }
-    )
-    detail: list[FieldError]
+# the 422 body is every read API's (cinepulse_common.http_errors): re-exported here
+FieldError = http_errors.FieldError
+ValidationErrors = http_errors.ValidationErrors
 
 
 # --- response models -------------------------------------------------------------------------

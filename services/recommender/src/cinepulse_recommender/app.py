@@ -52,7 +52,7 @@ from cinepulse_common.access import (
     build_access,
     user_credentials,
 )
-from cinepulse_common.http_errors import add_validation_handler
+from cinepulse_common.http_errors import VALIDATION_RESPONSE, add_validation_handler
 from cinepulse_common.logging import get_logger
 from cinepulse_common.observability import HttpMetricsMiddleware, add_health_routes
 from cinepulse_common.openapi import customise_openapi, docs_routes
@@ -104,6 +104,11 @@ REFUSALS: dict[int, dict[str, Any]] = {
         "X-User-Token is for another user)",
     },
 }
+
+
+#: the 404s the operations answer (found by fuzzing the OpenAPI: they were undocumented)
+UNKNOWN_GENRE = {"model": ErrorMessage, "description": "no movie of the model has this genre"}
+UNKNOWN_MOVIE = {"model": ErrorMessage, "description": "the movie is not in the served model"}
 
 
 class RecommendedMovie(BaseModel):
@@ -330,13 +335,13 @@ def create_app(
     access = build_access(settings.auth, service="recommender")
     if clock is not None:
         access.clock = clock
-    user_errors: dict[int | str, dict[str, Any]] = (
-        {401: REFUSALS[401], 403: REFUSALS[403]} if access.enabled else {}
-    )
+    user_errors: dict[int | str, dict[str, Any]] = {404: UNKNOWN_GENRE, **VALIDATION_RESPONSE}
+    if access.enabled:
+        user_errors[401], user_errors[403] = REFUSALS[401], REFUSALS[403]
     open_aggregates = not access.enabled or access.public_aggregates
-    aggregate_errors: dict[int | str, dict[str, Any]] = (
-        {} if open_aggregates else {401: REFUSALS[401]}
-    )
+    aggregate_errors: dict[int | str, dict[str, Any]] = {404: UNKNOWN_MOVIE, **VALIDATION_RESPONSE}
+    if not open_aggregates:
+        aggregate_errors[401] = REFUSALS[401]
     # a per-user answer is for its caller only: no shared cache keeps it
     private_headers = {
         "Cache-Control": "private, no-store",
