@@ -109,6 +109,17 @@ for tool in helm.sh/helm/v3/cmd/helm@v3.19.5 \
     echo "$version" > "$GOBIN_DIR/.$name.version"
   fi
 done
+# Toxiproxy for the network fault drill (tests/drills/test_drills_network.py): its module
+# installs a binary named "server", so it is installed aside and renamed
+TOXIPROXY_VERSION="v2.12.0"
+if [ ! -x "$GOBIN_DIR/toxiproxy-server" ] || [ "$(cat "$GOBIN_DIR/.toxiproxy-server.version" 2>/dev/null)" != "$TOXIPROXY_VERSION" ]; then
+  step "go install github.com/Shopify/toxiproxy/v2/cmd/server@$TOXIPROXY_VERSION as $GOBIN_DIR/toxiproxy-server (fault drills)"
+  toxi_tmp="$(mktemp -d)"
+  GOBIN="$toxi_tmp" go install "github.com/Shopify/toxiproxy/v2/cmd/server@$TOXIPROXY_VERSION"
+  mv "$toxi_tmp/server" "$GOBIN_DIR/toxiproxy-server"
+  rmdir "$toxi_tmp"
+  echo "$TOXIPROXY_VERSION" > "$GOBIN_DIR/.toxiproxy-server.version"
+fi
 
 # -- a real control plane for the chart's end-to-end test (tests/e2e): kube-apiserver,
 # controller-manager, scheduler, kubectl, etcd, kwok from the Go module proxy; about 16 min

@@ -47,3 +47,30 @@ def test_kafka_cluster_ids_never_read_as_an_option() -> None:
     assert len(ids) == 2000
     assert not any(i.startswith("-") for i in ids)
     assert all(len(i) == 22 for i in ids)
+
+
+def test_kafka_extra_listener_advertises_its_own_address(tmp_path: Path) -> None:
+    """The network drill's listener: bound on its port, advertised at the proxy's address;
+    without one the broker's configuration is the usual one."""
+    from cinepulse_devstack.components import Kafka
+
+    def props(kafka: Kafka) -> dict[str, str]:
+        lines = kafka._write_config().read_text().splitlines()
+        return dict(line.split("=", 1) for line in lines)
+
+    kafka = Kafka(StackSettings(root=tmp_path, kafka_port=9001, kafka_controller_port=9002))
+    usual = props(kafka)
+    assert usual["listeners"] == "PLAINTEXT://127.0.0.1:9001,CONTROLLER://127.0.0.1:9002"
+    assert usual["advertised.listeners"] == "PLAINTEXT://127.0.0.1:9001"
+    assert usual["listener.security.protocol.map"] == "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+    assert kafka.ports == [9001, 9002]
+
+    kafka.extra_listeners = {"PROXIED": (9003, "127.0.0.1:9004")}
+    extra = props(kafka)
+    assert extra["listeners"] == (
+        "PLAINTEXT://127.0.0.1:9001,PROXIED://127.0.0.1:9003,CONTROLLER://127.0.0.1:9002"
+    )
+    assert extra["advertised.listeners"] == "PLAINTEXT://127.0.0.1:9001,PROXIED://127.0.0.1:9004"
+    assert "PROXIED:PLAINTEXT" in extra["listener.security.protocol.map"].split(",")
+    assert extra["inter.broker.listener.name"] == "PLAINTEXT"
+    assert kafka.ports == [9001, 9002, 9003]

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from cinepulse_common.maven import MavenError, copy_dependencies
 from cinepulse_devstack.components.base import Component
+from cinepulse_devstack.config import StackSettings
 from cinepulse_devstack.procs import (
     StackError,
     require_tool,
@@ -34,9 +35,20 @@ class Kafka(Component):
 
     name = "kafka"
 
+    def __init__(self, cfg: StackSettings) -> None:
+        super().__init__(cfg)
+        #: more PLAINTEXT listeners, name -> (the port the broker binds, the "host:port" it
+        #: advertises there), read when the broker starts. A client that bootstraps through
+        #: such a port is told to reach the broker at the advertised address: the network
+        #: fault drill advertises a Toxiproxy proxy in front of its own listener, so its
+        #: gateway's producer reaches the broker through the proxy only (every other client
+        #: keeps the PLAINTEXT listener).
+        self.extra_listeners: dict[str, tuple[int, str]] = {}
+
     @property
     def ports(self) -> list[int]:
-        return [self.cfg.kafka_port, self.cfg.kafka_controller_port]
+        extra = [port for port, _ in self.extra_listeners.values()]
+        return [self.cfg.kafka_port, self.cfg.kafka_controller_port, *extra]
 
     @property
     def version(self) -> str:
@@ -78,13 +90,24 @@ class Kafka(Component):
         data = self.dir / "data"
         data.mkdir(parents=True, exist_ok=True)
         h, p, c = self.cfg.host, self.cfg.kafka_port, self.cfg.kafka_controller_port
+        extra = self.extra_listeners
         props = {
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.voters": f"1@{h}:{c}",
-            "listeners": f"PLAINTEXT://{h}:{p},CONTROLLER://{h}:{c}",
-            "advertised.listeners": f"PLAINTEXT://{h}:{p}",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "listeners": ",".join(
+                [
+                    f"PLAINTEXT://{h}:{p}",
+                    *(f"{n}://{h}:{b}" for n, (b, _) in extra.items()),
+                    f"CONTROLLER://{h}:{c}",
+                ]
+            ),
+            "advertised.listeners": ",".join(
+                [f"PLAINTEXT://{h}:{p}", *(f"{n}://{a}" for n, (_, a) in extra.items())]
+            ),
+            "listener.security.protocol.map": ",".join(
+                ["PLAINTEXT:PLAINTEXT", *(f"{n}:PLAINTEXT" for n in extra), "CONTROLLER:PLAINTEXT"]
+            ),
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
             "log.dirs": str(data),

@@ -1,0 +1,380 @@
+"""Fault drills of issue 21 under Kafka: a faulty network between the gateway and Kafka
+(Toxiproxy: delayed, dropped, cut and half-open connections) and Kafka's log directory on a
+filesystem that fills up. As in ``test_drills.py``: events through a real gateway at a steady
+rate, the fault in the middle, recovery, then sent / acknowledged / stored / lost /
+duplicated. In both: acknowledged-but-lost = 0, duplicates = 0, the fault demonstrably
+happened; events answered 503 may land all the same, and are counted."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from confluent_kafka.admin import AdminClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from cinepulse_devstack import Stack
+from tests.drills.conftest import free_ports
+from tests.drills.harness import (
+    DrillRow,
+    Sender,
+    gateway_metrics,
+    now,
+    supervise,
+    tally,
+    wait_for,
+    wait_quiet,
+    wait_until_acknowledged,
+    window,
+)
+from tests.drills.test_drills import _assert_clean, _restarts, _row
+from tests.drills.toxiproxy import ProxiedGateway, Toxiproxy
+
+pytestmark = [pytest.mark.drill, pytest.mark.timeout(900)]
+
+Record = Callable[[DrillRow], None]
+
+# --------------------------------------------------------------------------- the network
+
+PROXY = "kafka"
+#: how long each fault is held while events flow
+HOLD_S = 10.0
+#: a fault's toxics, each (name, type, stream, attributes); None: the proxy is disabled (it
+#: closes every connection and refuses new ones)
+Toxics = list[tuple[str, str, str, dict[str, int]]] | None
+#: the faults in turn
+PHASES: list[tuple[str, Toxics]] = [
+    # acknowledgements 2-5 s late, up to the gateway's 5 s deadline: slow 202s, and a 503 now
+    # and then for an event Kafka wrote all the same (the late landing)
+    (
+        "delay",
+        [
+            ("latency_up", "latency", "upstream", {"latency": 500, "jitter": 0}),
+            ("latency_down", "latency", "downstream", {"latency": 3000, "jitter": 1500}),
+        ],
+    ),
+    # Kafka's answers are dropped, the connection closed after 5 s of silence: written,
+    # never acknowledged
+    ("drop", [("drop_answers", "timeout", "downstream", {"timeout": 5000})]),
+    ("cut", None),
+    # requests arrive in 32-96 byte pieces and each connection is closed after 2 KiB of
+    # answers: requests in flight on a connection the broker still holds open
+    (
+        "half-open",
+        [
+            ("slices", "slicer", "upstream", {"average_size": 64, "size_variation": 32}),
+            ("cut_after_2k", "limit_data", "downstream", {"bytes": 2048}),
+        ],
+    ),
+]
+
+
+def _counters(url: str) -> dict[str, float]:
+    """The proxied gateway's counters (``harness.gateway_metrics`` reads the stack's own)."""
+    text = httpx.get(url + "/metrics", timeout=5).text
+    out = dict.fromkeys(("accepted", "unavailable", "errors", "ack_s", "acks"), 0.0)
+    names = {
+        "cinepulse_gateway_events_accepted_total": "accepted",
+        "cinepulse_gateway_kafka_errors_total": "errors",
+        "cinepulse_gateway_produce_latency_seconds_sum": "ack_s",
+        "cinepulse_gateway_produce_latency_seconds_count": "acks",
+    }
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name in names:
+                out[names[s.name]] += s.value
+            elif (
+                s.name == "cinepulse_gateway_events_rejected_total"
+                and s.labels.get("reason") == "kafka_unavailable"
+            ):
+                out["unavailable"] += s.value
+    return out
+
+
+def _acks(url: str, sender: Sender, at_least: int, timeout_s: float) -> None:
+    base = _counters(url)["accepted"]
+    wait_for(
+        f"{at_least} events acknowledged by the proxied gateway",
+        lambda: _counters(url)["accepted"] - base >= at_least,
+        timeout_s,
+        interval_s=0.2,
+    )
+    assert sender.is_alive(), "the sender finished before the faults were over"
+
+
+def _restart_kafka(stack: Stack) -> None:
+    """Stop the broker cleanly and start it again (its configuration is written at start)."""
+    stack.kafka.stop()
+    stack.up(["kafka"])
+
+
+def _advertised(bootstrap: str) -> list[str]:
+    """The broker addresses a client bootstrapping through ``bootstrap`` is given."""
+    md = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10)
+    return sorted(f"{b.host}:{b.port}" for b in md.brokers.values())
+
+
+@contextlib.contextmanager
+def _kafka_through_proxy(stack: Stack) -> Iterator[tuple[Toxiproxy, ProxiedGateway, str]]:
+    """Toxiproxy in front of a broker listener of its own that advertises the proxy, and a
+    gateway whose bootstrap is the proxy. Undone whatever happens: the gateway and Toxiproxy
+    stopped, the broker restarted with its usual listeners."""
+    host = stack.cfg.host
+    api, listen, broker, port = free_ports(4)
+    toxi = Toxiproxy(stack.cfg.root / "toxiproxy", api)
+    gateway = ProxiedGateway(stack, port, f"{host}:{listen}")
+    try:
+        toxi.start()
+        toxi.create_proxy(PROXY, f"{host}:{listen}", f"{host}:{broker}")
+        stack.kafka.extra_listeners = {"PROXIED": (broker, f"{host}:{listen}")}
+        _restart_kafka(stack)
+        gateway.start_and_wait()
+        yield toxi, gateway, f"{host}:{listen}"
+    finally:
+        gateway.stop()
+        toxi.stop()
+        stack.kafka.extra_listeners = {}
+        _restart_kafka(stack)
+
+
+def _phase(toxi: Toxiproxy, gateway: str, phase: str, toxics: Toxics) -> tuple[str, float, float]:
+    """Apply one fault, hold it, undo it: what the API listed while it was on, the
+    acknowledgements that came in meanwhile and their mean time (0: none)."""
+    before = _counters(gateway)
+    if toxics is None:
+        toxi.set_enabled(PROXY, False)
+        listed = "proxy enabled=" + str(toxi.proxy(PROXY)["enabled"]).lower()
+        assert listed.endswith("false"), listed
+    else:
+        for name, kind, stream, attributes in toxics:
+            toxi.add_toxic(PROXY, name, kind, stream, **attributes)
+        on = toxi.toxics(PROXY)
+        listed = ", ".join(f"{t['type']} {t['stream']}" for t in on)
+        assert sorted(t["name"] for t in on) == sorted(t[0] for t in toxics), on
+    time.sleep(HOLD_S)
+    held = _counters(gateway)
+    acks = held["acks"] - before["acks"]
+    mean = (held["ack_s"] - before["ack_s"]) / acks if acks else 0.0
+    if toxics is None:
+        toxi.set_enabled(PROXY, True)
+    else:
+        for name, *_ in toxics:
+            toxi.remove_toxic(PROXY, name)
+    assert toxi.toxics(PROXY) == [] and toxi.proxy(PROXY)["enabled"], f"{phase} not undone"
+    return listed, acks, mean
+
+
+def test_network_faults_between_gateway_and_kafka(stack: Stack, record: Record) -> None:
+    """Delay, drop, cut and half-open the gateway's connections to Kafka while events flow
+    (Toxiproxy), then heal them. The gateway answers 503 for what Kafka did not acknowledge
+    within its deadline, 202 only for what it did; some 503s land late, none twice."""
+    t0 = time.monotonic()
+    with _kafka_through_proxy(stack) as (toxi, gateway, proxy_address):
+        advertised = _advertised(proxy_address)
+        assert advertised == [proxy_address], f"the proxy is bypassed: brokers {advertised}"
+        started, bytes_before = now(), toxi.bytes_through(PROXY)
+        sender = Sender(stack, count=5000, seed=21, rate_per_s=50)
+        sender.gateway_url = gateway.url  # this drill's gateway (same write keys)
+        sender.start()
+        _acks(gateway.url, sender, 200, timeout_s=60)
+        effects, first = [], _counters(gateway.url)
+        for phase, toxics in PHASES:
+            before = _counters(gateway.url)
+            listed, acks, mean = _phase(toxi, gateway.url, phase, toxics)
+            _acks(gateway.url, sender, 100, timeout_s=120)  # healed: acknowledged again
+            after = _counters(gateway.url)
+            refused, errors = (after[k] - before[k] for k in ("unavailable", "errors"))
+            effects.append((phase, listed, refused, errors, acks, mean))
+        result = sender.finish()
+        last = _counters(gateway.url)
+        carried = toxi.bytes_through(PROXY) - bytes_before
+        restarted: list[str] = []
+        report = wait_quiet(stack, *window(started, now()), result.accepted_ids, restarted)
+        t = tally(stack, sender.ids, result.accepted_ids)
+    faults = "; ".join(
+        f"{p} [{listed}] {refused:.0f} answered 503, {errors:.0f} Kafka errors, "
+        f"{acks:.0f} acknowledged meanwhile ({mean:.1f} s on average)"
+        for p, listed, refused, errors, acks, mean in effects
+    )
+    record(
+        _row(
+            "network faults between the gateway and Kafka (Toxiproxy)",
+            t,
+            t0,
+            f"the gateway's producer through a proxy the broker advertises ({advertised[0]}, "
+            f"{carried / 1e6:.1f} MB carried); {faults}; {result.unavailable} events answered "
+            f"503 (not acknowledged; {t.unacknowledged_stored} of them landed anyway), "
+            f"{last['errors'] - first['errors']:.0f} Kafka client errors" + _restarts(restarted),
+        )
+    )
+    assert carried > 0, "no byte went through the proxy"
+    for phase, _listed, refused, errors, _count, mean in effects:
+        assert refused or errors or mean > 1.0, f"{phase}: the gateway saw nothing of it"
+    assert result.unavailable > 0, "no event was refused: the faults did not show"
+    assert t.unacknowledged_stored <= result.unavailable
+    _assert_clean(t, report)
+
+
+# --------------------------------------------------------------------------- the disk
+
+MiB = 1 << 20
+#: room on the tmpfs for the drill's own appends before the filler takes the rest. Kafka does
+#: not preallocate its segments (``log.preallocate`` is false; ``log.segment.bytes``, 64 MiB,
+#: is where a segment rolls, not a reservation) and its 10 MiB index files are sparse (on a
+#: tmpfs only the pages written count): a few MiB are used, 64 leave ample room.
+HEADROOM = 64 * MiB
+FILLER = "drill-filler"
+
+
+def _allocated(folder: Path) -> int:
+    """Bytes the files under ``folder`` take on disk (sparse files count what they hold)."""
+    return sum(p.lstat().st_blocks * 512 for p in folder.rglob("*") if p.is_file())
+
+
+def _sh(*cmd: str) -> None:
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=120)
+    assert done.returncode == 0, f"{' '.join(cmd)}: exit {done.returncode}: {done.stderr}"
+
+
+def _umount(path: Path) -> None:
+    """Unmount, retrying while busy; a lazy unmount as the last resort (never left behind)."""
+    for _ in range(20):
+        if subprocess.run(["umount", str(path)], capture_output=True, check=False).returncode == 0:
+            return
+        time.sleep(0.5)
+    _sh("umount", "-l", str(path))
+
+
+@contextlib.contextmanager
+def _kafka_on_tmpfs(stack: Stack) -> Iterator[Path]:
+    """The broker restarted with its log directory (topics and KRaft metadata) copied onto a
+    tmpfs of its own: the data used plus :data:`HEADROOM`. Whatever happens, the broker is
+    stopped, what it wrote there is copied back to disk, the tmpfs unmounted and the broker
+    started again on disk."""
+    assert os.geteuid() == 0, "this drill mounts a tmpfs: run it as root"
+    kafka = stack.kafka
+    data, disk, back = (kafka.dir / n for n in ("data", "data.disk", "data.back"))
+    kafka.stop()  # cleanly: its files are whole and its indexes trimmed
+    size = (_allocated(data) + HEADROOM + MiB - 1) // MiB * MiB
+    data.rename(disk)
+    data.mkdir()
+    mounted = copied = False
+    try:
+        _sh("mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "cinepulse-drill", str(data))
+        mounted = True
+        _sh("cp", "-a", f"{disk}/.", str(data))
+        stack.up(["kafka"])
+        yield data
+    finally:
+        kafka.stop()
+        if mounted:
+            (data / FILLER).unlink(missing_ok=True)
+            with contextlib.suppress(AssertionError, OSError):
+                shutil.rmtree(back, ignore_errors=True)
+                back.mkdir()
+                _sh("cp", "-a", f"{data}/.", str(back))
+                copied = True
+            _umount(data)
+        data.rmdir()
+        if copied:
+            back.rename(data)
+            shutil.rmtree(disk)
+        else:  # the copy failed: the log as it was before the drill
+            shutil.rmtree(back, ignore_errors=True)
+            disk.rename(data)
+        stack.up(["kafka"])
+
+
+def _fill(path: Path) -> int:
+    """Write to ``path`` until its filesystem is full (ENOSPC); the bytes written."""
+    written = 0
+    with open(path, "wb", buffering=0) as f:
+        for size in (MiB, 4096, 1):
+            chunk = b"\xa5" * size
+            try:
+                while True:
+                    written += f.write(chunk) or 0
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+    return written
+
+
+def test_kafka_log_dir_full_then_freed(stack: Stack, record: Record) -> None:
+    """Kafka's log directory on a small tmpfs fills up while events flow: the broker cannot
+    append, and the gateway answers 503 (never 202) for what it cannot acknowledge. The
+    space is freed and the broker restarted as an operator would (a broker whose only log
+    directory failed stops); nothing acknowledged is lost, nothing stored twice."""
+    t0 = time.monotonic()
+    with _kafka_on_tmpfs(stack) as logdir:
+        started, before = now(), gateway_metrics(stack)
+        sender = Sender(stack, count=2500, seed=22, rate_per_s=50)
+        sender.start()
+        wait_until_acknowledged(stack, sender, 300, timeout_s=90)
+        log_from, pid = stack.kafka.log_path.stat().st_size, stack.kafka.pid()
+        filled = _fill(logdir / FILLER)
+        acked_at_fill = gateway_metrics(stack)["accepted"]
+        free = shutil.disk_usage(logdir).free
+        full_at = time.monotonic()
+
+        def broker_log() -> str:
+            with open(stack.kafka.log_path, errors="replace") as f:
+                f.seek(log_from)
+                return f.read()
+
+        wait_for(
+            "the gateway refusing events Kafka cannot append",
+            lambda: gateway_metrics(stack)["kafka_unavailable"] > before["kafka_unavailable"],
+            timeout_s=60,
+        )
+        wait_for("the broker to log the full disk", lambda: "No space left" in broker_log(), 60)
+        time.sleep(5)  # the disk stays full a little longer: more events answered 503
+        text = broker_log()
+        enospc = text.count("No space left on device")
+        offline = "Stopping serving logs in dir" in text or "have failed" in text
+        halted = not stack.kafka.alive()
+        # acknowledged while full: only what fitted in the last pages of the broker's files
+        acked_full = gateway_metrics(stack)["accepted"] - acked_at_fill
+        (logdir / FILLER).unlink()
+        full_s = time.monotonic() - full_at
+        if halted or offline:  # the operator's restart, once the space is back
+            stack.kafka.stop()
+            stack.up(["kafka"])
+        wait_until_acknowledged(stack, sender, 100, timeout_s=120)
+        broker = stack.kafka.pid()
+        restarted: list[str] = []
+        supervise(stack, restarted)
+        result = sender.finish()
+        after = gateway_metrics(stack)
+        report = wait_quiet(stack, *window(started, now()), result.accepted_ids, restarted)
+        t = tally(stack, sender.ids, result.accepted_ids)
+    record(
+        _row(
+            "Kafka's log directory full, then freed",
+            t,
+            t0,
+            f"log dir on a tmpfs, filled with {filled / MiB:.0f} MiB after 300 acks ({free} "
+            f"bytes left) for {full_s:.0f} s, {acked_full:.0f} events acknowledged meanwhile; "
+            f"broker pid {pid}: {enospc} 'No space left on "
+            f"device' in its log, log dir "
+            + ("offline" if offline else "NOT marked offline")
+            + (", halted" if halted else ", still running")
+            + ("; freed, broker restarted" if halted or offline else "; freed")
+            + f" (pid {broker}); {result.unavailable} events "
+            f"answered 503 (not acknowledged; {t.unacknowledged_stored} of them landed "
+            f"anyway), {after['kafka_errors'] - before['kafka_errors']:.0f} Kafka client "
+            "errors in the gateway" + _restarts(restarted),
+        )
+    )
+    assert free < 64 * 1024, f"{free} bytes still free: the filesystem was not full"
+    assert enospc > 0 or offline, "the broker never failed to append"
+    assert result.unavailable > 0, "no event was refused while the disk was full"
+    _assert_clean(t, report)
