@@ -35,7 +35,7 @@ def test_the_default_limit_reaches_the_pod() -> None:
     env = _gateway_env("default")
     assert env["CINEPULSE_RATE_LIMIT"] == DEFAULT_RATE_LIMIT == "1000/10 seconds"
     assert "CINEPULSE_RATE_LIMITS" not in env
-    assert env["CINEPULSE_USER_RATE_LIMIT"] == DEFAULT_USER_RATE_LIMIT == "200/10 seconds"
+    assert env["CINEPULSE_USER_RATE_LIMIT"] == DEFAULT_USER_RATE_LIMIT == "500/10 seconds"
     turned_off = _gateway_env("default", ["gateway.userRateLimit=unlimited"])
     assert turned_off["CINEPULSE_USER_RATE_LIMIT"] == "unlimited"
 

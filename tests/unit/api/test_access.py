@@ -176,6 +176,9 @@ def test_a_correctly_signed_token_with_wrong_claims_is_refused() -> None:
         (hs256, good | {"aud": "other"}, "aud must be"),
         (hs256, {"sub": "u", "aud": "cinepulse-api"}, "no exp"),
         (hs256, good | {"exp": True}, "no exp"),
+        # claims PyJWT checks itself, of the wrong type: refused, not a server error
+        (hs256, good | {"nbf": [1]}, "malformed token"),
+        (hs256, good | {"iat": [1]}, "malformed token"),
     ]:
         with pytest.raises(UserTokenError, match=reason):
             verify_user_token(SECRET, signed(header, claims), 3600, now=NOW)

@@ -343,13 +343,21 @@ def test_roles_for_unknown_clients_and_secretless_frontend_keys_are_warned_about
 
 # --- each user of a frontend key has a rate limit of their own --------------------------------
 def test_one_user_cannot_spend_a_frontend_keys_whole_budget(publisher: FakePublisher) -> None:
-    """alice exhausts her own limit (429 naming the user's limit); bob, through the same
-    key, is not refused; a server key is not counted per user; a batch above the user's
-    whole limit is 413."""
+    """alice exhausts her own limit (429 naming the user's limit) while the key has room;
+    bob, through the same key, is not refused until the key's own limit is reached; a
+    request the key refuses spends nothing of its user's limit; a server key is not counted
+    per user."""
     left = 60 - time.time() % 60  # the limiter's windows are aligned on whole minutes
     if left < 5:
         time.sleep(left + 0.1)
-    with make_client(publisher, auth=AUTH, user_rate_limit="3/minute") as c:
+    with make_client(
+        publisher,
+        auth=AUTH,
+        limits={"max_batch_events": 3},
+        user_rate_limit="3/minute",
+        rate_limits={"web": "5/minute"},
+    ) as c:
+        gw = c.app.state.gateway  # type: ignore[attr-defined]
         for _ in range(3):
             r = post(c, event(user_id="alice"), headers=as_user("alice"))
             assert r.status_code == 202, r.text
@@ -359,20 +367,28 @@ def test_one_user_cannot_spend_a_frontend_keys_whole_budget(publisher: FakePubli
         assert r.status_code == 429, r.text
         assert "this user of client 'web'" in r.json()["detail"]
         assert int(r.headers["retry-after"]) >= 1
-        assert post(c, event(user_id="bob"), headers=as_user("bob")).status_code == 202
+        # the key has 2 events left: bob sends them, then the key itself refuses him
+        for _ in range(2):
+            assert post(c, event(user_id="bob"), headers=as_user("bob")).status_code == 202
+        r = post(c, event(user_id="carol"), headers=as_user("carol"))
+        assert r.status_code == 429, r.text
+        assert r.json()["detail"] == "rate limit 5 per 1 minute exceeded for client 'web'"
+        # carol was refused by the key: her own window is untouched
+        carol = gw.limiter.get_window_stats(gw.user_limit, "web", "carol")
+        assert carol.remaining == 3
         for _ in range(4):  # a relay's events for alice are the relay's, not alice's
             assert post(c, event(user_id="alice"), headers=RELAY).status_code == 202
-        r = post_batch(c, [event(user_id="carol") for _ in range(4)], headers=as_user("carol"))
-        assert r.status_code == 413, r.text
-        assert "user_rate_limit 3 per 1 minute" in r.json()["detail"]
-    assert len(publisher.published) == 3 + 1 + 4
+    assert len(publisher.published) == 3 + 2 + 4
 
 
-def test_a_bad_user_rate_limit_is_refused_at_start() -> None:
+def test_a_user_rate_limit_below_a_full_batch_is_refused_at_start() -> None:
+    """As for a key: a user's limit below limits.max_batch_events would refuse a full batch
+    of that user forever (413)."""
+    kafka = {"bootstrap_servers": "k:9092"}
+    with pytest.raises(ValidationError, match="user_rate_limit '200/10 seconds' allows 200"):
+        EventGatewaySettings(kafka=kafka, user_rate_limit="200/10 seconds")  # type: ignore[arg-type]
     with pytest.raises(ValidationError, match="user_rate_limit 'often'"):
-        EventGatewaySettings(kafka={"bootstrap_servers": "k:9092"}, user_rate_limit="often")  # type: ignore[arg-type]
-    unlimited = EventGatewaySettings(
-        kafka={"bootstrap_servers": "k:9092"},  # type: ignore[arg-type]
-        user_rate_limit="unlimited",
-    )
+        EventGatewaySettings(kafka=kafka, user_rate_limit="often")  # type: ignore[arg-type]
+    unlimited = EventGatewaySettings(kafka=kafka, user_rate_limit="unlimited")  # type: ignore[arg-type]
     assert unlimited.user_limit() is None
+    assert EventGatewaySettings(kafka=kafka).user_limit().amount == 500  # type: ignore[arg-type,union-attr]

@@ -135,6 +135,11 @@ def verify_user_token(
         log.info("user token refused", error=type(exc).__name__, detail=str(exc)[:200])
         reason = next((r for kind, r in _REFUSALS if isinstance(exc, kind)), "invalid token")
         raise UserTokenError(reason) from None
+    except (TypeError, ValueError) as exc:
+        # PyJWT's own claim checks raise these for a signed token whose iat or nbf is not a
+        # number (a list, say): a malformed token, not a server error
+        log.info("user token refused", error=type(exc).__name__, detail=str(exc)[:200])
+        raise UserTokenError("malformed token (a claim of the wrong type)") from None
     sub, exp = claims.get("sub"), claims.get("exp")
     if not isinstance(sub, str) or not sub:
         raise UserTokenError("no sub (user id) claim")

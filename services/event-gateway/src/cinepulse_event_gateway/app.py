@@ -9,9 +9,10 @@ Request life cycle (``POST /api/events`` and ``POST /api/events/batch``):
    received whole within ``limits.body_read_timeout_s`` (408: a slow client holds no
    request slot for long);
 2. the write key must match a client (401); a ``frontend`` key (every key but those
-   ``auth.write_roles`` marks ``server``) must also carry a valid ``X-User-Token``, the api's
-   signed user token (401 naming what is wrong with it; 403 when no token secret is
-   configured); the client's rate limit (its own in
+   ``auth.write_roles`` marks ``server``) must also carry a valid ``X-User-Token``, a user
+   token for writing (``aud`` = ``cinepulse-events``, signed with the api's secret; 401
+   naming what is wrong with it; 403 when no token secret is configured); that user's rate
+   limit (``user_rate_limit``) and the client's (its own in
    ``rate_limits``, else ``rate_limit``: 1000 events per 10 seconds; counted per pod) must
    allow the number of events (429 with Retry-After; a request holding more events than the
    whole limit: 413, as waiting would never help); every answer from then on carries

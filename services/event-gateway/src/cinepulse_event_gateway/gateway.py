@@ -168,70 +168,59 @@ class Gateway:
         return self._limits[client]
 
     def rate_limit(self, writer: Writer, cost: int) -> dict[str, str]:
-        """Count ``cost`` events against the writer's limits: its client's, and for a
-        frontend key its user's (:meth:`_user_rate_limit`); the ``X-RateLimit-*`` headers of
-        the limit with less left, or 429 with them and ``Retry-After``; a request of more
-        events than a whole limit is 413 (waiting would never let it through)."""
-        user_headers = self._user_rate_limit(writer, cost)
-        client_headers = self._client_rate_limit(writer.client, cost)
-        if user_headers and (
-            not client_headers
-            or int(user_headers["X-RateLimit-Remaining"])
-            < int(client_headers["X-RateLimit-Remaining"])
-        ):
-            return user_headers
-        return client_headers
+        """Count ``cost`` events against the writer's limits: its client's and, for a
+        frontend key, its user's (``user_rate_limit``, the identifier holding the client and
+        the user, so one user's burst cannot spend a shared key's budget). Every limit is
+        tested before any is counted: a request one limit refuses spends nothing of the
+        other. Answers the ``X-RateLimit-*`` headers of the limit with less left, or 429 with
+        them and ``Retry-After``; a request of more events than a whole limit is 413 (waiting
+        would never let it through)."""
+        limits = self._limits_of(writer)
+        for limit, who, setting, whose in limits:
+            if cost > limit.amount:
+                # the settings refuse limits below limits.max_batch_events: a safety net
+                metrics.EVENTS_REJECTED.labels("unknown", "exceeds_rate_limit").inc(cost)
+                raise HTTPException(
+                    413,
+                    f"{cost} events in one request exceed {setting} {limit} {whose}: send at "
+                    f"most {limit.amount} events per request",
+                    headers=self._limit_headers(limit, *who),
+                )
+            if not self.limiter.test(limit, *who, cost=cost):
+                metrics.EVENTS_REJECTED.labels("unknown", "rate_limited").inc(cost)
+                headers = self._limit_headers(limit, *who)
+                raise HTTPException(
+                    429,
+                    f"rate limit {limit} exceeded {whose}",
+                    headers={**headers, "Retry-After": headers["X-RateLimit-Reset"]},
+                )
+        answered: dict[str, str] = {}
+        for limit, who, _, _ in limits:
+            self.limiter.hit(limit, *who, cost=cost)
+            headers = self._limit_headers(limit, *who)
+            left = int(headers["X-RateLimit-Remaining"])
+            if not answered or left < int(answered["X-RateLimit-Remaining"]):
+                answered = headers
+        return answered
 
-    def _user_rate_limit(self, writer: Writer, cost: int) -> dict[str, str]:
-        """A frontend key's user: counted first and apart (the identifier holds the client
-        and the user), so one user's burst is refused before it spends the key's budget."""
-        limit = self.user_limit
-        if limit is None or writer.user is None:
-            return {}
-        who = (writer.client, writer.user)
-        if cost > limit.amount:
-            metrics.EVENTS_REJECTED.labels("unknown", "exceeds_rate_limit").inc(cost)
-            raise HTTPException(
-                413,
-                f"{cost} events in one request exceed user_rate_limit {limit} for one user of "
-                f"client {writer.client!r}: send at most {limit.amount} events per request",
-                headers=self._limit_headers(limit, *who),
+    def _limits_of(self, writer: Writer) -> list[tuple[RateLimitItem, tuple[str, ...], str, str]]:
+        """(limit, identifiers, setting, whose) of each limit the writer is counted against:
+        its user's first (a frontend key with a user token), then its client's."""
+        client = writer.client
+        out: list[tuple[RateLimitItem, tuple[str, ...], str, str]] = []
+        if self.user_limit is not None and writer.user is not None:
+            whose = (
+                f"for this user of client {client!r} (each signed-in user of a frontend key has "
+                "a limit of their own)"
             )
-        if self.limiter.hit(limit, *who, cost=cost):
-            return self._limit_headers(limit, *who)
-        metrics.EVENTS_REJECTED.labels("unknown", "rate_limited").inc(cost)
-        headers = self._limit_headers(limit, *who)
-        raise HTTPException(
-            429,
-            f"rate limit {limit} exceeded for this user of client {writer.client!r} (each "
-            "signed-in user has a limit of their own)",
-            headers={**headers, "Retry-After": headers["X-RateLimit-Reset"]},
-        )
-
-    def _client_rate_limit(self, client: str, cost: int) -> dict[str, str]:
+            out.append((self.user_limit, (client, writer.user), "user_rate_limit", whose))
         limit = self.limit_for(client)
-        if limit is None:
-            return {}
-        if cost > limit.amount:
-            # the settings refuse a limit below limits.max_batch_events: a safety net
-            metrics.EVENTS_REJECTED.labels("unknown", "exceeds_rate_limit").inc(cost)
+        if limit is not None:
             setting = (
                 f"rate_limits[{client!r}]" if client in self.settings.rate_limits else "rate_limit"
             )
-            raise HTTPException(
-                413,
-                f"{cost} events in one request exceed {setting} {limit} for client "
-                f"{client!r}: send at most {limit.amount} events per request",
-                headers=self._limit_headers(limit, client),
-            )
-        allowed = self.limiter.hit(limit, client, cost=cost)
-        headers = self._limit_headers(limit, client)
-        if allowed:
-            return headers
-        metrics.EVENTS_REJECTED.labels("unknown", "rate_limited").inc(cost)
-        detail = f"rate limit {limit} exceeded for client {client!r}"
-        retry = headers["X-RateLimit-Reset"]
-        raise HTTPException(429, detail, headers={**headers, "Retry-After": retry})
+            out.append((limit, (client,), setting, f"for client {client!r}"))
+        return out
 
     def _limit_headers(self, limit: RateLimitItem, *who: str) -> dict[str, str]:
         stats = self.limiter.get_window_stats(limit, *who)

@@ -39,13 +39,16 @@ Takes user events from the frontend and publishes them to Kafka (`user_watch_log
   (`index`, `event_id`, `field`); the whole request is refused then, nothing of it is
   published. A server key may send any user's events.
 * **Rate limit**: each write key may send a number of events per window (default 1000 per
-  10 seconds, never less than a full batch; a batch counts each event), counted by each
-  gateway pod on its own, so with N pods a key may reach N times the limit. Every answer
-  after the key is checked carries `X-RateLimit-Limit` (events per window),
-  `X-RateLimit-Remaining` and `X-RateLimit-Reset` (seconds until the window frees up); over
-  the limit the answer is **429** with `Retry-After`. A request holding more events than the
-  key's whole limit is **413** (no `Retry-After`: waiting would not help). A key configured
-  as unlimited gets no `X-RateLimit-*` headers.
+  10 seconds, never less than a full batch; a batch counts each event), and each signed-in
+  user of a frontend key a number of their own (default 500 per 10 seconds, never less than
+  a full batch either), counted by each gateway pod on its own, so with N pods a key may
+  reach N times the limit. Every answer after the key is checked carries
+  `X-RateLimit-Limit` (events per window), `X-RateLimit-Remaining` and `X-RateLimit-Reset`
+  (seconds until the window frees up) of whichever limit has less left; over a limit the
+  answer is **429** with `Retry-After`, naming the limit (a request refused by one limit is
+  counted against neither). A request holding more events than a whole limit is **413** (no
+  `Retry-After`: waiting would not help). A server key configured as unlimited gets no
+  `X-RateLimit-*` headers.
 """
 
 EXAMPLES: dict[str, dict[str, Any]] = {
@@ -98,11 +101,12 @@ def _int_header(description: str) -> dict[str, Any]:
     return {"description": description, "schema": {"type": "integer", "minimum": 0}}
 
 
-#: the rate limit's answer headers (absent for a key configured as unlimited)
+#: the rate limit's answer headers (absent for a server key configured as unlimited)
 RATE_LIMIT_HEADERS: dict[str, dict[str, Any]] = {
     "X-RateLimit-Limit": _int_header(
-        "events this write key may send per window, on this gateway pod (each pod counts "
-        "on its own: N pods allow N times this)"
+        "events this write key (for a frontend key's user, whichever of the key's and the "
+        "user's limits has less left) may send per window, on this gateway pod (each pod "
+        "counts on its own: N pods allow N times this)"
     ),
     "X-RateLimit-Remaining": _int_header("events left in the current window on this pod"),
     "X-RateLimit-Reset": _int_header("seconds until the window frees up"),
@@ -124,13 +128,13 @@ _COMMON: dict[int | str, dict[str, Any]] = {
     413: {
         "model": Problem,
         "description": "body (or batch) too large, or more events than the write key's "
-        "whole rate limit",
+        "(or its user's) whole rate limit",
     },
     415: {"model": Problem, "description": "Content-Type is not application/json"},
     429: {
         "model": Problem,
-        "description": "the write key's rate limit is exhausted (the detail names the "
-        "limit); retry after `Retry-After` seconds",
+        "description": "the write key's rate limit, or its user's, is exhausted (the detail "
+        "names the limit); retry after `Retry-After` seconds",
         "headers": {**RATE_LIMIT_HEADERS, "Retry-After": RETRY_AFTER_HEADER},
     },
 }

@@ -27,9 +27,10 @@ from cinepulse_common.settings import CinepulseSettings, KafkaSettings
 #: a full batch (``limits.max_batch_events``, 500) fits in it
 DEFAULT_RATE_LIMIT = "1000/10 seconds"
 #: each signed-in user's events through a frontend key, per pod: a person clicking and
-#: watching sends a few events a second; the figure leaves room for a burst (a page's queued
-#: events flushed at once) while one user can spend at most a fifth of the key's default
-DEFAULT_USER_RATE_LIMIT = "200/10 seconds"
+#: watching sends about one event a second; like a key's limit it must let a full batch through
+#: (a page's queued events flushed at once), so it is a full batch per 10 s: one user can
+#: spend at most half of a key's default (raise the key's for a real audience)
+DEFAULT_USER_RATE_LIMIT = "500/10 seconds"
 #: the values that turn a key's limit off (compared case-insensitively)
 UNLIMITED = frozenset({"unlimited", "none"})
 
@@ -137,8 +138,9 @@ class EventGatewaySettings(CinepulseSettings):
         DEFAULT_USER_RATE_LIMIT,
         description="each signed-in user's limit through a frontend write key (the user of "
         "its X-User-Token), on top of the key's own: one user cannot spend a shared key's "
-        "budget for everyone else; e.g. '200/10 seconds', or 'unlimited'; server keys are "
-        "not counted per user; a request of more events than this is 413; counted per pod",
+        "budget for everyone else; e.g. '500/10 seconds', or 'unlimited'; at least "
+        "limits.max_batch_events events (else refused at start); server keys are not "
+        "counted per user; counted per pod",
     )
     cors_origins: list[str] = Field(default_factory=list, description="allowed browser origins")
     host: str = "0.0.0.0"  # noqa: S104 - listens inside its pod
@@ -147,7 +149,7 @@ class EventGatewaySettings(CinepulseSettings):
     @model_validator(mode="after")
     def _rate_limits_parse(self) -> EventGatewaySettings:
         batch = self.limits.max_batch_events
-        named = {"rate_limit": self.rate_limit}
+        named = {"rate_limit": self.rate_limit, "user_rate_limit": self.user_rate_limit}
         named.update({f"rate_limits[{c!r}]": v for c, v in self.rate_limits.items()})
         for name, value in named.items():
             item = parse_rate_limit(value, name)
@@ -158,7 +160,6 @@ class EventGatewaySettings(CinepulseSettings):
                     f"batch; allow at least {batch} events (e.g. '{batch * 2}/10 seconds'), "
                     "or lower limits.max_batch_events"
                 )
-        parse_rate_limit(self.user_rate_limit, "user_rate_limit")  # an error names it
         return self
 
     def user_limit(self) -> RateLimitItem | None:
