@@ -7,11 +7,17 @@ the client relies on as read in Metabase's source (listed in that package's docs
 only, 403 afterwards), ``/api/session`` (401 on a wrong password), ``/api/database`` (list,
 create, update; 400 when it "cannot connect"), ``/api/setting/:key``, ``/api/collection``
 (list, create, items), ``/api/card`` (create, show, update) and ``/api/dashboard`` (create,
-show, update with ``dashcards``), and 401 for any other call without a valid
+show, update with ``dashcards`` and ``tabs``), and 401 for any other call without a valid
 ``X-Metabase-Session``. Bodies are checked against the malli schemas of those endpoints
 (required keys, types, non-blank strings, the dashcards' ids): a refused body answers 400 with
 Metabase's ``{"errors": {key: message}, "specific-errors": {...}}``, so a client sending
-anything less than Metabase requires fails here too.
+anything less than Metabase requires fails here too. A dashboard with tabs (or a ``PUT`` sending
+``tabs``) refuses ``dashcards`` lacking a ``dashboard_tab_id`` with Metabase's 400 "This
+dashboard has tab, makes sure every card has a tab" (``update-dashboard`` in
+src/metabase/dashboards/api.clj: older versions check the dashboard's tabs, newer ones the
+tabs sent, filling in the only one when one is sent; the stand-in refuses in both cases), and
+the tabs a ``PUT`` with ``dashcards`` leaves out are deleted with their dashcards
+(``do-update-tabs!``, src/metabase/dashboards/models/dashboard_tab.clj).
 """
 
 from __future__ import annotations
@@ -90,6 +96,7 @@ DASHBOARD_CREATE: Schema = {  # POST /api/dashboard, src/metabase/dashboards/api
 DASHBOARD_UPDATE: Schema = {k: (False, c) for k, (_, c) in DASHBOARD_CREATE.items()} | {
     "archived": (False, BOOL),
     "dashcards": (False, SEQ),
+    "tabs": (False, SEQ),
 }
 DASHCARD: Schema = {  # UpdatedDashboardCard
     "id": (True, INT),
@@ -100,6 +107,9 @@ DASHCARD: Schema = {  # UpdatedDashboardCard
     "parameter_mappings": (False, SEQ),
     "series": (False, SEQ),
 }
+TAB: Schema = {"id": (True, INT), "name": (True, NON_BLANK)}  # UpdatedDashboardTab
+TABS_NEED_DASHCARD_TABS = "This dashboard has tab, makes sure every card has a tab"
+UNIQUE_IDS = "value must be seq of maps in which ids are unique"
 
 
 def refusal(body: Any, schema: Schema) -> dict[str, Any] | None:
@@ -317,6 +327,7 @@ class FakeMetabase:
                 "parameters": body.get("parameters") or [],
                 "archived": False,
                 "dashcards": [],
+                "tabs": [],
             }
             return 200, self._show_dashboard(dash_id)
         m = re.fullmatch(r"/api/dashboard/(\d+)", path)
@@ -329,30 +340,48 @@ class FakeMetabase:
             return 404, "Not found."
         if error := refusal(body, DASHBOARD_UPDATE):
             return 400, error
-        dashcards = body.get("dashcards")
-        if dashcards is not None:
-            for dashcard in dashcards:
-                if error := refusal(dashcard, DASHCARD):
-                    return 400, {"errors": {"dashcards": error["errors"]}}
-            ids = [d["id"] for d in dashcards]
+        dashcards, tabs = body.get("dashcards"), body.get("tabs")
+        for key, items, schema in (("dashcards", dashcards, DASHCARD), ("tabs", tabs, TAB)):
+            for item in items or []:
+                if error := refusal(item, schema):
+                    return 400, {"errors": {key: error["errors"]}}
+            ids = [d["id"] for d in items or []]
             if len(set(ids)) != len(ids):
-                return 400, {
-                    "errors": {"dashcards": "value must be seq of maps in which ids are unique"}
-                }
+                return 400, {"errors": {key: UNIQUE_IDS}}
+        dash = self.dashboards[dash_id]
+        if dashcards is not None:
+            if (dash["tabs"] or tabs) and any(d.get("dashboard_tab_id") is None for d in dashcards):
+                return 400, TABS_NEED_DASHCARD_TABS  # ex-info's message: a plain-text body
             for d in dashcards:  # api/read-check and check-not-archived of each card
                 card = self.cards.get(d.get("card_id"))
                 if card is None:
                     return 404, "Not found."
                 if card["archived"]:
                     return 404, {"message": "The object has been archived."}
-        dash = self.dashboards[dash_id]
-        dash |= {k: v for k, v in body.items() if k in DASHBOARD_UPDATE and k != "dashcards"}
+            new_tabs, new_tab = self._new_tabs(dash_id, tabs or [])
+            tab_ids = [
+                new_tab.get(d.get("dashboard_tab_id"), d.get("dashboard_tab_id")) for d in dashcards
+            ]
+            if any(t is not None and t not in new_tab.values() for t in tab_ids):
+                return 500, {"message": "dashboard_tab_id: not a tab of this dashboard"}  # the FK
+            dash["tabs"] = new_tabs
+        dash |= {
+            k: v
+            for k, v in body.items()
+            if k in DASHBOARD_UPDATE and k not in ("dashcards", "tabs")
+        }
         if dashcards is not None:
-            current = {d["id"] for d in dash["dashcards"]}
+            tabs_kept = {t["id"] for t in dash["tabs"]}
+            current = {  # the dashcards of deleted tabs went with them
+                d["id"]
+                for d in dash["dashcards"]
+                if d.get("dashboard_tab_id") is None or d["dashboard_tab_id"] in tabs_kept
+            }
             dash["dashcards"] = [  # left out: deleted; unknown or negative ids: created
                 {
                     "id": d["id"] if d["id"] in current else next(self._ids),
                     "dashboard_id": dash_id,
+                    "dashboard_tab_id": tab_id,
                     "card_id": d["card_id"],
                     "row": d["row"],
                     "col": d["col"],
@@ -361,9 +390,23 @@ class FakeMetabase:
                     "parameter_mappings": d.get("parameter_mappings") or [],
                     "visualization_settings": d.get("visualization_settings") or {},
                 }
-                for d in dashcards
+                for d, tab_id in zip(dashcards, tab_ids, strict=True)
             ]
         return 200, self._show_dashboard(dash_id)
+
+    def _new_tabs(
+        self, dash_id: int, tabs: list[dict[str, Any]]
+    ) -> tuple[list[dict[str, Any]], dict[int, int]]:
+        """``do-update-tabs!``: the tabs sent, in their order (``position``), become the
+        dashboard's tabs (a negative or unknown id: created), the others are deleted; with the
+        map sent id -> tab id."""
+        current = {t["id"] for t in self.dashboards[dash_id]["tabs"]}
+        new_tab = {t["id"]: t["id"] if t["id"] in current else next(self._ids) for t in tabs}
+        new_tabs = [
+            {"id": new_tab[t["id"]], "dashboard_id": dash_id, "name": t["name"], "position": i}
+            for i, t in enumerate(tabs)
+        ]
+        return new_tabs, new_tab
 
     def _show_dashboard(self, dash_id: int) -> dict[str, Any]:
         dash = json.loads(json.dumps(self.dashboards[dash_id]))

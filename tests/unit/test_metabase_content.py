@@ -27,7 +27,7 @@ from cinepulse_common.metabase import (
     provision,
 )
 from cinepulse_devstack import chart
-from tests.unit.metabase_standin import FakeMetabase
+from tests.unit.metabase_standin import TABS_NEED_DASHCARD_TABS, FakeMetabase
 from tests.unit.test_metabase import ADMIN_PASSWORD, _env, _quiet, _settings
 
 CONTENT_FILE = chart.chart_dir() / "files" / "metabase" / "content.json"
@@ -218,6 +218,58 @@ def test_an_edited_file_updates_in_place(
         k: v for k, v in before.items() if k != genres
     }
     assert after[0]["size_y"] == 10
+    fake.calls.clear()
+    _run(fake, _write(tmp_path, edited))
+    assert _content_writes(fake) == []
+
+
+def test_a_dashboard_given_tabs_in_the_ui_keeps_them(
+    fake: FakeMetabase, tmp_path: Path, raw: dict[str, Any]
+) -> None:
+    first = _run(fake)
+    (dash_id,) = [i for i, d in fake.dashboards.items() if d["name"] == "Cinepulse: top movies"]
+    url, genres = f"/api/dashboard/{dash_id}", first["card_ids"]["genres_30d"]
+    # an analyst adds tabs as Metabase's UI does: every card on the first, then one moved
+    client = _logged_in(fake)
+    shown = client.call("GET", url).body["dashcards"]
+    keys = ("id", "card_id", "row", "col", "size_x", "size_y")
+    layout = [{k: d[k] for k in keys} for d in shown]
+    tabs = [{"id": -1, "name": "Overview"}, {"id": -2, "name": "Genres"}]
+    refused = client.call("PUT", url, {"tabs": tabs, "dashcards": layout})
+    assert (refused.status, refused.body) == (400, TABS_NEED_DASHCARD_TABS)
+    on_tabs = [d | {"dashboard_tab_id": -2 if d["card_id"] == genres else -1} for d in layout]
+    assert client.call("PUT", url, {"tabs": tabs, "dashcards": on_tabs}).status == 200
+    tabs_before = copy.deepcopy(fake.dashboards[dash_id]["tabs"])
+    overview, genres_tab = (t["id"] for t in tabs_before)
+    # what the provisioning sent before (no tab on its dashcards) is refused now
+    refused = client.call("PUT", url, {"dashcards": layout})
+    assert (refused.status, refused.body) == (400, TABS_NEED_DASHCARD_TABS)
+
+    fake.calls.clear()
+    assert _run(fake)["dashboards"]["unchanged"] == 4  # the layout the file says: no write
+    assert _content_writes(fake) == []
+
+    # the file changes that dashboard: one card resized, one shown there too
+    edited = copy.deepcopy(raw)
+    top = edited["dashboards"][0]
+    top["dashcards"][0]["size_y"] = 10
+    top["dashcards"].append(
+        {"card": "events_by_type_30d", "row": 14, "col": 0, "size_x": 24, "size_y": 6}
+    )
+    fake.calls.clear()
+    again = _run(fake, _write(tmp_path, edited))
+    assert again["dashboards"] == {"created": 0, "updated": 1, "unchanged": 3}
+    ((_, _, body),) = [c for c in fake.calls if c[:2] == ("PUT", url)]
+    assert body["tabs"] == client.call("GET", url).body["tabs"] == tabs_before  # sent unchanged
+    dash = fake.dashboards[dash_id]
+    assert dash["tabs"] == tabs_before  # kept: the same ids, names and order
+    tab_of = {d["card_id"]: d["dashboard_tab_id"] for d in dash["dashcards"]}
+    new_card = first["card_ids"]["events_by_type_30d"]
+    assert tab_of.pop(genres) == genres_tab  # kept on the tab the analyst moved it to
+    assert tab_of.pop(new_card) == overview  # a new one: on the first tab
+    assert set(tab_of.values()) == {overview} and len(tab_of) == 3
+    kept = {d["card_id"]: d["id"] for d in shown}
+    assert {d["card_id"]: d["id"] for d in dash["dashcards"] if d["card_id"] != new_card} == kept
     fake.calls.clear()
     _run(fake, _write(tmp_path, edited))
     assert _content_writes(fake) == []

@@ -68,7 +68,11 @@ The questions and dashboards (:mod:`.content`; a malli schema refused answers 40
   (DashUpdates and UpdatedDashboardCard in src/metabase/dashboards/api.clj): each dashcard
   ``id`` (an integer, negative for a new one, unique), ``size_x``/``size_y`` positive,
   ``row``/``col`` zero or more, plus ``card_id``; dashcards left out are deleted.
-  ``GET /api/dashboard/:id`` shows its ``dashcards``. The grid is 24 columns wide.
+  ``GET /api/dashboard/:id`` shows its ``dashcards`` and ``tabs``. On a dashboard with tabs
+  every dashcard needs a ``dashboard_tab_id`` (else 400 "This dashboard has tab, makes sure
+  every card has a tab", ``update-dashboard``) and the ``tabs`` (UpdatedDashboardTab: ``id``,
+  ``name``) are sent too: those left out are deleted (``do-update-tabs!`` in
+  src/metabase/dashboards/models/dashboard_tab.clj). The grid is 24 columns wide.
 
 Settings (:class:`MetabaseSetupSettings`, one class for the three commands): the warehouse
 ``CINEPULSE_POSTGRES__DSN``; ``CINEPULSE_METABASE__URL``, ``__ADMIN_EMAIL``,

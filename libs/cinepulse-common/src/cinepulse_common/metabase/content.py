@@ -9,6 +9,14 @@ dashboard by its name among the collection's items. Renaming one in the file the
 a new one and leaves the old one in the collection (archive it in Metabase). A card's
 ``columns`` are the columns its SQL returns: not sent to Metabase, the integration test runs
 every card's SQL as a member of cinepulse_readonly and checks them.
+
+Tabs: a dashboard an analyst gave tabs in the UI keeps them. ``update-dashboard`` in
+src/metabase/dashboards/api.clj answers 400 "This dashboard has tab, makes sure every card has
+a tab" when a ``PUT`` with ``dashcards`` leaves one without ``dashboard_tab_id`` on a dashboard
+with tabs, and deletes the tabs the ``tabs`` sent leave out (``do-update-tabs!``,
+src/metabase/dashboards/models/dashboard_tab.clj). So the ``tabs`` of the ``GET`` are sent
+back unchanged (UpdatedDashboardTab: ``id``, ``name``) and every dashcard gets a tab: the
+one it was on, the first tab for a new one.
 """
 
 from __future__ import annotations
@@ -170,6 +178,39 @@ def _layout(dashcards: Any) -> list[tuple[Any, ...]]:
     )
 
 
+def _dashcards_and_tabs(
+    wanted: list[tuple[int, int, int, int, int]], current: Any
+) -> dict[str, Any]:
+    """``dashcards`` (and ``tabs``, when the dashboard has some) of ``PUT /api/dashboard/:id``:
+    a dashcard already showing a card keeps its id and its tab, a new one gets a negative id
+    and the first tab; the tabs go back as the ``GET`` showed them, in their order."""
+    current = current if isinstance(current, dict) else {}
+    tabs = [t for t in current.get("tabs") or [] if isinstance(t, dict) and "id" in t]
+    tabs.sort(key=lambda t: t["position"] if isinstance(t.get("position"), int) else 0)
+    tab_ids = [t["id"] for t in tabs]
+    have = [d for d in current.get("dashcards") or [] if isinstance(d, dict)]
+    kept = {d.get("card_id"): d for d in reversed(have)}
+    dashcards: list[dict[str, Any]] = []
+    for n, (card_id, row, col, size_x, size_y) in enumerate(wanted, start=1):
+        old = kept.get(card_id, {})
+        dashcard: dict[str, Any] = {
+            "id": old.get("id") or -n,
+            "card_id": card_id,
+            "row": row,
+            "col": col,
+            "size_x": size_x,
+            "size_y": size_y,
+            "parameter_mappings": [],
+            "series": [],
+            "visualization_settings": {},
+        }
+        if tab_ids:
+            tab = old.get("dashboard_tab_id")
+            dashcard["dashboard_tab_id"] = tab if tab in tab_ids else tab_ids[0]
+        dashcards.append(dashcard)
+    return {"dashcards": dashcards, "tabs": tabs} if tabs else {"dashcards": dashcards}
+
+
 # ------------------------------------------------------------------------------ provisioning
 
 
@@ -261,23 +302,7 @@ def provision_content(client: MetabaseClient, database_id: int, content: Content
         ):
             counts["dashboards"]["unchanged"] += 1
             continue
-        # the dashcards already showing a card keep their ids; new ones get negative ids
-        kept = {d.get("card_id"): d.get("id") for d in reversed(have or []) if isinstance(d, dict)}
-        dashcards: list[dict[str, Any]] = [
-            {
-                "id": kept.get(card_id) or -n,
-                "card_id": card_id,
-                "row": row,
-                "col": col,
-                "size_x": size_x,
-                "size_y": size_y,
-                "parameter_mappings": [],
-                "series": [],
-                "visualization_settings": {},
-            }
-            for n, (card_id, row, col, size_x, size_y) in enumerate(wanted, start=1)
-        ]
-        body = meta | {"dashcards": dashcards}
+        body = meta | _dashcards_and_tabs(wanted, current)
         _refused(client.call("PUT", f"/api/dashboard/{dash_id}", body), f"to lay out {what}")
         counts["dashboards"][action] += 1
 
