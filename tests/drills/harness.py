@@ -11,7 +11,11 @@ Counting, per event id the drill sent:
 * **lost**: acknowledged ids missing from either store.
 * **duplicated**: fact rows beyond one per event id (the four fact tables together) plus raw
   documents beyond one per event id, over every id sent (acknowledged or not). The drills'
-  client never resends, so a second raw document could only be a second Kafka record.
+  client never resends, so a second raw document could only be a second Kafka record (the id
+  drill, ``test_drills_ids.py``, resends on purpose: it counts duplicate facts here and raw
+  documents per acknowledged send itself). A resend under a taken id with other content is
+  quarantined (``event_id_conflict``) while the id keeps its one fact: such an id counts as
+  modelled once, by its fact.
 
 "Quiet" is the project's own reconciliation (``cinepulse_quality``'s ``reconcile``) over the
 drill's Kafka window coming back without drift: every record of the window archived and

@@ -246,15 +246,29 @@ def test_split_valid() -> None:
     assert len(valid) == 1 and len(held) == 1 and held["quarantine_rule"].iat[0] == "movie_id"
 
 
-def test_deduplicate_keeps_the_first_by_kafka_position() -> None:
+def test_deduplicate_keeps_the_first_exact_copy_by_kafka_position() -> None:
     first = _valid()
-    second = with_field(first, "payload.rating", 1.0)
-    parsed = parse_events(_docs(second, first))
+    resend = with_field(first, "received_at", "2026-11-26T11:59:59Z")  # set by the server
+    parsed = parse_events(_docs(resend, first))
     parsed["offset"] = [9, 3]
     kept = deduplicate_events(parsed, RULES)
     assert kept["offset"].tolist() == [3]
     last = RULES.model_copy(update={"dedup": RULES.dedup.model_copy(update={"keep": "last"})})
     assert deduplicate_events(parsed, last)["offset"].tolist() == [9]
+
+
+def test_deduplicate_keeps_copies_with_other_content_for_the_registry() -> None:
+    """Same id, other rating or other type: both reach the load, whose event-id registry
+    makes a fact of the first and quarantines the other (event_id_conflict)."""
+    first = _valid()
+    rerated = with_field(first, "payload.rating", 1.0)
+    retyped = {**first, "event_type": "click", "payload": {"target": "poster"}}
+    parsed = parse_events(_docs(first, rerated, retyped, rerated, first))
+    kept = deduplicate_events(parsed, RULES)
+    # an exact copy of the first is dropped; a copy of another copy is not (the registry
+    # quarantines it too: it differs from the fact)
+    assert kept["offset"].tolist() == [0, 1, 2, 3]
+    assert set(kept["event_id"]) == {first["event_id"]}
 
 
 # -- normalisation -----------------------------------------------------------------------------

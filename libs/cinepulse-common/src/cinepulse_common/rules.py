@@ -40,10 +40,22 @@ class EventTypeRule(_Strict):
     fact_table: str = Field(pattern=r"^fact_[a-z_]+$", description="star-schema fact table")
 
 
+#: the fields of a staged event that can tell two copies of one ``event_id`` apart
+#: (``received_at`` is set by the gateway on every send: a resend differs there, always)
+ContentField = Literal["event_type", "user_id", "movie_id", "occurred_at", "session_id", "payload"]
+
+
 class DedupRule(_Strict):
     key: list[str] = Field(min_length=1, description="envelope fields that identify an event")
     keep: Literal["first", "last"] = Field(
         "first", description="which copy wins among duplicates, in Kafka (offset) order"
+    )
+    compare: list[ContentField] = Field(
+        default=["event_type", "user_id", "movie_id", "occurred_at", "session_id", "payload"],
+        min_length=1,
+        description="the content of an event: a copy of a registered event_id that differs in "
+        "any of these is quarantined (event_id_conflict, naming what differs); one equal in "
+        "all of them is a resend and dropped silently. The registry spans every event type",
     )
 
 

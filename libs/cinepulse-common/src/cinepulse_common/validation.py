@@ -138,6 +138,16 @@ def event_reasons(rules: TransformRules) -> dict[str, str]:
     return reasons
 
 
+#: the rule of a record whose ``event_id`` is already registered (staged, by any engine,
+#: as any event type) with other content (``dedup.compare`` of the rules): it is not a
+#: resend, and a second fact under that id would double count, so it is quarantined. Applied
+#: by the load step (:mod:`cinepulse_common.warehouse.registry`), the same for every engine
+EVENT_ID_CONFLICT = "event_id_conflict"
+#: its reason, followed by the fields that differ and what the registry holds
+EVENT_ID_CONFLICT_REASON = (
+    f"{EVENT_ID_CONFLICT}: the event_id is already registered with other content; differs in "
+)
+
 #: the short, stable code of a reason: its first word (the field or the check)
 RULE_CODE_PATTERN = r"^([A-Za-z_.]+)"
 _RULE_CODE = re.compile(RULE_CODE_PATTERN)

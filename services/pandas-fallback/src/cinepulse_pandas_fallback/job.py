@@ -21,9 +21,10 @@ adds its counts, and holds the run's row lock (a promotion waits for it). Only a
 ``succeeded`` run can be extended (a promoted one is closed: the next window is a new run);
 a failed extension rolls back whole and leaves the run as it was.
 
-An event whose copies fall in different chunks is written once: before a chunk is loaded,
-events an earlier chunk (or, for a replay, anything) already wrote are dropped, as Spark's
-dedup drops them within a batch.
+An event whose copies fall in different chunks is written once: the load's event-id registry
+(a fallback run's own ``fallback.stg_user_logs``, checked against the main one too; for a
+replay the main one) makes a fact only of an id it registers, drops a resend and quarantines
+a copy with other content (``event_id_conflict``), as it does for Spark's batches.
 """
 
 from __future__ import annotations
@@ -50,7 +51,6 @@ from cinepulse_common.rules import TransformRules
 from cinepulse_common.validation import NUL, UUID_PATTERN
 from cinepulse_common.warehouse import (
     QUARANTINE_COLUMNS,
-    existing_event_ids,
     load_events,
     load_movies,
 )
@@ -364,11 +364,10 @@ def _write_chunk(
     t1 = time.monotonic()
     summary.transform_s += t1 - t0
     run_id = summary.run_id if schema != "public" else None
-    seen = existing_event_ids(conn, modelled["event_id"].tolist(), schema=schema, run_id=run_id)
-    if seen:
-        modelled = modelled[~modelled["event_id"].isin(seen)]
     events = model_events(modelled, "is_late")
     held = quarantine_rows(quarantined)
+    # the load's event-id registry (the run's own, and the main one) decides what becomes a
+    # fact: a copy an earlier chunk registered is a resend (dropped) or a conflict
     written = load_events(
         conn,
         _rows(events.drop(columns="is_late")),
@@ -376,8 +375,11 @@ def _write_chunk(
         source_flag=flag,
         schema=schema,
         run_id=run_id,
+        dedup=rules.dedup,
     )
     summary.load_s += time.monotonic() - t1
+    for key in [k for k in written if k.startswith("quarantined:")]:
+        summary.quarantined[key.split(":", 1)[1]] += written.pop(key)
     summary.written.update(written)
     summary.late += int(events["is_late"].sum())
     summary.quarantined.update(held["rule"].tolist())

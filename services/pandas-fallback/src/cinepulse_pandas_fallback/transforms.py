@@ -91,12 +91,29 @@ def normalise_event_types(events: pd.DataFrame, rules: TransformRules) -> pd.Dat
 
 
 def deduplicate_events(events: pd.DataFrame, rules: TransformRules) -> pd.DataFrame:
-    """One row per dedup key (the rules' ``dedup.key``) within what is processed together:
-    the first by Kafka position (topic, partition, offset), as ``dedup.keep`` says, the same
-    choice as Spark's. Across chunks the job drops what an earlier chunk already wrote."""
+    """Per dedup key (the rules' ``dedup.key``), the first copy by Kafka position (topic,
+    partition, offset; ``dedup.keep``) and every other copy whose content
+    (``dedup.compare``) differs from it, as Spark's: an exact copy of the first is dropped.
+    The load's event-id registry ranks the copies the same way, makes a fact of the first and
+    quarantines the others (across chunks too)."""
     ascending = rules.dedup.keep == "first"
     ordered = events.sort_values(list(SOURCE_COLUMNS), ascending=ascending, kind="stable")
-    return ordered.drop_duplicates(subset=list(rules.dedup.key), keep="first")
+    keys = ordered[list(rules.dedup.key)].to_dict("records")
+    ids = pd.Series(
+        [json.dumps([r[k] for k in rules.dedup.key], default=str) for r in keys],
+        index=ordered.index,
+        dtype=object,
+    )
+    content = pd.Series(
+        [
+            json.dumps([r[c] for c in rules.dedup.compare], sort_keys=True, default=str)
+            for r in ordered[list(rules.dedup.compare)].to_dict("records")
+        ],
+        index=ordered.index,
+        dtype=object,
+    )
+    first = content.groupby(ids, sort=False).transform("first")
+    return ordered[~ids.duplicated(keep="first") | (content != first)]
 
 
 # -- normalise, label, model -----------------------------------------------------------------

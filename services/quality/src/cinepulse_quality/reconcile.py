@@ -10,9 +10,12 @@ Kafka timestamp falls in ``[start, end)`` the stores downstream must account for
   a quarantine row at that position, or, for a repeated ``event_id``, the staging row of the
   copy that was kept (a duplicate is modelled once, by design). A record covered only by a
   pandas-fallback run that is waiting for promotion is reported as such, not as drift: the
-  fallback keeps its output apart until an admin promotes it. A record whose event a
-  *promoted* fallback run modelled has its fact and no staging row (promotion writes the
-  facts, the raw record stays in MongoDB): it is reported as ``promoted``, not as drift.
+  fallback keeps its output apart until an admin promotes it. Promotion registers the run's
+  events in staging (at the positions the run read; migration 0011 registered the facts
+  promoted before, at the facts' positions). A promoted fact whose staging row is at another
+  copy's position is reported as ``promoted``, not as drift. A record
+  whose ``event_id`` was already registered with other content (another type, user, payload)
+  has a quarantine row at its position (``event_id_conflict``): quarantined, not drift.
 * Optionally, a list of **acknowledged** event ids (a client's own log): each must be in the
   window's records.
 

@@ -257,7 +257,9 @@ def process_events_batch(
         # 2. one transaction: staging, dimensions, facts, quarantine (idempotent keys)
         # the lock checked after the load read the landing tables, before it commits
         with connect(settings.postgres) as conn:
-            written = load_events_from_tables(conn, LANDING, source_flag=SOURCE_FLAG)
+            written = load_events_from_tables(
+                conn, LANDING, source_flag=SOURCE_FLAG, dedup=rules.dedup
+            )
             lock.check(conn)
     t_load = time.monotonic()
     late = written.pop("late", 0)

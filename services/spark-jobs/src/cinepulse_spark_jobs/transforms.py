@@ -13,7 +13,8 @@ parity test keeps the two paths one. Every number and set comes from
 * :func:`split_valid` - (valid rows, quarantined rows).
 * :func:`normalise_event_types` - legacy spellings of ``event_type`` to the canonical ones
   (before validation).
-* :func:`deduplicate_events` - one row per ``event_id``.
+* :func:`deduplicate_events` - exact copies of an ``event_id`` dropped (the load's registry
+  judges copies with other content).
 * :func:`normalise_events` - click-target aliases, comment text normalisation, exact decimals,
   the watch's completion ratio, the UTC ``date_key``, and the late-arrival flag.
 * :func:`label_comments` - the emotion and sentiment of each comment (the shared classifier).
@@ -255,18 +256,30 @@ def assign_event_ids(events: DataFrame) -> DataFrame:
 
 
 def deduplicate_events(events: DataFrame, rules: TransformRules) -> DataFrame:
-    """One row per dedup key (the rules' ``dedup.key``) within what is processed together:
-    the first by Kafka position (topic, partition, offset), as ``dedup.keep`` says, so the
-    choice among differing copies is deterministic (and the fallback makes the same one).
-    Across micro-batches the load's ``ON CONFLICT DO NOTHING`` keeps the one written first."""
+    """Per dedup key (the rules' ``dedup.key``) within what is processed together, the first
+    copy by Kafka position (topic, partition, offset; ``dedup.keep``), and every other copy
+    whose content (``dedup.compare``) differs from it: an exact copy of the first (a resend)
+    is dropped here. The load's event-id registry
+    (:mod:`cinepulse_common.warehouse.registry`) ranks the copies the same way, makes a fact
+    of the first and quarantines the others, within a batch as across batches (the fallback
+    the same)."""
     from pyspark.sql.window import Window
 
-    keys = list(rules.dedup.key)
+    content = F.struct(
+        *(
+            (F.to_json(F.col(c)) if c == "payload" else F.col(c)).alias(c)
+            for c in rules.dedup.compare
+        )
+    )
     position = [F.col(c).asc() for c in SOURCE_COLUMNS]
     if rules.dedup.keep == "last":
         position = [F.col(c).desc() for c in SOURCE_COLUMNS]
-    order = Window.partitionBy(*keys).orderBy(*position)
-    return events.withColumn("_n", F.row_number().over(order)).filter("_n = 1").drop("_n")
+    order = Window.partitionBy(*rules.dedup.key).orderBy(*position)
+    ranked = events.withColumn("_n", F.row_number().over(order)).withColumn(
+        "_first", F.first(content).over(order)
+    )
+    kept = ranked.filter((F.col("_n") == 1) | ~content.eqNullSafe(F.col("_first")))
+    return kept.drop("_n", "_first")
 
 
 def split_valid(validated: DataFrame) -> tuple[DataFrame, DataFrame]:

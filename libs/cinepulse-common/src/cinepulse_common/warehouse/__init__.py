@@ -10,13 +10,18 @@ event rows* (validated, deduplicated, normalised; one tuple per event in
   quarantine, keyed on ``event_id`` (the quarantine on the source position): a replayed
   batch writes nothing twice, and a fact already written (by Spark, or a promoted run) is
   never overwritten;
+* staging is the event-id registry across event types (:mod:`.registry`): a fact only for
+  an id staged by the same load; a copy with other content is quarantined
+  (``event_id_conflict``), an exact resend dropped;
 * dimensions "as they appear": ``dim_date`` rows for new dates, ``dim_user`` first/last
   seen (widened, never narrowed).
 
-``schema='fallback'`` (with a ``run_id``) writes a pandas-fallback run apart: facts and
-quarantine only, no staging and no dimensions (promotion adds those).
-:func:`promote_run` moves one such run into the main facts (``--dry-run``: only counts), and
-:func:`existing_event_ids` tells a chunked job which events an earlier chunk already wrote.
+``schema='fallback'`` (with a ``run_id``) writes a pandas-fallback run apart: its own
+registry (``fallback.stg_user_logs``), facts and quarantine, no dimensions (promotion adds
+those, and registers the run's ids in the main registry).
+:func:`promote_run` moves one such run into the main facts (``--dry-run``: only counts); a
+chunked job needs no check of its own for what an earlier chunk wrote (the run's registry
+holds it).
 
 Movies (the ``movie`` topic) load through :func:`load_movies`: SCD type 1 upserts of
 ``dim_movie`` (a changed movie overwrites its row; an unchanged one is not touched), the
@@ -46,7 +51,6 @@ from cinepulse_common.warehouse.columns import (
 from cinepulse_common.warehouse.load import (
     batch_tables,
     ensure_batch_tables,
-    existing_event_ids,
     load_events,
     load_events_from_tables,
 )
@@ -66,7 +70,6 @@ __all__ = [
     "QUARANTINE_COLUMN_TYPES",
     "batch_tables",
     "ensure_batch_tables",
-    "existing_event_ids",
     "load_events",
     "load_events_from_tables",
     "load_movies",

@@ -10,6 +10,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from cinepulse_common.rules import DedupRule
+from cinepulse_common.warehouse import registry
 from cinepulse_common.warehouse.columns import (
     EVENT_COLUMN_TYPES,
     FACT_BASE,
@@ -92,10 +94,13 @@ def load_events(
     source_flag: str,
     schema: str = "public",
     run_id: str | None = None,
+    dedup: DedupRule | None = None,
 ) -> dict[str, int]:
     """Write one batch inside the caller's transaction; returns the rows *inserted* per
-    table (a replay inserts 0). ``events`` in :data:`EVENT_COLUMNS` order,
-    ``quarantined`` in :data:`QUARANTINE_COLUMNS` order."""
+    table (a replay inserts 0) and ``quarantined:event_id_conflict``, the copies found in
+    conflict with the event-id registry (:mod:`.registry`; ``dedup``: the engine's rules,
+    else the active ones). ``events`` in :data:`EVENT_COLUMNS` order, ``quarantined`` in
+    :data:`QUARANTINE_COLUMNS` order."""
     with conn.cursor() as cur:
         offered = _copy_into_temp(cur, "_batch_events", EVENT_COLUMN_TYPES, events)
         held = _copy_into_temp(cur, "_batch_quarantine", QUARANTINE_COLUMN_TYPES, quarantined)
@@ -106,6 +111,7 @@ def load_events(
             source_flag=source_flag,
             schema=schema,
             run_id=run_id,
+            dedup=dedup,
         )
         cur.execute("DROP TABLE _batch_events, _batch_quarantine")
     return written
@@ -144,6 +150,7 @@ def load_events_from_tables(
     source_flag: str,
     schema: str = "public",
     run_id: str | None = None,
+    dedup: DedupRule | None = None,
 ) -> dict[str, int]:
     """:func:`load_events` from the landing tables of :func:`ensure_batch_tables`, inside
     the caller's transaction; adds ``late`` (landed events flagged late) and
@@ -157,6 +164,7 @@ def load_events_from_tables(
             source_flag=source_flag,
             schema=schema,
             run_id=run_id,
+            dedup=dedup,
         )
         cur.execute(
             sql.SQL("SELECT count(*) FILTER (WHERE is_late) FROM {}").format(sql.Identifier(events))
@@ -180,6 +188,7 @@ def _load_from(
     source_flag: str,
     schema: str,
     run_id: str | None,
+    dedup: DedupRule | None = None,
 ) -> dict[str, int]:
     apart = schema != "public"
     if apart and run_id is None:
@@ -188,20 +197,15 @@ def _load_from(
     flag = sql.Literal(source_flag)
     extra = [sql.Literal(run_id)] if apart else []
     extra_cols = [sql.Identifier("run_id")] if apart else []
+    if events is not None:
+        # the registry is the gate: a fact only for an id staged by this load; the other
+        # copies are resends (dropped) or conflicts (quarantined) (see .registry)
+        events, counts = registry.register(
+            cur, events, flag=flag, schema=schema, run_id=run_id, dedup=dedup
+        )
+        written |= counts
     if events is not None and not apart:
         written |= _upsert_dims(cur, events, flag)
-        cur.execute(
-            sql.SQL("""
-            INSERT INTO stg_user_logs (event_id, event_type, user_id, movie_id, occurred_at,
-                received_at, session_id, payload, source_topic, source_partition,
-                source_offset, source_flag)
-            SELECT event_id, event_type, user_id, movie_id, occurred_at, received_at,
-                   session_id, payload, source_topic, source_partition, source_offset, {flag}
-            FROM {events} AS e ORDER BY event_id
-            ON CONFLICT (event_id) DO NOTHING
-            """).format(flag=flag, events=events)
-        )
-        written["stg_user_logs"] = cur.rowcount
         cur.execute(
             sql.SQL("""
             INSERT INTO stg_comments (event_id, user_id, movie_id, occurred_at,
@@ -248,31 +252,9 @@ def _load_from(
             )
         )
         written["quarantine"] = cur.rowcount
-    return written
-
-
-def existing_event_ids(
-    conn: psycopg.Connection[Any],
-    event_ids: Sequence[str],
-    *,
-    schema: str = "public",
-    run_id: str | None = None,
-) -> set[str]:
-    """Which of ``event_ids`` (valid UUIDs) already have a fact, in any of the four fact
-    tables of ``schema`` (of the run ``run_id`` outside ``public``): an event is modelled
-    once, whatever its type, even when its copies are read in different chunks."""
-    if not event_ids:
-        return set()
-    apart = schema != "public"
-    if apart and run_id is None:
-        raise ValueError("a run_id is needed to read outside the public schema")
-    union = sql.SQL(" UNION ALL ").join(
-        sql.SQL("SELECT event_id FROM {t} WHERE event_id = ANY(%(ids)s::uuid[]){run}").format(
-            t=sql.Identifier(schema, table),
-            run=sql.SQL(" AND run_id = %(run)s") if apart else sql.SQL(""),
+    if events is not None:
+        written["quarantine"] = written.get("quarantine", 0) + registry.quarantine_conflicts(
+            cur, flag=flag, schema=schema, run_id=run_id
         )
-        for table in FACT_TABLE.values()
-    )
-    with conn.cursor() as cur:
-        cur.execute(union, {"ids": list(event_ids), "run": run_id})
-        return {str(row[0]) for row in cur}
+        registry.drop(cur)
+    return written

@@ -8,18 +8,34 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from cinepulse_common.validation import EVENT_ID_CONFLICT
+from cinepulse_common.warehouse import registry
 from cinepulse_common.warehouse.columns import FACT_BASE, FACT_EXTRA, FACT_TABLE, QUARANTINE_COLUMNS
 from cinepulse_common.warehouse.load import _ids, _upsert_dims
 from cinepulse_common.warehouse.movies import promote_run_movies
 
+#: the run's ids this promotion registered in the main registry (their facts are promoted)
+PROMOTED = "_promotion_registered"
+
 
 def _fact_in_public(alias: str) -> sql.Composable:
-    """True when the event of ``alias`` has a fact in any public fact table."""
-    return sql.SQL(" OR ").join(
-        sql.SQL("EXISTS (SELECT 1 FROM {t} AS p WHERE p.event_id = {a}.event_id)").format(
-            t=sql.Identifier("public", table), a=sql.Identifier(alias)
-        )
-        for table in FACT_TABLE.values()
+    """True when the event of ``alias`` is in the main event-id registry (staged by Spark,
+    a replay or an earlier promotion, as any event type; every main fact is registered)."""
+    return sql.SQL(
+        "EXISTS (SELECT 1 FROM public.stg_user_logs AS p WHERE p.event_id = {a}.event_id)"
+    ).format(a=sql.Identifier(alias))
+
+
+def _conflicts(run: sql.Composable) -> sql.Composable:
+    """The run's registered events whose id the main registry holds with other content."""
+    diff = registry.differences("f", "p")
+    return sql.SQL("""
+        SELECT f.event_id, f.event_type, f.source_topic, f.source_partition, f.source_offset,
+               {raw} AS raw, {reason} AS reason
+        FROM fallback.stg_user_logs AS f JOIN public.stg_user_logs AS p USING (event_id)
+        WHERE f.run_id = {run} AND cardinality({diff}) > 0
+        """).format(
+        raw=registry.raw_of("f"), reason=registry.conflict_reason(diff, "p"), run=run, diff=diff
     )
 
 
@@ -35,8 +51,12 @@ def promote_run(
     nothing is written; for ``dim_user``, "inserted" counts new or widened users).
     Idempotent, and Spark's facts win:
 
-    * a fact whose ``event_id`` already has a fact in any public fact table is skipped (its
-      copy there stays as it is); the others are inserted with the run's ``source_flag``;
+    * the run's event-id registry (``fallback.stg_user_logs``) is registered in the main one
+      (``stg_user_logs``, :mod:`.registry`), and only the facts of the ids registered now are
+      inserted, with the run's ``source_flag``. An id the main registry already holds (Spark,
+      a replay or another run wrote it, as any event type) keeps its fact there: with the
+      same content the run's copy is skipped ("present"); with other content it is
+      quarantined (``event_id_conflict``, counted as ``event_id_conflict``);
     * ``dim_date`` and ``dim_user`` as :func:`load_events` does them, from the facts that
       are inserted (the foreign keys hold; new users get ``source_flag``);
     * the run's movies (``fallback.dim_movie`` and its bridges) upserted into ``dim_movie``,
@@ -46,8 +66,8 @@ def promote_run(
       left as it is, so promoting again changes nothing;
     * the run's quarantine, keyed on the source position like every quarantine row.
 
-    Staging is not written: a promoted run's raw records stay in MongoDB (the replay
-    source); the facts are what the aggregates and the api read."""
+    A run written before the registry (migration 0011) has a registry built from its facts,
+    without payloads: such ids are compared on the other fields only."""
     run = sql.Literal(run_id)
     new_facts = sql.SQL(" UNION ALL ").join(
         sql.SQL(
@@ -101,6 +121,7 @@ def promote_run(
             for dim, n in written.items():
                 total = counts[dim]["inserted"] + counts[dim]["present"]
                 counts[dim] = {"inserted": n, "present": total - n}
+        _register_run(cur, run, counts, dry_run=dry_run, source_flag=source_flag)
         for event_type, table in FACT_TABLE.items():
             target = sql.Identifier("fallback", table)
             if dry_run:
@@ -116,7 +137,8 @@ def promote_run(
             cur.execute(
                 sql.SQL("""
                 INSERT INTO {public} ({cols})
-                SELECT {cols} FROM {t} AS f WHERE f.run_id = {run} AND NOT ({present})
+                SELECT {cols} FROM {t} AS f
+                WHERE f.run_id = {run} AND f.event_id IN (SELECT event_id FROM {promoted})
                 ORDER BY f.event_id
                 ON CONFLICT DO NOTHING
                 """).format(
@@ -124,7 +146,7 @@ def promote_run(
                     cols=cols,
                     t=target,
                     run=run,
-                    present=_fact_in_public("f"),
+                    promoted=sql.Identifier(PROMOTED),
                 )
             )
             inserted = cur.rowcount
@@ -132,6 +154,20 @@ def promote_run(
                 sql.SQL("SELECT count(*) FROM {t} WHERE run_id = {run}").format(t=target, run=run)
             )
             counts[table] = {"inserted": inserted, "present": offered - inserted}
+        if not dry_run:
+            cur.execute(
+                sql.SQL("""
+                INSERT INTO public.stg_comments (event_id, user_id, movie_id, occurred_at,
+                                                 comment_text, source_flag)
+                SELECT event_id, user_id, movie_id, occurred_at, comment_text, {flag}
+                FROM fallback.fact_comment
+                WHERE run_id = {run} AND event_id IN (SELECT event_id FROM {promoted})
+                ON CONFLICT (event_id) DO NOTHING
+                """).format(
+                    flag=sql.Literal(source_flag), run=run, promoted=sql.Identifier(PROMOTED)
+                )
+            )
+            cur.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(PROMOTED)))
         counts.update(promote_run_movies(cur, run_id, dry_run=dry_run, source_flag=source_flag))
         if dry_run:
             new, old = pair(
@@ -160,3 +196,72 @@ def promote_run(
             )
             counts["quarantine"] = {"inserted": inserted, "present": offered - inserted}
     return counts
+
+
+def _register_run(
+    cur: psycopg.Cursor[Any],
+    run: sql.Composable,
+    counts: dict[str, dict[str, int]],
+    *,
+    dry_run: bool,
+    source_flag: str,
+) -> None:
+    """Register the run's ids in the main registry (into the work table :data:`PROMOTED`)
+    and quarantine its copies in conflict with what the main registry holds; ``dry_run``:
+    only count."""
+    conflicts = _conflicts(run)
+    cur.execute(
+        sql.SQL("""
+        SELECT count(*) FILTER (WHERE NOT {present}), count(*) FILTER (WHERE {present})
+        FROM fallback.stg_user_logs AS f WHERE f.run_id = {run}
+        """).format(present=_fact_in_public("f"), run=run)
+    )
+    row = cur.fetchone()
+    assert row is not None
+    new, old = int(row[0]), int(row[1])
+    cur.execute(sql.SQL("SELECT count(*) FROM ({}) AS c").format(conflicts))
+    found = int(cur.fetchone()[0])  # type: ignore[index]
+    if dry_run:
+        counts["stg_user_logs"] = {"inserted": new, "present": old}
+        counts[EVENT_ID_CONFLICT] = {"inserted": found, "present": 0}
+        return
+    cur.execute(
+        sql.SQL("CREATE TEMP TABLE {} (event_id uuid PRIMARY KEY) ON COMMIT DROP").format(
+            sql.Identifier(PROMOTED)
+        )
+    )
+    cols = _ids(registry.STAGED)
+    # ON CONFLICT: an id Spark registers meanwhile stays Spark's (its fact wins)
+    cur.execute(
+        sql.SQL("""
+        WITH staged AS (
+            INSERT INTO public.stg_user_logs ({cols}, source_flag)
+            SELECT {cols}, {flag} FROM fallback.stg_user_logs AS f
+            WHERE f.run_id = {run} AND NOT {present}
+            ORDER BY f.event_id
+            ON CONFLICT DO NOTHING
+            RETURNING event_id)
+        INSERT INTO {promoted} SELECT event_id FROM staged
+        """).format(
+            cols=cols,
+            flag=sql.Literal(source_flag),
+            run=run,
+            present=_fact_in_public("f"),
+            promoted=sql.Identifier(PROMOTED),
+        )
+    )
+    inserted = cur.rowcount
+    counts["stg_user_logs"] = {"inserted": inserted, "present": new + old - inserted}
+    cur.execute(
+        sql.SQL("""
+        INSERT INTO public.quarantine (event_id, event_type, source_topic, source_partition,
+                                       source_offset, raw, rule, reason, source_flag)
+        SELECT event_id, event_type, source_topic, source_partition, source_offset, raw,
+               {rule}, reason, {flag}
+        FROM ({conflicts}) AS c ORDER BY event_id
+        ON CONFLICT DO NOTHING
+        """).format(
+            rule=sql.Literal(EVENT_ID_CONFLICT), flag=sql.Literal(source_flag), conflicts=conflicts
+        )
+    )
+    counts[EVENT_ID_CONFLICT] = {"inserted": cur.rowcount, "present": found - cur.rowcount}
