@@ -24,6 +24,7 @@ modelled, every acknowledged id among the records.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import Counter
@@ -104,6 +105,21 @@ def wait_for(
 
 
 # --------------------------------------------------------------------------- sending
+#: the seeds the session's drills drew events from: synthetic_events' ids follow the seed,
+#: so two drills of one session on the same seed would send the same ids, and the second
+#: one's copies would count as duplicates of the first's
+_SEEDS: dict[int, str] = {}
+
+
+def drill_events(count: int, seed: int) -> list[dict[str, Any]]:
+    """``count`` synthetic events of ``seed``, which no other drill of the session may use
+    (an error naming both drills otherwise)."""
+    # the test pytest is running (set by pytest itself): "path::name (phase)"
+    drill = os.environ.get("PYTEST_CURRENT_TEST", "no test").split(" ")[0]
+    other = _SEEDS.setdefault(seed, drill)
+    if other != drill:
+        raise AssertionError(f"seed {seed} of {drill} is already {other}'s: pick another")
+    return synthetic_events(count, seed)
 
 
 class Sender(threading.Thread):
@@ -116,7 +132,7 @@ class Sender(threading.Thread):
         super().__init__(name=f"sender-{seed}", daemon=True)
         self.gateway_url = stack.gateway.url
         self.key = stack.gateway.demo_key()
-        self.events = synthetic_events(count, seed)
+        self.events = drill_events(count, seed)
         self.rate_per_s = rate_per_s
         self.batch_size = batch_size
         self.result: SendResult | None = None

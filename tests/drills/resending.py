@@ -22,8 +22,8 @@ from typing import Any
 import httpx
 
 from cinepulse_devstack import Stack
-from cinepulse_devstack.demo_events import synthetic_events
 from cinepulse_event_gateway.idempotency import HEADER, content_digest, derived_event_id
+from tests.drills.harness import drill_events
 
 #: the write key's client the stack's demo key belongs to (the derived ids name it)
 CLIENT = "demo"
@@ -41,6 +41,9 @@ class Request:
     refused: int = 0  # connection refused / connect timeout: never reached the gateway
     cut: int = 0  # sent, then the connection dropped (or timed out) before any answer
     unavailable: int = 0  # events answered 503 (Kafka did not acknowledge them)
+    #: position -> attempts of that event that may have reached Kafka unacknowledged: sent
+    #: in a request cut in flight, or answered 503 ("unavailable") for it
+    unacknowledged: dict[int, int] = field(default_factory=dict)
 
     @property
     def resent_after_no_answer(self) -> bool:
@@ -82,7 +85,7 @@ class ResendingSender:
         self.workers = workers
         self.batch_size = batch_size
         self.give_up_s = give_up_s
-        events = synthetic_events(count, seed)
+        events = drill_events(count, seed)
         self.requests: list[Request] = []
         for n, start in enumerate(range(0, count, batch_size)):
             chunk = events[start : start + batch_size]
@@ -127,6 +130,14 @@ class ResendingSender:
     def resent_ids(self) -> set[str]:
         """Ids of requests resent after no answer or a 503."""
         return {i for r in self.requests if r.resent_after_no_answer for i in r.expected}
+
+    def unacknowledged_attempts(self) -> dict[str, int]:
+        """Per event id, its attempts that may have reached Kafka without an acknowledgement
+        (cut in flight, or answered 503 for that event): the most Kafka records, hence raw
+        documents, it may have beyond the one its acknowledged attempt wrote."""
+        return {
+            r.expected[p]: n for r in self.requests for p, n in r.unacknowledged.items() if n
+        }  # fmt: skip
 
     def in_flight(self, older_than_s: float) -> int:
         """Requests sent at least ``older_than_s`` ago and not answered yet."""
@@ -186,6 +197,8 @@ class ResendingSender:
                 request.refused += 1
             except httpx.TransportError:  # read/write error, server disconnected, timeout
                 request.cut += 1
+                for p in pending:  # each may have reached Kafka: the answer never came
+                    request.unacknowledged[p] = request.unacknowledged.get(p, 0) + 1
             else:
                 if r.status_code == 429:
                     time.sleep(float(r.headers.get("Retry-After", "1")))
@@ -199,6 +212,7 @@ class ResendingSender:
                         request.answered[p] = str(item["event_id"])
                     elif item["status"] == "unavailable":
                         still.append(p)
+                        request.unacknowledged[p] = request.unacknowledged.get(p, 0) + 1
                     else:
                         raise RuntimeError(f"a drill event was refused: {item}")
                 request.unavailable += len(still)

@@ -17,10 +17,11 @@ import pytest
 
 from cinepulse_common.validation import EVENT_ID_CONFLICT
 from cinepulse_devstack import Stack
-from cinepulse_devstack.demo_events import send_events, synthetic_events
+from cinepulse_devstack.demo_events import send_events
 from tests.drills.harness import (
     FACT_TABLES,
     DrillRow,
+    drill_events,
     now,
     raw_documents,
     staged,
@@ -106,7 +107,7 @@ def test_the_same_ids_resent_with_changed_payloads_and_types_from_two_keys(
 ) -> None:
     t0, started = time.monotonic(), now()
     url, first_key = stack.gateway.url, stack.gateway.demo_key()
-    originals = synthetic_events(600, seed=21)
+    originals = drill_events(600, seed=41)
     first = send_events(url, first_key, originals, batch_size=20, rate_per_s=150, progress=False)
     acked = set(first.accepted_ids)
     by_id = {e["event_id"]: e for e in originals if e["event_id"] in acked}
