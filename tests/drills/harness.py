@@ -408,3 +408,39 @@ def offsets_file(stack: Stack, batch: int, query: str = "events") -> Path:
 
 def commits_file(stack: Stack, batch: int, query: str = "events") -> Path:
     return stack.spark_stream.dir / "checkpoints" / query / "commits" / str(batch)
+
+
+# --------------------------------------------------------------------------- a drill's row
+#: the ``record`` fixture: adds a drill's row to the report
+Record = Callable[[DrillRow], None]
+
+
+def drill_row(
+    name: str, t: Tally, started: float, fault: str, duplicated: int | None = None
+) -> DrillRow:
+    """The report's row of a drill (``duplicated``: when the drill counts it itself)."""
+    return DrillRow(
+        drill=name,
+        sent=t.sent,
+        acknowledged=t.acknowledged,
+        stored=t.stored,
+        lost=t.lost,
+        duplicated=t.duplicated if duplicated is None else duplicated,
+        seconds=time.monotonic() - started,
+        fault=f"{fault}; {t.detail()}",
+    )
+
+
+def restarts_note(restarted: list[str]) -> str:
+    """The services the drill's supervisor had to start again, for the fault column."""
+    return f"; restarted by the supervisor: {', '.join(restarted)}" if restarted else ""
+
+
+def assert_clean(t: Tally, report: Any) -> None:
+    """Every drill's verdict: nothing acknowledged lost, nothing twice, the reconciliation
+    answered without drift."""
+    assert t.lost == 0, f"{t.lost} acknowledged events lost, e.g. {t.lost_examples}"
+    assert t.duplicate_facts == 0, f"{t.duplicate_facts} duplicate fact rows"
+    assert t.duplicate_raw == 0, f"{t.duplicate_raw} duplicate raw documents"
+    assert report is not None, "the reconciliation never answered"
+    assert not report.drift, report.differences

@@ -10,7 +10,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -23,11 +22,12 @@ from cinepulse_devstack import Stack
 from cinepulse_devstack.procs import pid_alive
 from tests.drills import guard
 from tests.drills.harness import (
-    DrillRow,
+    Record,
     Sender,
-    Tally,
+    assert_clean,
     checkpoint_batches,
     commits_file,
+    drill_row,
     fact_flags,
     fact_rows,
     fact_totals,
@@ -36,6 +36,7 @@ from tests.drills.harness import (
     offsets_file,
     raw_documents,
     reconcile,
+    restarts_note,
     staged,
     supervise,
     tally,
@@ -48,8 +49,6 @@ from tests.drills.harness import (
 # the first drill also pays for the private stack's start and warm-up (2-5 min on 2 cores)
 pytestmark = [pytest.mark.drill, pytest.mark.timeout(900)]
 
-Record = Callable[[DrillRow], None]
-
 
 def _metric(url: str, name: str) -> float:
     text = httpx.get(url + "/metrics", timeout=5).text
@@ -59,32 +58,6 @@ def _metric(url: str, name: str) -> float:
         for s in family.samples
         if s.name == name
     )
-
-
-def _row(name: str, t: Tally, started: float, fault: str) -> DrillRow:
-    return DrillRow(
-        drill=name,
-        sent=t.sent,
-        acknowledged=t.acknowledged,
-        stored=t.stored,
-        lost=t.lost,
-        duplicated=t.duplicated,
-        seconds=time.monotonic() - started,
-        fault=f"{fault}; {t.detail()}",
-    )
-
-
-def _restarts(restarted: list[str]) -> str:
-    """The services the drill's supervisor had to start again, for the fault column."""
-    return f"; restarted by the supervisor: {', '.join(restarted)}" if restarted else ""
-
-
-def _assert_clean(t: Tally, report: Any) -> None:
-    assert t.lost == 0, f"{t.lost} acknowledged events lost, e.g. {t.lost_examples}"
-    assert t.duplicate_facts == 0, f"{t.duplicate_facts} duplicate fact rows"
-    assert t.duplicate_raw == 0, f"{t.duplicate_raw} duplicate raw documents"
-    assert report is not None, "the reconciliation never answered"
-    assert not report.drift, report.differences
 
 
 def test_archiver_sigkill(stack: Stack, record: Record) -> None:
@@ -107,16 +80,16 @@ def test_archiver_sigkill(stack: Stack, record: Record) -> None:
     duplicates = _metric(stack.archiver.url, "cinepulse_archiver_duplicates_total")
     t = tally(stack, sender.ids, result.accepted_ids)
     record(
-        _row(
+        drill_row(
             "SIGKILL the archiver",
             t,
             t0,
             f"archiver pid {old} killed after 300 acks, restarted as {new}; "
             f"{duplicates:.0f} records read again and skipped as already stored"
-            + _restarts(restarted),
+            + restarts_note(restarted),
         )
     )
-    _assert_clean(t, report)
+    assert_clean(t, report)
 
 
 def test_kafka_sigkill_during_ingest(stack: Stack, record: Record) -> None:
@@ -154,7 +127,7 @@ def test_kafka_sigkill_during_ingest(stack: Stack, record: Record) -> None:
     else:  # restarted: its counter started again at 0
         refilled = _metric(stack.archiver.url, "cinepulse_archiver_gap_records_total")
     record(
-        _row(
+        drill_row(
             "SIGKILL Kafka during ingest",
             t,
             t0,
@@ -163,12 +136,12 @@ def test_kafka_sigkill_during_ingest(stack: Stack, record: Record) -> None:
             f"{t.unacknowledged_stored} of them landed anyway), "
             f"{after['kafka_errors'] - before['kafka_errors']:.0f} Kafka client errors in the "
             f"gateway; the archiver's consumer skipped {refilled:.0f} records across its "
-            "rebalance and read them again from Kafka" + _restarts(restarted),
+            "rebalance and read them again from Kafka" + restarts_note(restarted),
         )
     )
     assert result.unavailable > 0, "no event was refused: Kafka's outage did not show"
     assert after["kafka_errors"] > before["kafka_errors"]
-    _assert_clean(t, report)
+    assert_clean(t, report)
 
 
 def test_spark_driver_sigkill_mid_batch(stack: Stack, record: Record) -> None:
@@ -206,7 +179,7 @@ def test_spark_driver_sigkill_mid_batch(stack: Stack, record: Record) -> None:
     rerun = commits_file(stack, batch).exists()
     same_offsets = offsets_file(stack, batch).read_text() == offsets
     record(
-        _row(
+        drill_row(
             "SIGKILL the Spark driver mid-batch",
             t,
             t0,
@@ -217,11 +190,11 @@ def test_spark_driver_sigkill_mid_batch(stack: Stack, record: Record) -> None:
                 if rerun and same_offsets
                 else "NOT re-run from the checkpoint"
             )
-            + _restarts(restarted),
+            + restarts_note(restarted),
         )
     )
     assert rerun and same_offsets, "the restarted driver did not resume from its checkpoint"
-    _assert_clean(t, report)
+    assert_clean(t, report)
 
 
 def test_postgres_stopped_for_30_seconds(stack: Stack, record: Record) -> None:
@@ -253,17 +226,17 @@ def test_postgres_stopped_for_30_seconds(stack: Stack, record: Record) -> None:
     report = wait_quiet(stack, *window(started, now()), result.accepted_ids, restarted)
     t = tally(stack, sender.ids, result.accepted_ids)
     record(
-        _row(
+        drill_row(
             "stop PostgreSQL for 30 s",
             t,
             t0,
             f"pg_ctl stop (fast) after 300 acks; {refused} connection attempts refused over "
             f"{down_s:.0f} s, then started again (pid {stack.postgres.pid()})"
-            + _restarts(restarted),
+            + restarts_note(restarted),
         )
     )
     assert down_s >= 30 and refused >= 25
-    _assert_clean(t, report)
+    assert_clean(t, report)
 
 
 #: the ``cinepulse_config`` Variable of the drill's guard: this stack's Prometheus, and
@@ -376,7 +349,7 @@ def test_spark_unavailable_guard_runs_the_fallback_then_promotion(
     t_after = tally(stack, sender.ids, acked)
     flags_after = fact_flags(stack, acked)
     record(
-        _row(
+        drill_row(
             "Spark unavailable: guard, pandas fallback, promotion",
             t,
             t0,
@@ -387,7 +360,7 @@ def test_spark_unavailable_guard_runs_the_fallback_then_promotion(
             f"{promoted_view.differences['promoted']:,} promoted, drift "
             f"{str(promoted_view.drift).lower()}); Spark restarted from its checkpoint: staged "
             f"the {len(acked):,} records again, duplicate facts {t_after.duplicate_facts}, "
-            f"{flags_after.get('pandas', 0):,} still source_flag=pandas" + _restarts(restarted),
+            f"{flags_after.get('pandas', 0):,} still source_flag=pandas" + restarts_note(restarted),
         )
     )
     assert flags == {"pandas": len(acked)}, flags
@@ -395,7 +368,7 @@ def test_spark_unavailable_guard_runs_the_fallback_then_promotion(
     assert not promoted_view.drift, promoted_view.differences
     assert promoted_view.differences["promoted"] == len(acked)
     assert sum(inserted.values()) == sum(after_promotion.values()) - sum(spark_facts.values())
-    _assert_clean(t, report)
+    assert_clean(t, report)
     # Spark's late copies of the promoted events: no second fact, the promoted ones stay
     assert t_after.lost == 0 and t_after.duplicated == 0
     assert flags_after == flags
@@ -445,7 +418,7 @@ def test_mongo_stopped_for_60_seconds(stack: Stack, record: Record) -> None:
     dead = archiver("dead_lettered_total") - (before["dead_lettered_total"] if same else 0)
     released = archiver("batches_released_total")
     record(
-        _row(
+        drill_row(
             "stop MongoDB for 60 s",
             t,
             t0,
@@ -455,7 +428,7 @@ def test_mongo_stopped_for_60_seconds(stack: Stack, record: Record) -> None:
             f"the outage to its end ({'stalled' if stalled else 'NOT stalled'}, lag {lag:.0f} "
             f"records), gave back {released:.0f} batches, dead-lettered {dead:.0f}"
             + ("" if same else f"; archiver restarted (pid {stack.archiver.pid()})")
-            + _restarts(restarted),
+            + restarts_note(restarted),
         )
     )
     assert down_s >= 60 and refused >= 10
@@ -463,4 +436,4 @@ def test_mongo_stopped_for_60_seconds(stack: Stack, record: Record) -> None:
     assert stalled and lag > 0, "the archiver did not stall while MongoDB was down"
     assert same and not restarted, "the archiver exited instead of waiting for MongoDB"
     assert dead == 0, f"{dead:.0f} valid records dead-lettered"
-    _assert_clean(t, report)
+    assert_clean(t, report)

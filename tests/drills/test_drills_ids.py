@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -21,6 +21,7 @@ from cinepulse_devstack.demo_events import send_events
 from tests.drills.harness import (
     FACT_TABLES,
     DrillRow,
+    Record,
     drill_events,
     now,
     raw_documents,
@@ -33,7 +34,7 @@ from tests.drills.harness import (
 
 pytestmark = [pytest.mark.drill, pytest.mark.timeout(900)]
 
-Record = Callable[[DrillRow], None]
+
 #: the second writer: another server key of the gateway (the stack's own is ``demo``)
 SECOND = "drill-ids"
 TABLE = dict(zip(("watch", "rate", "comment", "click"), FACT_TABLES, strict=True))

@@ -13,7 +13,7 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,10 +25,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from cinepulse_devstack import Stack
 from tests.drills.conftest import free_ports
 from tests.drills.harness import (
-    DrillRow,
+    Record,
     Sender,
+    assert_clean,
+    drill_row,
     gateway_metrics,
     now,
+    restarts_note,
     supervise,
     tally,
     wait_for,
@@ -36,12 +39,10 @@ from tests.drills.harness import (
     wait_until_acknowledged,
     window,
 )
-from tests.drills.test_drills import _assert_clean, _restarts, _row
 from tests.drills.toxiproxy import ProxiedGateway, Toxiproxy
 
 pytestmark = [pytest.mark.drill, pytest.mark.timeout(900)]
 
-Record = Callable[[DrillRow], None]
 
 # --------------------------------------------------------------------------- the network
 
@@ -265,14 +266,15 @@ def test_network_faults_between_gateway_and_kafka(stack: Stack, record: Record) 
         for e in effects
     )
     record(
-        _row(
+        drill_row(
             "network faults between the gateway and Kafka (Toxiproxy)",
             t,
             t0,
             f"the gateway's producer through a proxy the broker advertises ({advertised[0]}, "
             f"{carried / 1e6:.1f} MB carried); {faults}; {result.unavailable} events answered "
             f"503 (not acknowledged; {t.unacknowledged_stored} of them landed anyway), "
-            f"{last['errors'] - first['errors']:.0f} Kafka client errors" + _restarts(restarted),
+            f"{last['errors'] - first['errors']:.0f} Kafka client errors"
+            + restarts_note(restarted),
         )
     )
     assert carried > 0, "no byte went through the proxy"
@@ -281,7 +283,7 @@ def test_network_faults_between_gateway_and_kafka(stack: Stack, record: Record) 
         assert missing is None, missing
     assert result.unavailable > 0, "no event was refused: the faults did not show"
     assert t.unacknowledged_stored <= result.unavailable
-    _assert_clean(t, report)
+    assert_clean(t, report)
 
 
 # --------------------------------------------------------------------------- the disk
@@ -424,7 +426,7 @@ def test_kafka_log_dir_full_then_freed(stack: Stack, record: Record) -> None:
         report = wait_quiet(stack, *window(started, now()), result.accepted_ids, restarted)
         t = tally(stack, sender.ids, result.accepted_ids)
     record(
-        _row(
+        drill_row(
             "Kafka's log directory full, then freed",
             t,
             t0,
@@ -438,10 +440,10 @@ def test_kafka_log_dir_full_then_freed(stack: Stack, record: Record) -> None:
             + f" (pid {broker}); {result.unavailable} events "
             f"answered 503 (not acknowledged; {t.unacknowledged_stored} of them landed "
             f"anyway), {after['kafka_errors'] - before['kafka_errors']:.0f} Kafka client "
-            "errors in the gateway" + _restarts(restarted),
+            "errors in the gateway" + restarts_note(restarted),
         )
     )
     assert free < 64 * 1024, f"{free} bytes still free: the filesystem was not full"
     assert enospc > 0 or offline, "the broker never failed to append"
     assert result.unavailable > 0, "no event was refused while the disk was full"
-    _assert_clean(t, report)
+    assert_clean(t, report)

@@ -22,7 +22,6 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -38,13 +37,15 @@ from cinepulse_devstack import Stack
 from cinepulse_devstack.procs import pid_alive
 from cinepulse_spark_jobs.stream import LANDING, landing_lock_key
 from tests.drills.harness import (
-    DrillRow,
+    Record,
     Sender,
-    Tally,
+    assert_clean,
     checkpoint_batches,
     commits_file,
+    drill_row,
     now,
     raw_documents,
+    restarts_note,
     supervise,
     tally,
     wait_for,
@@ -57,36 +58,8 @@ from tests.drills.resending import ResendingSender
 # the first drill also pays for the private stack's start and warm-up (2-5 min on 2 cores)
 pytestmark = [pytest.mark.drill, pytest.mark.timeout(1200)]
 
-Record = Callable[[DrillRow], None]
 LOCK_WAIT = "another driver holds the landing tables; waiting"
 BATCH_WRITTEN = "events batch written"
-
-
-def _row(
-    name: str, t: Tally, started: float, fault: str, duplicated: int | None = None
-) -> DrillRow:
-    return DrillRow(
-        drill=name,
-        sent=t.sent,
-        acknowledged=t.acknowledged,
-        stored=t.stored,
-        lost=t.lost,
-        duplicated=t.duplicated if duplicated is None else duplicated,
-        seconds=time.monotonic() - started,
-        fault=f"{fault}; {t.detail()}",
-    )
-
-
-def _restarts(restarted: list[str]) -> str:
-    return f"; restarted by the supervisor: {', '.join(restarted)}" if restarted else ""
-
-
-def _assert_clean(t: Tally, report: Any) -> None:
-    assert t.lost == 0, f"{t.lost} acknowledged events lost, e.g. {t.lost_examples}"
-    assert t.duplicate_facts == 0, f"{t.duplicate_facts} duplicate fact rows"
-    assert t.duplicate_raw == 0, f"{t.duplicate_raw} duplicate raw documents"
-    assert report is not None, "the reconciliation never answered"
-    assert not report.drift, report.differences
 
 
 def _records_between(stack: Stack, start: datetime, end: datetime) -> Counter[str]:
@@ -153,7 +126,7 @@ def test_gateway_sigkill_with_requests_in_flight(stack: Stack, record: Record) -
     mismatched = sender.mismatched()
     cut, refused = sender.total("cut"), sender.total("refused")
     record(
-        _row(
+        drill_row(
             "SIGKILL the gateway with requests in flight (client resends)",
             t,
             t0,
@@ -167,7 +140,7 @@ def test_gateway_sigkill_with_requests_in_flight(stack: Stack, record: Record) -
             "in the archive (one per Kafka record, one fact; at most one per attempt of that "
             f"event cut in flight or answered 503: {sum(allowed.values())} such attempts of "
             f"{len(allowed)} events); {other_raw} raw records beyond that; {strays} records "
-            "of unknown ids" + _restarts(restarted),
+            "of unknown ids" + restarts_note(restarted),
             duplicated=t.duplicate_facts + other_raw + strays,
         )
     )
@@ -317,7 +290,7 @@ def test_postgres_crash_mid_batch(stack: Stack, record: Record) -> None:
     t = tally(stack, sender.ids, result.accepted_ids)
     rerun = commits_file(stack, crash.batch).exists()
     record(
-        _row(
+        drill_row(
             "crash PostgreSQL mid-batch (immediate stop)",
             t,
             t0,
@@ -326,7 +299,7 @@ def test_postgres_crash_mid_batch(stack: Stack, record: Record) -> None:
             + "; ".join(f"{n}. {c.describe()}" for n, c in enumerate(crashes, 1))
             + f"; batch {crash.batch} "
             + ("committed after the restart" if rerun else "NOT committed")
-            + _restarts(restarted),
+            + restarts_note(restarted),
         )
     )
     assert crash.uncommitted, (
@@ -338,7 +311,7 @@ def test_postgres_crash_mid_batch(stack: Stack, record: Record) -> None:
     assert crash.state == "in production", f"not a crash: the cluster state is {crash.state!r}"
     assert crash.canary == 0, "the UNLOGGED canary survived: no crash recovery ran"
     assert rerun, f"batch {crash.batch} was never committed after the restart"
-    _assert_clean(t, report)
+    assert_clean(t, report)
 
 
 # --------------------------------------------------------------------------- two drivers
@@ -445,7 +418,7 @@ def test_second_spark_driver_beside_the_stream(stack: Stack, record: Record) -> 
     }
     same_stream = stack.spark_stream.pid() == stream_pid
     record(
-        _row(
+        drill_row(
             "a second Spark events driver beside the stream",
             t,
             t0,
@@ -458,7 +431,7 @@ def test_second_spark_driver_beside_the_stream(stack: Stack, record: Record) -> 
             "batches of the two drivers under way together; landing-lock waits logged: "
             + ", ".join(f"{who} {n}" for who, n in waits.items())
             + ("" if same_stream else f"; the streaming job restarted ({stack.spark_stream.pid()})")
-            + _restarts(restarted),
+            + restarts_note(restarted),
         )
     )
     assert code == 0, f"the second driver exited {code}: see {folder / 'driver.log'}"
@@ -466,4 +439,4 @@ def test_second_spark_driver_beside_the_stream(stack: Stack, record: Record) -> 
     assert overlapping, "no batches of the two drivers were under way together"
     assert sum(waits.values()) > 0, "neither driver waited for the landing lock"
     assert same_stream and not restarted, "the streaming job died beside the second driver"
-    _assert_clean(t, report)
+    assert_clean(t, report)
