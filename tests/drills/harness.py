@@ -165,10 +165,11 @@ class Sender(threading.Thread):
         return self.result
 
 
-def gateway_metrics(stack: Stack) -> dict[str, float]:
+def gateway_metrics(stack: Stack, url: str | None = None) -> dict[str, float]:
     """The gateway's own counters: accepted events, events refused as ``kafka_unavailable``
-    and Kafka client errors (summed over their labels)."""
-    text = httpx.get(stack.gateway.url + "/metrics", timeout=5).text
+    and Kafka client errors (summed over their labels); ``url``: another gateway process
+    than the stack's (a drill's own)."""
+    text = httpx.get((url or stack.gateway.url) + "/metrics", timeout=5).text
     out = {"accepted": 0.0, "kafka_unavailable": 0.0, "kafka_errors": 0.0}
     for family in text_string_to_metric_families(text):
         for s in family.samples:
@@ -184,13 +185,16 @@ def gateway_metrics(stack: Stack) -> dict[str, float]:
     return out
 
 
-def wait_until_acknowledged(stack: Stack, sender: Sender, at_least: int, timeout_s: float) -> None:
-    """Block until the gateway has acknowledged ``at_least`` more events (its own counter) while
-    ``sender`` still sends: the moment a fault lands "in the middle of the send"."""
-    base = gateway_metrics(stack)["accepted"]
+def wait_until_acknowledged(
+    stack: Stack, sender: Sender, at_least: int, timeout_s: float, url: str | None = None
+) -> None:
+    """Block until the gateway (the stack's, or the one at ``url``) has acknowledged
+    ``at_least`` more events (its own counter) while ``sender`` still sends: the moment a
+    fault lands "in the middle of the send"."""
+    base = gateway_metrics(stack, url)["accepted"]
     wait_for(
         f"{at_least} events acknowledged by the gateway",
-        lambda: gateway_metrics(stack)["accepted"] - base >= at_least,
+        lambda: gateway_metrics(stack, url)["accepted"] - base >= at_least,
         timeout_s,
         interval_s=0.2,
     )

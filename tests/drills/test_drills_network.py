@@ -107,17 +107,6 @@ def _counters(url: str) -> dict[str, float]:
     return out
 
 
-def _acks(url: str, sender: Sender, at_least: int, timeout_s: float) -> None:
-    base = _counters(url)["accepted"]
-    wait_for(
-        f"{at_least} events acknowledged by the proxied gateway",
-        lambda: _counters(url)["accepted"] - base >= at_least,
-        timeout_s,
-        interval_s=0.2,
-    )
-    assert sender.is_alive(), "the sender finished before the faults were over"
-
-
 def _restart_kafka(stack: Stack) -> None:
     """Stop the broker cleanly and start it again (its configuration is written at start)."""
     stack.kafka.stop()
@@ -246,13 +235,15 @@ def test_network_faults_between_gateway_and_kafka(stack: Stack, record: Record) 
         sender = Sender(stack, count=5000, seed=31, rate_per_s=50)
         sender.gateway_url = gateway.url  # this drill's gateway (same write keys)
         sender.start()
-        _acks(gateway.url, sender, 200, timeout_s=60)
+        wait_until_acknowledged(stack, sender, 200, timeout_s=60, url=gateway.url)
         effects: list[Effect] = []
         first = _counters(gateway.url)
         for phase, toxics in PHASES:
             effect = _phase(toxi, gateway.url, phase, toxics)
             removed = time.monotonic()
-            _acks(gateway.url, sender, 100, timeout_s=120)  # healed: acknowledged again
+            wait_until_acknowledged(
+                stack, sender, 100, timeout_s=120, url=gateway.url
+            )  # healed: acknowledged again
             effect.recovered_s = time.monotonic() - removed
             effects.append(effect)
         result = sender.finish()

@@ -15,14 +15,6 @@ import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
-from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import (
-    content_type_conformance,
-    ignored_auth,
-    negative_data_rejection,
-    response_schema_conformance,
-    status_code_conformance,
-)
 
 from cinepulse_common import topics
 from cinepulse_common.access import WRITE_AUDIENCE, sign_user_token
@@ -30,6 +22,7 @@ from cinepulse_common.kafka import delete_topics, ensure_topics, make_admin
 from cinepulse_common.settings import KafkaSettings
 from cinepulse_devstack import Stack
 from tests.factories import event, with_field
+from tests.integration.fuzzing import FUZZ_CHECKS
 from tests.integration.services import ServiceProcess, free_port, read_topics
 from tests.integration.test_gateway_archiver import (
     HEADERS,
@@ -211,14 +204,7 @@ def _fuzz(case: Any, gateway: ServiceProcess, headers: dict[str, str]) -> None:
     response = case.call_and_validate(
         base_url=gateway.url,
         headers=headers,
-        checks=[
-            not_a_server_error,
-            status_code_conformance,
-            content_type_conformance,
-            response_schema_conformance,
-            negative_data_rejection,
-            ignored_auth,
-        ],
+        checks=FUZZ_CHECKS,
     )
     _note_accepted(response)
 

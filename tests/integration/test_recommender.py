@@ -31,14 +31,6 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck
 from hypothesis import settings as settings_
 from schemathesis import GenerationMode
-from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import (
-    content_type_conformance,
-    ignored_auth,
-    negative_data_rejection,
-    response_schema_conformance,
-    status_code_conformance,
-)
 
 from cinepulse_common.access import ApiAuthSettings, sign_user_token
 from cinepulse_common.postgres import connect
@@ -56,6 +48,7 @@ from cinepulse_recommender.settings import (
 )
 from cinepulse_recommender.training import run_training
 from tests.integration.conftest import _create_db as create_db
+from tests.integration.fuzzing import FUZZ_CHECKS
 from tests.integration.services import ServiceProcess, free_port, serve_in_thread, service_env
 
 pytestmark = pytest.mark.integration
@@ -371,14 +364,7 @@ def test_fuzzing_the_recommender_as_each_role(case: Any) -> None:
     for headers in CALLERS.values():  # the same generated case, as each role in turn
         case.call_and_validate(
             headers=headers(),
-            checks=[
-                not_a_server_error,
-                status_code_conformance,
-                content_type_conformance,
-                response_schema_conformance,
-                negative_data_rejection,
-                ignored_auth,
-            ],
+            checks=FUZZ_CHECKS,
             timeout=10,
         )
 
