@@ -70,7 +70,7 @@ test-unit: ## unit tests only (nothing running needed)
 test-integration: ## integration tests (starts or reuses the local stack)
 	$(RUN) pytest tests/integration -q
 
-drills: ## fault drills on a private stack (Kafka, Spark, PostgreSQL, archiver, fallback); writes results/drills.md
+drills: ## the 12 fault drills on a private stack (archiver, Kafka, Spark, PostgreSQL, MongoDB, gateway, network, disk, ids); writes results/drills.md
 	$(RUN) pytest tests/drills -q
 
 lint: ## ruff (lint + format check) and mypy
