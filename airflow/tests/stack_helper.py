@@ -10,7 +10,8 @@ the migrations, the archiver's document builder) rather than copying it.
   unregister-target NAME          stop that
   down NAME...                    stop those
   provision                       a migrated PostgreSQL database, a MongoDB database and a
-                                  Kafka topic prefix of the test's own (JSON on stdout)
+                                  Kafka topic prefix of the test's own, and each service's
+                                  login's DSN to that database (JSON on stdout)
   archive RESOURCES.json N AT [FIRST]
                                   N valid user events as the archiver stores them, arrived AT
                                   (at offsets FIRST.., default 0)
@@ -38,18 +39,29 @@ def provision() -> dict[str, Any]:
     from cinepulse_common.settings import KafkaSettings
     from cinepulse_devstack import Stack
     from cinepulse_migrations.cli import upgrade
+    from cinepulse_migrations.logins import SERVICES, login_name
 
     stack = Stack()
     uid = uuid.uuid4().hex[:10]
     db = f"t_airflow_{uid}"
     dsn = stack.postgres.create_database(db)
     upgrade(dsn, "head")
+    # what the chart's logins Secret holds (<service>-dsn): each service's own login, a member
+    # of its migration-0012 group only, read-only by default as the chart makes it
+    # (cinepulse_migrations.logins); the roles are the cluster's, the DSNs this database's
+    logins = {
+        service: stack.postgres.login_role(
+            login_name(service), group, read_only=read_only, database=db
+        )
+        for service, (group, read_only) in SERVICES.items()
+    }
     prefix = f"taf{uid}."
     kafka = KafkaSettings(bootstrap_servers=stack.kafka.bootstrap, topic_prefix=prefix)
     ensure_topics(make_admin(kafka), [kafka.topic(t) for t in topics.ALL_TOPICS], partitions=1)
     return {
         "db": db,
-        "dsn": dsn,
+        "dsn": dsn,  # the owner's: the tests' own setup and checks
+        "logins": logins,
         "mongo_url": stack.mongo.url,
         "mongo_database": f"raw_taf{uid}",
         "kafka_bootstrap": stack.kafka.bootstrap,

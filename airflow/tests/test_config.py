@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 
 import pytest
 
 from cinepulse_airflow import config, windows
+from conftest import REPO
 
 
 def test_defaults() -> None:
@@ -55,6 +57,53 @@ def test_the_variable_from_the_environment_is_merged_over_the_defaults(
 )
 def test_mistakes_are_refused(monkeypatch: pytest.MonkeyPatch, raw: str, message: str) -> None:
     monkeypatch.setenv(config.ENV_VARIABLE, raw)
+    with pytest.raises(config.ConfigError, match=message):
+        config.load()
+
+
+def test_each_component_reads_its_own_login_from_the_charts_logins_secret() -> None:
+    """The defaults name the Secret and keys the chart generates with its bundled PostgreSQL
+    (postgresql-logins-secret.yaml: <service>-dsn for each of its login services)."""
+    tpl = (REPO / "charts/cinepulse/templates/_secrets.tpl").read_text()
+    chart_services = re.search(r'define "cinepulse.postgresql.loginServices" -}}\n(.*)\n', tpl)
+    assert chart_services is not None
+    cfg = config.load()
+    own = {
+        "tmdb-fetcher": "fetcher",
+        "pandas-fallback": "fallback",
+        "spark-jobs": "spark",
+        "recommender": "recommender",
+        "quality": "quality",
+    }
+    for component, service in own.items():
+        (name,) = [s for s in cfg.component(component)["secrets"] if s.startswith("postgres")]
+        spec = cfg["secrets"][name]
+        assert (spec["secret"], spec["key"], spec["env"]) == (
+            f"{cfg['release']}-postgresql-logins",
+            f"{service}-dsn",
+            "CINEPULSE_POSTGRES__DSN",
+        )
+        assert service in chart_services.group(1).split()
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        # the owner's DSN of old: its override would be silently ignored
+        (
+            {"secrets": {"postgres": {"secret": "pg", "key": "dsn"}}},
+            r"no component reads.*'postgres'",
+        ),
+        (
+            {"components": {"quality": {"secrets": ["postgres-qa"]}}},
+            r"undefined secrets \['postgres-qa'\]",
+        ),
+    ],
+)
+def test_secrets_no_component_reads_or_none_defines_are_refused(
+    monkeypatch: pytest.MonkeyPatch, override: dict[str, object], message: str
+) -> None:
+    monkeypatch.setenv(config.ENV_VARIABLE, json.dumps(override))
     with pytest.raises(config.ConfigError, match=message):
         config.load()
 

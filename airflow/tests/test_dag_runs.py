@@ -1,6 +1,8 @@
 """Whole DAG runs with ``dag.test()`` against the local stack: every pod task runs its real
 container command (the workspace's console script, see :mod:`local_pods`) on a PostgreSQL
-database, a MongoDB database and Kafka topics of the test's own."""
+database, a MongoDB database and Kafka topics of the test's own. The pods' PostgreSQL Secret
+is the chart's logins Secret with each service's real login (migration 0012's roles), so a
+task that needs a grant its role lacks fails here; the owner's DSN only sets up and checks."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -23,6 +26,7 @@ from local_pods import LocalPods
 pytestmark = pytest.mark.integration
 
 TMDB_TOKEN = "offline-read-token"
+LOGINS_SECRET = "cinepulse-postgresql-logins"  # the chart's, release "cinepulse"
 LocalPodsFactory = Callable[..., LocalPods]
 
 
@@ -35,14 +39,15 @@ def local_pods(
 ) -> LocalPodsFactory:
     """``local_pods(command, **config_map)``: from now on every pod task of this test runs
     here, with the test's stack resources as the Secrets and the ConfigMap (plus
-    ``config_map``); skips when the workspace has no ``command``."""
+    ``config_map``); skips when the workspace has no ``command``. There is no owner's DSN
+    among the Secrets: a pod referring to it would fail."""
     res = stack_resources
 
     def make(command: str, **config_map: str) -> LocalPods:
         workspace_bin(command)
         local = LocalPods(
             secrets={
-                "cinepulse-postgresql": {"dsn": res["dsn"]},
+                LOGINS_SECRET: {f"{s}-dsn": dsn for s, dsn in res["logins"].items()},
                 "cinepulse-mongodb": {"url": res["mongo_url"]},
                 "cinepulse-tmdb": {"token": TMDB_TOKEN},
             },
@@ -64,6 +69,11 @@ def _states(dag_run: Any) -> dict[str, str]:
     return {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
 
 
+def _login(ran: Any) -> str | None:
+    """The PostgreSQL user a local pod connected as."""
+    return urlsplit(ran.env["CINEPULSE_POSTGRES__DSN"]).username
+
+
 def _query(dsn: str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
     import psycopg
 
@@ -73,8 +83,10 @@ def _query(dsn: str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
 
 @pytest.fixture
 def connections(stack_resources: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
-    """The Airflow Connection the health check reads (as the environment would give it)."""
-    monkeypatch.setenv("AIRFLOW_CONN_CINEPULSE_POSTGRES", stack_resources["dsn"])
+    """The Airflow Connection the health check reads (as the environment would give it): a
+    read-only login (the quality check's: SELECT on the facts and schema fallback) is
+    enough, so the test gives it that, not the owner's DSN."""
+    monkeypatch.setenv("AIRFLOW_CONN_CINEPULSE_POSTGRES", stack_resources["logins"]["quality"])
 
 
 def _asset_events() -> list[Any]:
@@ -112,6 +124,7 @@ def test_streaming_guard_forced_then_unhealthy_then_healthy(
         "streaming_ok": "skipped",
     }
     ran = local.ran[-1]
+    assert _login(ran) == "cinepulse_fallback_login"
     assert ran.argv[0].endswith("/.venv/bin/cinepulse-fallback")
     assert ran.argv[1:2] == ["run"] and ran.argv[-4:] == [
         *("--extend", ""),  # a new run
@@ -255,6 +268,7 @@ def test_promote_fallback_by_hand_dry_run_then_named_then_all(
         f"airflow/promote_fallback/{dry.run_id}",
     ]
     assert "would promote 2 run(s)" in local.ran[-1].stderr
+    assert _login(local.ran[-1]) == "cinepulse_fallback_login"
     assert statuses() == ["succeeded", "succeeded"]
 
     # one run by its id
@@ -352,6 +366,7 @@ def test_tmdb_ingest_incremental_then_an_invalid_token_fails_without_retries(
     assert ran.argv[0].endswith("/.venv/bin/cinepulse-tmdb-fetcher") and ran.argv[1:] == [
         "incremental"
     ]
+    assert _login(ran) == "cinepulse_fetcher_login"
     # the token came from the mounted Secret file, as in the pod
     token_file = Path(ran.env["CINEPULSE_TMDB__TOKEN_FILE"])
     assert token_file.name == "token" and token_file.read_text() == TMDB_TOKEN
@@ -397,6 +412,7 @@ def test_data_quality_reconciles_a_settled_hour(
     assert end - start == timedelta(hours=1) and start.minute == start.second == 0
     assert timedelta(minutes=15) <= datetime.now(UTC) - end <= timedelta(minutes=75)
     assert _states(run) == {"reconcile": "success"}, ran.stderr[-3000:]
+    assert _login(ran) == "cinepulse_quality_login"
     assert json.loads(ran.stdout.strip().splitlines()[-1])  # the command's JSON summary
 
 
@@ -413,6 +429,7 @@ def test_daily_aggregates_runs_both_spark_batches(
         ["aggregate", "--from", yesterday, "--to", yesterday],
         ["aggregate"],
     ]
+    assert {_login(r) for r in local.ran} == {"cinepulse_spark_login"}
     assert _query(
         stack_resources["dsn"], "SELECT count(*) FROM agg_runs WHERE status = 'succeeded'"
     ) == [(2,)]
@@ -434,6 +451,7 @@ def test_recommender_train_publishes_the_first_model(
     ran = local.ran[-1]
     assert _states(run) == {"train": "success"}, ran.stderr[-3000:]
     assert ran.argv[0].endswith("/.venv/bin/cinepulse-recommender") and ran.argv[1:] == ["train"]
+    assert _login(ran) == "cinepulse_recommender_login"
     summary = json.loads(ran.stdout.strip().splitlines()[-1])
     assert summary["status"] == "published" and summary["counts"]["users"] == 150
 

@@ -56,6 +56,16 @@ def test_the_dags_configuration_in_the_values_is_valid(
     assert cfg["namespace"] == json.loads(raw)["namespace"] == "cinepulse"
     # the endpoints are not in the Variable (it would shadow their ConfigMap)
     assert not set(json.loads(raw)) & set(config.ENDPOINT_ENV)
+    # with the cinepulse chart's bundled PostgreSQL every task keeps its own login's DSN
+    dsns = {
+        (spec["secret"], spec["key"])
+        for name, spec in cfg["secrets"].items()
+        if spec.get("env") == "CINEPULSE_POSTGRES__DSN"
+    }
+    assert dsns == {
+        ("cinepulse-postgresql-logins", f"{s}-dsn")
+        for s in ("fetcher", "fallback", "spark", "recommender", "quality")
+    }
     refs = yaml.safe_load(values["extraEnvFrom"])
     assert [r["configMapRef"]["name"] for r in refs] == list(values["extraConfigMaps"])
 

@@ -55,21 +55,15 @@ PODS: dict[tuple[str, str], tuple[str, list[str]]] = {
     # the arguments the plan task returned
     ("promote_fallback", "promote"): ("pandas-fallback", PROMOTE_PLAN),
 }
+LOGINS = "cinepulse-postgresql-logins"  # the chart's generated Secret (release "cinepulse")
+MONGO = {"CINEPULSE_MONGO__URL": ("cinepulse-mongodb", "url")}
+# each component's PostgreSQL DSN is its service's own login (migration 0012), never the owner's
 SECRET_ENV = {
-    "tmdb-fetcher": {
-        "CINEPULSE_POSTGRES__DSN": ("cinepulse-postgresql", "dsn"),
-        "CINEPULSE_MONGO__URL": ("cinepulse-mongodb", "url"),
-    },
-    "pandas-fallback": {
-        "CINEPULSE_POSTGRES__DSN": ("cinepulse-postgresql", "dsn"),
-        "CINEPULSE_MONGO__URL": ("cinepulse-mongodb", "url"),
-    },
-    "spark-jobs": {"CINEPULSE_POSTGRES__DSN": ("cinepulse-postgresql", "dsn")},
-    "recommender": {"CINEPULSE_POSTGRES__DSN": ("cinepulse-postgresql", "dsn")},
-    "quality": {
-        "CINEPULSE_POSTGRES__DSN": ("cinepulse-postgresql", "dsn"),
-        "CINEPULSE_MONGO__URL": ("cinepulse-mongodb", "url"),
-    },
+    "tmdb-fetcher": {"CINEPULSE_POSTGRES__DSN": (LOGINS, "fetcher-dsn"), **MONGO},
+    "pandas-fallback": {"CINEPULSE_POSTGRES__DSN": (LOGINS, "fallback-dsn"), **MONGO},
+    "spark-jobs": {"CINEPULSE_POSTGRES__DSN": (LOGINS, "spark-dsn")},
+    "recommender": {"CINEPULSE_POSTGRES__DSN": (LOGINS, "recommender-dsn")},
+    "quality": {"CINEPULSE_POSTGRES__DSN": (LOGINS, "quality-dsn"), **MONGO},
 }
 
 
@@ -180,7 +174,7 @@ def test_pods_follow_the_configuration(dagbag: Any, monkeypatch: pytest.MonkeyPa
             "image_registry": "registry.example.com/",
             "image_pull_secrets": ["regcred"],
             "run_as_user": 2000,
-            "secrets": {"postgres": {"secret": "pg-app"}},
+            "secrets": {"postgres-recommender": {"secret": "pg-app"}},
             "components": {
                 "recommender": {
                     "image": "cinepulse/recommender:1.2.3",
@@ -206,8 +200,45 @@ def test_pods_follow_the_configuration(dagbag: Any, monkeypatch: pytest.MonkeyPa
     (dsn,) = [e for e in container.env if e.name == "CINEPULSE_POSTGRES__DSN"]
     assert (dsn.value_from.secret_key_ref.name, dsn.value_from.secret_key_ref.key) == (
         "pg-app",
-        "dsn",
+        "recommender-dsn",  # only the name overridden: the key kept
     )
+
+
+def test_an_external_postgresql_points_every_login_at_its_own_secret() -> None:
+    """An operator's PostgreSQL (no chart-made logins Secret): the Variable names a Secret
+    and key per login, and each component's pods read exactly its own."""
+    keys = {
+        "fetcher": "fetch",
+        "fallback": "fb",
+        "spark": "sp",
+        "recommender": "rec",
+        "quality": "qa",
+    }
+    cfg = config.load(
+        {
+            "secrets": {
+                f"postgres-{service}": {"secret": "pg-logins", "key": key}
+                for service, key in keys.items()
+            }
+        }
+    )
+    expected = {
+        "tmdb-fetcher": "fetch",
+        "pandas-fallback": "fb",
+        "spark-jobs": "sp",
+        "recommender": "rec",
+        "quality": "qa",
+    }
+    for component, key in expected.items():
+        op = pods.pod_task(cfg, task_id="t", component=component, arguments=[])
+        op.hook = SimpleNamespace(is_in_cluster=False)
+        (container,) = op.build_pod_request_obj().spec.containers
+        refs = {
+            (e.value_from.secret_key_ref.name, e.value_from.secret_key_ref.key)
+            for e in container.env
+            if e.name == "CINEPULSE_POSTGRES__DSN"
+        }
+        assert refs == {("pg-logins", key)}, component
 
 
 def test_fail_fast_only_for_listed_exit_codes() -> None:

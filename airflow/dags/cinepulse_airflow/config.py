@@ -47,11 +47,37 @@ DEFAULTS: dict[str, Any] = {
     "image_pull_secrets": [],
     # ConfigMap with the non-secret CINEPULSE_* variables (Kafka bootstrap, TMDB base URL, ...)
     "config_map": "cinepulse-config",
-    # Secrets, by logical name: an env variable from a key, or a directory of files (volume)
+    # Secrets, by logical name: an env variable from a key, or a directory of files (volume).
+    # PostgreSQL: each component logs in as its service's own login (migration 0012's roles:
+    # cinepulse_<service>_login, a member of the group cinepulse_<service> only), never as the
+    # database's owner. The chart's bundled PostgreSQL generates their DSNs in one Secret
+    # (release "cinepulse": cinepulse-postgresql-logins, keys <service>-dsn); with an external
+    # PostgreSQL, point each at the operator's Secret and key (one Secret for all works, but
+    # every task then holds that DSN's rights).
     "secrets": {
-        "postgres": {
-            "secret": "cinepulse-postgresql",
-            "key": "dsn",
+        "postgres-fetcher": {
+            "secret": "cinepulse-postgresql-logins",
+            "key": "fetcher-dsn",
+            "env": "CINEPULSE_POSTGRES__DSN",
+        },
+        "postgres-fallback": {
+            "secret": "cinepulse-postgresql-logins",
+            "key": "fallback-dsn",
+            "env": "CINEPULSE_POSTGRES__DSN",
+        },
+        "postgres-spark": {
+            "secret": "cinepulse-postgresql-logins",
+            "key": "spark-dsn",
+            "env": "CINEPULSE_POSTGRES__DSN",
+        },
+        "postgres-recommender": {
+            "secret": "cinepulse-postgresql-logins",
+            "key": "recommender-dsn",
+            "env": "CINEPULSE_POSTGRES__DSN",
+        },
+        "postgres-quality": {
+            "secret": "cinepulse-postgresql-logins",
+            "key": "quality-dsn",
             "env": "CINEPULSE_POSTGRES__DSN",
         },
         "mongo": {"secret": "cinepulse-mongodb", "key": "url", "env": "CINEPULSE_MONGO__URL"},
@@ -69,7 +95,7 @@ DEFAULTS: dict[str, Any] = {
         "tmdb-fetcher": {
             "image": "cinepulse/tmdb-fetcher:0.1.0",
             "command": "cinepulse-tmdb-fetcher",
-            "secrets": ["postgres", "mongo", "tmdb"],
+            "secrets": ["postgres-fetcher", "mongo", "tmdb"],
             "service_account": "cinepulse-jobs",
             "resources": {
                 "requests": {"cpu": "250m", "memory": "256Mi"},
@@ -79,7 +105,7 @@ DEFAULTS: dict[str, Any] = {
         "pandas-fallback": {
             "image": "cinepulse/pandas-fallback:0.1.0",
             "command": "cinepulse-fallback",
-            "secrets": ["postgres", "mongo"],
+            "secrets": ["postgres-fallback", "mongo"],
             "service_account": "cinepulse-jobs",
             "resources": {
                 "requests": {"cpu": "500m", "memory": "1Gi"},
@@ -89,21 +115,21 @@ DEFAULTS: dict[str, Any] = {
         "spark-jobs": {
             "image": "cinepulse/spark-jobs:0.1.0",
             "command": "cinepulse-spark-jobs",
-            "secrets": ["postgres"],
+            "secrets": ["postgres-spark"],
             "service_account": "cinepulse-spark",
             "resources": {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"memory": "3Gi"}},
         },
         "recommender": {
             "image": "cinepulse/recommender:0.1.0",
             "command": "cinepulse-recommender",
-            "secrets": ["postgres"],
+            "secrets": ["postgres-recommender"],
             "service_account": "cinepulse-jobs",
             "resources": {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"memory": "4Gi"}},
         },
         "quality": {
             "image": "cinepulse/quality:0.1.0",
             "command": "cinepulse-quality",
-            "secrets": ["postgres", "mongo"],
+            "secrets": ["postgres-quality", "mongo"],
             "service_account": "cinepulse-jobs",
             "resources": {
                 "requests": {"cpu": "250m", "memory": "512Mi"},
@@ -124,7 +150,9 @@ DEFAULTS: dict[str, Any] = {
     "alert_timeout_s": 10,
     "alert_severity": "warning",
     "alert_ttl_s": 3600,
-    # where streaming_guard reads health from
+    # where streaming_guard reads health from (an Airflow Connection, not a pod's Secret: the
+    # check runs in Airflow). It only reads the facts and fallback.runs: a read-only login is
+    # enough (cinepulse_quality_login's grants cover it), never the owner's
     "postgres_conn_id": "cinepulse_postgres",
     # Prometheus' base URL (the Spark heartbeat query); "" = judge by the newest fact only
     "prometheus_url": "",
@@ -212,6 +240,22 @@ class Config:
         return str(self.raw["schedules"][dag_id])
 
 
+def _check_secrets(merged: dict[str, Any]) -> None:
+    """Every Secret a component names is defined, and every defined one is used: an override
+    of a logical name no component reads (e.g. the owner's ``postgres``, which the tasks no
+    longer use) would otherwise be ignored without a word."""
+    used = {name for comp in merged["components"].values() for name in comp.get("secrets", [])}
+    undefined = sorted(used - set(merged["secrets"]))
+    if undefined:
+        raise ConfigError(f"{VARIABLE}: components read undefined secrets {undefined}")
+    unused = sorted(set(merged["secrets"]) - used)
+    if unused:
+        raise ConfigError(
+            f"{VARIABLE}: no component reads secrets {unused} (the tasks' PostgreSQL DSNs "
+            "are secrets.postgres-<service>, one login each)"
+        )
+
+
 def load(override: dict[str, Any] | None = None) -> Config:
     """The configuration: :data:`DEFAULTS`, the endpoint variables of :data:`ENDPOINT_ENV`
     (when set) over them, the ``cinepulse_config`` Variable over those, then ``override``
@@ -220,4 +264,5 @@ def load(override: dict[str, Any] | None = None) -> Config:
     merged = _merge(_merge(DEFAULTS, endpoints), _read_variable())
     if override:
         merged = _merge(merged, override)
+    _check_secrets(merged)
     return Config(merged)

@@ -61,6 +61,18 @@ http://{{ include "cinepulse.component.fullname" (dict "ctx" . "component" "push
 {{- toYaml (list (include "cinepulse.env.fromSecret" (list "CINEPULSE_POSTGRES__DSN" (include "cinepulse.postgresql.secretName" .) $key) | fromYaml)) }}
 {{- end }}
 
+{{/* env of the PostgreSQL block for one service, (dict "ctx" $ "service" "api"): the DSN
+     of its own login (cinepulse_<service>_login, migration 0012's grants only) from the
+     generated logins Secret when the chart generates PostgreSQL's credentials; otherwise
+     the owner's DSN, as cinepulse.env.postgres (an operator's database: see security.md) */}}
+{{- define "cinepulse.env.postgresFor" -}}
+{{- if include "cinepulse.postgresql.logins" .ctx }}
+{{- toYaml (list (include "cinepulse.env.fromSecret" (list "CINEPULSE_POSTGRES__DSN" (include "cinepulse.postgresql.loginsSecretName" .ctx) (printf "%s-dsn" .service)) | fromYaml)) }}
+{{- else }}
+{{- include "cinepulse.env.postgres" .ctx }}
+{{- end }}
+{{- end }}
+
 {{/* env of the MongoDB block */}}
 {{- define "cinepulse.env.mongo" -}}
 {{- $key := .Values.mongodb.enabled | ternary "url" .Values.externalMongodb.urlKey }}

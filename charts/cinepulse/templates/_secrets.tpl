@@ -9,6 +9,22 @@
 {{- end }}
 {{- end }}
 
+{{/* The services' own PostgreSQL logins (migration 0012's roles): generated, with their
+     DSNs, when the chart runs PostgreSQL and generates its owner's password; "true" or "" */}}
+{{- define "cinepulse.postgresql.logins" -}}
+{{- if and .Values.postgresql.enabled (not .Values.postgresql.existingSecret) -}}true{{- end }}
+{{- end }}
+
+{{- define "cinepulse.postgresql.loginsSecretName" -}}
+{{ include "cinepulse.component.fullname" (dict "ctx" . "component" "postgresql-logins") }}
+{{- end }}
+
+{{/* The services with a login: cinepulse_<service>_login, a member of cinepulse_<service>
+     (cinepulse_migrations.logins.SERVICES) */}}
+{{- define "cinepulse.postgresql.loginServices" -}}
+api explorer recommender spark fallback fetcher quality
+{{- end }}
+
 {{/* The Secret holding MongoDB's URL: the generated one (bundled) or the operator's */}}
 {{- define "cinepulse.mongodb.secretName" -}}
 {{- if .Values.mongodb.enabled -}}

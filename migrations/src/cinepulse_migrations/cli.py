@@ -11,6 +11,7 @@ from alembic.config import Config
 from sqlalchemy.engine import make_url
 
 from cinepulse_common.settings import CinepulseSettings, PostgresSettings, load_settings
+from cinepulse_migrations.logins import ensure_service_logins, passwords_from_env
 
 
 class MigrateSettings(CinepulseSettings):
@@ -56,6 +57,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.cmd == "upgrade":
             command.upgrade(cfg, args.revision)
+            # the services' logins (migration 0012's groups), when the job has their passwords
+            passwords = passwords_from_env()
+            if passwords:
+                made = ensure_service_logins(dsn, passwords)
+                print(f"cinepulse-migrate: logins {', '.join(made)}", file=sys.stderr)
         elif args.cmd == "downgrade":
             command.downgrade(cfg, args.revision)
         elif args.cmd == "current":

@@ -126,12 +126,17 @@ def batch_tables(name: str) -> tuple[str, str]:
 
 def ensure_batch_tables(conn: psycopg.Connection[Any], name: str) -> tuple[str, str]:
     """Create the landing tables (UNLOGGED: a crash loses only a batch that is replayed
-    anyway) if missing; returns their names."""
+    anyway) if missing; returns their names. Migration 0012 creates Spark's: its role may
+    not CREATE, and PostgreSQL checks that even for ``CREATE ... IF NOT EXISTS``, so an
+    existing table is not created again."""
     events, quarantine = batch_tables(name)
     for table, column_types in (
         (events, (*EVENT_COLUMN_TYPES, ("is_late", "boolean"))),
         (quarantine, QUARANTINE_COLUMN_TYPES),
     ):
+        exists = conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()
+        if exists is not None and exists[0] is not None:
+            continue
         conn.execute(
             sql.SQL("CREATE UNLOGGED TABLE IF NOT EXISTS {} ({})").format(
                 sql.Identifier(table),

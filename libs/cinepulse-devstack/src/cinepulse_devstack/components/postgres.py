@@ -223,12 +223,16 @@ class Postgres(Component):
             f"@{self.cfg.host}:{self.cfg.postgres_port}/{db}"
         )
 
-    def login_role(self, role: str, member_of: str) -> str:
-        """A LOGIN role that is a member of ``member_of`` and of nothing else, its sessions
-        read-only by default (made, or its password reset, from a secret kept under the
-        stack's folder, by the code the chart's metabase-setup hook runs:
-        :func:`cinepulse_common.postgres.ensure_login_role`); returns its DSN to the stack's
-        database."""
+    def login_role(
+        self, role: str, member_of: str | None, *, read_only: bool = True, database: str = ""
+    ) -> str:
+        """A LOGIN role that is a member of ``member_of`` and of nothing else (of no role at
+        all with None), its sessions read-only by default unless ``read_only`` is False
+        (made, or its password reset, from a secret kept under the stack's folder, by the
+        code the chart's metabase-setup hook runs:
+        :func:`cinepulse_common.postgres.ensure_login_role`); returns its DSN to
+        ``database`` (default: the stack's). The services' roles of migration 0012 get one
+        each this way (``cinepulse_<service>_login``)."""
         import psycopg
 
         from cinepulse_common.postgres import MissingRole, RoleError, ensure_login_role
@@ -236,14 +240,14 @@ class Postgres(Component):
         password = stack_secret(self.cfg.root / "secrets" / f"{role}.password")
         with psycopg.connect(self.admin_dsn(), autocommit=True) as conn:
             try:
-                ensure_login_role(conn, role, password, member_of=member_of, read_only=True)
+                ensure_login_role(conn, role, password, member_of=member_of, read_only=read_only)
             except MissingRole as exc:
                 raise StackError(f"{exc}: run `make migrate` first") from None
             except RoleError as exc:
                 raise StackError(str(exc)) from None
         return (
             f"postgresql://{role}:{password}@{self.cfg.host}:{self.cfg.postgres_port}/"
-            f"{self.cfg.postgres_db}"
+            f"{database or self.cfg.postgres_db}"
         )
 
     def ensure_database(self, name: str) -> None:
