@@ -169,7 +169,7 @@ def gateway_metrics(stack: Stack, url: str | None = None) -> dict[str, float]:
     """The gateway's own counters: accepted events, events refused as ``kafka_unavailable``
     and Kafka client errors (summed over their labels); ``url``: another gateway process
     than the stack's (a drill's own)."""
-    text = httpx.get((url or stack.gateway.url) + "/metrics", timeout=5).text
+    text = httpx.get((url or stack.gateway.metrics_url) + "/metrics", timeout=5).text
     out = {"accepted": 0.0, "kafka_unavailable": 0.0, "kafka_errors": 0.0}
     for family in text_string_to_metric_families(text):
         for s in family.samples:

@@ -77,7 +77,7 @@ def test_archiver_sigkill(stack: Stack, record: Record) -> None:
     result = sender.finish()
     restarted: list[str] = []
     report = wait_quiet(stack, *window(started, now()), result.accepted_ids, restarted)
-    duplicates = _metric(stack.archiver.url, "cinepulse_archiver_duplicates_total")
+    duplicates = _metric(stack.archiver.metrics_url, "cinepulse_archiver_duplicates_total")
     t = tally(stack, sender.ids, result.accepted_ids)
     record(
         drill_row(
@@ -99,7 +99,7 @@ def test_kafka_sigkill_during_ingest(stack: Stack, record: Record) -> None:
     t0, started = time.monotonic(), now()
     before = gateway_metrics(stack)
     archiver_pid = stack.archiver.pid()
-    refilled = _metric(stack.archiver.url, "cinepulse_archiver_gap_records_total")
+    refilled = _metric(stack.archiver.metrics_url, "cinepulse_archiver_gap_records_total")
     sender = Sender(stack, count=2000, seed=12, rate_per_s=50)
     sender.start()
     wait_until_acknowledged(stack, sender, 300, timeout_s=60)
@@ -123,9 +123,11 @@ def test_kafka_sigkill_during_ingest(stack: Stack, record: Record) -> None:
     report = wait_quiet(stack, *window(started, now()), result.accepted_ids, restarted)
     t = tally(stack, sender.ids, result.accepted_ids)
     if stack.archiver.pid() == archiver_pid:
-        refilled = _metric(stack.archiver.url, "cinepulse_archiver_gap_records_total") - refilled
+        refilled = (
+            _metric(stack.archiver.metrics_url, "cinepulse_archiver_gap_records_total") - refilled
+        )
     else:  # restarted: its counter started again at 0
-        refilled = _metric(stack.archiver.url, "cinepulse_archiver_gap_records_total")
+        refilled = _metric(stack.archiver.metrics_url, "cinepulse_archiver_gap_records_total")
     record(
         drill_row(
             "SIGKILL Kafka during ingest",
@@ -388,7 +390,7 @@ def test_mongo_stopped_for_60_seconds(stack: Stack, record: Record) -> None:
     archiver cannot write: it retries with backoff and holds the batch (no offset committed,
     the lag grows), dead-letters nothing, and catches up once the server is back."""
     t0, started = time.monotonic(), now()
-    url, pid_before = stack.archiver.url, stack.archiver.pid()
+    url, pid_before = stack.archiver.metrics_url, stack.archiver.pid()
 
     def archiver(name: str) -> float:
         return _metric(url, f"cinepulse_archiver_{name}")

@@ -120,6 +120,12 @@ class ProxiedGateway(EventGateway):
         return self._port
 
     @property
+    def metrics_port(self) -> int | None:
+        """None: its /metrics on its own port, where the drill reads it (the stack's gateway
+        holds the gateway's metrics port)."""
+        return None
+
+    @property
     def distribution(self) -> str:
         return "cinepulse-event-gateway"
 

@@ -69,6 +69,7 @@ def test_metabase_credentials_are_generated_once_and_kept(rendered: dict[str, st
     secrets = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Secret"}
     assert set(secrets) == {
         "cp-cinepulse-postgresql",
+        "cp-cinepulse-postgresql-logins",
         "cp-cinepulse-mongodb",
         "cp-cinepulse-metabase",
     }
@@ -167,7 +168,16 @@ def test_metabase_network_flows(rendered: dict[str, str]) -> None:
             assert "from" not in ingress[0]
             assert ingress[1] == {
                 "ports": [{"port": 9191, "protocol": "TCP"}],
-                "from": [{"namespaceSelector": {}}],
+                # Prometheus' namespace and pods (networkPolicies.prometheus), not every
+                # namespace
+                "from": [
+                    {
+                        "namespaceSelector": {
+                            "matchLabels": {"kubernetes.io/metadata.name": "monitoring"}
+                        },
+                        "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+                    }
+                ],
             }
         else:  # its hook, the release's jobs and the ingress controller only; no exporter
             sources = ingress[0]["from"]

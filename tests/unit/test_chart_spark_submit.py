@@ -368,7 +368,8 @@ def test_network_policy_ports_match_the_confs(ports: list[str]) -> None:
         wanted = {int(conf["spark.driver.port"]), int(conf["spark.blockManager.port"])}
         assert {p["containerPort"] for p in container["ports"] if p["name"] != "metrics"} == wanted
         # executors <-> driver on exactly those ports
-        [peers] = [r for r in spark["ingress"] if "podSelector" in r["from"][0]]
+        # the Spark pods among themselves (Prometheus' peer has a namespaceSelector too)
+        [peers] = [r for r in spark["ingress"] if "namespaceSelector" not in r["from"][0]]
         assert {p["port"] for p in peers["ports"]} == wanted
         driver_labels = pod["metadata"]["labels"]
         executor_labels = {**_executor_template(docs, pod)["metadata"]["labels"]}
@@ -406,7 +407,7 @@ def test_operator_uses_the_same_fixed_ports(operator_docs: list[dict[str, Any]])
     [peers] = [
         r
         for r in policies["cp-cinepulse-spark-ingress"]["ingress"]
-        if "podSelector" in r["from"][0]
+        if "namespaceSelector" not in r["from"][0]
     ]
     ports = {p["port"] for p in peers["ports"]}
     for app in (

@@ -37,8 +37,10 @@ readinessProbe:
 A Deployment of a Cinepulse HTTP service. Call with
 (dict "ctx" $ "component" "api" "values" .Values.api "args" (list ...) "env" (list <entry>...)
       "volumes" (list ...) "volumeMounts" (list ...) "initContainers" (list ...)
-      "checksum" "<text>" "image" "<name>" "healthPath" "/healthz" "readyPath" "/readyz")
+      "checksum" "<text>" "image" "<name>" "healthPath" "/healthz" "readyPath" "/readyz"
+      "podLabels" (dict ...))
 The env is cinepulse.env.common's, then "env", then the component's extraEnv (values).
+"podLabels": more labels of its pods (e.g. cinepulse.io/egress: outside), not selectors.
 */}}
 {{- define "cinepulse.deployment" -}}
 {{- $ctx := .ctx }}
@@ -61,6 +63,9 @@ spec:
     metadata:
       labels:
         {{- include "cinepulse.labels" . | nindent 8 }}
+        {{- with .podLabels }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
       annotations:
         # restart on a configuration change (not on scaling: replicas, autoscaling and the
         # PDB leave the pods as they are)
@@ -92,8 +97,18 @@ spec:
             - name: http
               containerPort: {{ $v.port }}
               protocol: TCP
+            {{- if $v.metricsPort }}
+            {{- /* /metrics alone, so the NetworkPolicy admits Prometheus here only */}}
+            - name: metrics
+              containerPort: {{ $v.metricsPort }}
+              protocol: TCP
+            {{- end }}
           env:
-            {{- $env := concat (include "cinepulse.env.common" $ctx | fromYamlArray) (default (list) .env) (default (list) $v.extraEnv) }}
+            {{- $metricsEnv := list }}
+            {{- if $v.metricsPort }}
+            {{- $metricsEnv = list (dict "name" "CINEPULSE_METRICS_PORT" "value" (toString $v.metricsPort)) }}
+            {{- end }}
+            {{- $env := concat (include "cinepulse.env.common" $ctx | fromYamlArray) $metricsEnv (default (list) .env) (default (list) $v.extraEnv) }}
             {{- toYaml $env | nindent 12 }}
           {{- include "cinepulse.probes" . | nindent 10 }}
           resources:
@@ -139,6 +154,12 @@ spec:
       port: {{ .values.port }}
       targetPort: http
       protocol: TCP
+    {{- if .values.metricsPort }}
+    - name: metrics
+      port: {{ .values.metricsPort }}
+      targetPort: metrics
+      protocol: TCP
+    {{- end }}
 {{- end }}
 
 {{/* The ServiceAccount of a component (no token unless asked) */}}
@@ -152,8 +173,13 @@ metadata:
 automountServiceAccountToken: {{ default .ctx.Values.automountServiceAccountToken .automount }}
 {{- end }}
 
-{{/* The ServiceMonitor of a component's /metrics on its "http" port */}}
+{{/* The ServiceMonitor of a component's /metrics: on its "metrics" port when it has a
+metricsPort, else on "port" (default "http") */}}
 {{- define "cinepulse.serviceMonitor" -}}
+{{- $port := default "http" .port }}
+{{- if and .values .values.metricsPort }}
+{{- $port = "metrics" }}
+{{- end }}
 {{- if .ctx.Values.monitoring.serviceMonitors.enabled }}
 apiVersion: monitoring.coreos.com/v1
 kind: ServiceMonitor
@@ -169,7 +195,7 @@ spec:
     matchLabels:
       {{- include "cinepulse.selectorLabels" . | nindent 6 }}
   endpoints:
-    - port: {{ default "http" .port }}
+    - port: {{ $port }}
       path: /metrics
       interval: {{ .ctx.Values.monitoring.serviceMonitors.interval }}
 {{- end }}

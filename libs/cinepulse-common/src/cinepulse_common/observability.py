@@ -8,7 +8,10 @@
 * ``/metrics`` - Prometheus exposition of the default registry.
 
 FastAPI apps call :func:`add_health_routes`; processes without an HTTP server (batch jobs,
-consumers) call :func:`start_metrics_server`.
+consumers) call :func:`start_metrics_server`. A service given a ``metrics_port`` (the chart
+always gives one) serves ``/metrics`` there only, from :func:`start_metrics_server`, and not on
+its public port (``add_health_routes(..., metrics=False)``): the NetworkPolicy can then admit
+Prometheus to the metrics port alone, and callers of the public port read no metrics.
 """
 
 from __future__ import annotations
@@ -90,8 +93,12 @@ def readiness_answer(results: Mapping[str, str]) -> tuple[dict[str, Any], int]:
 
 
 def health_router(
-    checks: Mapping[str, ReadinessCheck] | None = None, timeout_s: float = 2.0
+    checks: Mapping[str, ReadinessCheck] | None = None,
+    timeout_s: float = 2.0,
+    metrics: bool = True,
 ) -> APIRouter:
+    """``/healthz``, ``/readyz`` and, when ``metrics``, ``/metrics`` (off when the service
+    serves its metrics on a port of their own)."""
     router = APIRouter(tags=["health"])
     registered = dict(checks or {})
 
@@ -104,17 +111,22 @@ def health_router(
         body, status = readiness_answer(await run_checks(registered, timeout_s))
         return JSONResponse(body, status_code=status)
 
-    @router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
-    async def metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    if metrics:
+
+        @router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
+        async def prometheus() -> Response:
+            return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return router
 
 
 def add_health_routes(
-    app: FastAPI, checks: Mapping[str, ReadinessCheck] | None = None, timeout_s: float = 2.0
+    app: FastAPI,
+    checks: Mapping[str, ReadinessCheck] | None = None,
+    timeout_s: float = 2.0,
+    metrics: bool = True,
 ) -> None:
-    app.include_router(health_router(checks, timeout_s))
+    app.include_router(health_router(checks, timeout_s, metrics))
 
 
 def start_metrics_server(port: int, addr: str = "0.0.0.0") -> None:  # noqa: S104 - in-pod

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
 from cinepulse_common.logging import configure_logging
-from cinepulse_common.observability import record_build_info
+from cinepulse_common.observability import record_build_info, start_metrics_server
 from cinepulse_common.settings import CinepulseSettings, load_settings
 
 
@@ -33,7 +33,9 @@ def serve_http(
     argv: list[str] | None = None,
 ) -> None:
     """Parse ``--host``/``--port`` (which override ``CINEPULSE_HOST``/``CINEPULSE_PORT``),
-    then serve ``create_app(settings)`` until SIGTERM (20 s of graceful shutdown)."""
+    then serve ``create_app(settings)`` until SIGTERM (20 s of graceful shutdown); with a
+    ``metrics_port`` (``CINEPULSE_METRICS_PORT``), ``/metrics`` on that port from a thread
+    of this one process (uvicorn runs one worker: no multiprocess registry needed)."""
     import uvicorn
 
     parser = argparse.ArgumentParser(
@@ -48,6 +50,9 @@ def serve_http(
     served: _Served = settings  # type: ignore[assignment]
     configure_logging(service, served.log_level, served.log_json)
     record_build_info(service, version)
+    metrics_port = int(getattr(settings, "metrics_port", 0) or 0)
+    if metrics_port:
+        start_metrics_server(metrics_port, addr=args.host or served.host)
     uvicorn.run(
         create_app(settings),
         host=args.host or served.host,

@@ -90,6 +90,20 @@ class MongoSettings(BaseModel):
     server_selection_timeout_ms: int = Field(5_000, ge=100)
 
 
+def metrics_port_field() -> Any:
+    """The ``metrics_port`` of a long-running service's settings (``CINEPULSE_METRICS_PORT``):
+    ``/metrics`` on a port of its own, so a NetworkPolicy can admit Prometheus there and
+    nowhere else; 0 (the default, for local runs and tests) keeps it on the HTTP port. The
+    chart always sets it."""
+    return Field(
+        0,
+        ge=0,
+        le=65535,
+        description="port of /metrics alone (not served on the HTTP port then); 0: /metrics "
+        "on the HTTP port",
+    )
+
+
 class CinepulseSettings(BaseSettings):
     """Base for every service's settings class."""
 

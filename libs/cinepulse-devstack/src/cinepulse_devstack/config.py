@@ -45,6 +45,12 @@ class StackSettings(BaseSettings):
     api_port: int = 18000
     recommender_port: int = 18001
     explorer_port: int = 18501
+    #: each service's /metrics on a port of its own (CINEPULSE_METRICS_PORT), as in the chart
+    gateway_metrics_port: int = 19461
+    archiver_metrics_port: int = 19462
+    api_metrics_port: int = 19463
+    recommender_metrics_port: int = 19464
+    explorer_metrics_port: int = 19465
     prometheus_scrape_interval: str = "5s"
 
     start_timeout_s: float = 120.0

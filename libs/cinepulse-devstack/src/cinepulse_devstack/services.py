@@ -41,12 +41,24 @@ class PythonService(Component):
         raise NotImplementedError
 
     @property
+    def metrics_port(self) -> int | None:
+        """The port of its ``/metrics`` alone (``CINEPULSE_METRICS_PORT``, as the chart sets
+        it), scraped instead of :attr:`port`; None: served on :attr:`port`."""
+        return None
+
+    @property
     def ports(self) -> list[int]:
-        return [self.port]
+        return [self.port] + ([self.metrics_port] if self.metrics_port else [])
 
     @property
     def url(self) -> str:
         return f"http://{self.cfg.host}:{self.port}"
+
+    @property
+    def metrics_url(self) -> str:
+        """Where its ``/metrics`` is (``metrics_url + "/metrics"``): the metrics port, else
+        :attr:`url`."""
+        return f"http://{self.cfg.host}:{self.metrics_port or self.port}"
 
     @property
     def version(self) -> str:
@@ -70,6 +82,8 @@ class PythonService(Component):
     def start(self) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CINEPULSE_")}
         env |= self._stack_env() | {"CINEPULSE_ENVIRONMENT": "development"} | self.service_env()
+        if self.metrics_port:
+            env["CINEPULSE_METRICS_PORT"] = str(self.metrics_port)
         cmd = [sys.executable, "-m", self.module, *self.args()]
         spawn(cmd, log=self.log_path, pidfile=self.pidfile, env=env)
         self.register()
@@ -85,7 +99,7 @@ class PythonService(Component):
             "job": full,
             "namespace": CHART_NAMESPACE,
             "service": full,
-            "endpoint": "http",
+            "endpoint": "metrics" if self.metrics_port else "http",
             "pod": f"{full}-local",
             "container": self.component,
         }
@@ -94,7 +108,8 @@ class PythonService(Component):
         """(Re)write this service's target file (``up`` does it for a running service too:
         a changed label applies without a restart)."""
         if self.scraped:
-            self._prometheus.register_target(self.name, self.port, labels=self.scrape_labels())
+            port = self.metrics_port or self.port
+            self._prometheus.register_target(self.name, port, labels=self.scrape_labels())
 
     def probe(self) -> None:
         httpx.get(self.url + self.health_path, timeout=2.0).raise_for_status()
@@ -151,6 +166,10 @@ class EventGateway(KeyedService):
     def port(self) -> int:
         return self.cfg.gateway_port
 
+    @property
+    def metrics_port(self) -> int | None:
+        return self.cfg.gateway_metrics_port
+
     def service_env(self) -> dict[str, str]:
         return super().service_env() | {
             "CINEPULSE_RATE_LIMITS": self.rate_limits,
@@ -166,6 +185,10 @@ class Archiver(PythonService):
     @property
     def port(self) -> int:
         return self.cfg.archiver_port
+
+    @property
+    def metrics_port(self) -> int | None:
+        return self.cfg.archiver_metrics_port
 
     def service_env(self) -> dict[str, str]:
         return {
@@ -279,6 +302,10 @@ class Api(ApiKeyedService):
     def port(self) -> int:
         return self.cfg.api_port
 
+    @property
+    def metrics_port(self) -> int | None:
+        return self.cfg.api_metrics_port
+
     def service_env(self) -> dict[str, str]:
         return super().service_env() | {
             "CINEPULSE_ARCHIVER_URL": f"http://{self.cfg.host}:{self.cfg.archiver_port}",
@@ -297,6 +324,10 @@ class Recommender(ApiKeyedService):
     def port(self) -> int:
         return self.cfg.recommender_port
 
+    @property
+    def metrics_port(self) -> int | None:
+        return self.cfg.recommender_metrics_port
+
     def args(self) -> list[str]:
         return ["serve"]
 
@@ -314,7 +345,7 @@ class Explorer(PythonService):
     module = "cinepulse_explorer"
     component = "explorer"
     health_path = "/_stcore/health"
-    scraped = True  # /metrics: a route of its Streamlit server (cinepulse_explorer.server)
+    scraped = True  # /metrics: on its metrics port (cinepulse_explorer.__main__)
     reader = "cinepulse_explorer"
 
     def __init__(
@@ -332,6 +363,10 @@ class Explorer(PythonService):
     @property
     def port(self) -> int:
         return self.cfg.explorer_port
+
+    @property
+    def metrics_port(self) -> int | None:
+        return self.cfg.explorer_metrics_port
 
     def service_env(self) -> dict[str, str]:
         return {

@@ -108,7 +108,7 @@ class Stack:
         for c in self.select(names):
             c.install()
             c.dir.mkdir(parents=True, exist_ok=True)
-            if c.alive():
+            if c.alive() and self._serves_its_metrics(c):
                 self._wait_ready(c)
                 if isinstance(c, PythonService):
                     c.register()  # its Prometheus target, as this version labels it
@@ -135,6 +135,19 @@ class Stack:
         self._provision(names)
         self.write_env()
         return started
+
+    def _serves_its_metrics(self, c: Component) -> bool:
+        """False for a running service that should serve /metrics on a port of its own but
+        does not (started by a version without it): it is restarted, or its Prometheus
+        target would stay down."""
+        if not isinstance(c, PythonService) or not c.metrics_port:
+            return True
+        self._wait_ready(c)
+        if port_open(self.cfg.host, c.metrics_port):
+            return True
+        log.info("%s: restarting (no /metrics on port %s yet)", c.name, c.metrics_port)
+        c.stop()
+        return False
 
     def _wait_ready(self, c: Component) -> None:
         wait_until(

@@ -173,7 +173,12 @@ def create_app(
     app.include_router(emotions.router, responses=aggregate_errors)
     app.include_router(trending.router, responses=aggregate_errors)
 
-    add_health_routes(app, {"postgres": warehouse.check}, timeout_s=settings.readiness_timeout_s)
+    add_health_routes(
+        app,
+        {"postgres": warehouse.check},
+        timeout_s=settings.readiness_timeout_s,
+        metrics=not settings.metrics_port,
+    )
     app.add_middleware(HttpMetricsMiddleware, metrics=HTTP)
 
     if access.enabled:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from cinepulse_common.access import KeyedServiceSettings
-from cinepulse_common.settings import PostgresSettings
+from cinepulse_common.settings import PostgresSettings, metrics_port_field
 
 
 class ApiSettings(KeyedServiceSettings):
@@ -24,6 +24,7 @@ class ApiSettings(KeyedServiceSettings):
     postgres: PostgresSettings
     host: str = "0.0.0.0"  # noqa: S104 - listens inside its pod
     port: int = Field(8000, ge=1, le=65535)
+    metrics_port: int = metrics_port_field()
     bayes_prior_votes: float = Field(
         10.0,
         ge=0,

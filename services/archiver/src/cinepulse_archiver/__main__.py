@@ -15,7 +15,7 @@ from cinepulse_archiver.settings import ArchiverSettings
 from cinepulse_common import topics
 from cinepulse_common.kafka import ensure_topics, make_admin
 from cinepulse_common.logging import configure_logging, get_logger
-from cinepulse_common.observability import record_build_info
+from cinepulse_common.observability import record_build_info, start_metrics_server
 from cinepulse_common.settings import load_settings
 
 log = get_logger(__name__)
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
         "dead-letter what cannot be parsed, keep live counters. Configuration comes from "
         "CINEPULSE_* variables (see the README).",
     )
-    parser.add_argument("--web-port", type=int, help="port of /metrics and the counters")
+    parser.add_argument("--web-port", type=int, help="port of the probes and the counters")
     args = parser.parse_args(argv)
     overrides = {"web_port": args.web_port} if args.web_port else {}
     settings = load_settings(ArchiverSettings, **overrides)
@@ -97,6 +97,8 @@ def main(argv: list[str] | None = None) -> None:
         log.info("source topics' partitions", partitions=partitions)
         settings = settings.model_copy(update={"source_partitions": partitions})
     app = create_app(settings, loghandlers=list(logging.getLogger().handlers))
+    if settings.metrics_port:  # faust's worker runs in this process: the thread serves it
+        start_metrics_server(settings.metrics_port, addr=settings.web_host)
     sys.argv = [
         "cinepulse-archiver",
         "worker",

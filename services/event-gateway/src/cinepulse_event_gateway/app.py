@@ -137,7 +137,9 @@ def create_app(
     # Readiness does not follow Kafka: a Kafka outage must not take every gateway pod out of
     # its Service at once (clients would get connection errors); the app answers 503 with
     # Retry-After itself. Kafka's state is in cinepulse_gateway_kafka_reachable.
-    add_health_routes(app, {"gateway": lambda: _check_started(app.state)})
+    add_health_routes(
+        app, {"gateway": lambda: _check_started(app.state)}, metrics=not settings.metrics_port
+    )
     # inside CORS (a refused browser request can still be read) and the HTTP metrics
     app.add_middleware(
         ConcurrencyLimitMiddleware,

@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from cinepulse_common.access import UserTokenSettings
 from cinepulse_common.apikeys import ApiKeySettings
-from cinepulse_common.settings import CinepulseSettings, KafkaSettings
+from cinepulse_common.settings import CinepulseSettings, KafkaSettings, metrics_port_field
 
 #: each write key's events per pod unless configured otherwise (docs/operations/security.md:
 #: the reason for the figure): 100 events a second on average, counted over 10 seconds so that
@@ -145,6 +145,7 @@ class EventGatewaySettings(CinepulseSettings):
     cors_origins: list[str] = Field(default_factory=list, description="allowed browser origins")
     host: str = "0.0.0.0"  # noqa: S104 - listens inside its pod
     port: int = Field(8080, ge=1, le=65535)
+    metrics_port: int = metrics_port_field()
 
     @model_validator(mode="after")
     def _rate_limits_parse(self) -> EventGatewaySettings:

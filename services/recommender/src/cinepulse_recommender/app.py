@@ -467,6 +467,7 @@ def create_app(
         app,
         {"model": service.model_loaded, "postgres": service.check_db},
         timeout_s=settings.readiness_timeout_s,
+        metrics=not settings.metrics_port,
     )
     app.add_middleware(HttpMetricsMiddleware, metrics=metrics.HTTP)
 
