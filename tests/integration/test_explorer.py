@@ -211,18 +211,19 @@ def recommender_url() -> Iterator[str]:
 @pytest.fixture
 def explorer(
     readonly_pg: PostgresSettings, tmp_path: Path
-) -> Iterator[Callable[[str], ServiceProcess]]:
-    """Start ``python -m cinepulse_explorer`` with the given recommender URL; ready once
-    Streamlit's ``/_stcore/health`` answers."""
+) -> Iterator[Callable[..., ServiceProcess]]:
+    """Start ``python -m cinepulse_explorer`` with the given recommender URL (and any other
+    variables, e.g. the login's); ready once Streamlit's ``/_stcore/health`` answers."""
     started: list[ServiceProcess] = []
 
-    def start(recommender: str) -> ServiceProcess:
+    def start(recommender: str, **extra: str) -> ServiceProcess:
         port = free_port()
         env = service_env(
             CINEPULSE_POSTGRES__DSN=readonly_pg.dsn.get_secret_value(),
             CINEPULSE_RECOMMENDER_URL=recommender,
             CINEPULSE_RECOMMENDER_API_KEY=EXPLORER_KEY,
             CINEPULSE_RECOMMENDER_TIMEOUT_S="1",
+            **extra,
         )
         proc = ServiceProcess(
             "cinepulse_explorer",

@@ -1,7 +1,8 @@
 """The explorer's page (a Streamlit script; ``cinepulse-explorer`` runs it).
 
 Four tabs: top movies, activity over time, emotion trends, a user's stats and
-recommendations. Every query goes through a fresh read-only session of the read-only role
+recommendations. With a login configured, nothing but the login button before it, and the
+user tab for the internal role only (:mod:`cinepulse_explorer.auth`). Every query goes through a fresh read-only session of the read-only role
 (``analytics`` views only) and its result is cached for ``cache_ttl_s``; a database or
 recommender failure is shown as a message in its tab, never as a traceback.
 """
@@ -19,7 +20,7 @@ import streamlit as st
 
 from cinepulse_common.postgres import connect
 from cinepulse_common.settings import load_settings
-from cinepulse_explorer import data
+from cinepulse_explorer import auth, data
 from cinepulse_explorer.metrics import timed
 from cinepulse_explorer.recommender import (
     Recommendations,
@@ -305,6 +306,15 @@ def user_tab() -> None:
 def main() -> None:
     st.set_page_config(page_title="Cinepulse explorer", page_icon=":clapper:", layout="wide")
     st.title("Cinepulse explorer")
+    # before any query: a visitor who is not logged in (login configured) gets no data
+    internal = auth.gate(settings().oidc)
+
+    def users() -> None:
+        if internal:
+            guarded("the user", user_tab)
+        else:
+            st.warning(auth.NEEDS_INTERNAL)
+
     try:
         span = date_span()
     except psycopg.Error as exc:
@@ -312,7 +322,7 @@ def main() -> None:
         st.stop()
     if span is None:
         st.info("The warehouse has no aggregates yet: run the daily aggregates job first.")
-        guarded("the users", user_tab)
+        users()
         return
     st.caption(f"Data from {span[0]} to {span[1]}, read through the analytics views.")
     top, activity, emotions, user = st.tabs(["Top movies", "Activity", "Emotions", "User"])
@@ -323,7 +333,7 @@ def main() -> None:
     with emotions:
         guarded("the emotions", lambda: emotions_tab(span))
     with user:
-        guarded("the user", user_tab)
+        users()
 
 
 if __name__ == "__main__":
