@@ -90,6 +90,12 @@ def test_alerts_fire_on_synthetic_series(
                         "values": "0x20",
                     },
                     {"series": "cinepulse_quality_drift", "values": "0 0 1x18"},
+                    # the driver's gauge (0 while healthy), then the stop pushed at 4m
+                    {"series": 'cinepulse_spark_data_loss_stop{query="events"}', "values": "0x20"},
+                    {
+                        "series": 'cinepulse_spark_data_loss_stop{job="cinepulse-spark-data-loss",query="events"}',
+                        "values": "_x3 1x16",
+                    },
                     {"series": "cinepulse_recommender_model_age_seconds", "values": "200000x20"},
                 ],
                 "alert_rule_test": [
@@ -143,6 +149,24 @@ def test_alerts_fire_on_synthetic_series(
                                 "exp_annotations": {
                                     "summary": "The served recommendation model is old",
                                     "description": "The newest published model is 2d 7h 33m 20s old: the recommender_train DAG fails or never beats the current model.",
+                                },
+                            }
+                        ],
+                    },
+                    {
+                        "eval_time": "2m",
+                        "alertname": "CinepulseStreamingDataLoss",
+                        "exp_alerts": [],
+                    },
+                    {
+                        "eval_time": "5m",
+                        "alertname": "CinepulseStreamingDataLoss",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {"severity": "critical", "query": "events"},
+                                "exp_annotations": {
+                                    "summary": "The streaming job stopped because Kafka lost records it had not processed",
+                                    "description": "The events query stopped rather than skip records that retention or a recreated topic removed; every restart stops again. Replay the gap from MongoDB with cinepulse-fallback replay, move the query's checkpoint aside, then delete the Pushgateway group job=cinepulse-spark-data-loss (docs/operations/reliability.md).",
                                 },
                             }
                         ],

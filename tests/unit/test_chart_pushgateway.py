@@ -78,12 +78,23 @@ def test_the_cronjobs_get_the_url_too() -> None:
     assert cronjob_urls(docs) == {URL}
 
 
-def test_only_the_jobs_and_prometheus_reach_it() -> None:
+def test_the_streaming_driver_gets_the_url_for_its_data_loss_stop() -> None:
+    app = one(render(), "SparkApplication", f"{chart.RELEASE}-cinepulse-spark-stream")
+    env = {e["name"]: e.get("value") for e in app["spec"]["driver"]["env"]}
+    assert env["CINEPULSE_PUSHGATEWAY_URL"] == URL
+
+
+def test_only_the_jobs_the_streaming_driver_and_prometheus_reach_it() -> None:
     policy = one(render(), "NetworkPolicy", f"{NAME}-ingress")
     push, scrape = policy["spec"]["ingress"]
     assert push["ports"] == scrape["ports"] == [{"port": 9091, "protocol": "TCP"}]
     assert [p["podSelector"]["matchLabels"] for p in push["from"]] == [
-        {"app.kubernetes.io/instance": chart.RELEASE, "cinepulse.io/network": "jobs"}
+        # the streaming driver pushes its data-loss stop (the alert outlives its exit)
+        {
+            "app.kubernetes.io/instance": chart.RELEASE,
+            "app.kubernetes.io/component": "spark-stream",
+        },
+        {"app.kubernetes.io/instance": chart.RELEASE, "cinepulse.io/network": "jobs"},
     ]
     assert "namespaceSelector" in scrape["from"][0]
 

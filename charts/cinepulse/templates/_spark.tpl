@@ -64,9 +64,11 @@ metricsPort: 9108
       (dict "name" "CINEPULSE_JARS_DIR" "value" "/opt/cinepulse/jars")
       (dict "name" "CINEPULSE_EMOTION_MODEL" "value" "/opt/cinepulse/models/emotion.joblib")
       (dict "name" "HOME" "value" "/tmp") }}
-{{- $env = concat $env (include "cinepulse.env.common" $ctx | fromYamlArray) (include "cinepulse.env.postgres" $ctx | fromYamlArray) }}
+{{- $env = concat $env (include "cinepulse.env.common" $ctx | fromYamlArray) (include "cinepulse.env.postgresFor" (dict "ctx" $ctx "service" "spark") | fromYamlArray) }}
 {{- if $stream }}
 {{- $env = concat $env (include "cinepulse.env.kafka" $ctx | fromYamlArray) (list (dict "name" "CINEPULSE_CHECKPOINT_DIR" "value" "/checkpoints")) }}
+{{- /* a data-loss stop is pushed there: its alert outlives the driver that exits on it */}}
+{{- $env = concat $env (include "cinepulse.env.jobs" $ctx | fromYamlArray) }}
 {{- end }}
 env:
   {{- toYaml $env | nindent 2 }}

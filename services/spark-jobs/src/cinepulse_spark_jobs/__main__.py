@@ -104,19 +104,16 @@ def main(argv: list[str] | None = None) -> int:
 
 def _stream(spark: object, settings: SparkJobsSettings, which: str, available_now: bool) -> int:
     from cinepulse_common.observability import start_metrics_server
+    from cinepulse_spark_jobs.failures import on_query_failed, watch_for_data_loss
     from cinepulse_spark_jobs.metrics import MetricsListener
-    from cinepulse_spark_jobs.stream import (
-        DATA_LOSS_RECOVERY,
-        QUERIES,
-        is_data_loss,
-        start_stream,
-    )
+    from cinepulse_spark_jobs.stream import QUERIES, start_stream
 
     spark.streams.addListener(MetricsListener())  # type: ignore[attr-defined]
     if settings.metrics_port:
         start_metrics_server(settings.metrics_port)
     rules = active_rules()
     names = QUERIES if which == "all" else (which,)
+    watch_for_data_loss(list(names))
     queries = [
         start_stream(spark, settings, rules, name, available_now=available_now)  # type: ignore[arg-type]
         for name in names
@@ -141,14 +138,7 @@ def _stream(spark: object, settings: SparkJobsSettings, which: str, available_no
             error = None if q.isActive else q.exception()
             if error is not None:
                 # one query failing stops the driver: the operator restarts it (Always)
-                log.error("query failed", query=q.name, error=str(error)[:2000])
-                if is_data_loss(error):
-                    log.critical(
-                        "Kafka data loss: the query stopped rather than skip records",
-                        query=q.name,
-                        recovery=DATA_LOSS_RECOVERY,
-                    )
-                    print(f"cinepulse-spark-jobs: {q.name}: {DATA_LOSS_RECOVERY}", file=sys.stderr)
+                on_query_failed(q.name, error, settings.pushgateway_url)
                 failed = True
     for q in queries:
         q.stop()

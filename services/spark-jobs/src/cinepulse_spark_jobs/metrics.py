@@ -48,6 +48,13 @@ LAST_PROGRESS = Gauge(
     "Unix time of the last query progress (a heartbeat: stale means the query is stuck)",
     ["query"],
 )
+#: the name of the data-loss gauge, on the driver's /metrics and in its Pushgateway group
+DATA_LOSS_METRIC = "cinepulse_spark_data_loss_stop"
+DATA_LOSS_HELP = (
+    "1: the query stopped rather than skip Kafka records it had not processed (retention or "
+    "a recreated topic removed them); the recovery is in docs/operations/reliability.md"
+)
+DATA_LOSS = Gauge(DATA_LOSS_METRIC, DATA_LOSS_HELP, ["query"])
 
 
 def count_quarantine_rules(query: str, rules: Iterable[str]) -> None:

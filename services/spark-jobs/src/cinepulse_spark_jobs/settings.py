@@ -48,3 +48,8 @@ class SparkJobsSettings(CinepulseSettings):
         0, ge=0, description="seconds between micro-batches; 0: start the next one at once"
     )
     metrics_port: int = Field(9108, ge=0, le=65535, description="/metrics of the driver; 0: off")
+    pushgateway_url: str | None = Field(
+        None,
+        description="Prometheus Pushgateway: a query's data-loss stop is pushed there, so its "
+        "alert outlives the driver that exits on it",
+    )
