@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cinepulse_archiver.continuity import Continuity, first_gap
+from cinepulse_archiver.continuity import Continuity, gap_before
 
 TP = ("user_rating_log", 2)
 
@@ -35,10 +35,10 @@ def test_only_partitions_still_owned_keep_their_expectation() -> None:
     assert c.knows(TP) and not c.knows(other)
 
 
-def test_first_gap_from_the_archive() -> None:
-    assert first_gap(0, 0, []) is None  # the partition's first record
-    assert first_gap(70, 0, range(70)) is None  # the one before is archived
-    assert first_gap(70, 0, range(50)) == (50, 70)  # 50..69 skipped
-    assert first_gap(70, 0, [3, 7, 40]) == (41, 70)
-    assert first_gap(5000, 4000, []) is None  # nothing archived close by: nothing to say
-    assert first_gap(70, 60, range(50)) is None  # archived, but outside the probed window
+def test_the_gap_before_a_first_seen_offset_comes_from_the_partitions_position() -> None:
+    assert gap_before(0, None, 1000) is None  # the partition's first record
+    assert gap_before(70, None, 1000) is None  # no position saved: nothing to say
+    assert gap_before(70, 70, 1000) is None  # archived up to it
+    assert gap_before(70, 90, 1000) is None  # a redelivery (faust sought back)
+    assert gap_before(70, 50, 1000) == (50, 70)  # 50..69 committed, never archived
+    assert gap_before(5000, 10, 1000) == (4000, 5000)  # at most the window is read again

@@ -30,11 +30,13 @@ TOPIC = "user-events.rate"
 
 
 class Mongo:
-    """``insert_many``: fails while ``down``, else stores (duplicates skipped)."""
+    """``insert_many`` and the positions' ``bulk_write``: fail while ``down``, else store
+    (duplicates skipped)."""
 
     def __init__(self) -> None:
         self.down = False
         self.stored: dict[str, dict[str, Any]] = {}
+        self.positions: dict[str, dict[str, int]] = {}
         self.attempts = 0
 
     async def insert_many(self, docs: list[dict[str, Any]], ordered: bool) -> InsertManyResult:
@@ -45,10 +47,26 @@ class Mongo:
         self.stored.update({d["_id"]: d for d in new})
         return InsertManyResult([d["_id"] for d in new], acknowledged=True)
 
-    def find(self, *args: Any, **kwargs: Any) -> Any:  # the first-seen probe: nothing before
+    async def find_one(self, query: dict[str, Any]) -> dict[str, Any] | None:
+        # the first-seen probe reads the partition's position: none saved yet
+        return self.positions.get(query["_id"])
+
+    async def bulk_write(self, updates: list[Any], ordered: bool) -> None:
+        # the positions' upserts ($max), one bulk write per batch
+        if self.down:
+            raise AutoReconnect("connection refused")
+        for update in updates:
+            key, offset = update._filter["_id"], update._doc["$max"]["next"]
+            old = self.positions.get(key, {"next": 0})["next"]
+            self.positions[key] = {"next": max(old, offset)}
+
+    def find(self, query: dict[str, Any], projection: Any = None) -> Any:
+        # the probe of a partition without a position: its documents just before
+        found = [self.stored[i] for i in query["_id"]["$in"] if i in self.stored]
+
         class Cursor:
             async def to_list(self, n: Any) -> list[Any]:
-                return []
+                return found
 
         return Cursor()
 
@@ -83,7 +101,7 @@ def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[fau
     class Sink(app_mod.MongoSink):  # the app's sink, on the scripted collection
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
-            self.db = {"user_logs": mongo, "movies": mongo}  # type: ignore[assignment]
+            self.db = {"user_logs": mongo, "movies": mongo, "archiver_positions": mongo}  # type: ignore[assignment]
 
     monkeypatch.setattr(app_mod, "MongoSink", Sink)
     app = app_mod.create_app(settings)
@@ -158,6 +176,37 @@ def test_a_stored_batch_is_acked(setup: tuple[faust.App, Mongo]) -> None:
     assert set(mongo.stored) == {f"{TOPIC}:0:{o}" for o in range(3)}
     assert acked_offsets(app) == [0, 1, 2]
     assert not app.consumer.unacked
+    assert mongo.positions == {f"{TOPIC}:0": {"next": 3}}  # what the next worker reads
+
+
+def test_without_a_position_the_documents_before_are_probed_once(
+    setup: tuple[faust.App, Mongo], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An archive written before positions were saved (the first sighting after the
+    upgrade): the documents of the offsets just before are looked up instead. 0..4 archived
+    and faust starts this worker at 8: 5..7 are read again first, then positions rule."""
+    app, mongo = setup
+    read = kafka_gap_reads(monkeypatch)
+    mongo.stored = {f"{TOPIC}:0:{o}": {"_id": f"{TOPIC}:0:{o}", "offset": o} for o in range(5)}
+    batch = events(app, range(8, 10))
+    asyncio.run(app.agents["archive"].fun(Stream(app.consumer, [batch])))
+    assert [gap for _tp, gap in read] == [(5, 8)]
+    assert mongo.positions == {f"{TOPIC}:0": {"next": 10}}
+
+
+def test_a_first_batch_past_the_partitions_position_fills_the_gap_first(
+    setup: tuple[faust.App, Mongo], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another worker archived up to offset 5 and faust committed up to 8 (it skipped 5..7
+    around a rebalance): this worker's first batch, from 8, reads 5..7 again first."""
+    app, mongo = setup
+    read = kafka_gap_reads(monkeypatch)
+    mongo.positions[f"{TOPIC}:0"] = {"next": 5}
+    batch = events(app, range(8, 10))
+    asyncio.run(app.agents["archive"].fun(Stream(app.consumer, [batch])))
+    assert [gap for _tp, gap in read] == [(5, 8)]
+    assert set(mongo.stored) == {f"{TOPIC}:0:{o}" for o in range(5, 10)}
+    assert mongo.positions == {f"{TOPIC}:0": {"next": 10}}
 
 
 def test_a_rebalance_during_an_outage_gives_the_batch_back_unacknowledged(

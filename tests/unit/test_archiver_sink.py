@@ -14,6 +14,7 @@ from pymongo.errors import (
     AutoReconnect,
     BulkWriteError,
     DocumentTooLarge,
+    ExecutionTimeout,
     NetworkTimeout,
     NotPrimaryError,
     ServerSelectionTimeoutError,
@@ -174,6 +175,7 @@ def test_a_write_concern_error_writes_every_document_again() -> None:
         AutoReconnect("connection refused"),
         NotPrimaryError("not primary"),
         NetworkTimeout("timed out"),
+        ExecutionTimeout("operation exceeded time limit", 50),  # timeoutMS ran out
         ServerSelectionTimeoutError("No servers found yet"),
     ],
     ids=lambda e: type(e).__name__,
@@ -366,3 +368,13 @@ def test_the_pause_gives_way_in_short_steps() -> None:
         return loop.time() - started
 
     assert asyncio.run(scenario()) < 0.3 + 2 * sink_mod.YIELD_POLL_S
+
+
+def test_each_attempt_is_bounded_by_the_operation_timeout() -> None:
+    """An insert the server never answers is abandoned after ``op_timeout_s`` (pymongo's
+    timeoutMS raises one of the timeouts above) and retried, instead of holding the batch."""
+    settings = MongoSettings(url="mongodb://127.0.0.1:9/")  # type: ignore[arg-type]
+    bounded = MongoSink(settings, op_timeout_s=12.5)
+    unbounded = MongoSink(settings)
+    assert bounded.client.options.timeout == 12.5
+    assert unbounded.client.options.timeout is None

@@ -26,7 +26,8 @@ is only ever written from, and recovered from, one partition; reads sum over all
 several archiver replicas each holds the counts of its own partitions: the counter views
 say which partitions they cover.
 
-Web views (faust's web server): ``/healthz``, ``/readyz``, ``/metrics``,
+Web views (faust's web server): ``/healthz``, ``/readyz``, ``/metrics`` (unless
+``metrics_port`` serves it on a port of its own),
 ``/counters/events_per_minute?minutes=``, ``/counters/trending?minutes=&limit=``. faust's
 own views that expose its internals (``/table`` - the tables and their keys' values,
 ``/router`` - which worker holds which key, the statistics and ``/assignment``, ``/graph``,
@@ -49,7 +50,7 @@ from faust.web import Request, Response, View
 from prometheus_client import generate_latest
 
 from cinepulse_archiver import metrics
-from cinepulse_archiver.continuity import Continuity, Gap, first_gap, read_range
+from cinepulse_archiver.continuity import Continuity, Gap, first_gap, gap_before, read_range
 from cinepulse_archiver.counters import expire_stale, window_counts, window_starts
 from cinepulse_archiver.documents import (
     MOVIES,
@@ -161,7 +162,12 @@ def create_app(
             return "rebalance"
         return None
 
-    sink = MongoSink(settings.mongo, settings.mongo_retry_max_s, should_yield=must_let_go)
+    sink = MongoSink(
+        settings.mongo,
+        settings.mongo_retry_max_s,
+        should_yield=must_let_go,
+        op_timeout_s=settings.mongo_op_timeout_s,
+    )
     next_offset: dict[tuple[str, int], int] = {}
     continuity = Continuity()
 
@@ -251,6 +257,12 @@ def create_app(
         for tp, gap in gaps:  # what faust skipped goes in before the batch can be acked
             await fill(tp, gap)
         await archive_records(records)
+        # then the partitions' positions: the next worker's first-seen probe reads them
+        ends: dict[tuple[str, int], int] = {}
+        for source, _value in records:
+            key = (source.topic, source.partition)
+            ends[key] = max(ends.get(key, 0), source.offset + 1)
+        await sink.save_positions(ends)
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
         # returning acks the batch: faust commits these offsets next
 
@@ -276,8 +288,15 @@ def create_app(
             next_offset[key] = max(next_offset.get(key, 0), source.offset + 1)
 
     async def first_seen(tp: tuple[str, int], offset: int) -> Gap | None:
-        """The first record of a partition this worker sees: are the records just before it
-        in the archive? (the documents' ids are their positions)."""
+        """The first record of a partition this worker sees: were the records just before it
+        archived? Its position document says up to where (one small lookup, whatever the
+        archive's size). A partition with none yet (a new archive, or one written before
+        positions were saved: the first sighting after the upgrade) is probed the old way
+        once, from the documents of the offsets just before (a collection scan on FerretDB,
+        once per partition)."""
+        archived_to = await sink.position(tp[0], tp[1])
+        if archived_to is not None:
+            return gap_before(offset, archived_to, settings.gap_probe_records)
         window_start = max(0, offset - settings.gap_probe_records)
         collection = MOVIES if tp[0] == movie_topic_name else USER_LOGS
         archived = await sink.offsets(collection, tp[0], tp[1], window_start, offset)
@@ -414,10 +433,12 @@ def create_app(
         body, status = readiness_answer(checks)
         return self.json(body, status=status)
 
-    @app.page("/metrics")
-    async def prometheus(self: View, request: Request) -> Response:
-        # aiohttp refuses a charset inside content_type; exposition format 0.0.4 is UTF-8
-        return self.bytes(generate_latest(), content_type="text/plain; version=0.0.4")
+    if not settings.metrics_port:  # else /metrics is on its own port only (__main__)
+
+        @app.page("/metrics")
+        async def prometheus(self: View, request: Request) -> Response:
+            # aiohttp refuses a charset inside content_type; exposition format 0.0.4 is UTF-8
+            return self.bytes(generate_latest(), content_type="text/plain; version=0.0.4")
 
     def _int_param(request: Request, name: str, default: int, hi: int) -> int:
         raw = request.query.get(name)

@@ -17,7 +17,8 @@ partition, joining no group, committing nothing) and archived before the batch i
 no commit passes a record that is not in MongoDB. Offsets that hold no record (transaction
 markers, compaction) read as nothing. When the agent first sees a partition (at start, or
 when the partition comes back from another worker) there is no expectation in memory: the
-archive itself answers (:func:`first_gap`), from the documents of the offsets just before.
+archive itself answers (:func:`gap_before`), from the partition's position document, saved
+with every batch.
 
 A batch that MongoDB could not store when a rebalance or a stop interrupted its retries is
 given back unacknowledged, and the expectations of its partitions are put back to what they
@@ -88,6 +89,20 @@ class Continuity:
         keep = set(owned)
         for tp in [tp for tp in self._next if tp not in keep]:
             del self._next[tp]
+
+
+def gap_before(offset: int, archived_to: int | None, window: int) -> Gap | None:
+    """The gap before ``offset``, the first offset seen of a partition, given the partition's
+    position (``archived_to``: the offset after everything archived, None if never saved).
+
+    A position behind ``offset`` means offsets were committed but never archived (faust
+    skipped them around a rebalance, after the last batch that saved the position): they are
+    the gap, at most ``window`` of them (read again from Kafka; older ones are the
+    reconciliation's to find). No position says nothing (a new archive, or one written before
+    positions were saved): no gap. A position at or past ``offset`` is a redelivery."""
+    if archived_to is None or archived_to >= offset:
+        return None
+    return (max(archived_to, offset - window), offset)
 
 
 def first_gap(offset: int, window_start: int, archived: Iterable[int]) -> Gap | None:

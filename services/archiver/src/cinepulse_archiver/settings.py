@@ -11,7 +11,12 @@ from pathlib import Path
 
 from pydantic import Field
 
-from cinepulse_common.settings import CinepulseSettings, KafkaSettings, MongoSettings
+from cinepulse_common.settings import (
+    CinepulseSettings,
+    KafkaSettings,
+    MongoSettings,
+    metrics_port_field,
+)
 
 
 class ArchiverSettings(CinepulseSettings):
@@ -24,7 +29,8 @@ class ArchiverSettings(CinepulseSettings):
     batch_size: int = Field(500, ge=1, le=10_000, description="records per MongoDB write")
     batch_within_s: float = Field(0.5, gt=0, description="longest wait to fill a batch")
     web_host: str = "0.0.0.0"  # noqa: S104 - listens inside its pod
-    web_port: int = Field(6066, ge=1, le=65535, description="/metrics, /healthz, counters")
+    web_port: int = Field(6066, ge=1, le=65535, description="/healthz, /readyz, counters")
+    metrics_port: int = metrics_port_field()
     counter_minutes: int = Field(
         60, ge=1, le=1440, description="minutes of per-minute event counts kept"
     )
@@ -59,12 +65,19 @@ class ArchiverSettings(CinepulseSettings):
     gap_probe_records: int = Field(
         1000,
         ge=1,
-        description="offsets looked up in MongoDB before the first record seen of a partition "
-        "(are the ones just before it archived?)",
+        description="at most this many offsets before the first record seen of a partition "
+        "are read again from Kafka when its saved position is behind that record",
     )
     gap_read_timeout_s: float = Field(
         60.0, gt=0, description="deadline for reading skipped offsets again from Kafka"
     )
     mongo_retry_max_s: float = Field(
         30.0, gt=0, description="longest pause between MongoDB retries (it retries forever)"
+    )
+    mongo_op_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="an attempt at one MongoDB operation that has not answered by then is "
+        "abandoned and retried (pymongo's timeoutMS), so a server that never answers cannot "
+        "hold a batch",
     )

@@ -31,9 +31,10 @@ from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
 from typing import Any
 
+import pymongo
 from bson.errors import InvalidDocument
-from pymongo import ASCENDING, AsyncMongoClient
-from pymongo.errors import BulkWriteError, PyMongoError
+from pymongo import ASCENDING, AsyncMongoClient, UpdateOne
+from pymongo.errors import BulkWriteError, OperationFailure, PyMongoError
 
 from cinepulse_archiver import metrics
 from cinepulse_archiver.documents import MOVIES, USER_LOGS
@@ -71,6 +72,12 @@ DUPLICATE, RETRY, INVALID = "duplicate", "retry", "invalid"
 
 #: the first pause before a retry (doubled after each failure up to ``retry_max_s``)
 FIRST_DELAY_S = 0.2
+#: one small document per source partition (``_id`` ``<topic>:<partition>``, ``next``: the
+#: offset after everything archived): what the first-seen probe reads, in one lookup whatever
+#: the archive's size (FerretDB scans a collection even for a lookup by ``_id``)
+POSITIONS = "archiver_positions"
+#: an index build's own deadline (a build on a large collection outlasts one operation's)
+INDEX_BUILD_TIMEOUT_S = 3600.0
 #: how often a pause or an attempt in flight asks ``should_yield``
 YIELD_POLL_S = 0.25
 
@@ -143,11 +150,16 @@ class MongoSink:
         settings: MongoSettings,
         retry_max_s: float = 30.0,
         should_yield: Callable[[], str | None] = _never,
+        op_timeout_s: float | None = None,
     ) -> None:
+        # timeoutMS bounds each attempt (pymongo's client-side operation timeout): without
+        # it, an insert the server never answers would wait for ever, retried never
+        timeout: dict[str, Any] = {"timeoutMS": round(op_timeout_s * 1000)} if op_timeout_s else {}
         self.client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
             settings.url.get_secret_value(),
             serverSelectionTimeoutMS=settings.server_selection_timeout_ms,
             tz_aware=True,
+            **timeout,
         )
         self.db = self.client[settings.database]
         self.retry_max_s = retry_max_s
@@ -158,12 +170,52 @@ class MongoSink:
     async def ensure_indexes(self) -> None:
         for collection, indexes in INDEXES.items():
             for name, keys in indexes:
+
+                async def create(
+                    collection: str = collection,
+                    name: str = name,
+                    keys: list[tuple[str, int]] = keys,
+                ) -> None:
+                    # an index built on a large collection may take longer than one
+                    # operation's timeoutMS (sent to mongod as maxTimeMS): its own bound
+                    with pymongo.timeout(INDEX_BUILD_TIMEOUT_S):
+                        await self.db[collection].create_index(keys, name=name)
+
                 await self._retry(
                     "create_index",
                     f"create index {collection}.{name}",
-                    partial(self.db[collection].create_index, keys, name=name),
+                    create,
                     interruptible=False,  # a task of its own: nothing to give back
                 )
+
+    async def position(self, topic: str, partition: int) -> int | None:
+        """The next offset after everything archived of ``topic[partition]`` (its position
+        document), or None when no position was ever saved for it."""
+        doc = await self._retry(
+            "lookup",
+            "look up a partition's archived position",
+            partial(self.db[POSITIONS].find_one, {"_id": f"{topic}:{partition}"}),
+        )
+        return None if doc is None else int(doc["next"])
+
+    async def save_positions(self, nexts: Mapping[tuple[str, int], int]) -> None:
+        """Raise each partition's position to ``next`` (``$max``: a worker behind another,
+        around a rebalance, never moves it back), in one unordered bulk write per batch;
+        retried like the documents' writes, so a batch is acked only once they are saved."""
+        if not nexts:
+            return
+        updates = [
+            UpdateOne({"_id": f"{topic}:{partition}"}, {"$max": {"next": offset}}, upsert=True)
+            for (topic, partition), offset in sorted(nexts.items())
+        ]
+
+        async def write() -> None:
+            try:
+                await self.db[POSITIONS].bulk_write(updates, ordered=False)
+            except BulkWriteError as exc:  # e.g. two upserts racing: the next attempt matches
+                raise OperationFailure(f"positions not saved: {exc.details}") from exc
+
+        await self._retry("write", "save the partitions' archived positions", write)
 
     async def offsets(
         self, collection: str, topic: str, partition: int, start: int, stop: int
