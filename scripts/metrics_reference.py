@@ -39,6 +39,12 @@ MODULES: tuple[tuple[str, str, str, str], ...] = (
     ("Pandas fallback", "services/pandas-fallback", "cinepulse_pandas_fallback.metrics", "pushed"),
     ("Serving API", "services/api", "cinepulse_api.metrics", "scraped"),
     ("Recommender", "services/recommender", "cinepulse_recommender.metrics", "scraped"),
+    (
+        "Recommender training",
+        "services/recommender",
+        "cinepulse_recommender.training_metrics",
+        "pushed",
+    ),
     ("Data quality", "services/quality", "cinepulse_quality.metrics", "pushed"),
 )
 

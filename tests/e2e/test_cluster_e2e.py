@@ -1,6 +1,7 @@
 """The chart on a real Kubernetes node (containerd, kubelet, kube-proxy, CoreDNS; our
 images; docs/operations/cluster.md): install with real pods, helm test, the real Prometheus
-operator scraping the chart's monitors and loading its rules, events end to end,
+operator scraping the chart's monitors and loading its rules, the batch Jobs' pushes in
+Prometheus, one of the chart's alerts received by the operator's Alertmanager, events end to end,
 a rolling upgrade under load with nothing acknowledged lost, uninstall, then the host as it
 was. About 10 minutes warm. It fails, never skips, when something it needs is missing:
 ``make setup`` and ``make images-all`` provide everything."""
@@ -38,6 +39,7 @@ def test_every_step_succeeds(report: e2e.ClusterReport) -> None:
     "step",
     [
         "Prometheus operator and Prometheus (CRDs: Spark's, Prometheus')",
+        "Alertmanager (the operator's); Prometheus sends to it",
         "Pod Security enforced (control)",
         "helm install --wait (real pods)",
         "real containers: non-root, read-only root, no restart",
@@ -48,6 +50,8 @@ def test_every_step_succeeds(report: e2e.ClusterReport) -> None:
         "events: gateway -> Kafka -> MongoDB + Spark -> PostgreSQL -> api",
         "helm upgrade rolls the gateway under load",
         "the demo's steps: TMDB Job, replay, aggregates, training, reconciliation",
+        "batch Jobs' metrics: Pushgateway -> Prometheus (honorLabels)",
+        "an alert of the chart fired on purpose reaches Alertmanager",
         "helm uninstall",
         "cluster down, host restored",
     ],

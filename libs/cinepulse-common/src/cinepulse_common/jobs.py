@@ -7,7 +7,7 @@ import argparse
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
-from prometheus_client import CollectorRegistry, push_to_gateway
+from prometheus_client import CollectorRegistry, push_to_gateway, pushadd_to_gateway
 
 from cinepulse_common.logging import get_logger
 
@@ -31,11 +31,17 @@ def push_metrics(
     job: str,
     registry: CollectorRegistry,
     grouping_key: Mapping[str, str] | None = None,
+    *,
+    replace: bool = True,
 ) -> bool:
     """Push ``registry`` to the Pushgateway; a failure is logged, never raised (the job's
-    summary line is printed either way). Returns whether it was pushed."""
+    summary line is printed either way). Returns whether it was pushed. ``replace``: the
+    group's metrics become exactly these (PUT); else only the metrics of these names are
+    replaced and the group's others kept (POST), e.g. a failed run's outcome beside the last
+    success's."""
+    send = push_to_gateway if replace else pushadd_to_gateway
     try:
-        push_to_gateway(url, job=job, grouping_key=dict(grouping_key or {}), registry=registry)
+        send(url, job=job, grouping_key=dict(grouping_key or {}), registry=registry)
     except OSError as exc:
         log.warning("metrics not pushed", pushgateway=url, job=job, error=str(exc))
         return False

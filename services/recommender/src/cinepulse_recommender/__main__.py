@@ -19,7 +19,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+import time
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 
@@ -29,6 +30,9 @@ from cinepulse_common.serving import serve_http
 from cinepulse_common.settings import load_settings
 from cinepulse_recommender import __version__
 from cinepulse_recommender.settings import RecommenderSettings
+
+if TYPE_CHECKING:  # the training module imports the model libraries: only when training
+    from cinepulse_recommender.training import Outcome
 
 PROG = "cinepulse-recommender"
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_UNREACHABLE = 0, 1, 2, 4
@@ -67,24 +71,43 @@ def _unreachable(settings: RecommenderSettings) -> str | None:
 
 
 def train(settings: RecommenderSettings) -> int:
+    """One training run; its outcome is pushed to the Pushgateway (when set) either way."""
+    from cinepulse_recommender import training_metrics
+
+    started = time.monotonic()
+    outcome = None
+    try:
+        code, outcome = _train(settings)
+        return code
+    finally:  # an unexpected error too: the Job's failure shows as an old last success
+        training_metrics.record(
+            succeeded=outcome is not None,
+            seconds=time.monotonic() - started,
+            published=bool(outcome and outcome.published),
+            pairs=outcome.counts.get("pairs", 0) if outcome else 0,
+        )
+        training_metrics.push(settings.pushgateway_url, succeeded=outcome is not None)
+
+
+def _train(settings: RecommenderSettings) -> tuple[int, Outcome | None]:
     from cinepulse_recommender.training import NotEnoughDataError, run_training
 
     problem = _unreachable(settings)
     if problem:
         print(f"{PROG} train: {problem}", file=sys.stderr)
-        return EXIT_UNREACHABLE
+        return EXIT_UNREACHABLE, None
     try:
         outcome = run_training(settings)
     except NotEnoughDataError as exc:
         print(f"{PROG} train: not enough data: {exc}", file=sys.stderr)
         _print_json({"status": "failed", "reason": f"not enough data: {exc}"})
-        return EXIT_FAILED
+        return EXIT_FAILED, None
     except psycopg.OperationalError as exc:
         print(f"{PROG} train: PostgreSQL failed: {exc}", file=sys.stderr)
         _print_json({"status": "failed", "reason": f"PostgreSQL failed: {exc}"})
-        return EXIT_UNREACHABLE if settings and _unreachable(settings) else EXIT_FAILED
+        return (EXIT_UNREACHABLE if settings and _unreachable(settings) else EXIT_FAILED), None
     _print_json(outcome.summary())
-    return EXIT_OK
+    return EXIT_OK, outcome
 
 
 def list_models(settings: RecommenderSettings, limit: int) -> int:

@@ -18,7 +18,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, model_validator
 
 from cinepulse_common.access import KeyedServiceSettings
-from cinepulse_common.settings import PostgresSettings
+from cinepulse_common.settings import PostgresSettings, metrics_port_field
 
 ItemFeature = Literal["genres", "keywords", "companies"]
 ITEM_FEATURES: tuple[ItemFeature, ...] = ("genres", "keywords", "companies")
@@ -179,6 +179,10 @@ class RecommenderSettings(KeyedServiceSettings):
     postgres: PostgresSettings
     host: str = "0.0.0.0"  # noqa: S104 - listens inside its pod
     port: int = Field(8001, ge=1, le=65535)
+    metrics_port: int = metrics_port_field()
+    pushgateway_url: str | None = Field(
+        None, description="Prometheus Pushgateway: `train` pushes its run's metrics there"
+    )
     weights: WeightSettings = WeightSettings()
     model: ModelSettings = ModelSettings()
     als: AlsSettings = AlsSettings()

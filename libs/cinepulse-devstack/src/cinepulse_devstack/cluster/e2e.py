@@ -7,9 +7,12 @@ started by ``spark-submit`` from the cluster); then, against real containers: ev
 running as a non-root user on a read-only root (Kafka's launcher excepted), the migration
 hook's tables, the Spark driver and its executor pods, ``helm test``, the real Prometheus
 operator's Prometheus scraping every target of the chart's monitors with the chart's rules
-loaded (:mod:`.monitoring`), events posted through the in-cluster gateway archived in
+loaded (:mod:`.monitoring`) and sending its alerts to the operator's Alertmanager
+(:mod:`.alerting`), events posted through the in-cluster gateway archived in
 MongoDB and modelled as facts and read back through the api, ``helm upgrade`` rolling the
-gateway while events are posted (acknowledged but lost must be 0), ``helm uninstall``
+gateway while events are posted (acknowledged but lost must be 0), the demo's batch Jobs'
+pushes in Prometheus through the Pushgateway, one of the chart's alerts fired on purpose and
+received by Alertmanager, ``helm uninstall``
 leaving no pod; cluster down, host restored. Each step's time, the pods and their
 restarts, and the event counts go to ``results/cluster-e2e.md``.
 """
@@ -35,7 +38,7 @@ from cinepulse_common.paths import repo_root
 from cinepulse_common.settings import MongoSettings
 from cinepulse_devstack import chart, cluster, kube
 from cinepulse_devstack import demo as local_demo
-from cinepulse_devstack.cluster import access, demo, monitoring, release
+from cinepulse_devstack.cluster import access, alerting, demo, monitoring, release
 from cinepulse_devstack.cluster.client import KubeClient
 from cinepulse_devstack.cluster.traffic import Stores, Traffic, fresh_events, post_events
 from cinepulse_devstack.kube import NAMESPACE, RELEASE, Report, Step, StepFailed
@@ -193,7 +196,7 @@ def e2e(*, keep: bool = False, progress: Callable[[str], None] | None = None,
         ]
         if not phases or any(p != "Succeeded" for p in phases):
             raise StepFailed(f"helm test: {out[-1500:]}")
-        return f"{len(phases)} test hooks Succeeded (an event through the gateway, read back through the api)"
+        return f"{len(phases)} test hooks Succeeded (gateway and api checked; an event into test-only topics, read back, deleted)"
 
     def stores(forward_pg: int, forward_mongo: int) -> Stores:
         pg = access.secret_value(node, NAMESPACE, release.fullname("postgresql"), "dsn")
@@ -280,6 +283,8 @@ def e2e(*, keep: bool = False, progress: Callable[[str], None] | None = None,
              lambda: release.cluster_up(node, lambda s: say(f"    {s}")))  # fmt: skip
         step("Prometheus operator and Prometheus (CRDs: Spark's, Prometheus')",
              lambda: release.operators(node))  # fmt: skip
+        step("Alertmanager (the operator's); Prometheus sends to it",
+             lambda: alerting.install(node))  # fmt: skip
         step("namespace, Secrets, volumes", lambda: release.namespace(node, keys))
         step("Pod Security enforced (control)", lambda: kube._pod_security_enforced(node))
         step("helm install --wait (real pods)", lambda: release.install(node))
@@ -315,8 +320,13 @@ def e2e(*, keep: bool = False, progress: Callable[[str], None] | None = None,
                 lambda: roundtrip(proxy, db),
             )
             step("helm upgrade rolls the gateway under load", lambda: rolling_upgrade(proxy, db))
+        jobs_from = time.time()
         step("the demo's steps: TMDB Job, replay, aggregates, training, reconciliation",
              lambda: demo_steps(node, demo_opts, keys, report, say))  # fmt: skip
+        step("batch Jobs' metrics: Pushgateway -> Prometheus (honorLabels)",
+             lambda: alerting.batch_metrics(node, since=jobs_from))  # fmt: skip
+        step("an alert of the chart fired on purpose reaches Alertmanager",
+             lambda: alerting.fire(node))  # fmt: skip
         report.pods = pod_rows(node)
         if not keep:
             step("helm uninstall", uninstall)

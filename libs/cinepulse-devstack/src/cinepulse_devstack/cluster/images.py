@@ -3,8 +3,8 @@ imported into containerd's ``k8s.io`` namespace, where the kubelet finds them
 (``imagePullPolicy: IfNotPresent`` or ``Never``: nothing is ever pulled).
 
 The cluster builds images of its own, each FROM scratch: the sandbox image
-(``images/pause/pause.c``, static), CoreDNS, the Prometheus operator, its config reloader
-and Prometheus (static Go binaries scripts/k8s-tools.sh builds). The
+(``images/pause/pause.c``, static), CoreDNS, the Prometheus operator, its config reloader,
+Prometheus and Alertmanager (static Go binaries scripts/k8s-tools.sh builds). The
 project's images come from ``make images`` / ``make images-deps``. An image is imported
 again only when podman's image id for its reference changed (a stamp per reference).
 """
@@ -22,6 +22,7 @@ import yaml
 
 from cinepulse_common.paths import default_cache, repo_root
 from cinepulse_devstack.cluster.layout import (
+    ALERTMANAGER_IMAGE_REPO,
     CONFIG_RELOADER_IMAGE_REPO,
     COREDNS_IMAGE_REPO,
     PAUSE_IMAGE,
@@ -78,6 +79,8 @@ SCRATCH_BINARIES = {
     ),
     # not images/deps/prometheus: Debian's build has no Kubernetes service discovery
     "prometheus": (PROMETHEUS_IMAGE_REPO, "/bin/prometheus", "65534:65534"),
+    # upstream's image has it at /bin/alertmanager and runs it as nobody
+    "alertmanager": (ALERTMANAGER_IMAGE_REPO, "/bin/alertmanager", "65534:65534"),
 }
 
 

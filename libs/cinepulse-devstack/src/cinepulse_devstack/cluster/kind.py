@@ -21,7 +21,12 @@ from cinepulse_devstack.cluster.client import KubeClient, Say
 from cinepulse_devstack.procs import StackError
 
 #: the Prometheus operator's images, built FROM scratch like the local node's
-MONITORING_BINARIES = ("prometheus-operator", "prometheus-config-reloader", "prometheus")
+MONITORING_BINARIES = (
+    "prometheus-operator",
+    "prometheus-config-reloader",
+    "prometheus",
+    "alertmanager",
+)
 
 
 class Kind(KubeClient):

@@ -39,6 +39,8 @@ COREDNS_IMAGE_REPO = "localhost/cinepulse/coredns"
 PROMETHEUS_OPERATOR_IMAGE_REPO = "localhost/cinepulse/prometheus-operator"
 CONFIG_RELOADER_IMAGE_REPO = "localhost/cinepulse/prometheus-config-reloader"
 PROMETHEUS_IMAGE_REPO = "localhost/cinepulse/prometheus-server"
+#: the Alertmanager the operator runs for that Prometheus (cluster.alerting)
+ALERTMANAGER_IMAGE_REPO = "localhost/cinepulse/alertmanager"
 
 
 @dataclass(frozen=True)
