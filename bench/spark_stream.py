@@ -85,6 +85,22 @@ def make_event(i: int, now: datetime) -> dict[str, Any]:
     }
 
 
+def produce_backlog(kafka: KafkaSettings, n: int) -> None:
+    """``n`` events of :func:`make_event` into the user-event topics of ``kafka``."""
+    now = datetime.now(UTC)
+    producer = make_producer(kafka)
+    for i in range(n):
+        ev = make_event(i, now)
+        producer.produce(
+            kafka.topic(TOPIC_OF[ev["event_type"]]),
+            key=ev["user_id"].encode(),
+            value=json.dumps(ev).encode(),
+        )
+        if i % 10_000 == 0:
+            producer.poll(0)
+    assert producer.flush(60) == 0
+
+
 def _fresh_db(stack: Stack, name: str) -> str:
     dsn = stack.postgres.create_database(name, replace=True)
     upgrade(dsn, "head")
@@ -96,19 +112,7 @@ def _throughput(stack: Stack, kafka: KafkaSettings, dsn: str, workdir: Path) -> 
     from cinepulse_spark_jobs.settings import SparkJobsSettings
     from cinepulse_spark_jobs.stream import start_stream
 
-    now = datetime.now(UTC)
-    producer = make_producer(kafka)
-    for i in range(N_EVENTS):
-        ev = make_event(i, now)
-        producer.produce(
-            kafka.topic(TOPIC_OF[ev["event_type"]]),
-            key=ev["user_id"].encode(),
-            value=json.dumps(ev).encode(),
-        )
-        if i % 10_000 == 0:
-            producer.poll(0)
-    assert producer.flush(60) == 0
-
+    produce_backlog(kafka, N_EVENTS)
     settings = SparkJobsSettings(
         kafka=kafka,
         postgres=PostgresSettings(dsn=dsn),
