@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from cinepulse_archiver.continuity import Continuity, gap_before
+import pytest
+
+from cinepulse_archiver.continuity import (
+    Continuity,
+    TopicRecreated,
+    check_not_recreated,
+    gap_before,
+)
 
 TP = ("user_rating_log", 2)
 
@@ -42,3 +49,12 @@ def test_the_gap_before_a_first_seen_offset_comes_from_the_partitions_position()
     assert gap_before(70, 90, 1000) is None  # a redelivery (faust sought back)
     assert gap_before(70, 50, 1000) == (50, 70)  # 50..69 committed, never archived
     assert gap_before(5000, 10, 1000) == (4000, 5000)  # at most the window is read again
+
+
+def test_a_position_beyond_the_partitions_end_is_a_recreated_topic() -> None:
+    check_not_recreated(TP, 120, 500)  # archived up to 120 of 500: fine
+    check_not_recreated(TP, 500, 500)  # everything archived
+    check_not_recreated(TP, None, 3)  # no position: nothing to say
+    check_not_recreated(TP, 120, None)  # the end not known yet: nothing to say
+    with pytest.raises(TopicRecreated, match=r"user_rating_log\[2\] holds offsets up to 3"):
+        check_not_recreated(TP, 120, 3)  # offsets went back: a new topic

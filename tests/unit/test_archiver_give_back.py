@@ -194,6 +194,22 @@ def test_without_a_position_the_documents_before_are_probed_once(
     assert mongo.positions == {f"{TOPIC}:0": {"next": 10}}
 
 
+def test_a_recreated_topic_stops_the_archiver_before_anything_is_skipped(
+    setup: tuple[faust.App, Mongo], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The archive holds the partition up to 100, but Kafka's partition ends at 10 (deleted
+    and created again): its records 0..9 would take archived documents' ids and be skipped
+    as already stored. The agent exits (nothing acked, nothing committed) saying so."""
+    app, mongo = setup
+    mongo.positions[f"{TOPIC}:0"] = {"next": 100}
+    monkeypatch.setattr(app_mod, "highwater", lambda _app, _tp: 10)
+    batch = events(app, range(0, 3))
+    with pytest.raises(AssertionError, match="the agent would exit") as exc:
+        asyncio.run(app.agents["archive"].fun(Stream(app.consumer, [batch])))
+    assert "the topic was recreated" in str(exc.value.__cause__)
+    assert mongo.stored == {} and acked_offsets(app) == []
+
+
 def test_a_first_batch_past_the_partitions_position_fills_the_gap_first(
     setup: tuple[faust.App, Mongo], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -50,7 +50,15 @@ from faust.web import Request, Response, View
 from prometheus_client import generate_latest
 
 from cinepulse_archiver import metrics
-from cinepulse_archiver.continuity import Continuity, Gap, first_gap, gap_before, read_range
+from cinepulse_archiver.continuity import (
+    Continuity,
+    Gap,
+    check_not_recreated,
+    first_gap,
+    gap_before,
+    highwater,
+    read_range,
+)
 from cinepulse_archiver.counters import expire_stale, window_counts, window_starts
 from cinepulse_archiver.documents import (
     MOVIES,
@@ -296,6 +304,8 @@ def create_app(
         once per partition)."""
         archived_to = await sink.position(tp[0], tp[1])
         if archived_to is not None:
+            # the fetch that brought this record told the consumer the partition's end
+            check_not_recreated(tp, archived_to, highwater(app, tp))
             return gap_before(offset, archived_to, settings.gap_probe_records)
         window_start = max(0, offset - settings.gap_probe_records)
         collection = MOVIES if tp[0] == movie_topic_name else USER_LOGS
@@ -393,11 +403,8 @@ def create_app(
         for tp in app.consumer.assignment():
             if tp.topic not in source_names:
                 continue
-            try:
-                high = app.consumer.highwater(tp)
-            except Exception:  # noqa: S112 - not yet known right after an assignment
-                continue
-            if high is None:
+            high = highwater(app, (tp.topic, tp.partition))
+            if high is None:  # not yet known right after an assignment
                 continue
             done = next_offset.get((tp.topic, tp.partition))
             if done is None:

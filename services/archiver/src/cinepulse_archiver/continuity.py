@@ -32,7 +32,9 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+import faust
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from faust.types import TP as FaustTP
 
 from cinepulse_archiver.documents import Source
 from cinepulse_common.kafka import make_consumer
@@ -103,6 +105,38 @@ def gap_before(offset: int, archived_to: int | None, window: int) -> Gap | None:
     if archived_to is None or archived_to >= offset:
         return None
     return (max(archived_to, offset - window), offset)
+
+
+class TopicRecreated(RuntimeError):
+    """A partition's saved position is beyond its newest offset: the topic was deleted and
+    created again (or the archive belongs to another Kafka). Its new records would take the
+    positions, so the document ids, of archived ones, and be skipped as already stored."""
+
+    def __init__(self, tp: TP, archived_to: int, high: int) -> None:
+        super().__init__(
+            f"{tp[0]}[{tp[1]}] holds offsets up to {high} but the archive has records of it "
+            f"up to {archived_to}: the topic was recreated (or this is another Kafka). "
+            "Archiving it would skip its new records as already stored. Move the topic's "
+            "documents and its archiver_positions document aside, then restart "
+            "(docs/operations/reliability.md)"
+        )
+
+
+def check_not_recreated(tp: TP, archived_to: int | None, high: int | None) -> None:
+    """Raise :class:`TopicRecreated` when the position is beyond the partition's high
+    watermark (offsets never go back under retention or compaction: only a new topic's do)."""
+    if archived_to is not None and high is not None and archived_to > high:
+        raise TopicRecreated(tp, archived_to, high)
+
+
+def highwater(app: faust.App, tp: tuple[str, int]) -> int | None:
+    """The partition's high watermark as the consumer's last fetch saw it (no request);
+    None when unknown."""
+    try:
+        value = app.consumer.highwater(FaustTP(tp[0], tp[1]))
+    except Exception:
+        return None
+    return None if value is None else int(value)
 
 
 def first_gap(offset: int, window_start: int, archived: Iterable[int]) -> Gap | None:
