@@ -115,11 +115,8 @@ def _ref(name: str) -> str:
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Stack]:
     """The local stack: started for this session, or reused if it is already up."""
-    s = Stack()
-    started = s.up()
-    yield s
-    if started and not os.environ.get("CINEPULSE_KEEP_STACK"):
-        s.down(started)
+    with Stack().running() as s:
+        yield s
 
 
 def _free_port() -> int:

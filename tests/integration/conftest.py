@@ -27,11 +27,8 @@ def _uid() -> str:
 def stack() -> Iterator[Stack]:
     """The real local stack: started for this session, or reused if it is already up.
     Only what this session started is stopped at the end (CINEPULSE_KEEP_STACK=1 keeps it)."""
-    s = Stack()
-    started = s.up()
-    yield s
-    if started and not os.environ.get("CINEPULSE_KEEP_STACK"):
-        s.down(started)
+    with Stack().running() as s:
+        yield s
 
 
 @pytest.fixture(scope="session")

@@ -31,12 +31,8 @@ SERVICES = ["event-gateway", "api"]
 @pytest.fixture(scope="module")
 def live(stack: Stack) -> Iterator[Stack]:
     upgrade(stack.postgres.admin_dsn(), "head")
-    started = stack.up(SERVICES)
-    try:
+    with stack.running(SERVICES):
         yield stack
-    finally:
-        if started and not os.environ.get("CINEPULSE_KEEP_STACK"):
-            stack.down(started)
 
 
 def test_helm_test_writes_only_its_own_topics_and_deletes_them(live: Stack) -> None:

@@ -17,7 +17,6 @@ are also loaded into Prometheus, and every one must be evaluated without error.
 from __future__ import annotations
 
 import json
-import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -62,12 +61,8 @@ def live(stack: Stack) -> Iterator[Stack]:
     """The services, started if they are not running (and then stopped at the end, unless
     CINEPULSE_KEEP_STACK is set); running ones are reused (their targets re-registered)."""
     upgrade(stack.postgres.admin_dsn(), "head")
-    started = stack.up(SERVICES)
-    try:
+    with stack.running(SERVICES):
         yield stack
-    finally:
-        if started and not os.environ.get("CINEPULSE_KEEP_STACK"):
-            stack.down(started)
 
 
 @pytest.fixture(scope="module")

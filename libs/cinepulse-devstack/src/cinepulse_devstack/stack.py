@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -135,6 +138,18 @@ class Stack:
         self._provision(names)
         self.write_env()
         return started
+
+    @contextmanager
+    def running(self, names: list[str] | None = None) -> Iterator[Stack]:
+        """``with stack.running(names):`` what is not running started (running ones
+        reused), and at the end only what this started stopped again, unless
+        ``CINEPULSE_KEEP_STACK`` is set (a developer keeping the stack between runs)."""
+        started = self.up(names)
+        try:
+            yield self
+        finally:
+            if started and not os.environ.get("CINEPULSE_KEEP_STACK"):
+                self.down(started)
 
     def _serves_its_metrics(self, c: Component) -> bool:
         """False for a running service that should serve /metrics on a port of its own but
