@@ -95,18 +95,3 @@ def test_the_test_prefix_names_no_production_topic() -> None:
     assert not app_id.startswith(root)
     script = (chart.chart_dir() / "files" / "helm-test.py").read_text()
     assert '"CINEPULSE_KAFKA__TOPIC_PREFIX": prefix' in script
-
-
-def test_only_this_runs_and_stale_topics_are_deleted() -> None:
-    """A run that died leaves its topics: the next run deletes them once an hour old; a run
-    going on beside it keeps its own."""
-    namespace: dict[str, object] = {}
-    script = (chart.chart_dir() / "files" / "helm-test.py").read_text()
-    start, end = script.index("def stale("), script.index("def clean_up(")
-    exec(compile(script[start:end], "helm-test.py", "exec"), {"PREFIX_ROOT": "helm-test-",  # noqa: S102
-         "STALE_S": _script_constant("STALE_S")}, namespace)  # fmt: skip
-    stale = namespace["stale"]
-    now = 1_800_000_000.0
-    assert stale(f"helm-test-{int(now) - 7200}-dead0run-user_rating_log", now)  # type: ignore[operator]
-    assert not stale(f"helm-test-{int(now) - 60}-running-user_rating_log", now)  # type: ignore[operator]
-    assert not stale("helm-test-notastamp-user_rating_log", now)  # type: ignore[operator]
