@@ -31,6 +31,7 @@ from bench.spark_session import stop_spark
 
 BENCHMARKS = [
     "bench.staging_load",
+    "bench.archiver_probe",
     "bench.gateway",
     "bench.tmdb_fetch",
     "bench.emotion",
