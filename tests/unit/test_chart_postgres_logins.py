@@ -1,6 +1,7 @@
 """The chart's PostgreSQL logins per service (migration 0012's roles): generated and kept in
 their own Secret, made by the migrations Job, and each service and job connecting with its
-own login's DSN; an operator's database keeps the owner's DSN."""
+own login's DSN; an operator's database keeps the owner's DSN unless the operator gives the
+logins (``postgresqlLogins.existingSecret``), made by the migrations Job or by their DBA."""
 
 from __future__ import annotations
 
@@ -107,3 +108,46 @@ def test_an_operators_database_keeps_its_dsn_and_gets_no_generated_logins() -> N
         refs = _dsn_refs(docs)
         assert refs, name
         assert all(key != "api-dsn" and secret != LOGINS for secret, key in refs.values()), name
+
+
+def _migration_passwords(docs: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
+    return {
+        e["name"]: e["valueFrom"]["secretKeyRef"]
+        for e in job_of(docs, "migrations")["spec"]["template"]["spec"]["containers"][0]["env"]
+        if e["name"].startswith(ENV_PREFIX)
+    }
+
+
+def test_an_operators_logins_secret_gives_each_service_its_login_on_an_external_database() -> (
+    None
+):
+    external = chart.render([SCENARIOS["external"]], ["postgresqlLogins.existingSecret=pg-logins"])
+    assert external.returncode == 0, external.stderr
+    docs = chart.documents(external.stdout)
+    assert not [d for d in docs if d["metadata"]["name"] == LOGINS]  # nothing generated
+    refs = _dsn_refs(docs)
+    # the scenario gives the explorer a DSN of its own (explorer.readonlyDsnSecret), which wins
+    for name, service in EXPECTED.items():
+        if service and service != "explorer":
+            assert refs[name] == ("pg-logins", f"{service}-dsn"), name
+    spark = [n for n in refs if n.startswith("SparkApplication/")]
+    assert spark and all(refs[n] == ("pg-logins", "spark-dsn") for n in spark)
+    # the migrations (and Metabase's setup) still connect as the owner, the operator's DSN
+    assert refs["Job/cp-cinepulse-migrations"] == ("cinepulse-postgres", "dsn")
+    assert _migration_passwords(docs) == {
+        f"{ENV_PREFIX}{s.upper()}": {"name": "pg-logins", "key": f"{s}-password"} for s in SERVICES
+    }
+
+
+def test_logins_made_by_the_dba_are_used_but_not_made_by_the_migrations() -> None:
+    docs = _render(
+        "postgresql.existingSecret=mine",
+        "postgresqlLogins.existingSecret=pg-logins",
+        "postgresqlLogins.create=false",
+    )
+    assert not [d for d in docs if d["metadata"]["name"] == LOGINS]
+    assert _dsn_refs(docs)["Deployment/cp-cinepulse-recommender"] == (
+        "pg-logins",
+        "recommender-dsn",
+    )
+    assert _migration_passwords(docs) == {}

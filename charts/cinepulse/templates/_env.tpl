@@ -63,8 +63,9 @@ http://{{ include "cinepulse.component.fullname" (dict "ctx" . "component" "push
 
 {{/* env of the PostgreSQL block for one service, (dict "ctx" $ "service" "api"): the DSN
      of its own login (cinepulse_<service>_login, migration 0012's grants only) from the
-     generated logins Secret when the chart generates PostgreSQL's credentials; otherwise
-     the owner's DSN, as cinepulse.env.postgres (an operator's database: see security.md) */}}
+     logins Secret (the operator's postgresqlLogins.existingSecret, or the one generated when
+     the chart generates PostgreSQL's credentials); otherwise the owner's DSN, as
+     cinepulse.env.postgres (security.md) */}}
 {{- define "cinepulse.env.postgresFor" -}}
 {{- if include "cinepulse.postgresql.logins" .ctx }}
 {{- toYaml (list (include "cinepulse.env.fromSecret" (list "CINEPULSE_POSTGRES__DSN" (include "cinepulse.postgresql.loginsSecretName" .ctx) (printf "%s-dsn" .service)) | fromYaml)) }}

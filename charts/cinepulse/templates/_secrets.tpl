@@ -9,14 +9,26 @@
 {{- end }}
 {{- end }}
 
-{{/* The services' own PostgreSQL logins (migration 0012's roles): generated, with their
-     DSNs, when the chart runs PostgreSQL and generates its owner's password; "true" or "" */}}
+{{/* The services' own PostgreSQL logins (migration 0012's roles), "true" or "": the
+     operator's Secret (postgresqlLogins.existingSecret, any database), or generated, with
+     their DSNs, when the chart runs PostgreSQL and generates its owner's password */}}
 {{- define "cinepulse.postgresql.logins" -}}
-{{- if and .Values.postgresql.enabled (not .Values.postgresql.existingSecret) -}}true{{- end }}
+{{- if or .Values.postgresqlLogins.existingSecret (include "cinepulse.postgresql.generatedLogins" .) -}}true{{- end }}
+{{- end }}
+
+{{/* "true" when the chart generates the logins' Secret itself */}}
+{{- define "cinepulse.postgresql.generatedLogins" -}}
+{{- if and .Values.postgresql.enabled (not .Values.postgresql.existingSecret) (not .Values.postgresqlLogins.existingSecret) -}}true{{- end }}
+{{- end }}
+
+{{/* "true" when the migrations Job makes the logins from the Secret's <service>-password
+     keys: always for generated logins, for the operator's when postgresqlLogins.create */}}
+{{- define "cinepulse.postgresql.createLogins" -}}
+{{- if or (include "cinepulse.postgresql.generatedLogins" .) (and .Values.postgresqlLogins.existingSecret .Values.postgresqlLogins.create) -}}true{{- end }}
 {{- end }}
 
 {{- define "cinepulse.postgresql.loginsSecretName" -}}
-{{ include "cinepulse.component.fullname" (dict "ctx" . "component" "postgresql-logins") }}
+{{ default (include "cinepulse.component.fullname" (dict "ctx" . "component" "postgresql-logins")) .Values.postgresqlLogins.existingSecret }}
 {{- end }}
 
 {{/* The services with a login: cinepulse_<service>_login, a member of cinepulse_<service>
