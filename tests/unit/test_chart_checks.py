@@ -67,6 +67,7 @@ def test_values_schema_refuses_unknown_keys() -> None:
         (["gateway.auth.enabled=false"], "refused with environment=production"),
         (["postgresql.enabled=false"], "externalPostgresql.existingSecret is required"),
         (["kafka.enabled=false"], "externalKafka.bootstrapServers is required"),
+        (["externalMongodb.usersSecret=mine"], "externalMongodb.usersSecret is for an external"),
     ],
 )
 def test_cross_field_checks_name_the_fix(set_values: list[str], message: str) -> None:

@@ -40,7 +40,7 @@ def test_no_credential_in_values_or_rendered_objects(default_docs: list[dict[str
                 k: base64.b64decode(v).decode() for k, v in d["data"].items()
             }
             assert d["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
-    # the services' own PostgreSQL logins: tests/unit/test_chart_postgres_logins.py
+    # the services' own PostgreSQL logins: tests/unit/test_chart_database_logins.py
     assert set(secrets) == {
         "cp-cinepulse-postgresql",
         "cp-cinepulse-postgresql-logins",

@@ -80,7 +80,24 @@ DEFAULTS: dict[str, Any] = {
             "key": "quality-dsn",
             "env": "CINEPULSE_POSTGRES__DSN",
         },
-        "mongo": {"secret": "cinepulse-mongodb", "key": "url", "env": "CINEPULSE_MONGO__URL"},
+        # each job's MongoDB URL: the one URL by default; point them at users of their own on
+        # a MongoDB that enforces roles (the fetcher writes its TMDB responses, the fallback
+        # and the quality check only read; docs/operations/security.md)
+        "mongo-fetcher": {
+            "secret": "cinepulse-mongodb",
+            "key": "url",
+            "env": "CINEPULSE_MONGO__URL",
+        },
+        "mongo-fallback": {
+            "secret": "cinepulse-mongodb",
+            "key": "url",
+            "env": "CINEPULSE_MONGO__URL",
+        },
+        "mongo-quality": {
+            "secret": "cinepulse-mongodb",
+            "key": "url",
+            "env": "CINEPULSE_MONGO__URL",
+        },
         "tmdb": {
             "secret": "cinepulse-tmdb",
             "mount": "/var/run/secrets/cinepulse/tmdb",
@@ -95,7 +112,7 @@ DEFAULTS: dict[str, Any] = {
         "tmdb-fetcher": {
             "image": "cinepulse/tmdb-fetcher:0.1.0",
             "command": "cinepulse-tmdb-fetcher",
-            "secrets": ["postgres-fetcher", "mongo", "tmdb"],
+            "secrets": ["postgres-fetcher", "mongo-fetcher", "tmdb"],
             "service_account": "cinepulse-jobs",
             "resources": {
                 "requests": {"cpu": "250m", "memory": "256Mi"},
@@ -105,7 +122,7 @@ DEFAULTS: dict[str, Any] = {
         "pandas-fallback": {
             "image": "cinepulse/pandas-fallback:0.1.0",
             "command": "cinepulse-fallback",
-            "secrets": ["postgres-fallback", "mongo"],
+            "secrets": ["postgres-fallback", "mongo-fallback"],
             "service_account": "cinepulse-jobs",
             "resources": {
                 "requests": {"cpu": "500m", "memory": "1Gi"},
@@ -129,7 +146,7 @@ DEFAULTS: dict[str, Any] = {
         "quality": {
             "image": "cinepulse/quality:0.1.0",
             "command": "cinepulse-quality",
-            "secrets": ["postgres-quality", "mongo"],
+            "secrets": ["postgres-quality", "mongo-quality"],
             "service_account": "cinepulse-jobs",
             "resources": {
                 "requests": {"cpu": "250m", "memory": "512Mi"},

@@ -76,10 +76,24 @@ http://{{ include "cinepulse.component.fullname" (dict "ctx" . "component" "push
 
 {{/* env of the MongoDB block */}}
 {{- define "cinepulse.env.mongo" -}}
-{{- $key := .Values.mongodb.enabled | ternary "url" .Values.externalMongodb.urlKey }}
-{{- $env := list (include "cinepulse.env.fromSecret" (list "CINEPULSE_MONGO__URL" (include "cinepulse.mongodb.secretName" .) $key) | fromYaml) }}
-{{- if not .Values.mongodb.enabled }}
-{{- $env = append $env (dict "name" "CINEPULSE_MONGO__DATABASE" "value" (toString .Values.externalMongodb.database)) }}
+{{- include "cinepulse.env.mongoFor" (dict "ctx" . "service" "") }}
+{{- end }}
+
+{{/* env of the MongoDB block for one service, (dict "ctx" $ "service" "archiver"): with an
+     external MongoDB and externalMongodb.usersSecret, the URL of the service's own user
+     (key <service>-url); otherwise the one URL. (The bundled FerretDB 1.x cannot enforce a
+     user's roles: security.md#mongodb-users.) */}}
+{{- define "cinepulse.env.mongoFor" -}}
+{{- $ctx := .ctx }}
+{{- $secret := include "cinepulse.mongodb.secretName" $ctx }}
+{{- $key := $ctx.Values.mongodb.enabled | ternary "url" $ctx.Values.externalMongodb.urlKey }}
+{{- if and .service (not $ctx.Values.mongodb.enabled) $ctx.Values.externalMongodb.usersSecret }}
+{{- $secret = $ctx.Values.externalMongodb.usersSecret }}
+{{- $key = printf "%s-url" .service }}
+{{- end }}
+{{- $env := list (include "cinepulse.env.fromSecret" (list "CINEPULSE_MONGO__URL" $secret $key) | fromYaml) }}
+{{- if not $ctx.Values.mongodb.enabled }}
+{{- $env = append $env (dict "name" "CINEPULSE_MONGO__DATABASE" "value" (toString $ctx.Values.externalMongodb.database)) }}
 {{- end }}
 {{- toYaml $env }}
 {{- end }}

@@ -1,7 +1,8 @@
-"""The chart's PostgreSQL logins per service (migration 0012's roles): generated and kept in
+"""The chart's database logins per service (migration 0012's roles): generated and kept in
 their own Secret, made by the migrations Job, and each service and job connecting with its
 own login's DSN; an operator's database keeps the owner's DSN unless the operator gives the
-logins (``postgresqlLogins.existingSecret``), made by the migrations Job or by their DBA."""
+logins (``postgresqlLogins.existingSecret``), made by the migrations Job or by their DBA; an
+external MongoDB with a user per service (``externalMongodb.usersSecret``) gives each its URL."""
 
 from __future__ import annotations
 
@@ -118,9 +119,7 @@ def _migration_passwords(docs: list[dict[str, Any]]) -> dict[str, dict[str, str]
     }
 
 
-def test_an_operators_logins_secret_gives_each_service_its_login_on_an_external_database() -> (
-    None
-):
+def test_an_operators_logins_secret_gives_each_service_its_login_on_an_external_database() -> None:
     external = chart.render([SCENARIOS["external"]], ["postgresqlLogins.existingSecret=pg-logins"])
     assert external.returncode == 0, external.stderr
     docs = chart.documents(external.stdout)
@@ -151,3 +150,34 @@ def test_logins_made_by_the_dba_are_used_but_not_made_by_the_migrations() -> Non
         "recommender-dsn",
     )
     assert _migration_passwords(docs) == {}
+
+
+def _mongo_refs(docs: list[dict[str, Any]]) -> dict[str, tuple[str, str]]:
+    """``Kind/name`` -> (Secret, key) of CINEPULSE_MONGO__URL."""
+    refs = {}
+    for name, spec in pods_of(docs):
+        for c in spec["containers"]:
+            for e in c.get("env", []):
+                if e["name"] == "CINEPULSE_MONGO__URL":
+                    ref = e["valueFrom"]["secretKeyRef"]
+                    refs[name] = (ref["name"], ref["key"])
+    return refs
+
+
+def test_an_external_mongodb_with_users_gives_each_service_its_own_url() -> None:
+    jobs = ["jobs.cronJobs.enabled=true", "jobs.tmdbTokenSecret=tmdb"]
+    plain = chart.render([SCENARIOS["external"]], jobs)
+    users = chart.render(
+        [SCENARIOS["external"]], [*jobs, "externalMongodb.usersSecret=mongo-users"]
+    )
+    assert plain.returncode == 0 and users.returncode == 0, plain.stderr + users.stderr
+    before = _mongo_refs(chart.documents(plain.stdout))
+    after = _mongo_refs(chart.documents(users.stdout))
+    expected = {
+        "Deployment/cp-cinepulse-archiver": "archiver",
+        "CronJob/cp-cinepulse-tmdb-incremental": "fetcher",
+        "CronJob/cp-cinepulse-quality-reconcile": "quality",
+    }
+    assert set(before) == set(after) == set(expected)  # nothing else reads MongoDB
+    assert len(set(before.values())) == 1  # without users: the one URL for all
+    assert after == {name: ("mongo-users", f"{s}-url") for name, s in expected.items()}
