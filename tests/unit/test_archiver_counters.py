@@ -18,7 +18,7 @@ import faust
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from cinepulse_archiver import app as archiver_app
+from cinepulse_archiver import web
 from cinepulse_archiver.app import create_app
 from cinepulse_archiver.counters import expire_stale, window_counts
 from cinepulse_archiver.settings import ArchiverSettings
@@ -44,9 +44,7 @@ def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[faust.App]:
     app = create_app(settings)
     app.web.init_server()
     # the views' clock, and no consumer (it has not started: no partition is assigned)
-    monkeypatch.setattr(
-        archiver_app, "time", SimpleNamespace(time=lambda: NOW, perf_counter=time.perf_counter)
-    )
+    monkeypatch.setattr(web, "time", SimpleNamespace(time=lambda: NOW))
     monkeypatch.setattr(app.consumer, "assignment", lambda: set())
     yield app
 

@@ -22,8 +22,8 @@ from faust.types import TP
 from pymongo.errors import AutoReconnect
 from pymongo.results import InsertManyResult
 
+from cinepulse_archiver import agents, metrics, rebalance
 from cinepulse_archiver import app as app_mod
-from cinepulse_archiver import metrics, rebalance
 from cinepulse_archiver.settings import ArchiverSettings
 
 TOPIC = "user-events.rate"
@@ -110,7 +110,7 @@ def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[fau
     def die(message: str, exc: BaseException, code: int = 70) -> None:  # not os._exit
         raise AssertionError(f"the agent would exit: {message}") from exc
 
-    monkeypatch.setattr(app_mod, "_die", die)
+    monkeypatch.setattr(agents, "_die", die)
     monkeypatch.setattr("cinepulse_archiver.sink.FIRST_DELAY_S", 0.01)
     yield app, mongo
 
@@ -146,11 +146,9 @@ def kafka_gap_reads(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, Any]]:
 
     def read_range(kafka: Any, group: Any, tp: Any, gap: Any, timeout: Any) -> list[Any]:
         read.append((tp, gap))
-        return [
-            (app_mod.Source(TOPIC, 0, o, b"k", None), b'{"event_id": "e"}') for o in range(*gap)
-        ]
+        return [(agents.Source(TOPIC, 0, o, b"k", None), b'{"event_id": "e"}') for o in range(*gap)]
 
-    monkeypatch.setattr(app_mod, "read_range", read_range)
+    monkeypatch.setattr(agents, "read_range", read_range)
     return read
 
 
@@ -202,7 +200,7 @@ def test_a_recreated_topic_stops_the_archiver_before_anything_is_skipped(
     as already stored. The agent exits (nothing acked, nothing committed) saying so."""
     app, mongo = setup
     mongo.positions[f"{TOPIC}:0"] = {"next": 100}
-    monkeypatch.setattr(app_mod, "highwater", lambda _app, _tp: 10)
+    monkeypatch.setattr(agents, "highwater", lambda _app, _tp: 10)
     batch = events(app, range(0, 3))
     with pytest.raises(AssertionError, match="the agent would exit") as exc:
         asyncio.run(app.agents["archive"].fun(Stream(app.consumer, [batch])))

@@ -12,7 +12,7 @@ MONGO_OUTAGE_ERRORS = ("AutoReconnect", "NetworkTimeout", "ServerSelectionTimeou
 MONGO_WRITE_ERRORS = ("TransientWriteError", "WriteConcernError")
 #: the MongoDB operations the archiver retries (cinepulse_archiver.sink)
 MONGO_OPERATIONS = ("insert", "lookup", "create_index")
-#: why a batch MongoDB had not stored was given back unacknowledged (cinepulse_archiver.app)
+#: why a batch MongoDB had not stored was given back unacknowledged (cinepulse_archiver.agents)
 RELEASE_REASONS = ("rebalance", "stopping")
 
 CONSUMED = Counter("cinepulse_archiver_consumed_total", "Kafka records read, by topic", ["topic"])

@@ -19,7 +19,7 @@ callable answers a reason (a consumer-group rebalance, the worker stopping). The
 :class:`WriteInterrupted` is raised at once (the backoff is waited in short steps, an attempt
 in flight after a failure is cancelled), so faust's rebalance, which waits for the agent to
 finish its batch, is never held by a MongoDB outage. The caller gives the batch back
-unacknowledged (:mod:`cinepulse_archiver.app`).
+unacknowledged (:mod:`cinepulse_archiver.agents`).
 """
 
 from __future__ import annotations
