@@ -56,6 +56,12 @@ def corpus() -> list[Any]:
         _movie(1, title="Newest title", fetched_at="2026-11-21T10:00:00+01:00"),
         _movie(2, title="No fetch time", fetched_at=None),
         _movie(3, title="Garbage fetch time", fetched_at="yesterday"),
+        # fetch times as the load gets them: in UTC, digits past microseconds truncated,
+        # none outside years 1-9999 in UTC
+        _movie(60, fetched_at="2026-11-20 10:00:00.1234567-05:30"),
+        _movie(61, fetched_at="0001-01-01T00:30:00+01:00"),
+        _movie(62, fetched_at="9999-12-31T23:30:00-01:00"),
+        _movie(63, fetched_at="0001-01-01T00:00:00Z"),
         # checks
         [1, 2, 3],
         "just text",
@@ -198,6 +204,14 @@ def _compare(spark: Any, records: list[Any]) -> None:
     assert spark_rows.keys() == pandas_rows.keys()
     assert pandas_held == {o: h for o, h in spark_held.items() if o not in dead}
     assert spark_rows[1]["title"] == "Newest title"
+    assert {i: spark_rows[i]["fetched_at"] for i in (1, 2, 60, 61, 62, 63)} == {
+        1: "2026-11-21T09:00:00.000000Z",
+        2: "2026-11-20T10:00:00.000000Z",  # its undated version lost
+        60: "2026-11-20T15:30:00.123456Z",
+        61: None,
+        62: None,
+        63: "0001-01-01T00:00:00.000000Z",
+    }
     assert len(spark_held) >= 15
 
 

@@ -1,7 +1,8 @@
 """A fallback *run* covers the ``movie`` topic: its movies are kept apart in
 ``fallback.dim_movie`` and its bridges, promotion upserts them into the main tables (SCD type 1,
-the latest version winning), promoting again changes nothing, and the result is what a replay
-(the streaming path's load, over the same transforms) gives for the same records."""
+the latest fetch winning, whatever the order of promotion), promoting again changes nothing,
+and the result is what a replay (the streaming path's load, over the same transforms) gives
+for the same records."""
 
 from __future__ import annotations
 
@@ -117,7 +118,7 @@ def test_a_fallback_run_keeps_movies_apart_and_promotion_lands_them_as_a_replay_
 
     dry = promote(pg_settings, run.run_id, by="ada", dry_run=True)
     assert _movies(pg_settings) == empty  # a dry run writes nothing
-    assert dry.rows["dim_movie"] == {"inserted": len(apart["dim_movie"]), "present": 0}
+    assert dry.rows["dim_movie"] == {"inserted": len(apart["dim_movie"]), "present": 0, "older": 0}
     done = promote(pg_settings, run.run_id, by="ada")
     assert {t: c for t, c in done.rows.items() if t in (*MAIN, *BRIDGES)} == {
         t: c for t, c in dry.rows.items() if t in (*MAIN, *BRIDGES)
@@ -199,7 +200,8 @@ def test_latest_version_wins_across_extensions_runs_and_the_main_table(
         pg_settings, mongo_settings, "fallback", window=(latest, latest + timedelta(minutes=1))
     )
     done = promote(pg_settings, first.run_id, by="ada")
-    assert done.rows["dim_movie"] == {"inserted": 2, "present": 1}  # 1 new, 3 overwritten
+    # 1 new, 3 overwritten (fetched at the same time as Spark's: the same or later wins)
+    assert done.rows["dim_movie"] == {"inserted": 2, "present": 1, "older": 0}
     assert done.rows["bridge_movie_genre"]["inserted"] == 3  # 1: two; 3: Thriller added
     promote(pg_settings, second.run_id, by="ada")
     with connect(pg_settings) as conn:
@@ -207,3 +209,122 @@ def test_latest_version_wins_across_extensions_runs_and_the_main_table(
             "SELECT movie_id, title, source_flag::text FROM dim_movie ORDER BY 1"
         ).fetchall()
     assert main == [(1, "v3", "pandas"), (2, "same", "spark"), (3, "fallback", "pandas")]
+
+
+def _titles_and_genres(pg: PostgresSettings) -> list[tuple[Any, ...]]:
+    with connect(pg) as conn:
+        return conn.execute(
+            "SELECT m.movie_id, m.title, m.fetched_at,"
+            " array(SELECT g.name FROM bridge_movie_genre AS b JOIN dim_genre AS g"
+            "       USING (genre_id) WHERE b.movie_id = m.movie_id ORDER BY g.name)"
+            " FROM dim_movie AS m ORDER BY 1"
+        ).fetchall()
+
+
+def test_an_older_run_promoted_after_a_newer_one_changes_nothing(
+    pg_settings: PostgresSettings, mongo_settings: MongoSettings
+) -> None:
+    """Runs promoted newest first: the older run's version of a movie is skipped, its genres
+    with it, and the counts say so ("older", not "inserted"); its other movies land."""
+    from cinepulse_pandas_fallback.runs import promote
+
+    comedy = [{"id": 35, "name": "Comedy"}]
+    _archive(
+        mongo_settings,
+        [_movie(1, title="v2", fetched_at="2026-11-20T13:00:00Z"), _movie(2, title="only old")],
+        ARRIVED,
+    )
+    older = _run(pg_settings, mongo_settings, "fallback")
+    latest = ARRIVED + timedelta(hours=4)
+    _archive(
+        mongo_settings,
+        [_movie(1, title="v3", fetched_at="2026-11-20T16:00:00Z", genres=comedy)],
+        latest,
+        first=10,
+    )
+    newer = _run(
+        pg_settings, mongo_settings, "fallback", window=(latest, latest + timedelta(minutes=1))
+    )
+    promote(pg_settings, newer.run_id, by="ada")
+    expected = _titles_and_genres(pg_settings)
+    assert [(m, t, g) for m, t, _, g in expected] == [(1, "v3", ["Comedy"])]
+
+    dry = promote(pg_settings, older.run_id, by="ada", dry_run=True)
+    done = promote(pg_settings, older.run_id, by="ada")
+    movie_tables = (*MAIN, *BRIDGES)
+    assert {t: done.rows[t] for t in movie_tables} == {t: dry.rows[t] for t in movie_tables}
+    # movie 1 is older than the main table's: skipped; movie 2 is new
+    assert done.rows["dim_movie"] == {"inserted": 1, "present": 0, "older": 1}
+    # only movie 2's lists: Drama and Thriller (new genres, new pairs); movie 1's Drama and
+    # Thriller pairs from the older version are neither added nor is its Comedy removed
+    assert done.rows["bridge_movie_genre"] == {"inserted": 2, "present": 0}
+    assert done.rows["dim_genre"] == {"inserted": 2, "present": 0}
+    assert "older, skipped" in done.table()
+    after = _titles_and_genres(pg_settings)
+    assert after[0] == expected[0]  # title, fetch time and genres of the newer version
+    assert [(m, t, g) for m, t, _, g in after] == [
+        (1, "v3", ["Comedy"]),
+        (2, "only old", ["Drama", "Thriller"]),
+    ]
+    assert after[0][2] == datetime(2026, 11, 20, 16, tzinfo=UTC)
+
+
+def test_a_movie_without_a_fetch_time_yields_to_one_with_and_never_the_reverse(
+    pg_settings: PostgresSettings,
+) -> None:
+    """A stored row without ``fetched_at`` (loaded before migration 0013) is replaced by a
+    dated version, even an old one; a version without ``fetched_at`` never replaces a dated
+    row; and an older dated version neither replaces the row nor its genres."""
+    from cinepulse_common.warehouse import MOVIE_COLUMNS, load_movies
+
+    ids = {"Drama": 18, "Action": 28, "Comedy": 35, "Horror": 27, "War": 10752}
+
+    def row(title: str, fetched_at: datetime | None, genre: str) -> tuple[Any, ...]:
+        # "Old Horror" is an older name of Horror's id (27)
+        genre_id = ids[genre.removeprefix("Old ")]
+        values = {
+            "movie_id": 7,
+            "title": title,
+            "adult": False,
+            "fetched_at": fetched_at,
+            "genres": json.dumps([{"id": genre_id, "name": genre}]),
+            "keywords": "[]",
+            "companies": "[]",
+        }
+        return tuple(values.get(c) for c in MOVIE_COLUMNS)
+
+    def load(*rows: tuple[Any, ...]) -> dict[str, int]:
+        with connect(pg_settings) as conn:
+            return load_movies(conn, list(rows), source_flag="spark")
+
+    def stored() -> tuple[Any, ...]:
+        (movie,) = _titles_and_genres(pg_settings)
+        return movie[1:]
+
+    old = datetime(2026, 11, 1, tzinfo=UTC)
+    new = old + timedelta(days=1)
+    load(row("undated", None, "Drama"))
+    assert stored() == ("undated", None, ["Drama"])
+    load(row("undated again", None, "Action"))  # no time on either side: the last one wins
+    assert stored() == ("undated again", None, ["Action"])
+    assert load(row("old", old, "Comedy"))["dim_movie"] == 1  # any time beats none
+    assert stored() == ("old", old, ["Comedy"])
+    assert load(row("undated", None, "Drama"))["dim_movie"] == 0
+    assert stored() == ("old", old, ["Comedy"])
+    assert load(row("new", new, "Horror"))["dim_movie"] == 1
+    assert stored() == ("new", new, ["Horror"])
+    written = load(row("old", old, "Old Horror"))  # late, or replayed
+    assert written["dim_movie"] == 0 and written["bridge_movie_genre"] == 0
+    assert written["dim_genre"] == 0  # nor does the older version rename a genre
+    assert stored() == ("new", new, ["Horror"])
+    # the same version fetched again later: only fetched_at moves, not updated_at
+    with connect(pg_settings) as conn:
+        before = conn.execute("SELECT updated_at FROM dim_movie").fetchone()
+    later = new + timedelta(days=1)
+    assert load(row("new", later, "Horror"))["dim_movie"] == 1
+    with connect(pg_settings) as conn:
+        assert conn.execute("SELECT updated_at FROM dim_movie").fetchone() == before
+    assert stored() == ("new", later, ["Horror"])
+    # and then the version fetched between the two is older than the stored one
+    assert load(row("between", new + timedelta(hours=1), "War"))["dim_movie"] == 0
+    assert stored() == ("new", later, ["Horror"])

@@ -22,7 +22,21 @@ def _tables(dsn: str, schema: str = "public") -> set[str]:
     return {r[0] for r in rows}
 
 
+def _fetched_at(dsn: str) -> list[tuple[str, str]]:
+    """Where the movies' ``fetched_at`` column is (migration 0013), with its type."""
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(
+            "SELECT table_schema, data_type FROM information_schema.columns"
+            " WHERE table_name = 'dim_movie' AND column_name = 'fetched_at' ORDER BY 1"
+        ).fetchall()
+
+
 def test_upgrade_downgrade_upgrade_round_trip(empty_pg_dsn: str) -> None:
+    upgrade(empty_pg_dsn, "head")
+    timestamptz = "timestamp with time zone"
+    assert _fetched_at(empty_pg_dsn) == [("fallback", timestamptz), ("public", timestamptz)]
+    downgrade(empty_pg_dsn, "0012")
+    assert _fetched_at(empty_pg_dsn) == []
     upgrade(empty_pg_dsn, "head")
     tables = _tables(empty_pg_dsn)
     assert {"stg_movies", "stg_user_logs", "stg_comments", "quarantine"} <= tables

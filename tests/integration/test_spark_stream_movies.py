@@ -1,11 +1,13 @@
 """Kafka -> Spark Structured Streaming -> PostgreSQL star schema, the movies query, with the
 real Kafka, Spark (local mode) and PostgreSQL: movies become SCD-1 dimensions with their
-genre, keyword and company bridges, and a replay changes nothing."""
+genre, keyword and company bridges, a replay changes nothing, and an older fetch loaded after
+a newer one changes nothing either."""
 
 from __future__ import annotations
 
 import json
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -79,8 +81,8 @@ def test_movies_become_scd1_dimensions_with_their_bridges(
         with connect(pg_settings) as conn:
             return {
                 "movies": conn.execute(
-                    "SELECT movie_id, title, vote_average::text, runtime_minutes, updated_at"
-                    " FROM dim_movie ORDER BY movie_id"
+                    "SELECT movie_id, title, vote_average::text, runtime_minutes, updated_at,"
+                    " fetched_at FROM dim_movie ORDER BY movie_id"
                 ).fetchall(),
                 "genres": conn.execute(
                     "SELECT b.movie_id, g.name FROM bridge_movie_genre b"
@@ -139,3 +141,18 @@ def test_movies_become_scd1_dimensions_with_their_bridges(
     assert after["movies"][1] == first["movies"][1]
     assert after["genres"] == [(603, "Action")]
     assert after["keywords"] == [(603, 1)]
+    assert after["movies"][0][5] == datetime(2026, 11, 25, tzinfo=UTC)
+
+    # a late (or replayed) record of an older fetch, loaded after the newer one: the newer
+    # version keeps its row and its lists
+    send(
+        _movie(
+            603,
+            "The Matrix (late)",
+            "2026-11-22T00:00:00+00:00",
+            genres=[{"id": 18, "name": "Drama"}],
+            keywords=[],
+        )
+    )
+    run_once()
+    assert state() == after

@@ -97,6 +97,7 @@ def movie_row(row: dict[str, str]) -> tuple[Any, ...]:
         "vote_average": None if vote_average is None else min(vote_average, 10.0),
         "vote_count": _num(row["vote_count"], int),
         "adult": False,
+        "fetched_at": None,  # the CSV has no fetch time: any fetched version replaces it
         "genres": json.dumps(named),
         "keywords": json.dumps(keywords),
         "companies": json.dumps(companies),

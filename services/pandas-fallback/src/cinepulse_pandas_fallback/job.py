@@ -397,7 +397,8 @@ def _write_movies(
     of each movie wins across the window, through Spark's movie transforms
     (:mod:`cinepulse_pandas_fallback.movies`) into ``dim_movie`` and its bridges (SCD type 1,
     the shared load step) and the quarantine; a fallback run's into the ``fallback`` schema
-    under its run id (an extension's version of a movie replaces the run's earlier one)."""
+    under its run id (an extension's version of a movie replaces the run's earlier one, unless
+    it was fetched earlier)."""
     with closing(chunks):
         frames = list(chunks)
     if not frames:

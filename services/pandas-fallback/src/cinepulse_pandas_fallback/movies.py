@@ -6,9 +6,10 @@ rows :func:`cinepulse_common.warehouse.load_movies` takes (``MOVIE_COLUMNS`` ord
 Spark's semantics kept: ``from_json`` with the movie schema (a value of the wrong JSON type
 is null for that field only: :mod:`cinepulse_pandas_fallback.spark_json`), the checks in
 order (the first that fails is the reason), ``to_date``'s date forms, ``round`` half up on a
-double's decimal text, the newest ``fetched_at`` per movie (then the latest offset), and the
-lists as ``to_json`` writes them (null fields left out, genres through the rules' aliases,
-an alias to ``""`` or a missing id/name dropping the element).
+double's decimal text, the newest ``fetched_at`` per movie (then the latest offset; handed
+over as ``date_format`` writes it in UTC, none outside years 1-9999), and the lists as
+``to_json`` writes them (null fields left out, genres through the rules' aliases, an alias
+to ``""`` or a missing id/name dropping the element).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from cinepulse_common.rules import TransformRules
 from cinepulse_common.validation import rule_code
 from cinepulse_common.warehouse.columns import MOVIE_COLUMNS
 from cinepulse_pandas_fallback.spark_json import _raw, as_double, as_long, as_string
-from cinepulse_pandas_fallback.spark_time import _days_in_month, timestamp_us
+from cinepulse_pandas_fallback.spark_time import _days_in_month, rfc3339_utc, timestamp_us
 
 SOURCE_COLUMNS = ("topic", "partition", "offset")
 #: the archiver's collection of the movie topic's records (cinepulse_archiver.documents.MOVIES)
@@ -190,6 +191,7 @@ def model_movies(movies: pd.DataFrame, rules: TransformRules) -> pd.DataFrame:
     for m in movies.to_dict("records"):
         values = {
             "movie_id": m["id"],
+            "fetched_at": rfc3339_utc(timestamp_us(m["fetched_at"])),
             "runtime_minutes": m["runtime"],
             "release_date": spark_date(m["release_date"]),
             "vote_average": _round1(m["vote_average"]),

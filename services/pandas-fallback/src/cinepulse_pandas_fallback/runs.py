@@ -43,21 +43,25 @@ class Promotion:
     run_id: str
     promoted_by: str
     dry_run: bool
-    rows: dict[str, dict[str, int]]  # table -> {"inserted": n, "present": m}
+    #: table -> {"inserted": n, "present": m}; dim_movie also {"older": k}: the run's movies
+    #: the main table holds a newer fetch of, left as they are
+    rows: dict[str, dict[str, int]]
     promoted_at: datetime | None = None
 
     def table(self) -> str:
-        """A readable table: per target table, rows inserted (or that would be) and rows
-        already present (left as they are)."""
+        """A readable table: per target table, rows inserted (or that would be), rows
+        already present (left as they are) and, for movies, rows older than the main
+        table's (skipped)."""
         verb = "would insert" if self.dry_run else "inserted"
         width = max(len(t) for t in self.rows)
         lines = [
             f"{'dry run: ' if self.dry_run else ''}promotion of {self.run_id}"
             + ("" if self.dry_run else f" by {self.promoted_by} at {self.promoted_at}"),
-            f"  {'table':<{width}}  {verb:>12}  {'already present':>15}",
+            f"  {'table':<{width}}  {verb:>12}  {'already present':>15}  {'older, skipped':>14}",
         ]
         lines += [
             f"  {t:<{width}}  {c['inserted']:>12,}  {c['present']:>15,}"
+            + (f"  {c['older']:>14,}" if "older" in c else "")
             for t, c in self.rows.items()
         ]
         return "\n".join(lines)

@@ -76,6 +76,21 @@ def to_datetime(us: int) -> datetime:
     return EPOCH + timedelta(microseconds=us)
 
 
+#: the microseconds of years 1-9999 in UTC: what Python's datetime holds
+_FIRST_US = (datetime(1, 1, 1, tzinfo=UTC) - EPOCH) // timedelta(microseconds=1)
+_LAST_US = (datetime.max.replace(tzinfo=UTC) - EPOCH) // timedelta(microseconds=1)
+
+
+def rfc3339_utc(us: int | None) -> str | None:
+    """A timestamp as Spark hands it to the load (``date_format`` with
+    ``yyyy-MM-dd'T'HH:mm:ss.SSSSSSXXX`` in UTC), None outside years 1-9999 (the movie
+    transforms make such a time none: PostgreSQL would not read it back as written)."""
+    if us is None or not _FIRST_US <= us <= _LAST_US:
+        return None
+    t = to_datetime(us)
+    return f"{t.year:04d}-{t:%m-%dT%H:%M:%S}.{t.microsecond:06d}Z"
+
+
 def date_key(us: int) -> int:
     """``yyyyMMdd`` of the UTC day, as an integer."""
     y, m, d = _civil_from_days(us // US_PER_DAY)

@@ -358,13 +358,16 @@ def label_comments(events: DataFrame) -> DataFrame:
     ).drop("_emotion")
 
 
+#: timestamps handed to the load as RFC 3339 text in UTC (the session's time zone): PySpark
+#: would hand over naive local-time datetimes
+UTC_TEXT = "yyyy-MM-dd'T'HH:mm:ss.SSSSSSXXX"
+
+
 def model_events(events: DataFrame, *extra: str) -> DataFrame:
     """The columns of the shared load step, in its order (then ``extra`` columns)."""
-    # timestamps as RFC 3339 text in UTC: PySpark would hand over naive local-time datetimes
-    utc = "yyyy-MM-dd'T'HH:mm:ss.SSSSSSXXX"
     renamed = {
-        "occurred_at": F.date_format("occurred_ts", utc),
-        "received_at": F.date_format("received_ts", utc),
+        "occurred_at": F.date_format("occurred_ts", UTC_TEXT),
+        "received_at": F.date_format("received_ts", UTC_TEXT),
         "source_topic": F.col("topic"),
         "source_partition": F.col("partition"),
         "source_offset": F.col("offset"),
@@ -486,8 +489,12 @@ def model_movies(movies: DataFrame, rules: TransformRules) -> DataFrame:
         )
         return F.to_json(kept)
 
+    fetched = _ts("fetched_at")
     values = {
         "movie_id": F.col("id"),
+        # the load orders a movie's versions by it; a time PostgreSQL cannot read back as
+        # written (outside years 1-9999 in UTC) is none, as a missing or malformed one is
+        "fetched_at": F.when(F.year(fetched).between(1, 9999), F.date_format(fetched, UTC_TEXT)),
         "runtime_minutes": F.col("runtime"),
         "release_date": F.try_to_date("release_date"),
         "vote_average": F.round(F.col("vote_average"), 1).cast(T.DecimalType(3, 1)),

@@ -27,7 +27,9 @@ Movies (the ``movie`` topic) load through :func:`load_movies`: SCD type 1 upsert
 ``dim_movie`` (a changed movie overwrites its row; an unchanged one is not touched), the
 genre, keyword and company dimensions, and the movie's bridges replaced by its current lists;
 ``schema='fallback'`` (with a ``run_id``) keeps a fallback run's movies apart, and
-:func:`promote_run` upserts them with the same load.
+:func:`promote_run` upserts them with the same load. Versions are ordered by ``fetched_at``
+everywhere: a version older than the stored one (or without a fetch time, when the stored
+one has one) changes neither the row nor its bridges.
 
 Where each part lives: the column contracts in :mod:`.columns`, the event load in
 :mod:`.load`, a fallback run's promotion in :mod:`.promotion`, the movie upserts in

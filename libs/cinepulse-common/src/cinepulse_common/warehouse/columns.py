@@ -68,7 +68,8 @@ QUARANTINE_COLUMN_TYPES: tuple[tuple[str, str], ...] = (
 )
 QUARANTINE_COLUMNS: tuple[str, ...] = tuple(name for name, _ in QUARANTINE_COLUMN_TYPES)
 
-#: one movie as an engine hands it over (lists as JSON arrays of {id, name[, origin_country]})
+#: one movie as an engine hands it over (lists as JSON arrays of {id, name[, origin_country]};
+#: ``fetched_at``, when TMDB was fetched, orders the versions of a movie: None when unknown)
 MOVIE_COLUMN_TYPES: tuple[tuple[str, str], ...] = (
     ("movie_id", "bigint"),
     ("imdb_id", "text"),
@@ -86,6 +87,7 @@ MOVIE_COLUMN_TYPES: tuple[tuple[str, str], ...] = (
     ("vote_average", "numeric(3, 1)"),
     ("vote_count", "integer"),
     ("adult", "boolean"),
+    ("fetched_at", "timestamptz"),
     ("genres", "jsonb"),
     ("keywords", "jsonb"),
     ("companies", "jsonb"),

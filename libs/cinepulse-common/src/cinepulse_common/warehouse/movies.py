@@ -1,6 +1,14 @@
 """Loading movies (the ``movie`` topic): SCD type 1 upserts of ``dim_movie``, the genre,
 keyword and company dimensions, and each movie's bridges replaced by its current lists; a
-fallback run's movies kept apart (schema ``fallback``) and their promotion."""
+fallback run's movies kept apart (schema ``fallback``) and their promotion.
+
+Versions are ordered by ``fetched_at`` (when TMDB was fetched), wherever a movie row is
+written: a version replaces the stored one only when it was fetched at the same time or
+later, or the stored one has no fetch time (rows from before migration 0013). A version
+without a fetch time never replaces one that has one: nothing says it is newer. An older
+version changes nothing at all, neither the row nor the movie's bridges nor the names of
+its genres, keywords and companies, so that a late or replayed record, or a fallback run
+promoted after a later one, cannot put an older version back."""
 
 from __future__ import annotations
 
@@ -41,6 +49,29 @@ def _pairs(column: str, source: sql.Composable = _BATCH) -> sql.Composable:
     ).format(source=source, column=sql.Identifier(column))
 
 
+def _older(new: str, stored: str) -> sql.Composable:
+    """The movie row aliased ``new`` is an older version than the one aliased ``stored``:
+    the stored one has a fetch time, and the new one has none or an earlier one. Never
+    NULL (a missing stored row, as from a LEFT JOIN, is not newer)."""
+    n, s = sql.Identifier(new), sql.Identifier(stored)
+    return sql.SQL(
+        "({s}.fetched_at IS NOT NULL"
+        " AND ({n}.fetched_at IS NULL OR {n}.fetched_at < {s}.fetched_at))"
+    ).format(n=n, s=s)
+
+
+def _drop_older(cur: psycopg.Cursor[Any], stored: sql.Composable) -> int:
+    """Remove from ``_batch_movies`` the movies ``stored`` (a table or a filtered one, aliased
+    ``d``) holds a newer version of, so that nothing loads from them; returns how many."""
+    cur.execute(
+        sql.SQL(
+            "DELETE FROM _batch_movies AS b USING {stored}"
+            " WHERE d.movie_id = b.movie_id AND {older}"
+        ).format(stored=stored, older=_older("b", "d"))
+    )
+    return cur.rowcount
+
+
 def _elements(names: Sequence[str]) -> list[sql.Composable]:
     return [
         sql.SQL("(e->>'id')::integer"),
@@ -57,11 +88,12 @@ def load_movies(
     run_id: str | None = None,
 ) -> dict[str, int]:
     """Upsert movies (one row per movie, :data:`MOVIE_COLUMNS` order; the engine keeps the
-    latest version of each) inside the caller's transaction; returns rows changed per table.
+    latest version of each) inside the caller's transaction; returns rows changed per table
+    (a movie skipped because the table holds a newer version is not counted).
 
     ``schema='fallback'`` (with a ``run_id``) writes a fallback run's movies apart: a movie
-    the run already holds is replaced by this version (as a later micro-batch overwrites on
-    the streaming path), with its bridges; :func:`promote_run_movies` moves them later."""
+    the run already holds is replaced by this version unless the run's is newer (as on the
+    streaming path), with its bridges; :func:`promote_run_movies` moves them later."""
     if schema not in ("public", "fallback") or (schema == "fallback") != (run_id is not None):
         raise ValueError("schema 'public' without a run_id, or 'fallback' with one")
     written: dict[str, int] = {}
@@ -71,40 +103,55 @@ def load_movies(
             cur.execute("DROP TABLE _batch_movies")
             return written
         if run_id is None:
-            written = _upsert_batch_movies(cur, flag)
+            written, _ = _upsert_batch_movies(cur, flag)
         else:
             written = _keep_run_movies(cur, sql.Literal(run_id), flag)
         cur.execute("DROP TABLE _batch_movies")
     return written
 
 
-def _upsert_batch_movies(cur: psycopg.Cursor[Any], flag: sql.Composable) -> dict[str, int]:
-    """The main tables from the temporary table ``_batch_movies`` (SCD type 1)."""
+def _upsert_batch_movies(
+    cur: psycopg.Cursor[Any], flag: sql.Composable
+) -> tuple[dict[str, int], int]:
+    """The main tables from the temporary table ``_batch_movies`` (SCD type 1, the newest
+    fetch kept); returns rows changed per table and the movies skipped as older."""
     written: dict[str, int] = {}
     cols = _ids(DIM_MOVIE_COLUMNS)
-    excluded = sql.SQL(", ").join(
-        sql.SQL("EXCLUDED.{}").format(sql.Identifier(c)) for c in DIM_MOVIE_COLUMNS[1:]
-    )
-    current = sql.SQL(", ").join(
-        sql.SQL("dim_movie.{}").format(sql.Identifier(c)) for c in DIM_MOVIE_COLUMNS[1:]
-    )
-    # SCD type 1: overwrite a changed movie; leave an unchanged one (and its updated_at)
+
+    def columns(alias: str, names: Sequence[str]) -> sql.Composable:
+        return sql.SQL(", ").join(
+            sql.SQL("{}.{}").format(sql.Identifier(alias), sql.Identifier(c)) for c in names
+        )
+
+    content = [c for c in DIM_MOVIE_COLUMNS[1:] if c != "fetched_at"]
+    # SCD type 1: overwrite a changed movie unless the stored version is newer; leave an
+    # unchanged one. A later fetch of the same content only moves fetched_at (so that a
+    # version fetched between the two cannot come back), not updated_at, which says when
+    # the movie's content last changed
     cur.execute(
         sql.SQL("""
         INSERT INTO dim_movie ({cols}, source_flag)
         SELECT {cols}, {flag} FROM _batch_movies ORDER BY movie_id
         ON CONFLICT (movie_id) DO UPDATE SET ({rest}, source_flag, updated_at)
-            = ({excluded}, EXCLUDED.source_flag, now())
-        WHERE ({current}) IS DISTINCT FROM ({excluded})
+            = ({excluded}, EXCLUDED.source_flag,
+               CASE WHEN ({current_content}) IS DISTINCT FROM ({excluded_content})
+                    THEN now() ELSE dim_movie.updated_at END)
+        WHERE NOT {older} AND ({current}) IS DISTINCT FROM ({excluded})
         """).format(
             cols=cols,
             flag=flag,
             rest=_ids(DIM_MOVIE_COLUMNS[1:]),
-            excluded=excluded,
-            current=current,
+            excluded=columns("excluded", DIM_MOVIE_COLUMNS[1:]),
+            current=columns("dim_movie", DIM_MOVIE_COLUMNS[1:]),
+            current_content=columns("dim_movie", content),
+            excluded_content=columns("excluded", content),
+            older=_older("excluded", "dim_movie"),
         )
     )
     written["dim_movie"] = cur.rowcount
+    # the upsert locked every conflicting row (even those its WHERE skipped), so this sees
+    # what it decided, whatever a concurrent load does: an older version's lists go too
+    older = _drop_older(cur, sql.SQL("dim_movie AS d"))
     for column, dim, key, extra in MOVIE_LISTS:
         names = [key, "name", *extra]
         cur.execute(
@@ -153,16 +200,20 @@ def _upsert_batch_movies(cur: psycopg.Cursor[Any], flag: sql.Composable) -> dict
             """).format(bridge=bridge, key=sql.Identifier(key), flag=flag, pairs=pairs)
         )
         written[_bridge(dim)] = removed + cur.rowcount
-    return written
+    return written, older
 
 
 def _keep_run_movies(
     cur: psycopg.Cursor[Any], run: sql.Composable, flag: sql.Composable
 ) -> dict[str, int]:
     """A fallback run's tables from ``_batch_movies``: each movie replaces the run's earlier
-    version of it (its bridges go with it, by cascade)."""
+    version of it (its bridges go with it, by cascade), unless the run's is newer."""
     written: dict[str, int] = {}
     cols = _ids(DIM_MOVIE_COLUMNS)
+    _drop_older(
+        cur,
+        sql.SQL("(SELECT * FROM fallback.dim_movie WHERE run_id = {run}) AS d").format(run=run),
+    )
     cur.execute(
         sql.SQL(
             "DELETE FROM fallback.dim_movie WHERE run_id = {run}"
@@ -253,32 +304,47 @@ def promote_run_movies(
     cur: psycopg.Cursor[Any], run_id: str, *, dry_run: bool, source_flag: str
 ) -> dict[str, dict[str, int]]:
     """Upsert one fallback run's movies into the main movie tables with the streaming path's
-    load (SCD type 1: the run's version of a movie overwrites a different one; an equal one
-    is left as it is), inside the caller's transaction. Per table ``{"inserted": n,
-    "present": m}``: rows new or changed (for a bridge, added or removed) and rows already
-    as the run has them; ``dry_run`` counts the same with reads only."""
+    load (SCD type 1: the run's version overwrites a different one unless the main table's
+    was fetched later; an equal one is left as it is), inside the caller's transaction. Per
+    table ``{"inserted": n, "present": m}``: rows new or changed (for a bridge, added or
+    removed) and rows already as the run has them; ``dim_movie`` also has ``"older": k``,
+    the run's movies the main table holds a newer version of (left as they are, lists
+    included: they count nowhere else). ``dry_run`` counts the same with reads only."""
     run, flag = sql.Literal(run_id), sql.Literal(source_flag)
     source = _run_movies(run)
+    # the run's movies that will be loaded: not older than the main table's version
+    newer = sql.SQL(
+        "SELECT r.* FROM ({source}) AS r LEFT JOIN dim_movie AS d USING (movie_id)"
+        " WHERE NOT {older}"
+    ).format(source=source, older=_older("r", "d"))
 
-    def one(query: sql.Composable) -> tuple[int, ...]:
-        cur.execute(sql.SQL("WITH b AS ({source}) ").format(source=source) + query)
+    def one(query: sql.Composable, movies: sql.Composable = newer) -> tuple[int, ...]:
+        cur.execute(sql.SQL("WITH b AS ({movies}) ").format(movies=movies) + query)
         row = cur.fetchone()
         assert row is not None
         return tuple(int(v) for v in row)
 
     counts: dict[str, dict[str, int]] = {}
     rest = DIM_MOVIE_COLUMNS[1:]
-    changed, offered = one(
+    older, changed, offered = one(
         sql.SQL("""
-        SELECT count(*) FILTER (WHERE d.movie_id IS NULL OR ({cur}) IS DISTINCT FROM ({new})),
+        SELECT count(*) FILTER (WHERE {older}),
+               count(*) FILTER (WHERE NOT {older}
+                                  AND (d.movie_id IS NULL OR ({cur}) IS DISTINCT FROM ({new}))),
                count(*)
         FROM b LEFT JOIN dim_movie AS d USING (movie_id)
         """).format(
+            older=_older("b", "d"),
             cur=sql.SQL(", ").join(sql.SQL("d.{}").format(sql.Identifier(c)) for c in rest),
             new=sql.SQL(", ").join(sql.SQL("b.{}").format(sql.Identifier(c)) for c in rest),
-        )
+        ),
+        source,
     )
-    counts["dim_movie"] = {"inserted": changed, "present": offered - changed}
+    counts["dim_movie"] = {
+        "inserted": changed,
+        "present": offered - changed - older,
+        "older": older,
+    }
     for column, dim, key, extra in MOVIE_LISTS:
         names = [key, "name", *extra]
         changed, offered = one(
@@ -330,8 +396,9 @@ def promote_run_movies(
                 source=source
             )
         )
-        written = _upsert_batch_movies(cur, flag)
+        written, skipped = _upsert_batch_movies(cur, flag)
         cur.execute("DROP TABLE _batch_movies")
         for table, n in written.items():
             counts[table]["inserted"] = n
+        counts["dim_movie"]["older"] = skipped
     return counts

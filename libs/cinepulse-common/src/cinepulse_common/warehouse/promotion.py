@@ -62,8 +62,10 @@ def promote_run(
     * the run's movies (``fallback.dim_movie`` and its bridges) upserted into ``dim_movie``,
       its genre, keyword and company dimensions and bridges by the streaming path's SCD
       type 1 load (:func:`.movies.promote_run_movies`): the run's version overwrites a
-      different one, so promoting runs oldest first leaves the latest; an equal one is
-      left as it is, so promoting again changes nothing;
+      different one unless the main table's was fetched later (``fetched_at``; counted as
+      ``"older"`` for ``dim_movie``, and its lists left alone too), so runs promoted in any
+      order leave the latest; an equal one is left as it is, so promoting again changes
+      nothing;
     * the run's quarantine, keyed on the source position like every quarantine row.
 
     A run written before the registry (migration 0011) has a registry built from its facts,
