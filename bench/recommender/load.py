@@ -128,6 +128,8 @@ def _serve_config(
             "CINEPULSE_POSTGRES__DSN": dsn,
             "CINEPULSE_AUTH__KEYS": json.dumps({"bench": key}),
             "CINEPULSE_AUTH__ROLES": json.dumps({"bench": "internal"}),
+            # the load is the measurement: no 429 from the per-client rate limit
+            "CINEPULSE_RATE_LIMIT__CLIENTS": json.dumps({"bench": "unlimited"}),
             "CINEPULSE_LOG_LEVEL": "WARNING",
         }
         | extra

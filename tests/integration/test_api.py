@@ -242,6 +242,22 @@ def test_top_movies_errors_name_the_problem(client: TestClient) -> None:
         assert [e["field"] for e in r.json()["detail"]] == [field]
 
 
+def test_walking_offsets_past_the_rate_limit_is_429(pg_settings: PostgresSettings) -> None:
+    """Each distinct offset is one query of the database: a caller's limit bounds how many
+    (OWASP API4); a 429 names the limit and says when to retry."""
+    fill_warehouse(pg_settings)
+    settings = ApiSettings(
+        postgres=pg_settings, log_json=False, auth=TEST_AUTH, rate_limit={"per_client": "3/hour"}
+    )
+    with TestClient(create_app(settings, today=lambda: TODAY)) as c:
+        c.headers["X-API-Key"] = INTERNAL_KEY
+        statuses = [c.get("/api/top_movies", params={"offset": n}).status_code for n in range(4)]
+        assert statuses == [200, 200, 200, 429]
+        r = c.get("/api/top_movies", params={"offset": 9})
+        assert r.json() == {"detail": "rate limit 3 per 1 hour exceeded for client 'it'"}
+        assert int(r.headers["retry-after"]) >= 1 and r.headers["x-ratelimit-remaining"] == "0"
+
+
 def test_movie_detail_with_genres_and_all_time_totals(client: TestClient) -> None:
     r = client.get("/api/movies/2")
     assert r.status_code == 200, r.text

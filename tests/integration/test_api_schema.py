@@ -42,6 +42,8 @@ AUTH: dict[str, Any] = {
 }
 
 pytestmark = pytest.mark.integration
+#: limits no fuzzing run reaches (a 429 is not what the fuzzing is about)
+FUZZING_RATE_LIMIT = {"per_client": "1000000/minute", "anonymous": "1000000/minute"}
 
 
 def _archiver(request: httpx.Request) -> httpx.Response:
@@ -59,7 +61,15 @@ def api_url(stack: Stack, migrated_template: str) -> Iterator[str]:
         fill_warehouse(pg)
         app = create_app(
             # docs_enabled: the fuzzing reads /openapi.json
-            ApiSettings(postgres=pg, log_json=False, auth=AUTH, docs_enabled=True),
+            ApiSettings(
+                postgres=pg,
+                log_json=False,
+                auth=AUTH,
+                docs_enabled=True,
+                # counted (the X-RateLimit-* headers are checked against the document) but
+                # never exhausted by the fuzzing, every caller from 127.0.0.1
+                rate_limit=FUZZING_RATE_LIMIT,
+            ),
             today=lambda: TODAY,
             archiver_transport=httpx.MockTransport(_archiver),
         )

@@ -34,6 +34,7 @@ from schemathesis import GenerationMode
 
 from cinepulse_common.access import ApiAuthSettings, sign_user_token
 from cinepulse_common.postgres import connect
+from cinepulse_common.read_limits import ReadRateLimitSettings
 from cinepulse_common.settings import PostgresSettings
 from cinepulse_devstack import Stack
 from cinepulse_devstack.movielens import MovieLens, load_movielens, read_movielens
@@ -332,7 +333,10 @@ def test_who_reads_which_users_recommendations(served_db: PostgresSettings) -> N
 @pytest.fixture(scope="module")
 def recommender_schema(served_db: PostgresSettings) -> Iterator[Any]:
     """The recommender over the served model, in a thread: its OpenAPI for the fuzzing."""
-    app = create_app(settings(served_db).model_copy(update={"docs_enabled": True}), poll=False)
+    # limits the fuzzing never reaches (every caller is 127.0.0.1): counted, never a 429
+    high = ReadRateLimitSettings(per_client="1000000/minute", anonymous="1000000/minute")
+    fuzzed = settings(served_db).model_copy(update={"docs_enabled": True, "rate_limit": high})
+    app = create_app(fuzzed, poll=False)
     with serve_in_thread(app, "recommender-under-fuzzing") as url:
         spec = schemathesis.openapi.from_url(url + "/openapi.json").include(method="GET")
         # valid and invalid parameters; the credentials are the test's own, per role
@@ -427,6 +431,8 @@ def test_hot_swap_under_load_loses_no_request(served_db: PostgresSettings, tmp_p
             CINEPULSE_LOG_LEVEL="WARNING",
             CINEPULSE_AUTH__KEYS=json.dumps(AUTH["keys"]),
             CINEPULSE_AUTH__ROLES=json.dumps(AUTH["roles"]),
+            # 16 workers far above a client's default 1,200 a minute: the swap is measured
+            CINEPULSE_RATE_LIMIT__PER_CLIENT="1000000/minute",
         ),
         port,
         tmp_path / "recommender.log",

@@ -131,3 +131,19 @@ takes it) and sets its volumes and volumeMounts:
 {{- end }}
 {{- $_ := set . "env" $env }}
 {{- end }}
+
+{{/* CINEPULSE_RATE_LIMIT__* of a keyed read service (the api, the recommender) from its
+     rateLimit block (cinepulse_common.read_limits); the service validates the limits at start */}}
+{{- define "cinepulse.env.readRateLimit" -}}
+{{- $r := . -}}
+- name: CINEPULSE_RATE_LIMIT__ENABLED
+  value: {{ toString $r.enabled | quote }}
+- name: CINEPULSE_RATE_LIMIT__PER_CLIENT
+  value: {{ required "rateLimit.perClient: a limit such as 1200/minute, or unlimited" $r.perClient | toString | quote }}
+- name: CINEPULSE_RATE_LIMIT__ANONYMOUS
+  value: {{ required "rateLimit.anonymous: a limit such as 300/minute, or unlimited" $r.anonymous | toString | quote }}
+{{- with $r.clients }}
+- name: CINEPULSE_RATE_LIMIT__CLIENTS
+  value: {{ toJson . | quote }}
+{{- end }}
+{{- end -}}

@@ -19,11 +19,13 @@ def test_openapi_documents_every_answer_with_examples(client: TestClient) -> Non
         if not path.startswith("/api/"):
             continue
         answers = item["get"]["responses"]
-        assert {"200", "304", "422", "503"} <= set(answers), path
+        assert {"200", "304", "422", "429", "503"} <= set(answers), path
         assert answers["422"]["content"]["application/json"]["schema"] == {
             "$ref": "#/components/schemas/ValidationErrors"
         }
-        assert set(answers["200"]["headers"]) == {"ETag", "Cache-Control"}
+        rate_limit_headers = {"X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"}
+        assert set(answers["200"]["headers"]) == {"ETag", "Cache-Control", *rate_limit_headers}
+        assert set(answers["429"]["headers"]) == {"Retry-After", *rate_limit_headers}
     user = spec["paths"]["/api/user_stats/{user_id}"]["get"]
     assert {"401", "403", "404"} <= set(user["responses"])
     assert user["security"] == [{"ApiKey": [], "UserToken": []}, {"ApiKey": []}]

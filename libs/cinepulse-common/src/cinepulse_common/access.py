@@ -36,7 +36,8 @@ A service's settings derive from :class:`KeyedServiceSettings` (the ``auth`` blo
 builds one :class:`Access` with :func:`build_access` (kept in ``app.state.access``), takes
 :func:`user_credentials` / :func:`aggregate_reader` as dependencies and calls
 :meth:`Access.authorize_user` with the user id before reading anything; :func:`add_security`
-declares the schemes in its OpenAPI document.
+declares the schemes in its OpenAPI document. Every ``/api/`` request is counted against its
+caller's rate limit first (:mod:`cinepulse_common.read_limits`, settings in the same class).
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ from pydantic import BaseModel, Field, SecretStr, model_validator
 
 from cinepulse_common.apikeys import ApiKeyError, ApiKeys, ApiKeySettings
 from cinepulse_common.logging import get_logger
+from cinepulse_common.read_limits import ReadRateLimitSettings
 from cinepulse_common.settings import CinepulseSettings
 
 log = get_logger(__name__)
@@ -307,9 +309,11 @@ class ApiAuthSettings(UserTokenSettings, ApiKeySettings):
 
 class KeyedServiceSettings(CinepulseSettings):
     """Base of the settings of a service serving per-user data (``CINEPULSE_AUTH__*``): the
-    ``auth`` block, and checking keys is never turned off in production."""
+    ``auth`` block, and checking keys is never turned off in production; the request limits
+    per client or address (``CINEPULSE_RATE_LIMIT__*``: :mod:`cinepulse_common.read_limits`)."""
 
     auth: ApiAuthSettings = ApiAuthSettings()
+    rate_limit: ReadRateLimitSettings = ReadRateLimitSettings()
 
     @model_validator(mode="after")
     def _auth_in_production(self) -> KeyedServiceSettings:

@@ -38,6 +38,14 @@ spelling (``offset=0`` or none, a genre in any ASCII case); undeclared parameter
 ignored, and an out-of-range value is a 422 that reaches neither the cache nor the database.
 Per-user answers are computed for every request, in one query.
 
+Rate limits (:mod:`cinepulse_common.read_limits`, shared with the recommender): every
+``/api/`` request counts against its caller's limit, per pod: an API key's client's
+(``CINEPULSE_RATE_LIMIT__PER_CLIENT``, 1,200 a minute, or its own in
+``CINEPULSE_RATE_LIMIT__CLIENTS``), or without a key its address's
+(``CINEPULSE_RATE_LIMIT__ANONYMOUS``, 300 a minute); a cached answer counts too. Counted
+answers carry ``X-RateLimit-Limit``, ``X-RateLimit-Remaining`` and ``X-RateLimit-Reset``;
+an exhausted limit is 429 with ``Retry-After``, naming the limit.
+
 Errors: 404 with a message naming what was not found; 422 ``{"detail": [{"field", "reason",
 "type"}]}`` naming each bad query or path parameter; 503 with ``Retry-After`` when the
 database does not answer in time (pool exhausted, statement timeout, connection lost). Every
@@ -74,6 +82,7 @@ from cinepulse_common.http_errors import add_validation_handler
 from cinepulse_common.logging import get_logger
 from cinepulse_common.observability import HttpMetricsMiddleware, add_health_routes
 from cinepulse_common.openapi import customise_openapi, docs_routes
+from cinepulse_common.read_limits import RATE_LIMITED, install_read_limits
 
 log = get_logger(__name__)
 
@@ -165,13 +174,20 @@ def create_app(
     app.add_exception_handler(PoolTimeout, _database_unavailable)
     app.add_exception_handler(psycopg.OperationalError, _database_unavailable)
 
+    # every /api/ request counts against its caller's rate limit before anything else (the
+    # access checks, the answer caches): the limit is on requests, not on queries
+    install_read_limits(app, settings.rate_limit, access)
+    limited = (429,) if settings.rate_limit.active else ()
     # the errors every operation of a router may give under these settings
-    aggregate_errors = error_responses() if open_aggregates else error_responses(401)
-    user_errors = error_responses(401, 403) if access.enabled else error_responses()
-    app.include_router(movies.router, responses=aggregate_errors)
-    app.include_router(users.router, responses=user_errors)
-    app.include_router(emotions.router, responses=aggregate_errors)
-    app.include_router(trending.router, responses=aggregate_errors)
+    aggregate_errors = error_responses(*limited, *(() if open_aggregates else (401,)))
+    user_errors = error_responses(*limited, *((401, 403) if access.enabled else ()))
+    for router, errors in (
+        (movies.router, aggregate_errors),
+        (users.router, user_errors),
+        (emotions.router, aggregate_errors),
+        (trending.router, aggregate_errors),
+    ):
+        app.include_router(router, responses=errors, dependencies=[RATE_LIMITED])
 
     add_health_routes(
         app,

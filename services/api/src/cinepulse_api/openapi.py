@@ -1,11 +1,14 @@
 """The answers each operation may give, as the OpenAPI document states them: 200's caching
-headers, 304, 422 and the error codes an operation names (with an example each)."""
+and rate limit headers, 304, 422 and the error codes an operation names (with an example
+each; 429, the rate limit's, from :mod:`cinepulse_common.read_limits`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from cinepulse_api.schemas import ErrorMessage, ValidationErrors
+from cinepulse_common.ratelimit import HEADER_DOCS as RATE_LIMIT_HEADER_DOCS
+from cinepulse_common.read_limits import too_many_requests_response
 
 _HEADER_DOCS = {
     "ETag": {"description": "strong validator of the body", "schema": {"type": "string"}},
@@ -13,6 +16,7 @@ _HEADER_DOCS = {
         "description": "public (aggregates) or private (per-user), max-age in seconds",
         "schema": {"type": "string"},
     },
+    **RATE_LIMIT_HEADER_DOCS,
 }
 _ERRORS: dict[int, tuple[str, str]] = {
     401: (
@@ -38,6 +42,9 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     every operation of it may give under these settings: 401 when a key is needed)."""
     out: dict[int | str, dict[str, Any]] = {}
     for code in codes:
+        if code == 429:  # the rate limit's, with its headers (shared with the recommender)
+            out[code] = too_many_requests_response(ErrorMessage)
+            continue
         description, example = _ERRORS[code]
         out[code] = {
             "model": ErrorMessage,

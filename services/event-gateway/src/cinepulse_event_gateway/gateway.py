@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import math
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,8 +14,6 @@ from typing import Any
 
 from fastapi import HTTPException, Request
 from limits import RateLimitItem
-from limits.storage import MemoryStorage
-from limits.strategies import SlidingWindowCounterRateLimiter
 from pydantic import ValidationError
 
 from cinepulse_common.access import (
@@ -28,6 +24,7 @@ from cinepulse_common.access import (
 )
 from cinepulse_common.apikeys import ApiKeys
 from cinepulse_common.events import EVENT_ADAPTER, Event, EventType
+from cinepulse_common.ratelimit import CountedLimit, RateLimiter, RateLimitExceeded
 from cinepulse_common.rules import TransformRules
 from cinepulse_event_gateway import metrics
 from cinepulse_event_gateway.body import event_type_label, json_problems
@@ -74,7 +71,7 @@ class Gateway:
         self.topics = {t: settings.kafka.topic(rules.topic_for(t)) for t in EventType}
         self._limits: dict[str, RateLimitItem | None] = {}
         self.user_limit = settings.user_limit()
-        self.limiter = SlidingWindowCounterRateLimiter(MemoryStorage())
+        self.limiter = RateLimiter()
 
     # --- request checks ---------------------------------------------------------------------
     def authenticate(self, headers: Mapping[str, str]) -> Writer:
@@ -173,63 +170,45 @@ class Gateway:
         the user, so one user's burst cannot spend a shared key's budget). Every limit is
         tested before any is counted: a request one limit refuses spends nothing of the
         other. Answers the ``X-RateLimit-*`` headers of the limit with less left, or 429 with
-        them and ``Retry-After``; a request of more events than a whole limit is 413 (waiting
-        would never let it through)."""
+        them and ``Retry-After`` (:class:`~cinepulse_common.ratelimit.RateLimiter`); a request
+        of more events than a whole limit is 413 (waiting would never let it through)."""
         limits = self._limits_of(writer)
-        for limit, who, setting, whose in limits:
-            if cost > limit.amount:
+        for limit in limits:
+            if cost > limit.item.amount:
                 # the settings refuse limits below limits.max_batch_events: a safety net
                 metrics.EVENTS_REJECTED.labels("unknown", "exceeds_rate_limit").inc(cost)
                 raise HTTPException(
                     413,
-                    f"{cost} events in one request exceed {setting} {limit} {whose}: send at "
-                    f"most {limit.amount} events per request",
-                    headers=self._limit_headers(limit, *who),
+                    f"{cost} events in one request exceed {limit.setting} {limit.item} "
+                    f"{limit.whose}: send at most {limit.item.amount} events per request",
+                    headers=self.limiter.headers(limit),
                 )
-            if not self.limiter.test(limit, *who, cost=cost):
-                metrics.EVENTS_REJECTED.labels("unknown", "rate_limited").inc(cost)
-                headers = self._limit_headers(limit, *who)
-                raise HTTPException(
-                    429,
-                    f"rate limit {limit} exceeded {whose}",
-                    headers={**headers, "Retry-After": headers["X-RateLimit-Reset"]},
-                )
-        answered: dict[str, str] = {}
-        for limit, who, _, _ in limits:
-            self.limiter.hit(limit, *who, cost=cost)
-            headers = self._limit_headers(limit, *who)
-            left = int(headers["X-RateLimit-Remaining"])
-            if not answered or left < int(answered["X-RateLimit-Remaining"]):
-                answered = headers
-        return answered
+        try:
+            return self.limiter.count(limits, cost)
+        except RateLimitExceeded:
+            metrics.EVENTS_REJECTED.labels("unknown", "rate_limited").inc(cost)
+            raise
 
-    def _limits_of(self, writer: Writer) -> list[tuple[RateLimitItem, tuple[str, ...], str, str]]:
-        """(limit, identifiers, setting, whose) of each limit the writer is counted against:
-        its user's first (a frontend key with a user token), then its client's."""
+    def _limits_of(self, writer: Writer) -> list[CountedLimit]:
+        """Each limit the writer is counted against: its user's first (a frontend key with a
+        user token), then its client's."""
         client = writer.client
-        out: list[tuple[RateLimitItem, tuple[str, ...], str, str]] = []
+        out: list[CountedLimit] = []
         if self.user_limit is not None and writer.user is not None:
             whose = (
                 f"for this user of client {client!r} (each signed-in user of a frontend key has "
                 "a limit of their own)"
             )
-            out.append((self.user_limit, (client, writer.user), "user_rate_limit", whose))
+            out.append(
+                CountedLimit(self.user_limit, (client, writer.user), "user_rate_limit", whose)
+            )
         limit = self.limit_for(client)
         if limit is not None:
             setting = (
                 f"rate_limits[{client!r}]" if client in self.settings.rate_limits else "rate_limit"
             )
-            out.append((limit, (client,), setting, f"for client {client!r}"))
+            out.append(CountedLimit(limit, (client,), setting, f"for client {client!r}"))
         return out
-
-    def _limit_headers(self, limit: RateLimitItem, *who: str) -> dict[str, str]:
-        stats = self.limiter.get_window_stats(limit, *who)
-        reset = max(1, math.ceil(stats.reset_time - time.time()))
-        return {
-            "X-RateLimit-Limit": str(limit.amount),
-            "X-RateLimit-Remaining": str(max(0, stats.remaining)),
-            "X-RateLimit-Reset": str(reset),
-        }
 
     async def read_body(self, request: Request) -> bytes:
         ctype = request.headers.get("content-type", "")

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from limits import RateLimitItem, parse
+from limits import RateLimitItem
 from pydantic import BaseModel, Field, model_validator
 
 from cinepulse_common.access import UserTokenSettings
 from cinepulse_common.apikeys import ApiKeySettings
+from cinepulse_common.ratelimit import parse_rate_limit as parse_limit
 from cinepulse_common.settings import CinepulseSettings, KafkaSettings, metrics_port_field
 
 #: each write key's events per pod unless configured otherwise (docs/operations/security.md:
@@ -31,24 +32,13 @@ DEFAULT_RATE_LIMIT = "1000/10 seconds"
 #: (a page's queued events flushed at once), so it is a full batch per 10 s: one user can
 #: spend at most half of a key's default (raise the key's for a real audience)
 DEFAULT_USER_RATE_LIMIT = "500/10 seconds"
-#: the values that turn a key's limit off (compared case-insensitively)
-UNLIMITED = frozenset({"unlimited", "none"})
 
 
 def parse_rate_limit(value: str, name: str) -> RateLimitItem | None:
     """``'1000/10 seconds'`` -> its limit; ``'unlimited'``/``'none'`` -> ``None``; else an error
-    naming the setting (an empty value is refused: say ``unlimited`` to turn it off)."""
-    if value.strip().lower() in UNLIMITED:
-        return None
-    try:
-        item = parse(value)
-        if item.amount < 1:
-            raise ValueError("a limit of 0 refuses every event")
-    except ValueError as exc:
-        raise ValueError(
-            f"{name} {value!r}: {exc} (e.g. '1000/10 seconds', '6000/minute' or 'unlimited')"
-        ) from None
-    return item
+    naming the setting (the shared rules: :func:`cinepulse_common.ratelimit.parse_rate_limit`;
+    events are counted here)."""
+    return parse_limit(value, name, unit="event", examples="'1000/10 seconds', '6000/minute'")
 
 
 #: what a write key may assert: ``frontend``, only the user of the request's user token;

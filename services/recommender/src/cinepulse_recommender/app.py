@@ -27,6 +27,9 @@ token (``X-User-Token``) for that very user; 401 (``WWW-Authenticate`` naming th
 a missing, unknown, malformed or expired credential, 403 for another user's
 recommendations, both decided before the model is read. Similar movies are aggregates:
 public unless ``CINEPULSE_AUTH__PUBLIC_AGGREGATES=false``. Health and metrics stay open.
+Both operations count against the caller's rate limit first (the api's rules and
+``CINEPULSE_RATE_LIMIT__*`` settings, :mod:`cinepulse_common.read_limits`): 429 with
+``Retry-After`` when exhausted, ``X-RateLimit-*`` headers on every counted answer.
 """
 
 from __future__ import annotations
@@ -57,6 +60,11 @@ from cinepulse_common.logging import get_logger
 from cinepulse_common.observability import HttpMetricsMiddleware, add_health_routes
 from cinepulse_common.openapi import customise_openapi, docs_routes
 from cinepulse_common.postgres import make_async_pool
+from cinepulse_common.read_limits import (
+    RATE_LIMITED,
+    install_read_limits,
+    too_many_requests_response,
+)
 from cinepulse_recommender import __version__, metrics, registry
 from cinepulse_recommender.artefact import Artefact
 from cinepulse_recommender.fresh import HISTORY, History, TtlCache, weigh
@@ -342,6 +350,8 @@ def create_app(
     aggregate_errors: dict[int | str, dict[str, Any]] = {404: UNKNOWN_MOVIE, **VALIDATION_RESPONSE}
     if not open_aggregates:
         aggregate_errors[401] = REFUSALS[401]
+    if settings.rate_limit.active:
+        user_errors[429] = aggregate_errors[429] = too_many_requests_response(ErrorMessage)
     # a per-user answer is for its caller only: no shared cache keeps it
     private_headers = {
         "Cache-Control": "private, no-store",
@@ -379,6 +389,9 @@ def create_app(
     )
     app.state.service = service
     app.state.access = access
+    # counted before the access checks and the model: RATE_LIMITED leads each operation's
+    # dependencies
+    install_read_limits(app, settings.rate_limit, access)
     add_validation_handler(app)
 
     @app.get(
@@ -386,6 +399,7 @@ def create_app(
         response_model=Recommendations,
         tags=["recommendations"],
         responses=user_errors,
+        dependencies=[RATE_LIMITED],
     )
     async def recommendations(
         user_id: Annotated[str, Query(min_length=1, max_length=128)],
@@ -438,7 +452,7 @@ def create_app(
         response_model=SimilarMovies,
         tags=["recommendations"],
         responses=aggregate_errors,
-        dependencies=[Depends(aggregate_reader)],
+        dependencies=[RATE_LIMITED, Depends(aggregate_reader)],
     )
     async def similar(
         movie_id: Annotated[int, Path(ge=1, le=MAX_BIGINT)],
