@@ -2,8 +2,9 @@
 images; docs/operations/cluster.md): install with real pods, helm test, the real Prometheus
 operator scraping the chart's monitors and loading its rules, the batch Jobs' pushes in
 Prometheus, one of the chart's alerts received by the operator's Alertmanager, events end to end,
-a rolling upgrade under load with nothing acknowledged lost, uninstall, then the host as it
-was. About 10 minutes warm. It fails, never skips, when something it needs is missing:
+a rolling upgrade under load with nothing acknowledged lost, every Airflow DAG's
+KubernetesPodOperator tasks as real pods (airflow/tests/test_cluster_pods.py), uninstall, then
+the host as it was. About 10 minutes warm. It fails, never skips, when something it needs is missing:
 ``make setup`` and ``make images-all`` provide everything."""
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from cinepulse_devstack import cluster
-from cinepulse_devstack.cluster import e2e, host
+from cinepulse_devstack.cluster import airflow_pods, e2e, host
 from cinepulse_devstack.cluster.layout import BRIDGE_IFACE, DUMMY_IFACE
 
 
@@ -52,6 +53,8 @@ def test_every_step_succeeds(report: e2e.ClusterReport) -> None:
         "the demo's steps: TMDB Job, replay, aggregates, training, reconciliation",
         "batch Jobs' metrics: Pushgateway -> Prometheus (honorLabels)",
         "an alert of the chart fired on purpose reaches Alertmanager",
+        "Airflow DAGs: KubernetesPodOperator pods on the node",
+        *(f"Airflow DAG {dag}: its pods on the node" for dag in airflow_pods.DAGS),
         "helm uninstall",
         "cluster down, host restored",
     ],

@@ -38,7 +38,7 @@ from cinepulse_common.paths import repo_root
 from cinepulse_common.settings import MongoSettings
 from cinepulse_devstack import chart, cluster, kube
 from cinepulse_devstack import demo as local_demo
-from cinepulse_devstack.cluster import access, alerting, demo, monitoring, release
+from cinepulse_devstack.cluster import access, airflow_pods, alerting, demo, monitoring, release
 from cinepulse_devstack.cluster.client import KubeClient
 from cinepulse_devstack.cluster.traffic import Stores, Traffic, fresh_events, post_events
 from cinepulse_devstack.kube import NAMESPACE, RELEASE, Report, Step, StepFailed
@@ -267,6 +267,24 @@ def e2e(*, keep: bool = False, progress: Callable[[str], None] | None = None,
         return (f"gateway pods {sorted(before)} -> {sorted(after)}; {t.acknowledged}/{t.sent} "
                 f"acknowledged, acknowledged but lost 0")  # fmt: skip
 
+    def airflow_dags() -> str:
+        pg_name = release.fullname("postgresql")
+        with access.port_forward(node, NAMESPACE, f"svc/{pg_name}", 5432) as pg:
+            owner = access.secret_value(node, NAMESPACE, pg_name, "dsn")
+            quality = access.secret_value(
+                node, NAMESPACE, release.fullname("postgresql-logins"), "quality-dsn"
+            )
+            results = airflow_pods.run(
+                node, access.local_url(owner, pg), access.local_url(quality, pg)
+            )
+        for r in results:  # one step per DAG (before this summary step)
+            report.steps.append(Step(f"Airflow DAG {r.dag}: its pods on the node", r.ok,
+                                     r.detail, r.seconds))  # fmt: skip
+        failed = [r.dag for r in results if not r.ok]
+        if failed:
+            raise StepFailed(f"DAGs failed on the cluster: {', '.join(failed)} (steps below)")
+        return f"{len(results)} DAGs ran their KubernetesPodOperator tasks as real pods"
+
     def uninstall() -> str:
         node.helm(
             "uninstall", RELEASE, "-n", NAMESPACE, "--wait", "--timeout", release.INSTALL_TIMEOUT
@@ -327,6 +345,7 @@ def e2e(*, keep: bool = False, progress: Callable[[str], None] | None = None,
              lambda: alerting.batch_metrics(node, since=jobs_from))  # fmt: skip
         step("an alert of the chart fired on purpose reaches Alertmanager",
              lambda: alerting.fire(node))  # fmt: skip
+        step("Airflow DAGs: KubernetesPodOperator pods on the node", airflow_dags)
         report.pods = pod_rows(node)
         if not keep:
             step("helm uninstall", uninstall)

@@ -102,10 +102,26 @@ def namespace_manifest(k: Keys) -> str:
 # -- the steps, in order ----------------------------------------------------------------
 
 
-def cluster_up(client: KubeClient, say: Say) -> str:
+#: images only Airflow's pods use (no chart workload does): the pandas fallback's, whose
+#: run and promotion are Airflow tasks (airflow/dags/cinepulse_airflow/config.py)
+AIRFLOW_ONLY_IMAGES = ("pandas-fallback",)
+
+
+def node_images() -> list[str]:
+    """The chart's images, and those Airflow's pod tasks add, as the node has them (the
+    tag of the chart's own images)."""
     refs = images.images_in(render())
+    own = [r for r in refs if r.startswith("localhost/cinepulse/tmdb-fetcher:")]
+    if not own:
+        raise StepFailed(f"no localhost/cinepulse/tmdb-fetcher image in the chart: {refs}")
+    tag = own[0].rsplit(":", 1)[1]
+    return sorted({*refs, *(f"localhost/cinepulse/{name}:{tag}" for name in AIRFLOW_ONLY_IMAGES)})
+
+
+def cluster_up(client: KubeClient, say: Say) -> str:
+    refs = node_images()
     client.bring_up(refs, say)
-    return f"{client.provider} cluster up, {len(refs)} chart images on the node"
+    return f"{client.provider} cluster up, {len(refs)} images on the node (chart's and Airflow's)"
 
 
 def operators(client: KubeClient) -> str:
