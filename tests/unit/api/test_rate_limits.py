@@ -1,7 +1,8 @@
 """The api's rate limits (cinepulse_common.read_limits): every /api/ request counts against
 its caller's limit, a key's client's or, without a key, its address's, before the answer
 cache; X-RateLimit-* headers on counted answers, 429 with Retry-After when exhausted; an
-unknown key is 401 and spends nobody's budget; health and metrics are never counted."""
+unknown key counts as no key (by address), so it spends no client's budget and a public
+aggregate still answers it; health and metrics are never counted."""
 
 from __future__ import annotations
 
@@ -83,14 +84,19 @@ def test_callers_without_a_key_are_counted_by_address() -> None:
         assert c.get(TOP, headers=INTERNAL).status_code == 200
 
 
-def test_an_unknown_key_is_401_and_spends_nobodys_budget() -> None:
-    with cached_app(rate_limit={"anonymous": "1/hour", "per_client": "1/hour"}) as (c, _, _, _):
-        for _ in range(3):
-            r = c.get(TOP, headers={"X-API-Key": "nope"})
-            assert r.status_code == 401 and r.headers["www-authenticate"] == "X-API-Key"
-            assert "x-ratelimit-limit" not in r.headers
-        assert c.get(TOP).status_code == 200  # the address's budget is whole
-        assert c.get(TOP, headers=INTERNAL).status_code == 200
+def test_an_unknown_key_counts_as_no_key_and_spends_no_clients_budget() -> None:
+    with cached_app(rate_limit={"anonymous": "2/hour", "per_client": "1/hour"}) as (c, _, _, _):
+        stale = {"X-API-Key": "nope"}
+        # a public aggregate answers a stale key as it answers no key: counted by address
+        r = c.get(TOP, headers=stale)
+        assert r.status_code == 200 and _limit_headers(r)[:2] == (2, 1)
+        # where a key is needed, the operation refuses it, after the address's count
+        r = c.get("/api/user_stats/alice", headers=stale)
+        assert r.status_code == 401 and r.headers["www-authenticate"] == "X-API-Key"
+        assert _limit_headers(r)[:2] == (2, 0)
+        assert c.get(TOP).status_code == 429  # the address's budget is spent
+        r = c.get(TOP, headers=INTERNAL)  # no client's is
+        assert r.status_code == 200 and _limit_headers(r)[:2] == (1, 0)
 
 
 def test_health_and_metrics_are_never_counted() -> None:

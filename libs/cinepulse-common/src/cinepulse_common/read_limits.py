@@ -5,10 +5,12 @@ fast as it can send them (OWASP API4, unrestricted resource consumption).
 
 * A caller with an API key is counted by its client id: ``rate_limit.per_client``
   (``CINEPULSE_RATE_LIMIT__PER_CLIENT``, default :data:`DEFAULT_PER_CLIENT`), or its own in
-  ``rate_limit.clients`` (``CINEPULSE_RATE_LIMIT__CLIENTS='{"explorer": "unlimited"}'``). An
-  unknown key is 401 before anything is counted: it spends no one's budget.
-* A caller without a key (public aggregates, or auth disabled) is counted by its address:
-  ``rate_limit.anonymous`` (default :data:`DEFAULT_ANONYMOUS`).
+  ``rate_limit.clients`` (``CINEPULSE_RATE_LIMIT__CLIENTS='{"explorer": "unlimited"}'``). A
+  client is a key, not a user: a backend calling for all its users spends one budget.
+* A caller without a key (public aggregates, or auth disabled), or with an unknown key
+  (counted as no key: it spends no client's budget, and the operation's own check decides
+  between the public answer and 401), is counted by its address: ``rate_limit.anonymous``
+  (default :data:`DEFAULT_ANONYMOUS`).
 * ``rate_limit.enabled=false`` counts nothing (benchmarks, local development).
 
 Every counted answer (a cache hit, a 304, a 404 or a 422 alike: the limit is on requests)
@@ -42,8 +44,8 @@ from cinepulse_common.ratelimit import (
 if TYPE_CHECKING:  # access.py imports this module's settings
     from cinepulse_common.access import Access
 
-#: each client's requests per pod: 20 a second on average, far above what a page of the web
-#: app or the explorer asks for, far below what the database answers uncached
+#: each client's requests per pod: 20 a second on average, far below what the database
+#: answers uncached; a client serving many users with one key needs its own (``clients``)
 DEFAULT_PER_CLIENT = "1200/minute"
 #: each address's requests without a key, per pod: 5 a second, a person browsing many times
 #: over; behind a proxy every caller has the proxy's address unless forwarded headers are
@@ -132,14 +134,16 @@ class ReadLimits:
         )
 
     def limit_of(self, request: Request) -> CountedLimit | None:
-        """The limit ``request`` counts against: its key's client's (401 for an unknown
-        key, the operation's own answer, before anything is counted), else its address's."""
+        """The limit ``request`` counts against: its key's client's, else its address's. An
+        unknown key is counted as no key, by address (it spends no client's budget); the
+        operation's own check then answers it: 401 where a key is needed, the answer where
+        aggregates are public (a stale key must not turn a public page into a 401)."""
         if not self.settings.enabled:
             return None
         access = self.access
         key = request.headers.get(access.key_header)
         if access.enabled and key:
-            client = access.identify(key).client
+            client = access.keys.client_for(key) if access.keys is not None else None
             if client is not None:
                 return self.client_limit(client)
         # the distinct identifier prefixes keep a client named like an address apart from it

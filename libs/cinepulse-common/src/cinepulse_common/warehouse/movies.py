@@ -398,7 +398,12 @@ def promote_run_movies(
         )
         written, skipped = _upsert_batch_movies(cur, flag)
         cur.execute("DROP TABLE _batch_movies")
+        movies = counts["dim_movie"]
+        offered_movies = movies["inserted"] + movies["present"] + movies["older"]
         for table, n in written.items():
             counts[table]["inserted"] = n
-        counts["dim_movie"]["older"] = skipped
+        # the upsert's own decisions: a load committed since the counts above may have
+        # moved a movie between present, inserted and older; the three still add up
+        movies["older"] = skipped
+        movies["present"] = offered_movies - movies["inserted"] - skipped
     return counts
