@@ -13,7 +13,8 @@ ServiceAccount, the images as the node has them (``localhost/``, never pulled) a
 requests (the node has 2 cores); the Connection ``kubernetes_default`` points at the cluster's
 kubeconfig. Each test asserts what only a real pod could have done: the task's pod (its XCom
 ``pod_name``) has the kubelet's events (the image pulled from the node's store, the container
-started), and the command's row in the warehouse was written after the test began.
+started), and, for the commands that write one, their row in the warehouse written after
+the test began (the reconciliation writes none: its pod's events and exit code are the proof).
 """
 
 from __future__ import annotations

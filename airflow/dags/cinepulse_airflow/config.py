@@ -269,7 +269,8 @@ def _check_secrets(merged: dict[str, Any]) -> None:
     if unused:
         raise ConfigError(
             f"{VARIABLE}: no component reads secrets {unused} (the tasks' PostgreSQL DSNs "
-            "are secrets.postgres-<service>, one login each)"
+            "are secrets.postgres-<service>, one login each; their MongoDB URLs "
+            "secrets.mongo-<service>, which replaced secrets.mongo)"
         )
 
 

@@ -31,10 +31,10 @@ TABLES = ("public.dim_movie", "fallback.dim_movie")
 def upgrade() -> None:
     for table in TABLES:
         op.execute(f"ALTER TABLE {table} ADD COLUMN fetched_at timestamptz")
-    op.execute("""
-    COMMENT ON COLUMN public.dim_movie.fetched_at IS
-        'when TMDB was fetched for this version; an older version never replaces a newer one';
-    """)
+        op.execute(f"""
+        COMMENT ON COLUMN {table}.fetched_at IS
+            'when TMDB was fetched for this version; an older version never replaces a newer one';
+        """)
 
 
 def downgrade() -> None:

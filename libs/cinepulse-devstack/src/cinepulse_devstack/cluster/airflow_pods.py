@@ -178,12 +178,17 @@ def run(
                 "quality_dsn": quality_dsn_at,
             }
             env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "UV_"))}
-            done = subprocess.run(
-                [str(python), "-m", "pytest", "-m", "cluster", "tests/test_cluster_pods.py",
-                 *select, "-q", f"--junitxml={junit}"],
-                cwd=airflow, env={**env, "CINEPULSE_E2E_CLUSTER": json.dumps(spec)},
-                capture_output=True, text=True, timeout=TIMEOUT_S, check=False,
-            )  # fmt: skip
+            try:
+                done = subprocess.run(
+                    [str(python), "-m", "pytest", "-m", "cluster", "tests/test_cluster_pods.py",
+                     *select, "-q", f"--junitxml={junit}"],
+                    cwd=airflow, env={**env, "CINEPULSE_E2E_CLUSTER": json.dumps(spec)},
+                    capture_output=True, text=True, timeout=TIMEOUT_S, check=False,
+                )  # fmt: skip
+            except subprocess.TimeoutExpired as exc:
+                raise StepFailed(
+                    f"the Airflow tests ran over {TIMEOUT_S}s: {str(exc.stdout or '')[-3000:]}"
+                ) from None
             rows = _results(junit) if junit.exists() else []
     finally:
         _cleanup(node)
