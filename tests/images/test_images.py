@@ -208,6 +208,24 @@ def test_migrations_image_migrates_a_fresh_database(podman: list[str], stack: St
         stack.postgres.drop_database(db)
 
 
+def test_migrations_image_runs_the_metabase_commands(podman: list[str]) -> None:
+    """The chart's metabase-setup hook and Metabase's init container run
+    ``python -m cinepulse_metabase ...`` from the migrations image."""
+    out = _podman_run(
+        podman,
+        "migrations",
+        "--entrypoint",
+        "python",
+        _ref("migrations"),
+        "-m",
+        "cinepulse_metabase",
+        "--help",
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    for command in ("prepare-database", "provision", "wait-database"):
+        assert command in out.stdout, out.stdout
+
+
 def test_recommender_image_loads_lightfm(podman: list[str]) -> None:
     code = "import lightfm, implicit; from lightfm import LightFM; LightFM(no_components=2)"
     out = _podman_run(

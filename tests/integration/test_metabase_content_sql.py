@@ -21,7 +21,9 @@ import pytest
 from psycopg import sql
 from pydantic import SecretStr
 
-from cinepulse_common.metabase import (
+from cinepulse_common.settings import PostgresSettings
+from cinepulse_devstack import chart
+from cinepulse_metabase import (
     MetabaseSettings,
     MetabaseSetupSettings,
     datasource_for,
@@ -29,8 +31,6 @@ from cinepulse_common.metabase import (
     load_content,
     prepare_database,
 )
-from cinepulse_common.settings import PostgresSettings
-from cinepulse_devstack import chart
 from tests.integration.test_api import TODAY, fill_warehouse
 
 pytestmark = pytest.mark.integration

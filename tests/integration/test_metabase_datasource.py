@@ -1,7 +1,7 @@
 """Metabase's warehouse datasource, checked against the real PostgreSQL (Metabase itself cannot
 run here: no image registry, not on Maven Central).
 
-The code the chart's ``metabase-setup`` hook runs (``cinepulse_common.metabase
+The code the chart's ``metabase-setup`` hook runs (``cinepulse_metabase
 prepare-database``) makes the LOGIN role on a migrated warehouse holding the data of
 ``test_api``; then the test logs in with exactly the connection details ``provision`` would
 send to Metabase (built by the same function, :func:`datasource_for`) and checks what
@@ -24,7 +24,9 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from pydantic import SecretStr
 
-from cinepulse_common.metabase import (
+from cinepulse_common.postgres import RoleError
+from cinepulse_common.settings import PostgresSettings
+from cinepulse_metabase import (
     AppDatabaseSettings,
     MetabaseSettings,
     MetabaseSetupSettings,
@@ -35,8 +37,6 @@ from cinepulse_common.metabase import (
     prepare_database,
     wait_database,
 )
-from cinepulse_common.postgres import RoleError
-from cinepulse_common.settings import PostgresSettings
 from tests.integration.test_analytics_views import VIEWS, assert_writes_refused
 from tests.integration.test_api import TODAY, fill_warehouse
 

@@ -1,7 +1,7 @@
 """FakeMetabase: an in-process stand-in for the part of Metabase's HTTP API the hook calls.
 
 It is NOT Metabase (Metabase cannot run on these machines: no image registry, not on Maven
-Central). It implements only the calls ``cinepulse_common.metabase`` makes, with the behaviour
+Central). It implements only the calls ``cinepulse_metabase`` makes, with the behaviour
 the client relies on as read in Metabase's source (listed in that package's docstring):
 ``/api/health`` (503 until ready), ``/api/session/properties``, ``/api/setup`` (first admin
 only, 403 afterwards), ``/api/session`` (401 on a wrong password), ``/api/database`` (list,

@@ -126,10 +126,10 @@ def test_metabase_setup_hook_makes_the_role_then_provisions(rendered: dict[str, 
         assert prepare["command"] == [
             "python",
             "-m",
-            "cinepulse_common.metabase",
+            "cinepulse_metabase",
             "prepare-database",
         ]
-        assert provision["command"] == ["python", "-m", "cinepulse_common.metabase", "provision"]
+        assert provision["command"] == ["python", "-m", "cinepulse_metabase", "provision"]
         assert (
             prepare["image"]
             == provision["image"]

@@ -1,4 +1,4 @@
-"""The Metabase provisioning client (``cinepulse_common.metabase``) against a stand-in.
+"""The Metabase provisioning client (``cinepulse_metabase``) against a stand-in.
 
 :class:`~tests.unit.metabase_standin.FakeMetabase` is NOT Metabase (Metabase cannot run on
 these machines: no image registry, not on Maven Central): an in-process HTTP server of only
@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from cinepulse_common import metabase
-from cinepulse_common.metabase import (
+import cinepulse_metabase as metabase
+from cinepulse_common.settings import PostgresSettings
+from cinepulse_metabase import (
     MetabaseError,
     MetabaseSettings,
     MetabaseSetupSettings,
@@ -27,7 +28,6 @@ from cinepulse_common.metabase import (
     details_conninfo,
     provision,
 )
-from cinepulse_common.settings import PostgresSettings
 from tests.unit.metabase_standin import FakeMetabase
 
 OWNER_PASSWORD = "owner-Secret-1"  # the warehouse owner's: must never reach Metabase

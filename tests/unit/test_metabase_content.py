@@ -1,5 +1,5 @@
 """The questions and dashboards ``provision`` keeps in Metabase (the chart's
-files/metabase/content.json, :mod:`cinepulse_common.metabase.content`), against the stand-in
+files/metabase/content.json, :mod:`cinepulse_metabase.content`), against the stand-in
 :class:`~tests.unit.metabase_standin.FakeMetabase` (NOT Metabase, which cannot run here; it
 refuses bodies Metabase's schemas refuse). The JSON sent is checked here; every card's SQL is
 run against the real PostgreSQL as a read-only member in
@@ -17,8 +17,9 @@ from typing import Any
 
 import pytest
 
-from cinepulse_common import metabase
-from cinepulse_common.metabase import (
+import cinepulse_metabase as metabase
+from cinepulse_devstack import chart
+from cinepulse_metabase import (
     ConfigError,
     Content,
     ContentCard,
@@ -26,7 +27,6 @@ from cinepulse_common.metabase import (
     load_content,
     provision,
 )
-from cinepulse_devstack import chart
 from tests.unit.metabase_standin import TABS_NEED_DASHCARD_TABS, FakeMetabase
 from tests.unit.test_metabase import ADMIN_PASSWORD, _env, _quiet, _settings
 
@@ -373,7 +373,7 @@ def test_a_refused_card_fails_the_command_clearly(
     # what the file's checks forbid, made anyway, to see Metabase's (the stand-in's) refusal
     bad_card = ContentCard.model_construct(**(dict(good.cards[0]) | {"display": ""}))
     bad = Content.model_construct(**(dict(good) | {"cards": [bad_card, *good.cards[1:]]}))
-    monkeypatch.setattr("cinepulse_common.metabase.client.load_content", lambda _: bad)
+    monkeypatch.setattr("cinepulse_metabase.client.load_content", lambda _: bad)
     _env(monkeypatch, fake.url, CINEPULSE_METABASE__CONTENT_PATH=str(CONTENT_FILE))
     assert metabase.main(["provision"]) == metabase.EXIT_REFUSED
     out, err = capsys.readouterr()

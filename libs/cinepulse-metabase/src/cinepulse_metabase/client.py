@@ -1,4 +1,4 @@
-"""The Metabase side, through its HTTP API (see :mod:`cinepulse_common.metabase` for the
+"""The Metabase side, through its HTTP API (see :mod:`cinepulse_metabase` for the
 calls relied on): a small client, waiting for readiness, and ``provision``."""
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from cinepulse_common.metabase.content import load_content, provision_content
-from cinepulse_common.metabase.database import datasource_for
-from cinepulse_common.metabase.settings import (
+from cinepulse_metabase.content import load_content, provision_content
+from cinepulse_metabase.database import datasource_for
+from cinepulse_metabase.settings import (
     MetabaseError,
     MetabaseSetupSettings,
     NotReady,

@@ -1,7 +1,7 @@
 """The analysts' questions and dashboards, kept as versioned JSON (the chart's
 ``files/metabase/content.json``), and their provisioning through Metabase's API: the
 collection found or created, then every card and dashboard created, updated in place, or
-left alone when Metabase already holds what the file says (see :mod:`cinepulse_common.metabase`
+left alone when Metabase already holds what the file says (see :mod:`cinepulse_metabase`
 for the API calls and where in Metabase's source they were read).
 
 Identity: the collection by its name (top level, not personal, not archived); a card or a
@@ -34,10 +34,10 @@ from pydantic import (
     model_validator,
 )
 
-from cinepulse_common.metabase.settings import ConfigError, MetabaseError
+from cinepulse_metabase.settings import ConfigError, MetabaseError
 
 if TYPE_CHECKING:
-    from cinepulse_common.metabase.client import Answer, MetabaseClient
+    from cinepulse_metabase.client import Answer, MetabaseClient
 
 #: Metabase's dashboard grid is 24 columns wide
 GRID_WIDTH = 24
@@ -215,7 +215,7 @@ def _dashcards_and_tabs(
 
 
 def _refused(answer: Answer, what: str) -> Any:
-    from cinepulse_common.metabase.client import _why  # client imports this module
+    from cinepulse_metabase.client import _why  # client imports this module
 
     if answer.status != 200:
         raise MetabaseError(f"Metabase refused {what}: {_why(answer)}")

@@ -1,13 +1,13 @@
 """Metabase (open-source edition) over the analytics views, set up from code. The chart's
 hook Job (``metabase.enabled``) runs, in this order::
 
-  python -m cinepulse_common.metabase prepare-database
+  python -m cinepulse_metabase prepare-database
       the warehouse side, as the warehouse's owner (CINEPULSE_POSTGRES__DSN): the LOGIN role
       Metabase reads as (a member of cinepulse_readonly and of nothing else, read-only
       sessions), Metabase's own application database and its owner role when the chart
       manages them; then it logs in as the reader with the datasource details below and
       reads every analytics view
-  python -m cinepulse_common.metabase provision
+  python -m cinepulse_metabase provision
       Metabase's side, through its HTTP API: the first admin on a fresh instance (or a login
       as that admin), then the warehouse datasource created, or updated in place (idempotent);
       then, with CINEPULSE_METABASE__CONTENT_PATH (the chart mounts files/metabase/
@@ -93,20 +93,20 @@ this package exports what they offer.
 
 from __future__ import annotations
 
-from cinepulse_common.metabase.cli import (
+from cinepulse_metabase.cli import (
     EXIT_OK,
     EXIT_REFUSED,
     EXIT_UNREACHABLE,
     EXIT_USAGE,
     main,
 )
-from cinepulse_common.metabase.client import (
+from cinepulse_metabase.client import (
     Answer,
     MetabaseClient,
     provision,
     wait_until_ready,
 )
-from cinepulse_common.metabase.content import (
+from cinepulse_metabase.content import (
     Content,
     ContentCard,
     ContentDashboard,
@@ -115,7 +115,7 @@ from cinepulse_common.metabase.content import (
     native_of,
     provision_content,
 )
-from cinepulse_common.metabase.database import (
+from cinepulse_metabase.database import (
     check_reader,
     datasource_details,
     datasource_for,
@@ -123,7 +123,7 @@ from cinepulse_common.metabase.database import (
     prepare_database,
     wait_database,
 )
-from cinepulse_common.metabase.settings import (
+from cinepulse_metabase.settings import (
     PROG,
     AppDatabaseSettings,
     ConfigError,

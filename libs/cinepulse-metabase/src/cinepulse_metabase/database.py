@@ -12,14 +12,6 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from pydantic import SecretStr
 
-from cinepulse_common.metabase.settings import (
-    AppDatabaseSettings,
-    ConfigError,
-    MetabaseSetupSettings,
-    NotReady,
-    _need,
-    _stderr,
-)
 from cinepulse_common.postgres import (
     READONLY_ROLE,
     RoleError,
@@ -27,6 +19,14 @@ from cinepulse_common.postgres import (
     ensure_owned_database,
 )
 from cinepulse_common.settings import PostgresSettings
+from cinepulse_metabase.settings import (
+    AppDatabaseSettings,
+    ConfigError,
+    MetabaseSetupSettings,
+    NotReady,
+    _need,
+    _stderr,
+)
 
 # ------------------------------------------------------------------------------ the datasource
 

@@ -1,4 +1,4 @@
-"""The command line: ``python -m cinepulse_common.metabase prepare-database | provision |
+"""The command line: ``python -m cinepulse_metabase prepare-database | provision |
 wait-database``, one JSON summary line on stdout, exit codes as documented in the package."""
 
 from __future__ import annotations
@@ -9,19 +9,19 @@ import sys
 
 import psycopg
 
-from cinepulse_common.metabase.client import provision
-from cinepulse_common.metabase.database import prepare_database, wait_database
-from cinepulse_common.metabase.settings import (
+from cinepulse_common.postgres import (
+    RoleError,
+)
+from cinepulse_common.settings import load_settings
+from cinepulse_metabase.client import provision
+from cinepulse_metabase.database import prepare_database, wait_database
+from cinepulse_metabase.settings import (
     ConfigError,
     MetabaseError,
     MetabaseSetupSettings,
     NotReady,
     _stderr,
 )
-from cinepulse_common.postgres import (
-    RoleError,
-)
-from cinepulse_common.settings import load_settings
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 4
 
@@ -30,8 +30,8 @@ EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 4
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m cinepulse_common.metabase",
-        description=sys.modules["cinepulse_common.metabase"].__doc__,
+        prog="python -m cinepulse_metabase",
+        description=sys.modules["cinepulse_metabase"].__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True)
