@@ -1,4 +1,4 @@
-"""The emotion classifier (cinepulse_common.emotion) on GoEmotions test, mapped to Ekman's six
+"""The emotion classifier (cinepulse_emotion) on GoEmotions test, mapped to Ekman's six
 plus neutral (multi-label), next to two baselines trained and measured in the same run:
 
 * majority class: every comment gets the most frequent class of train;
@@ -33,10 +33,10 @@ from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
 from bench.report import Figure, Table, Target
-from cinepulse_common.emotion import EMOTIONS, EmotionClassifier, default_model_path, train
-from cinepulse_common.emotion.goemotions import load_goemotions
-from cinepulse_common.emotion.training import multilabel_f1, tune_thresholds
 from cinepulse_devstack import Stack
+from cinepulse_emotion import EMOTIONS, EmotionClassifier, default_model_path, train
+from cinepulse_emotion.goemotions import load_goemotions
+from cinepulse_emotion.training import multilabel_f1, tune_thresholds
 
 #: the local stack is not needed
 STACK: list[str] = []

@@ -125,11 +125,11 @@ print("\n".join(str(p) for p in needed_jars(default_dir(Path.home() / ".cache" /
 }
 stage_model() {
   local model
-  model="$($RUN python -c 'from cinepulse_common.emotion.model import default_model_path as p; print(p())')"
+  model="$($RUN python -c 'from cinepulse_emotion.model import default_model_path as p; print(p())')"
   [ -f "$model" ] || die "the emotion classifier $model is missing: run make setup"
   # a demo model (trained from the shipped sample, without GoEmotions) is fine for a demo
   # on this machine; say so loudly, since an image carries it wherever it goes
-  if $RUN python -c 'import sys; from cinepulse_common.emotion.model import EmotionClassifier as E
+  if $RUN python -c 'import sys; from cinepulse_emotion.model import EmotionClassifier as E
 sys.exit(0 if E.load(sys.argv[1]).is_demo else 1)' "$model"; then
     echo "WARNING: $model is a DEMO emotion model (the shipped sample, macro-F1 about 0.47);" \
       "fetch GoEmotions (cinepulse-data fetch goemotions) and run make setup before" \

@@ -53,11 +53,7 @@ CLASSES: tuple[tuple[str, str, str], ...] = (
     ("Explorer", "services/explorer", "cinepulse_explorer.settings:ExplorerSettings"),
     ("Data quality", "services/quality", "cinepulse_quality.settings:QualitySettings"),
     ("Transform rules", "libs/cinepulse-common", "cinepulse_common.rules:RulesSettings"),
-    (
-        "Emotion classifier",
-        "libs/cinepulse-common",
-        "cinepulse_common.emotion.model:EmotionSettings",
-    ),
+    ("Emotion classifier", "libs/cinepulse-emotion", "cinepulse_emotion.model:EmotionSettings"),
     ("Local stack", "libs/cinepulse-devstack", "cinepulse_devstack.config:StackSettings"),
 )
 

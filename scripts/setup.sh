@@ -127,6 +127,6 @@ fi
 bash scripts/k8s-tools.sh
 
 step "emotion classifier: trained from GoEmotions into ~/.cache/cinepulse/models (skipped when present; without GoEmotions, a demo model from the sample the repo ships)"
-.venv/bin/python -m cinepulse_common.emotion train
+.venv/bin/python -m cinepulse_emotion train
 
 step "done in $((SECONDS - t0))s"

@@ -54,8 +54,8 @@ def goemotions_sample(dest: Path, quotas: dict[str, int] | None = None) -> Path:
     dev 15, test 15), so a model trains from it in about a second."""
     import numpy as np
 
-    from cinepulse_common.emotion.goemotions import load_goemotions
-    from cinepulse_common.emotion.sample import SAMPLE_DIR
+    from cinepulse_emotion.goemotions import load_goemotions
+    from cinepulse_emotion.sample import SAMPLE_DIR
 
     data = load_goemotions(SAMPLE_DIR)
     dest.mkdir(parents=True, exist_ok=True)

@@ -237,7 +237,7 @@ def test_recommender_image_loads_lightfm(podman: list[str]) -> None:
 @pytest.mark.parametrize("name", ["pandas-fallback", "spark-jobs"])
 def test_emotion_classifier_is_baked_in(podman: list[str], name: str) -> None:
     code = (
-        "from cinepulse_common.emotion.model import classify_comments as c;"
+        "from cinepulse_emotion.model import classify_comments as c;"
         "print(c(['what a wonderful film'])[0].emotion)"
     )
     out = _podman_run(podman, name, "--entrypoint", "python", _ref(name), "-c", code)

@@ -118,7 +118,7 @@ def _sample() -> dict[str, dict[str, Any]]:
 def test_a_run_writes_the_fallback_schema_only_with_the_right_values(
     pg_settings: PostgresSettings, mongo_settings: MongoSettings
 ) -> None:
-    from cinepulse_common.emotion import EMOTIONS
+    from cinepulse_emotion import EMOTIONS
 
     sample = _sample()
     _archive(mongo_settings, [*sample.values(), sample["rate"]])  # and a resend

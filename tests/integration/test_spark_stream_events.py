@@ -32,7 +32,7 @@ def test_events_become_facts_once_and_violations_are_quarantined_even_on_replay(
     pg_settings: PostgresSettings,
     tmp_path: Path,
 ) -> None:
-    from cinepulse_common.emotion import EMOTIONS
+    from cinepulse_emotion import EMOTIONS
     from cinepulse_spark_jobs.metrics import MetricsListener
     from cinepulse_spark_jobs.settings import SparkJobsSettings
     from cinepulse_spark_jobs.stream import start_stream

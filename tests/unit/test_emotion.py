@@ -1,4 +1,4 @@
-"""The emotion + sentiment classifier (cinepulse_common.emotion).
+"""The emotion + sentiment classifier (cinepulse_emotion).
 
 Most tests train a tiny model into a temporary folder from a few hundred GoEmotions lines
 (cut from the sample the package ships: no data set needed), so they do not depend on the
@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from cinepulse_common.emotion import (
+from cinepulse_emotion import (
     EMOTIONS,
     MODEL_ENV,
     MODEL_VERSION,
@@ -31,10 +31,10 @@ from cinepulse_common.emotion import (
     evaluate,
     train,
 )
-from cinepulse_common.emotion import model as emotion_model
-from cinepulse_common.emotion import training as emotion_training
-from cinepulse_common.emotion.__main__ import main
-from cinepulse_common.emotion.goemotions import DatasetError
+from cinepulse_emotion import model as emotion_model
+from cinepulse_emotion import training as emotion_training
+from cinepulse_emotion.__main__ import main
+from cinepulse_emotion.goemotions import DatasetError
 from tests.datasets import require
 from tests.factories import goemotions_sample
 
@@ -83,7 +83,7 @@ def real() -> EmotionClassifier:
     if model.is_demo:
         pytest.skip(
             f"the model at {default_model_path()} is a demo model (trained on the shipped "
-            "sample): `python -m cinepulse_common.emotion train` replaces it from GoEmotions"
+            "sample): `python -m cinepulse_emotion train` replaces it from GoEmotions"
         )
     return model
 
@@ -197,7 +197,7 @@ def test_missing_artefact_says_how_to_make_it(tmp_path: Path) -> None:
     message = str(err.value)
     assert f"emotion model not found at {path}" in message
     assert "make setup" in message
-    assert "python -m cinepulse_common.emotion train" in message
+    assert "python -m cinepulse_emotion train" in message
 
 
 def test_unreadable_artefact_says_to_retrain(tmp_path: Path) -> None:
@@ -270,9 +270,9 @@ def test_real_model_test_split_macro_f1_regression_guard(real: EmotionClassifier
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    """``python -m cinepulse_common.emotion ARGS`` in a child process (the real exit code)."""
+    """``python -m cinepulse_emotion ARGS`` in a child process (the real exit code)."""
     return subprocess.run(
-        [sys.executable, "-m", "cinepulse_common.emotion", *args],
+        [sys.executable, "-m", "cinepulse_emotion", *args],
         capture_output=True,
         text=True,
         timeout=120,

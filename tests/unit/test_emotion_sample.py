@@ -13,11 +13,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from cinepulse_common.emotion import EMOTIONS, EmotionClassifier, EmotionModelError, train
-from cinepulse_common.emotion.__main__ import main
-from cinepulse_common.emotion.goemotions import DatasetError, load_goemotions
-from cinepulse_common.emotion.model import MIN_EXAMPLES, MODEL_VERSION, TARGETS
-from cinepulse_common.emotion.sample import (
+from cinepulse_common.paths import DATASETS_ENV
+from cinepulse_emotion import EMOTIONS, EmotionClassifier, EmotionModelError, train
+from cinepulse_emotion.__main__ import main
+from cinepulse_emotion.goemotions import DatasetError, load_goemotions
+from cinepulse_emotion.model import MIN_EXAMPLES, MODEL_VERSION, TARGETS
+from cinepulse_emotion.sample import (
     DEMO_LABEL,
     FULL_LABEL,
     SAMPLE_DIR,
@@ -26,7 +27,6 @@ from cinepulse_common.emotion.sample import (
     cut_sample,
     training_data,
 )
-from cinepulse_common.paths import DATASETS_ENV
 
 #: a small "GoEmotions" cut from the sample, so a model trains from it in a second or two
 SMALL = {"train": 400, "dev": 80, "test": 80}

@@ -342,7 +342,7 @@ def test_timestamps_on_the_proleptic_calendar() -> None:
 
 
 def test_label_comments_uses_the_shared_classifier(monkeypatch: pytest.MonkeyPatch) -> None:
-    import cinepulse_common.emotion as emotion
+    import cinepulse_emotion as emotion
 
     seen: list[list[str]] = []
 
@@ -362,7 +362,7 @@ def test_label_comments_uses_the_shared_classifier(monkeypatch: pytest.MonkeyPat
 def test_model_events_and_the_quarantine_are_in_the_load_steps_order(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import cinepulse_common.emotion as emotion
+    import cinepulse_emotion as emotion
 
     monkeypatch.setattr(
         emotion,

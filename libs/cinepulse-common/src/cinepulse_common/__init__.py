@@ -10,7 +10,6 @@ Modules:
     topics         Kafka topic names
     kafka, postgres, mongo  client factories
     paths          the checkout, the download cache, the shared data sets
-    emotion        the emotion + sentiment classifier for comment text (extra: [emotion])
 """
 
 __version__ = "0.1.0"

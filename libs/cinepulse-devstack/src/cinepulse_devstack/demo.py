@@ -149,7 +149,7 @@ def emotion_model() -> str:
     """The emotion model Spark classifies comments with, in one line (its version, whether
     it is a demo model trained on the shipped sample, its macro-F1), or why there is none."""
     try:
-        from cinepulse_common.emotion import EmotionClassifier, EmotionModelError
+        from cinepulse_emotion import EmotionClassifier, EmotionModelError
     except ImportError as exc:
         return f"(not installed: {exc})"
     try:

@@ -273,7 +273,7 @@ class SparkStream(PythonService):
             "CINEPULSE_CHECKPOINT_DIR": str(self.dir / "checkpoints"),
         }
         # the emotion model the comments are classified with: the caller's, when it points
-        # elsewhere than the default (cinepulse_common.emotion.MODEL_ENV)
+        # elsewhere than the default (cinepulse_emotion.MODEL_ENV)
         model = os.environ.get("CINEPULSE_EMOTION_MODEL")
         return env | ({"CINEPULSE_EMOTION_MODEL": model} if model else {})
 

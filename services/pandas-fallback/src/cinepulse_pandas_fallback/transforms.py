@@ -198,13 +198,13 @@ EMOTION_COLUMNS = ("emotion", "sentiment", "emotion_scores", "classifier_version
 
 def label_comments(events: pd.DataFrame) -> pd.DataFrame:
     """``emotion``, ``sentiment``, ``emotion_scores`` (JSON) and ``classifier_version`` of
-    each comment, from :func:`cinepulse_common.emotion.classify_comments`; null for the
+    each comment, from :func:`cinepulse_emotion.classify_comments`; null for the
     other event types."""
     texts = events["comment_text"]
     present = texts.notna()
     values: dict[str, list[Any]] = {c: [None] * len(events) for c in EMOTION_COLUMNS}
     if present.any():
-        from cinepulse_common.emotion import classify_comments
+        from cinepulse_emotion import classify_comments
 
         positions = [i for i, p in enumerate(present) if p]
         labels = classify_comments(texts[present].tolist())

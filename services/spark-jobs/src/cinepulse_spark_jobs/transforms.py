@@ -344,7 +344,7 @@ def normalise_events(valid: DataFrame, rules: TransformRules) -> DataFrame:
 
 def label_comments(events: DataFrame) -> DataFrame:
     """``emotion``, ``sentiment``, ``emotion_scores`` (JSON) and ``classifier_version`` of
-    each comment, from :func:`cinepulse_common.emotion.classify_comments`; null for the
+    each comment, from :func:`cinepulse_emotion.classify_comments`; null for the
     other event types."""
     from cinepulse_spark_jobs.udfs import classify
 

@@ -65,7 +65,7 @@ EMOTION_TYPE = T.StructType(
 @F.pandas_udf(EMOTION_TYPE)  # type: ignore[call-overload]
 def classify(texts: pd.Series) -> pd.DataFrame:
     """The emotion of each non-null text (null in, nulls out), through
-    :func:`cinepulse_common.emotion.classify_comments`."""
+    :func:`cinepulse_emotion.classify_comments`."""
     import json
 
     present = texts.notna()
@@ -73,7 +73,7 @@ def classify(texts: pd.Series) -> pd.DataFrame:
         {c: pd.Series([None] * len(texts), dtype=object) for c in EMOTION_TYPE.fieldNames()}
     )
     if present.any():
-        from cinepulse_common.emotion import classify_comments
+        from cinepulse_emotion import classify_comments
 
         labels = classify_comments(texts[present].tolist())
         out.loc[present, "emotion"] = [e.emotion for e in labels]

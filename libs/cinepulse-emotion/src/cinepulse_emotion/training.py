@@ -1,6 +1,6 @@
-"""Training and evaluating the classifier of :mod:`cinepulse_common.emotion.model` (the recipe
+"""Training and evaluating the classifier of :mod:`cinepulse_emotion.model` (the recipe
 is in its docstring): the scikit-learn pipeline, the dev-tuned thresholds, the F1 scores, and
-the artefact written (``python -m cinepulse_common.emotion train | evaluate``)."""
+the artefact written (``python -m cinepulse_emotion train | evaluate``)."""
 
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.svm import LinearSVC
 
-from cinepulse_common.emotion.goemotions import EMOTIONS, DatasetError
-from cinepulse_common.emotion.model import (
+from cinepulse_emotion.goemotions import EMOTIONS, DatasetError
+from cinepulse_emotion.model import (
     ARTEFACT_FORMAT,
     MIN_EXAMPLES,
     MODEL_VERSION,
@@ -33,7 +33,7 @@ from cinepulse_common.emotion.model import (
     IntArray,
     default_model_path,
 )
-from cinepulse_common.emotion.sample import training_data
+from cinepulse_emotion.sample import training_data
 
 
 def build_pipeline(n_jobs: int | None = None) -> Pipeline:
@@ -111,7 +111,7 @@ def train(
     artefact to ``out`` (default :func:`default_model_path`) and return its metadata.
 
     ``data_dir`` None: GoEmotions where ``cinepulse-data where`` finds it, else the shipped
-    sample, which makes a demo model (:func:`~cinepulse_common.emotion.sample.training_data`;
+    sample, which makes a demo model (:func:`~cinepulse_emotion.sample.training_data`;
     the metadata's ``demo`` and ``trained_on`` say which, the version carries ``+demo.``).
     Test is scored once, after everything is chosen, and used for nothing else.
     """

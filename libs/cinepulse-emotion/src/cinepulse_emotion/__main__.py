@@ -1,8 +1,8 @@
-"""``python -m cinepulse_common.emotion train | evaluate | classify``.
+"""``python -m cinepulse_emotion train | evaluate | classify``.
 
 ``train`` is a no-op when a usable artefact is already there (``--force`` retrains), so
 ``make setup`` can run it every time; without GoEmotions it trains a demo model from the
-shipped sample (:mod:`cinepulse_common.emotion.sample`). A demo model is replaced once
+shipped sample (:mod:`cinepulse_emotion.sample`). A demo model is replaced once
 GoEmotions is there; a model trained from GoEmotions is never replaced by a demo one. Errors
 (no data set, no model) exit 2 with a message. ``sample`` cuts the shipped sample.
 """
@@ -15,17 +15,17 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from cinepulse_common.emotion.goemotions import SPLITS, DatasetError, default_data_dir
-from cinepulse_common.emotion.model import (
+from cinepulse_emotion.goemotions import SPLITS, DatasetError, default_data_dir
+from cinepulse_emotion.model import (
     MODEL_ENV,
     EmotionClassifier,
     EmotionModelError,
     default_model_path,
 )
-from cinepulse_common.emotion.sample import SAMPLE_DIR, SAMPLE_SEED, cut_sample, training_data
-from cinepulse_common.emotion.training import evaluate, train
+from cinepulse_emotion.sample import SAMPLE_DIR, SAMPLE_SEED, cut_sample, training_data
+from cinepulse_emotion.training import evaluate, train
 
-PROG = "python -m cinepulse_common.emotion"
+PROG = "python -m cinepulse_emotion"
 DEMO_HINT = (
     "the full model: `cinepulse-data fetch goemotions`, then `make setup` (or "
     f"`{PROG} train`) replaces the demo model"

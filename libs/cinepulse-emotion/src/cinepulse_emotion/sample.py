@@ -1,5 +1,5 @@
-"""The labelled sample this repository ships (``emotion/sample/``), and which data a model is
-trained from.
+"""The labelled sample this package ships (``cinepulse_emotion/sample/``), and which data a
+model is trained from.
 
 ``train`` reads GoEmotions where ``cinepulse-data where goemotions`` finds it; when the set is
 not there (a fresh clone, no network beyond the package registries) it trains from the
@@ -7,7 +7,7 @@ sample instead: 2,000 GoEmotions comments in the same files and format (train 1,
 test 250, cut from the upstream splits of the same name with a fixed seed by :func:`cut_sample`).
 A model trained from it is a *demo model*: its metadata says so (``demo``, ``trained_on``)
 and its version carries ``+demo.``; its macro-F1 is measured on the sample's own test part.
-Licence and attribution: ``emotion/sample/README.md``.
+Licence and attribution: ``cinepulse_emotion/sample/README.md``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cinepulse_common.emotion.goemotions import (
+from cinepulse_emotion.goemotions import (
     EMOTIONS,
     SPLITS,
     GoEmotions,

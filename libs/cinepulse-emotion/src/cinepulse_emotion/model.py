@@ -17,7 +17,7 @@ At run time the fitted scikit-learn classifiers are replaced by their arithmetic
 (:class:`CalibratedLinearHead`: one sparse product, then the isotonic maps), the same
 probabilities without scikit-learn's per-estimator input checks, which cost ~20 ms a call.
 
-The artefact is trained here from the data set (``python -m cinepulse_common.emotion train``,
+The artefact is trained here from the data set (``python -m cinepulse_emotion train``,
 run by ``make setup``), never downloaded. It is a joblib pickle: load only artefacts this
 project wrote (joblib.load runs code from the file).
 """
@@ -42,8 +42,8 @@ from sklearn.exceptions import InconsistentVersionWarning
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import FeatureUnion
 
-from cinepulse_common.emotion.goemotions import EMOTIONS
 from cinepulse_common.paths import default_cache
+from cinepulse_emotion.goemotions import EMOTIONS
 
 #: the recipe; bump it when the features, the model or the decision rule change
 MODEL_VERSION = "tfidf-svm-v1"
@@ -154,7 +154,7 @@ class EmotionClassifier:
         if not path.is_file():
             raise EmotionModelError(
                 f"emotion model not found at {path}; run `make setup` or "
-                "`python -m cinepulse_common.emotion train`"
+                "`python -m cinepulse_emotion train`"
             )
         try:
             with warnings.catch_warnings():
@@ -164,18 +164,18 @@ class EmotionClassifier:
         except Exception as exc:
             raise EmotionModelError(
                 f"cannot read the emotion model at {path} ({type(exc).__name__}: {exc}); "
-                "retrain it: `python -m cinepulse_common.emotion train --force`"
+                "retrain it: `python -m cinepulse_emotion train --force`"
             ) from exc
         if not isinstance(artefact, dict) or artefact.get("format") != ARTEFACT_FORMAT:
             raise EmotionModelError(
                 f"{path} is not a format-{ARTEFACT_FORMAT} emotion model; retrain it: "
-                "`python -m cinepulse_common.emotion train --force`"
+                "`python -m cinepulse_emotion train --force`"
             )
         if artefact.get("sklearn") != sklearn.__version__:
             raise EmotionModelError(
                 f"the emotion model at {path} was written by scikit-learn "
                 f"{artefact.get('sklearn')}, this is {sklearn.__version__}; retrain it: "
-                "`python -m cinepulse_common.emotion train --force`"
+                "`python -m cinepulse_emotion train --force`"
             )
         try:
             return cls(
@@ -188,7 +188,7 @@ class EmotionClassifier:
         except (KeyError, TypeError, ValueError) as exc:
             raise EmotionModelError(
                 f"{path} is not a usable emotion model ({type(exc).__name__}: {exc}); retrain "
-                "it: `python -m cinepulse_common.emotion train --force`"
+                "it: `python -m cinepulse_emotion train --force`"
             ) from exc
 
     def probabilities(self, texts: Sequence[str]) -> FloatArray:
