@@ -5,7 +5,8 @@
 # staging modules with local paths), etcd (a wrapper around go.etcd.io/etcd/server/v3), kwok
 # and kwokctl (the fake-node cluster), CoreDNS (the real cluster's DNS; plain `go install`),
 # the Prometheus operator, its config reloader and Prometheus (wrapper modules, like etcd), and
-# Alertmanager (plain `go install`).
+# Alertmanager (plain `go install`), and Traefik (the ingress controller; a patched copy of
+# its module source, see below).
 # Nothing else is downloaded: kwokctl is always given the path of every binary (see
 # cinepulse_devstack.kube), and the real node runs these binaries (cinepulse_devstack.cluster).
 #
@@ -20,6 +21,9 @@
 # included), 5.8 min of CPU, at load 3-6 (its client-go v0.33 shares little with Kubernetes');
 # Prometheus after it: 5.7 min wall (342 s), 7.8 min of CPU. Alertmanager after those: 47 s
 # wall, 35 s of CPU (most of its modules already there as Prometheus' dependencies).
+# Traefik with an empty Go build cache (modules downloaded): 10 min wall (593 s) at load
+# 6-12, 7 min of CPU (348 s user, 71 s sys), peak 3.2 GB resident (the link), 1.7 GB of
+# build cache; with the cache warm: 8 s. Its binary is 144 MB.
 # It adds about 1 GB to the Go module cache and 3.7 GB to the Go build cache.
 #
 #   bash scripts/k8s-tools.sh           build what is missing
@@ -34,6 +38,8 @@ PROMOP_VERSION="v0.85.0"          # github.com/prometheus-operator/prometheus-op
 PROMETHEUS_VERSION="v3.5.0"       # the Prometheus the operator runs on the real node...
 PROMETHEUS_MODULE="v0.305.0"      # ...as github.com/prometheus/prometheus numbers it
 ALERTMANAGER_VERSION="v0.28.1"    # github.com/prometheus/alertmanager (newest v0.2x the proxy serves)
+TRAEFIK_VERSION="v3.7.13"         # github.com/traefik/traefik/v3: the real cluster's ingress controller
+LEGO_VERSION="v5.4.1"             # github.com/go-acme/lego/v5, as Traefik's go.mod requires it
 
 CACHE="${CINEPULSE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/cinepulse}"
 BIN="$CACHE/bin/k8s"
@@ -54,7 +60,8 @@ for pair in kube-apiserver:$K8S_VERSION kube-controller-manager:$K8S_VERSION \
             kube-proxy:$K8S_VERSION etcd:$ETCD_VERSION kwok:$KWOK_VERSION \
             kwokctl:$KWOK_VERSION coredns:$COREDNS_VERSION \
             prometheus-operator:$PROMOP_VERSION prometheus-config-reloader:$PROMOP_VERSION \
-            prometheus:$PROMETHEUS_VERSION alertmanager:$ALERTMANAGER_VERSION; do
+            prometheus:$PROMETHEUS_VERSION alertmanager:$ALERTMANAGER_VERSION \
+            traefik:$TRAEFIK_VERSION; do
   stamp_ok "${pair%%:*}" "${pair#*:}" || missing+=("${pair%%:*}")
 done
 if [ "$CHECK" = 1 ]; then
@@ -260,6 +267,106 @@ if ! stamp_ok alertmanager "$ALERTMANAGER_VERSION"; then
   step "built alertmanager in $((SECONDS - t0))s: $("$BIN/alertmanager" --version 2>&1 | head -1)"
 else
   step "alertmanager $ALERTMANAGER_VERSION present"
+fi
+
+# -- Traefik (the ingress controller in front of the chart's Ingresses on the real node) ------
+# `go install` refuses the module (its go.mod replaces), so its source from the module cache,
+# copied to a writable folder and built there as the main module, with three changes, none
+# in what the kubernetesIngress provider and the router do:
+#  - pkg/config/dynamic/ext is a nested module (github.com/traefik/traefik/dynamic/ext,
+#    replaced by that path) the module zip leaves out and the proxy does not serve: recreated
+#    as upstream's open-source tree has it, two empty structs;
+#  - the go.mod replaces github.com/abbot/go-http-auth by containous' fork, which the proxy
+#    here does not serve: a copy of upstream's v0.4.0 instead, with the two functions the
+#    fork adds and Traefik's basicAuth/digestAuth middlewares call (CheckSecret,
+#    DigestAuth.RequireAuthStale), written after v0.4.0's own code;
+#  - lego's DNS provider registry (providers/dns: every ACME DNS-01 provider) imports SDKs
+#    the proxy here does not serve (Akamai, Huawei, Oracle, Sakura, UCloud, Yandex): a copy
+#    of lego with that registry reduced to "no provider" (ACME DNS challenges fail).
+# The web UI is not built (npm): the module zip's webui/static holds one placeholder file,
+# which satisfies its //go:embed, so the dashboard is empty; routing, the API and /ping work.
+if ! stamp_ok traefik "$TRAEFIK_VERSION"; then
+  t0=$SECONDS
+  src="$WORK/traefik-$TRAEFIK_VERSION"
+  step "go build traefik $TRAEFIK_VERSION (a patched copy of its module source in $src)"
+  moddir() { (cd "$WORK" && go mod download -json "$1" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p'); }
+  traefik_dir="$(moddir "github.com/traefik/traefik/v3@$TRAEFIK_VERSION")"
+  lego_dir="$(moddir "github.com/go-acme/lego/v5@$LEGO_VERSION")"
+  httpauth_dir="$(moddir "github.com/abbot/go-http-auth@v0.4.0")"
+  for d in "$traefik_dir" "$lego_dir" "$httpauth_dir"; do
+    [ -d "$d" ] || { echo "go mod download failed (traefik, lego, go-http-auth)" >&2; exit 1; }
+  done
+  rm -rf "$src" && cp -r "$traefik_dir" "$src" && chmod -R u+w "$src"
+  mkdir -p "$src/pkg/config/dynamic/ext"
+  printf 'module github.com/traefik/traefik/dynamic/ext\n\ngo 1.24.0\n' \
+    > "$src/pkg/config/dynamic/ext/go.mod"
+  printf '%s\n' 'package ext' '' '// HTTP is a dynamic.HTTP extension.' 'type HTTP struct{}' '' \
+    '// Router is a dynamic.Router extension.' 'type Router struct{}' \
+    > "$src/pkg/config/dynamic/ext/ext.go"
+  cp -r "$lego_dir" "$src/third_party-lego" && chmod -R u+w "$src/third_party-lego"
+  cat > "$src/third_party-lego/providers/dns/zz_gen_dns_providers.go" <<'GO'
+package dns
+
+import (
+	"fmt"
+
+	"github.com/go-acme/lego/v5/challenge"
+)
+
+// NewDNSChallengeProviderByName: no DNS-01 provider in this build (scripts/k8s-tools.sh).
+func NewDNSChallengeProviderByName(name string) (challenge.Provider, error) {
+	return nil, fmt.Errorf("unrecognized DNS provider: %s (none in this build)", name)
+}
+GO
+  cp -r "$httpauth_dir" "$src/third_party-go-http-auth" && chmod -R u+w "$src/third_party-go-http-auth"
+  printf 'module github.com/abbot/go-http-auth\n\ngo 1.17\n' > "$src/third_party-go-http-auth/go.mod"
+  cat > "$src/third_party-go-http-auth/containous_fork.go" <<'GO'
+package auth
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// CheckSecret tells whether password matches secret (an htpasswd hash: MD5 crypt, {SHA} or
+// bcrypt), compared as BasicAuth.CheckAuth does (the fork's function, for Traefik).
+func CheckSecret(password, secret string) bool {
+	compare := compareFuncs[0].compare
+	for _, cmp := range compareFuncs[1:] {
+		if strings.HasPrefix(secret, cmp.prefix) {
+			compare = cmp.compare
+			break
+		}
+	}
+	return compare([]byte(secret), []byte(password)) == nil
+}
+
+// RequireAuthStale is RequireAuth telling the client its nonce was stale (the fork's).
+func (a *DigestAuth) RequireAuthStale(w http.ResponseWriter, r *http.Request) {
+	if len(a.clients) > a.ClientCacheSize+a.ClientCacheTolerance {
+		a.Purge(a.ClientCacheTolerance * 2)
+	}
+	nonce := RandomKey()
+	a.clients[nonce] = &digest_client{nc: 0, last_seen: time.Now().UnixNano()}
+	w.Header().Set(contentType, a.Headers.V().UnauthContentType)
+	w.Header().Set(a.Headers.V().Authenticate,
+		fmt.Sprintf(`Digest realm="%s", nonce="%s", opaque="%s", algorithm="MD5", qop="auth", stale=true`,
+			a.Realm, nonce, a.Opaque))
+	w.WriteHeader(a.Headers.V().UnauthCode)
+	w.Write([]byte(a.Headers.V().UnauthResponse))
+}
+GO
+  (cd "$src" && go mod edit -replace "github.com/go-acme/lego/v5=./third_party-lego" \
+      -replace "github.com/abbot/go-http-auth=./third_party-go-http-auth")
+  ldflags="-s -w -X github.com/traefik/traefik/v3/pkg/version.Version=$TRAEFIK_VERSION"
+  (cd "$src" && nice -n 19 go build "${P_FLAG[@]}" -mod=mod -trimpath -ldflags "$ldflags" \
+      -o "$BIN/traefik" ./cmd/traefik)
+  stamp traefik "$TRAEFIK_VERSION"
+  step "built traefik in $((SECONDS - t0))s: $("$BIN/traefik" version 2>&1 | head -1)"
+else
+  step "traefik $TRAEFIK_VERSION present"
 fi
 
 # CPU time of the builds (children's user and sys): the part of the wall time that does not

@@ -2,6 +2,7 @@
 images; docs/operations/cluster.md): install with real pods, helm test, the real Prometheus
 operator scraping the chart's monitors and loading its rules, the batch Jobs' pushes in
 Prometheus, one of the chart's alerts received by the operator's Alertmanager, events end to end,
+the chart's Ingresses served by a real Traefik (by host; events through it archived),
 a rolling upgrade under load with nothing acknowledged lost, every Airflow DAG's
 KubernetesPodOperator tasks as real pods (airflow/tests/test_cluster_pods.py), uninstall, then
 the host as it was. About 10 minutes warm. It fails, never skips, when something it needs is missing:
@@ -41,6 +42,7 @@ def test_every_step_succeeds(report: e2e.ClusterReport) -> None:
     [
         "Prometheus operator and Prometheus (CRDs: Spark's, Prometheus')",
         "Alertmanager (the operator's); Prometheus sends to it",
+        "Traefik ingress controller (IngressClass traefik)",
         "Pod Security enforced (control)",
         "helm install --wait (real pods)",
         "real containers: non-root, read-only root, no restart",
@@ -49,6 +51,7 @@ def test_every_step_succeeds(report: e2e.ClusterReport) -> None:
         "Prometheus scrapes every Cinepulse target; rules loaded",
         "migrations ran (the install's Job)",
         "events: gateway -> Kafka -> MongoDB + Spark -> PostgreSQL -> api",
+        "requests through the Traefik ingress: gateway, api, recommender",
         "helm upgrade rolls the gateway under load",
         "the demo's steps: TMDB Job, replay, aggregates, training, reconciliation",
         "batch Jobs' metrics: Pushgateway -> Prometheus (honorLabels)",

@@ -9,7 +9,9 @@ hook's tables, the Spark driver and its executor pods, ``helm test``, the real P
 operator's Prometheus scraping every target of the chart's monitors with the chart's rules
 loaded (:mod:`.monitoring`) and sending its alerts to the operator's Alertmanager
 (:mod:`.alerting`), events posted through the in-cluster gateway archived in
-MongoDB and modelled as facts and read back through the api, ``helm upgrade`` rolling the
+MongoDB and modelled as facts and read back through the api, the chart's Ingresses served
+by a real Traefik (:mod:`.ingress`: routed by host, events through it archived and
+modelled), ``helm upgrade`` rolling the
 gateway while events are posted (acknowledged but lost must be 0), the demo's batch Jobs'
 pushes in Prometheus through the Pushgateway, one of the chart's alerts fired on purpose and
 received by Alertmanager, ``helm uninstall``
@@ -38,7 +40,15 @@ from cinepulse_common.paths import repo_root
 from cinepulse_common.settings import MongoSettings
 from cinepulse_devstack import chart, cluster, kube
 from cinepulse_devstack import demo as local_demo
-from cinepulse_devstack.cluster import access, airflow_pods, alerting, demo, monitoring, release
+from cinepulse_devstack.cluster import (
+    access,
+    airflow_pods,
+    alerting,
+    demo,
+    ingress,
+    monitoring,
+    release,
+)
 from cinepulse_devstack.cluster.client import KubeClient
 from cinepulse_devstack.cluster.traffic import Stores, Traffic, fresh_events, post_events
 from cinepulse_devstack.kube import NAMESPACE, RELEASE, Report, Step, StepFailed
@@ -233,6 +243,11 @@ def e2e(*, keep: bool = False, progress: Callable[[str], None] | None = None,
         return (f"{t.acknowledged}/{t.sent} acknowledged, all archived and modelled; {counted}; "
                 f"api user_stats of {user}: {r.text[:160]}")  # fmt: skip
 
+    def through_ingress(db: Stores) -> str:
+        detail, t = ingress.check(node, db, write_key)
+        report.traffic.append(t)
+        return detail
+
     def rolling_upgrade(proxy: str, db: Stores) -> str:
         gateway = access.service_url(proxy, NAMESPACE, release.fullname("gateway"), 8080)
         before = {p["metadata"]["name"] for p in node.get("pods", "-n", NAMESPACE, "-l",
@@ -303,6 +318,8 @@ def e2e(*, keep: bool = False, progress: Callable[[str], None] | None = None,
              lambda: release.operators(node))  # fmt: skip
         step("Alertmanager (the operator's); Prometheus sends to it",
              lambda: alerting.install(node))  # fmt: skip
+        step(f"Traefik ingress controller (IngressClass {ingress.INGRESS_CLASS})",
+             lambda: ingress.install(node))  # fmt: skip
         step("namespace, Secrets, volumes", lambda: release.namespace(node, keys))
         step("Pod Security enforced (control)", lambda: kube._pod_security_enforced(node))
         step("helm install --wait (real pods)", lambda: release.install(node))
@@ -337,6 +354,8 @@ def e2e(*, keep: bool = False, progress: Callable[[str], None] | None = None,
                 "events: gateway -> Kafka -> MongoDB + Spark -> PostgreSQL -> api",
                 lambda: roundtrip(proxy, db),
             )
+            step("requests through the Traefik ingress: gateway, api, recommender",
+                 lambda: through_ingress(db))  # fmt: skip
             step("helm upgrade rolls the gateway under load", lambda: rolling_upgrade(proxy, db))
         jobs_from = time.time()
         step("the demo's steps: TMDB Job, replay, aggregates, training, reconciliation",

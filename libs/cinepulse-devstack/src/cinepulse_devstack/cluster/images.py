@@ -4,7 +4,7 @@ imported into containerd's ``k8s.io`` namespace, where the kubelet finds them
 
 The cluster builds images of its own, each FROM scratch: the sandbox image
 (``images/pause/pause.c``, static), CoreDNS, the Prometheus operator, its config reloader,
-Prometheus and Alertmanager (static Go binaries scripts/k8s-tools.sh builds). The
+Prometheus, Alertmanager and Traefik (static Go binaries scripts/k8s-tools.sh builds). The
 project's images come from ``make images`` / ``make images-deps``. An image is imported
 again only when podman's image id for its reference changed (a stamp per reference).
 """
@@ -28,6 +28,7 @@ from cinepulse_devstack.cluster.layout import (
     PAUSE_IMAGE,
     PROMETHEUS_IMAGE_REPO,
     PROMETHEUS_OPERATOR_IMAGE_REPO,
+    TRAEFIK_IMAGE_REPO,
     Layout,
 )
 from cinepulse_devstack.kube import bin_dir
@@ -81,6 +82,9 @@ SCRATCH_BINARIES = {
     "prometheus": (PROMETHEUS_IMAGE_REPO, "/bin/prometheus", "65534:65534"),
     # upstream's image has it at /bin/alertmanager and runs it as nobody
     "alertmanager": (ALERTMANAGER_IMAGE_REPO, "/bin/alertmanager", "65534:65534"),
+    # the ingress controller (cluster.ingress); upstream's image sets no user (root); ours
+    # runs as 65532 (it listens on unprivileged ports)
+    "traefik": (TRAEFIK_IMAGE_REPO, "/traefik", "65532:65532"),
 }
 
 

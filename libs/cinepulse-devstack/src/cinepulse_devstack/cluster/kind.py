@@ -20,12 +20,13 @@ from cinepulse_devstack.cluster import images
 from cinepulse_devstack.cluster.client import KubeClient, Say
 from cinepulse_devstack.procs import StackError
 
-#: the Prometheus operator's images, built FROM scratch like the local node's
+#: the Prometheus operator's images and Traefik's, built FROM scratch like the local node's
 MONITORING_BINARIES = (
     "prometheus-operator",
     "prometheus-config-reloader",
     "prometheus",
     "alertmanager",
+    "traefik",
 )
 
 

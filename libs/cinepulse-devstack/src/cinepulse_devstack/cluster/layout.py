@@ -41,6 +41,8 @@ CONFIG_RELOADER_IMAGE_REPO = "localhost/cinepulse/prometheus-config-reloader"
 PROMETHEUS_IMAGE_REPO = "localhost/cinepulse/prometheus-server"
 #: the Alertmanager the operator runs for that Prometheus (cluster.alerting)
 ALERTMANAGER_IMAGE_REPO = "localhost/cinepulse/alertmanager"
+#: the ingress controller in front of the chart's Ingresses (cluster.ingress)
+TRAEFIK_IMAGE_REPO = "localhost/cinepulse/traefik"
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,8 @@ from cinepulse_devstack.kube import StepFailed, bin_dir
 from cinepulse_devstack.procs import StackError
 
 Say = Callable[[str], None]
-#: the Kubernetes binaries the node runs (scripts/k8s-tools.sh builds them)
+#: the binaries the node runs, and those of the images it builds FROM scratch
+#: (scripts/k8s-tools.sh builds them)
 NODE_BINARIES = (
     "etcd",
     "kube-apiserver",
@@ -55,6 +56,8 @@ NODE_BINARIES = (
     "prometheus-operator",
     "prometheus-config-reloader",
     "prometheus",
+    "alertmanager",
+    "traefik",
 )
 #: Debian packages of the node and what each provides
 HOST_PACKAGES = {

@@ -34,12 +34,15 @@ class Traffic:
 
 
 def post_events(gateway: str, key: str, events: Sequence[dict[str, Any]], traffic: Traffic,
-                *, rate_per_s: float = 50, deadline_s: float = 600) -> None:  # fmt: skip
-    """POST ``events`` in batches of 10 through the service proxy; a batch that is not
-    answered (a gateway pod going away, the proxy's 502/503) or items answered
-    ``unavailable`` are sent again with the same ids, as a frontend would."""
+                *, rate_per_s: float = 50, deadline_s: float = 600,
+                host: str | None = None) -> None:  # fmt: skip
+    """POST ``events`` in batches of 10 through the service proxy (or an ingress
+    controller, with the gateway's ``host``); a batch that is not answered (a gateway pod
+    going away, the proxy's 502/503) or items answered ``unavailable`` are sent again with
+    the same ids, as a frontend would."""
     t0 = time.monotonic()
-    with httpx.Client(base_url=gateway, headers={"X-Write-Key": key}, timeout=30) as http:
+    headers = {"X-Write-Key": key, **({"Host": host} if host else {})}
+    with httpx.Client(base_url=gateway, headers=headers, timeout=30) as http:
         for start in range(0, len(events), 10):
             batch = list(events[start : start + 10])
             traffic.sent += len(batch)
