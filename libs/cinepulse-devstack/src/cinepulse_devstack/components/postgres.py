@@ -184,6 +184,10 @@ class Postgres(Component):
         checkpoint): the next start runs crash recovery and empties the UNLOGGED tables."""
         if mode not in ("smart", "fast", "immediate"):
             raise ValueError(f"unknown pg_ctl stop mode {mode!r}")
+        # the postmaster removes postmaster.pid a moment before it exits, and pg_ctl -w
+        # returns once the file is gone: wait for the process itself (a drill asserts it is
+        # gone right after; the rehearsal found it still exiting once)
+        postmaster = self.pid()
         if self.alive():
             subprocess.run(
                 [
@@ -201,7 +205,7 @@ class Postgres(Component):
                 capture_output=True,
                 check=False,
             )
-        terminate(self.pid())
+        terminate(postmaster or self.pid())
 
     def cluster_state(self) -> str:
         """``Database cluster state`` of ``pg_controldata`` ("shut down" after a clean stop,
