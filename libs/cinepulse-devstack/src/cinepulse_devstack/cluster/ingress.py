@@ -28,7 +28,11 @@ import yaml
 from cinepulse_devstack import kube
 from cinepulse_devstack.cluster import access, images, netpol
 from cinepulse_devstack.cluster.client import KubeClient
-from cinepulse_devstack.cluster.monitoring import built_version, restricted_pod
+from cinepulse_devstack.cluster.monitoring import (
+    built_version,
+    restricted_container,
+    restricted_pod,
+)
 from cinepulse_devstack.cluster.traffic import Stores, Traffic, fresh_events, post_events
 from cinepulse_devstack.kube import NAMESPACE, StepFailed
 
@@ -111,9 +115,7 @@ def manifests(image: str) -> str:
                                           "periodSeconds": 20},
                         "resources": {"requests": {"cpu": "50m", "memory": "64Mi"},
                                       "limits": {"memory": "256Mi"}},
-                        "securityContext": {"allowPrivilegeEscalation": False,
-                                            "readOnlyRootFilesystem": True,
-                                            "capabilities": {"drop": ["ALL"]}},
+                        "securityContext": restricted_container(),
                     }],
                 },
             },

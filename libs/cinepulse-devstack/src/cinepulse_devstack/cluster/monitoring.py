@@ -118,6 +118,16 @@ def restricted_pod() -> dict[str, Any]:
     }
 
 
+def restricted_container() -> dict[str, Any]:
+    """A container's part of Pod Security "restricted": no privilege escalation, a read-only
+    root, every capability dropped (a new dict each time, as :func:`restricted_pod`)."""
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
 def manifests(operator_image: str, reloader_image: str, prometheus_image: str) -> str:
     labels = {"app.kubernetes.io/name": "prometheus-operator"}
     operator = {
@@ -147,9 +157,7 @@ def manifests(operator_image: str, reloader_image: str, prometheus_image: str) -
                                            "periodSeconds": 5},
                         "resources": {"requests": {"cpu": "50m", "memory": "64Mi"},
                                       "limits": {"memory": "256Mi"}},
-                        "securityContext": {"allowPrivilegeEscalation": False,
-                                            "readOnlyRootFilesystem": True,
-                                            "capabilities": {"drop": ["ALL"]}},
+                        "securityContext": restricted_container(),
                     }],
                 },
             },
